@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// Exit codes, as fixed in DESIGN.md.
+const (
+	ExitOK             = 0
+	ExitHalted         = 1
+	ExitUsage          = 2
+	ExitRollbackFailed = 3
+	ExitBlocked        = 4
+)
+
+// UsageError is bad input: nothing was touched. Exit 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usage(err error) error { return &UsageError{Err: err} }
+
+// ExitCode maps an error from a command to drover's exit code.
+func ExitCode(err error) int {
+	var (
+		ue *UsageError
+		ce *config.Error
+		pe *version.ParseError
+		de *version.DowngradeError
+		hf *rollout.HaltError
+		rf *rollout.RollbackFailedError
+		bl *rollout.BlockedError
+	)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &rf):
+		return ExitRollbackFailed
+	case errors.As(err, &bl):
+		return ExitBlocked
+	case errors.As(err, &hf):
+		return ExitHalted
+	case errors.As(err, &ue), errors.As(err, &ce), errors.As(err, &pe), errors.As(err, &de):
+		return ExitUsage
+	}
+	// Anything unexpected happened before or outside a node's state machine.
+	return ExitHalted
+}

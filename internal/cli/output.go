@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// outputFlag is the --output format.
+type outputFlag struct{ format string }
+
+func (o *outputFlag) register(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.format, "output", "o", "table", "output format: table or json")
+}
+
+func (o *outputFlag) validate() error {
+	switch o.format {
+	case "table", "json":
+		return nil
+	}
+	return usage(fmt.Errorf("--output %q: want table or json", o.format))
+}
+
+func (o *outputFlag) json() bool { return o.format == "json" }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+func printError(w io.Writer, err error) {
+	fmt.Fprintf(w, "drover: error: %s\n", err)
+}
+
+// clockTime formats an elapsed duration as +HH:MM:SS.
+func clockTime(d time.Duration) string {
+	d = d.Round(time.Second)
+	return fmt.Sprintf("+%02d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+}
+
+// human formats a duration for people: 1h2m3s, 4m30s, 20s.
+func human(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d == 0 {
+		return "0s"
+	}
+	s := d.String()
+	s = strings.Replace(s, "m0s", "m", 1)
+	s = strings.Replace(s, "h0m", "h", 1)
+	return s
+}

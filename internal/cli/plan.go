@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+type planFlags struct {
+	src sourceFlags
+	out outputFlag
+}
+
+func newPlanCmd(s Streams) *cobra.Command {
+	f := &planFlags{}
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show the ordered batches an upgrade would run, without changing anything",
+		Long: `Show the plan of an upgrade: the strategy, then every node in the order it
+will be upgraded. Control-plane nodes come first, one per batch; workers
+follow in batches of at most rollout.maxParallelWorkers, never two VMs of one
+Proxmox host in a batch. Nodes already at the target version are skipped.
+The ETA comes from rollout.stepDurations.`,
+		Example: `  drover plan --lab --to-talos v1.12.0
+  drover plan --config drover.yaml --git-range "$BASE_SHA..$MERGE_SHA" --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.out.validate(); err != nil {
+				return err
+			}
+			p, err := prepare(cmd.Context(), &f.src, nil)
+			if err != nil {
+				return err
+			}
+			defer p.close()
+			if f.out.json() {
+				return writeJSON(s.Out, planJSON(p.plan, p.decision))
+			}
+			printPlan(s.Out, p.plan, p.decision)
+			return nil
+		},
+	}
+	f.src.register(cmd.Flags())
+	f.out.register(cmd.Flags())
+	return cmd
+}
+
+type planNodeJSON struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	Host string `json:"host"`
+	From string `json:"from"`
+	GPUs int    `json:"gpus,omitempty"`
+}
+
+type planBatchJSON struct {
+	Nodes []planNodeJSON `json:"nodes"`
+}
+
+type skippedJSON struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+type planOutput struct {
+	Strategy         version.Strategy `json:"strategy"`
+	Label            string           `json:"label,omitempty"`
+	ApprovalRequired bool             `json:"approvalRequired"`
+	Rationale        string           `json:"rationale"`
+	From             string           `json:"from"`
+	To               string           `json:"to"`
+	FromKubernetes   string           `json:"fromKubernetes,omitempty"`
+	ToKubernetes     string           `json:"toKubernetes,omitempty"`
+	Batches          []planBatchJSON  `json:"batches"`
+	Skipped          []skippedJSON    `json:"skipped,omitempty"`
+	ETASeconds       float64          `json:"etaSeconds"`
+}
+
+func kubeString(v version.Version) string {
+	if v.IsZero() {
+		return ""
+	}
+	return v.String()
+}
+
+func planJSON(p plan.Plan, d version.Decision) planOutput {
+	out := planOutput{
+		Strategy: p.Strategy, Label: d.Label, ApprovalRequired: d.ApprovalRequired, Rationale: d.Rationale,
+		From: p.From.Talos.String(), To: p.To.Talos.String(),
+		FromKubernetes: kubeString(p.From.Kubernetes), ToKubernetes: kubeString(p.To.Kubernetes),
+		Batches: []planBatchJSON{}, ETASeconds: p.ETA.Seconds(),
+	}
+	for _, b := range p.Batches {
+		var jb planBatchJSON
+		for _, n := range b.Nodes {
+			jb.Nodes = append(jb.Nodes, planNodeJSON{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, From: n.From.Talos.String(), GPUs: n.GPUs})
+		}
+		out.Batches = append(out.Batches, jb)
+	}
+	for _, s := range p.Skipped {
+		out.Skipped = append(out.Skipped, skippedJSON{Name: s.Node.Name, Reason: s.Reason})
+	}
+	return out
+}
+
+func printPlan(w io.Writer, p plan.Plan, d version.Decision) {
+	fmt.Fprintf(w, "Upgrade %s -> %s\n", p.From, p.To)
+	fmt.Fprintf(w, "Strategy: %s", p.Strategy)
+	if d.ApprovalRequired {
+		fmt.Fprint(w, " (approval required)")
+	}
+	fmt.Fprintf(w, "\n%s\n\n", d.Rationale)
+	if len(p.Batches) > 0 {
+		t := newTable(w)
+		fmt.Fprintln(t, "BATCH\tNODE\tROLE\tHOST\tFROM -> TO\tSTRATEGY")
+		for i, b := range p.Batches {
+			for _, n := range b.Nodes {
+				role := string(n.Role)
+				if n.GPUs > 0 {
+					role += fmt.Sprintf(" (%d GPU)", n.GPUs)
+				}
+				fmt.Fprintf(t, "%d\t%s\t%s\t%s\t%s -> %s\t%s\n", i+1, n.Name, role, n.ProxmoxHost, n.From.Talos, p.To.Talos, p.Strategy)
+			}
+		}
+		t.Flush()
+		fmt.Fprintln(w)
+	}
+	for _, s := range p.Skipped {
+		fmt.Fprintf(w, "skipped %s: %s\n", s.Node.Name, s.Reason)
+	}
+	fmt.Fprintf(w, "%d nodes in %d batches, %d skipped, ETA %s\n", p.NodeCount(), len(p.Batches), len(p.Skipped), human(p.ETA))
+}

@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/lab"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// sourceFlags say which cluster and which version change a command is about.
+type sourceFlags struct {
+	configPath string
+	lab        bool
+	labFaults  []string
+	fromTalos  string
+	toTalos    string
+	fromKube   string
+	toKube     string
+	varsBefore string
+	varsAfter  string
+	gitRange   string
+	repoDir    string
+}
+
+func (f *sourceFlags) register(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.configPath, "config", "c", "", "drover.yaml describing the cluster (see examples/prox-ops/drover.yaml)")
+	fs.BoolVar(&f.lab, "lab", false, "use the embedded lab: a simulated prox-ops cluster (15 nodes, Talos v1.11.3, Kubernetes v1.34.1) on a virtual clock; with --config, the lab takes that inventory")
+	fs.StringArrayVar(&f.labFaults, "lab-fault", nil, "inject a lab fault, NODE=KIND, repeatable; KIND is never-ready, health-fail, drain-blocked, replace-fails or rollback-fails")
+	fs.StringVar(&f.fromTalos, "from-talos", "", "current Talos version (default: read from --vars-before/--git-range; in the lab v1.11.3)")
+	fs.StringVar(&f.toTalos, "to-talos", "", "target Talos version (default: read from --vars-after/--git-range)")
+	fs.StringVar(&f.fromKube, "from-kubernetes", "", "current Kubernetes version (default: read like --from-talos; in the lab v1.34.1)")
+	fs.StringVar(&f.toKube, "to-kubernetes", "", "target Kubernetes version (default: unchanged)")
+	fs.StringVar(&f.varsBefore, "vars-before", "", "the Terraform variables file before the version bump")
+	fs.StringVar(&f.varsAfter, "vars-after", "", "the Terraform variables file after the version bump")
+	fs.StringVar(&f.gitRange, "git-range", "", "read the variables file (versions.variablesFile) at BASE and HEAD of a git range BASE..HEAD, e.g. the merged PR's base and merge commits")
+	fs.StringVar(&f.repoDir, "repo", ".", "git repository for --git-range")
+}
+
+// loadConfig returns the configuration: --config, or the lab's prox-ops
+// inventory with --lab.
+func (f *sourceFlags) loadConfig() (*config.Config, error) {
+	switch {
+	case f.configPath != "":
+		return config.Load(f.configPath)
+	case f.lab:
+		c := lab.DefaultConfig()
+		return &c, nil
+	}
+	return nil, usage(errors.New("no cluster given: pass --config drover.yaml, or --lab to use the embedded lab"))
+}
+
+func (f *sourceFlags) faults() (map[string]lab.Fault, error) {
+	if len(f.labFaults) > 0 && !f.lab {
+		return nil, usage(errors.New("--lab-fault needs --lab"))
+	}
+	out := map[string]lab.Fault{}
+	for _, s := range f.labFaults {
+		node, k, err := lab.ParseFault(s)
+		if err != nil {
+			return nil, usage(err)
+		}
+		out[node] = k
+	}
+	return out, nil
+}
+
+// change resolves the version change: from the variables file's two
+// revisions when given, then overridden by explicit flags; in the lab the
+// current versions default to the lab's.
+func (f *sourceFlags) change(ctx context.Context, cfg *config.Config) (version.Change, error) {
+	allowPre := cfg.Versions.AllowPrerelease
+	var c version.Change
+	names := version.VariableNames{Talos: cfg.Versions.TalosVariable, Kubernetes: cfg.Versions.KubernetesVariable}
+	switch {
+	case (f.varsBefore == "") != (f.varsAfter == ""):
+		return c, usage(errors.New("--vars-before and --vars-after go together"))
+	case f.varsBefore != "" && f.gitRange != "":
+		return c, usage(errors.New("use either --vars-before/--vars-after or --git-range, not both"))
+	case f.varsBefore != "":
+		var err error
+		c, err = version.ChangeFromSources(version.NewFileSource(f.varsBefore, os.ReadFile), version.NewFileSource(f.varsAfter, os.ReadFile), names, allowPre)
+		if err != nil {
+			return c, usage(err)
+		}
+	case f.gitRange != "":
+		base, head, err := version.ParseRange(f.gitRange)
+		if err != nil {
+			return c, usage(fmt.Errorf("--git-range: %w", err))
+		}
+		path := cfg.Versions.VariablesFile
+		c, err = version.ChangeFromSources(
+			version.GitSource{Ctx: ctx, Dir: f.repoDir, Rev: base, Path: path},
+			version.GitSource{Ctx: ctx, Dir: f.repoDir, Rev: head, Path: path}, names, allowPre)
+		if err != nil {
+			return c, usage(err)
+		}
+	case f.lab:
+		c.From = version.Pair{Talos: lab.DefaultTalos, Kubernetes: lab.DefaultKubernetes}
+		c.To = c.From
+	}
+	for _, o := range []struct {
+		flag, val string
+		dst       *version.Version
+	}{
+		{"--from-talos", f.fromTalos, &c.From.Talos},
+		{"--to-talos", f.toTalos, &c.To.Talos},
+		{"--from-kubernetes", f.fromKube, &c.From.Kubernetes},
+		{"--to-kubernetes", f.toKube, &c.To.Kubernetes},
+	} {
+		if o.val == "" {
+			continue
+		}
+		v, err := version.Parse(o.val, allowPre)
+		if err != nil {
+			return c, usage(fmt.Errorf("%s: %w", o.flag, err))
+		}
+		*o.dst = v
+	}
+	if c.From.Talos.IsZero() {
+		return c, usage(errors.New("no current Talos version: pass --from-talos, --vars-before/--vars-after or --git-range"))
+	}
+	if c.To.Talos.IsZero() {
+		c.To.Talos = c.From.Talos
+		if f.toKube == "" {
+			return c, usage(errors.New("no target version: pass --to-talos (and/or --to-kubernetes), --vars-before/--vars-after or --git-range"))
+		}
+	}
+	if c.To.Kubernetes.IsZero() {
+		c.To.Kubernetes = c.From.Kubernetes
+	}
+	return c, nil
+}
+
+// decide classifies the change with the configured approval list.
+func decide(cfg *config.Config, c version.Change) (version.Decision, error) {
+	var list []version.Version
+	for _, s := range cfg.Approval.Versions {
+		v, err := version.Parse(s, true)
+		if err != nil {
+			return version.Decision{}, err // validated at load; cannot happen
+		}
+		list = append(list, v)
+	}
+	return version.Decide(c.From, c.To, list)
+}

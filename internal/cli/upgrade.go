@@ -1,0 +1,191 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/uuid"
+
+	"github.com/prox-ops/drover/internal/health"
+	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+type upgradeFlags struct {
+	src         sourceFlags
+	out         outputFlag
+	yes         bool
+	approve     bool
+	journalPath string
+}
+
+func newUpgradeCmd(s Streams) *cobra.Command {
+	f := &upgradeFlags{}
+	cmd := &cobra.Command{
+		Use:   "upgrade",
+		Short: "Upgrade the cluster node by node, with a health gate and rollback",
+		Long: `Upgrade the cluster node by node.
+
+Each node goes through preflight, cordon, drain (PDB-aware eviction), replace
+(cattle: destroy the VM and create it from the new template) or upgrade (pets:
+in place through the Talos API), wait Ready, uncordon, the health gate and,
+for control-plane nodes, a soak. A node that fails is rolled back to its old
+version and the run halts with exit 1; no later node is touched. Every
+transition is written to the journal before it is acted on.
+
+Without --yes, drover shows the plan and asks on a terminal; without a
+terminal it refuses (exit 4). A major upgrade, or a target on the approval
+list, also needs --approve (exit 4 without it).
+
+Real clusters need the Terraform (cattle) and Talos (pets) backends, which are
+not part of this release yet: rehearse with --lab.`,
+		Example: `  drover upgrade --lab --to-talos v1.12.0 --yes
+  drover upgrade --lab --to-talos v1.12.0 --yes --lab-fault k8s-work-1=health-fail
+  drover upgrade --lab --to-talos v2.0.0 --approve --yes --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.run(cmd.Context(), s)
+		},
+	}
+	f.src.register(cmd.Flags())
+	f.out.register(cmd.Flags())
+	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
+	cmd.Flags().StringVar(&f.journalPath, "journal", "", "append the run's journal (JSON lines) to this file (default: kept in memory in the lab)")
+	return cmd
+}
+
+// labStats are the lab's safety counters in the report.
+type labStats struct {
+	SimulatedDurationSeconds float64 `json:"simulatedDurationSeconds"`
+	PDBViolations            int     `json:"pdbViolations"`
+	MaxControlPlaneDown      int     `json:"maxControlPlaneDown"`
+}
+
+// upgradeOutput is the JSON report.
+type upgradeOutput struct {
+	*rollout.Report
+	*labStats
+	Rationale        string `json:"rationale,omitempty"`
+	ApprovalRequired bool   `json:"approvalRequired"`
+}
+
+func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
+	if err := f.out.validate(); err != nil {
+		return err
+	}
+	if !f.src.lab {
+		return usage(errors.New("drover upgrade against a real cluster needs the Terraform (cattle) and Talos (pets) backends, which this release does not have yet; rehearse with --lab (add --config to use your inventory)"))
+	}
+	progress := s.Out
+	if f.out.json() {
+		progress = s.Err
+	}
+	var con *console
+	p, err := prepare(ctx, &f.src, func(node, msg string) {
+		if con != nil {
+			con.labLog(node, msg)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	con = newConsole(progress, p.lab.Clock.Now)
+	runID := p.lab.Clock.Now().UTC().Format("20060102T150405Z") + "-" + string(uuid.NewUUID())[:8]
+
+	if p.decision.Strategy == version.NoChange || p.plan.NodeCount() == 0 {
+		fmt.Fprintf(progress, "Nothing to do: every node is at %s.\n", p.change.To)
+		return f.report(s, p, &rollout.Report{RunID: runID, Result: rollout.ResultSucceeded, Strategy: string(p.decision.Strategy), From: p.change.From.String(), To: p.change.To.String(), Nodes: []rollout.NodeReport{}}, nil)
+	}
+	if err := f.confirm(s, p, progress); err != nil {
+		return f.report(s, p, blockedReport(runID, p, err), err)
+	}
+
+	var j rollout.Journal = &journal.Memory{}
+	if f.journalPath != "" {
+		fj, err := journal.OpenFile(f.journalPath)
+		if err != nil {
+			return usage(err)
+		}
+		defer fj.Close()
+		j = fj
+	}
+	r := p.cfg.Rollout
+	eng := &rollout.Engine{
+		Cluster:  &kube.Client{Client: p.lab.Client, Clock: p.lab.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData},
+		Replacer: p.lab.Hypervisor(),
+		Upgrader: p.lab.Talos(),
+		Health:   &health.Gate{Client: p.lab.Client, Clock: p.lab.Clock},
+		Journal:  j,
+		Clock:    p.lab.Clock,
+		Sink:     con,
+		RunID:    runID,
+		Policy: rollout.Policy{
+			DrainTimeout: r.DrainTimeout.Duration, ReadyTimeout: r.ReadyTimeout.Duration,
+			HealthTimeout: r.HealthTimeout.Duration, HealthAttempts: r.HealthAttempts,
+			HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
+		},
+	}
+	rep, runErr := eng.Run(ctx, p.plan)
+	if rep == nil {
+		return runErr
+	}
+	return f.report(s, p, rep, runErr)
+}
+
+// confirm enforces approval and confirmation; a refusal is a BlockedError.
+func (f *upgradeFlags) confirm(s Streams, p *prepared, progress io.Writer) error {
+	if p.decision.ApprovalRequired && !f.approve {
+		return &rollout.BlockedError{Reason: "approval required: " + p.decision.Rationale + " Re-run with --approve once it is approved."}
+	}
+	if f.yes {
+		return nil
+	}
+	if s.IsTerminal == nil || !s.IsTerminal() {
+		return &rollout.BlockedError{Reason: "refusing to upgrade without --yes: this session is not interactive, so nobody can confirm the plan"}
+	}
+	printPlan(progress, p.plan, p.decision)
+	fmt.Fprintf(progress, "\nUpgrade %d nodes of cluster %s? Type yes to go on: ", p.plan.NodeCount(), p.cfg.Cluster.Name)
+	answer, _ := bufio.NewReader(s.In).ReadString('\n')
+	if strings.TrimSpace(strings.ToLower(answer)) != "yes" {
+		return &rollout.BlockedError{Reason: "not confirmed"}
+	}
+	return nil
+}
+
+func blockedReport(runID string, p *prepared, err error) *rollout.Report {
+	r := &rollout.Report{RunID: runID, Result: rollout.ResultBlocked, Strategy: string(p.decision.Strategy), From: p.change.From.String(), To: p.change.To.String(), Error: err.Error()}
+	for i, b := range p.plan.Batches {
+		for _, n := range b.Nodes {
+			r.Nodes = append(r.Nodes, rollout.NodeReport{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, Batch: i + 1, Outcome: rollout.OutcomeUntouched, From: n.From.Talos.String(), To: p.change.To.Talos.String()})
+		}
+	}
+	return r
+}
+
+// report prints the outcome in the chosen format and passes runErr on.
+func (f *upgradeFlags) report(s Streams, p *prepared, rep *rollout.Report, runErr error) error {
+	var stats *labStats
+	if p.lab != nil {
+		st := p.lab.Stats()
+		stats = &labStats{SimulatedDurationSeconds: rep.Duration.Seconds(), PDBViolations: st.PDBViolations, MaxControlPlaneDown: st.MaxControlPlaneDown}
+	}
+	if f.out.json() {
+		if err := writeJSON(s.Out, upgradeOutput{Report: rep, labStats: stats, Rationale: p.decision.Rationale, ApprovalRequired: p.decision.ApprovalRequired}); err != nil {
+			return err
+		}
+		return runErr
+	}
+	if rep.Result != rollout.ResultBlocked && len(rep.Nodes) > 0 {
+		printSummary(s.Out, rep, p.lab != nil, stats)
+	}
+	return runErr
+}

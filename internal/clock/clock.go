@@ -1,0 +1,116 @@
+// Package clock is drover's only source of time. Product code never calls
+// time.Sleep: it waits through a Clock, so the lab's virtual clock can play a
+// two-hour upgrade in seconds.
+package clock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Clock tells the time and waits.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d, or until ctx is done (then it returns ctx.Err()).
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Real is the wall clock.
+type Real struct{}
+
+// Now returns the wall-clock time.
+func (Real) Now() time.Time { return time.Now() }
+
+// Sleep waits for d of wall-clock time or until ctx is done.
+func (Real) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// parallelRunner is implemented by clocks that must account for goroutines.
+type parallelRunner interface {
+	runParallel(fns []func())
+}
+
+// Parallel runs fns concurrently and returns when all have returned. Use it,
+// not bare goroutines, for work that waits on the clock: a virtual clock only
+// advances while every goroutine it knows of is waiting on it.
+func Parallel(c Clock, fns ...func()) {
+	switch {
+	case len(fns) == 0:
+		return
+	case len(fns) == 1:
+		fns[0]()
+		return
+	}
+	if p, ok := c.(parallelRunner); ok {
+		p.runParallel(fns)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn()
+		}()
+	}
+	wg.Wait()
+}
+
+// TimeoutError is returned by Poll when the condition did not hold in time.
+type TimeoutError struct {
+	What    string
+	Timeout time.Duration
+	// Last is the condition's last explanation of why it is not yet true.
+	Last string
+}
+
+func (e *TimeoutError) Error() string {
+	msg := fmt.Sprintf("timed out after %s waiting for %s", e.Timeout, e.What)
+	if e.Last != "" {
+		msg += ": " + e.Last
+	}
+	return msg
+}
+
+// Condition reports whether a wait is over. When it is not, why says what is
+// still missing; a non-nil error ends the wait at once.
+type Condition func(ctx context.Context) (done bool, why string, err error)
+
+// Poll checks cond now and then every interval until it holds, it fails, ctx
+// ends, or timeout passes on c. A timeout yields *TimeoutError.
+func Poll(ctx context.Context, c Clock, what string, interval, timeout time.Duration, cond Condition) error {
+	if interval <= 0 {
+		return errors.New("clock.Poll: interval must be positive")
+	}
+	deadline := c.Now().Add(timeout)
+	for {
+		done, why, err := cond(ctx)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		left := deadline.Sub(c.Now())
+		if left <= 0 {
+			return &TimeoutError{What: what, Timeout: timeout, Last: why}
+		}
+		if err := c.Sleep(ctx, min(interval, left)); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,247 @@
+// Package config reads and validates drover.yaml.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Role is a node's role in the cluster.
+type Role string
+
+// The roles a node can have.
+const (
+	RoleControlPlane Role = "controlplane"
+	RoleWorker       Role = "worker"
+)
+
+// Config is a validated drover.yaml.
+type Config struct {
+	Cluster       Cluster       `yaml:"cluster" json:"cluster"`
+	Nodes         []Node        `yaml:"nodes" json:"nodes"`
+	Versions      VersionSource `yaml:"versions" json:"versions"`
+	Talos         Talos         `yaml:"talos" json:"talos"`
+	Rollout       Rollout       `yaml:"rollout" json:"rollout"`
+	Approval      Approval      `yaml:"approval" json:"approval"`
+	Notifications Notifications `yaml:"notifications" json:"notifications"`
+}
+
+// Cluster names the cluster.
+type Cluster struct {
+	Name string `yaml:"name" json:"name"`
+}
+
+// Node is one VM of the inventory.
+type Node struct {
+	Name        string `yaml:"name" json:"name"`
+	Role        Role   `yaml:"role" json:"role"`
+	IP          string `yaml:"ip" json:"ip"`
+	ProxmoxHost string `yaml:"proxmoxHost" json:"proxmoxHost"`
+	VMID        int    `yaml:"vmId" json:"vmId"`
+	// TerraformAddress overrides the module address template for this node.
+	TerraformAddress string `yaml:"terraformAddress,omitempty" json:"terraformAddress,omitempty"`
+	GPUs             int    `yaml:"gpus,omitempty" json:"gpus,omitempty"`
+}
+
+// IsControlPlane reports whether the node runs the control plane.
+func (n Node) IsControlPlane() bool { return n.Role == RoleControlPlane }
+
+// VersionSource says where the current and target versions come from.
+type VersionSource struct {
+	// VariablesFile is the Terraform file that holds the version variables,
+	// relative to the repository root.
+	VariablesFile      string `yaml:"variablesFile" json:"variablesFile"`
+	TalosVariable      string `yaml:"talosVariable" json:"talosVariable"`
+	KubernetesVariable string `yaml:"kubernetesVariable" json:"kubernetesVariable"`
+	AllowPrerelease    bool   `yaml:"allowPrerelease" json:"allowPrerelease"`
+}
+
+// Talos holds Talos settings.
+type Talos struct {
+	// InstallerImage is the installer image with a {version} placeholder, in
+	// Image Factory form: factory.talos.dev/<platform>-installer/<schematic>:{version}.
+	InstallerImage string `yaml:"installerImage" json:"installerImage"`
+}
+
+// Rollout is the rollout policy.
+type Rollout struct {
+	MaxParallelWorkers int      `yaml:"maxParallelWorkers" json:"maxParallelWorkers"`
+	DrainTimeout       Duration `yaml:"drainTimeout" json:"drainTimeout"`
+	ReadyTimeout       Duration `yaml:"readyTimeout" json:"readyTimeout"`
+	HealthTimeout      Duration `yaml:"healthTimeout" json:"healthTimeout"`
+	HealthAttempts     int      `yaml:"healthAttempts" json:"healthAttempts"`
+	HealthInterval     Duration `yaml:"healthInterval" json:"healthInterval"`
+	ControlPlaneSoak   Duration `yaml:"controlPlaneSoak" json:"controlPlaneSoak"`
+	// DeleteEmptyDirData lets drain evict pods that use emptyDir volumes.
+	DeleteEmptyDirData bool `yaml:"deleteEmptyDirData" json:"deleteEmptyDirData"`
+	// StepDurations are the expected durations used for the plan's ETA.
+	StepDurations StepDurations `yaml:"stepDurations" json:"stepDurations"`
+}
+
+// StepDurations are the expected durations of the steps, for the ETA.
+type StepDurations struct {
+	Drain    Duration `yaml:"drain" json:"drain"`
+	Destroy  Duration `yaml:"destroy" json:"destroy"`
+	Create   Duration `yaml:"create" json:"create"`
+	Upgrade  Duration `yaml:"upgrade" json:"upgrade"`
+	Template Duration `yaml:"template" json:"template"`
+	Health   Duration `yaml:"health" json:"health"`
+}
+
+// Approval lists what needs an explicit approval.
+type Approval struct {
+	// Versions are target versions (Talos or Kubernetes) that always need approval.
+	Versions []string `yaml:"versions" json:"versions"`
+}
+
+// Notifications configures where run events go.
+type Notifications struct {
+	Discord Discord `yaml:"discord" json:"discord"`
+}
+
+// Discord configures the Discord webhook.
+type Discord struct {
+	// WebhookEnv names the environment variable that holds the webhook URL.
+	WebhookEnv string `yaml:"webhookEnv" json:"webhookEnv"`
+}
+
+// Duration is a time.Duration written as "5m" in YAML. A value that does not
+// parse is kept and reported by Validate, with its field and line.
+type Duration struct {
+	time.Duration
+	raw  string
+	line int
+	bad  bool
+}
+
+// D returns a Duration of d.
+func D(d time.Duration) Duration { return Duration{Duration: d} }
+
+// UnmarshalYAML keeps the raw text; Validate reports a bad one.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	d.raw, d.line = n.Value, n.Line
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if err != nil || n.Kind != yaml.ScalarNode {
+		d.bad = true
+		return nil
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return d.Duration.String(), nil }
+
+// MarshalJSON writes the duration as text.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.Duration.String() + `"`), nil }
+
+// Defaults returns the policy every field falls back to.
+func Defaults() Config {
+	return Config{
+		Versions: VersionSource{
+			VariablesFile:      "terraform/variables.tf",
+			TalosVariable:      "talos_version",
+			KubernetesVariable: "kubernetes_version",
+		},
+		Rollout: Rollout{
+			MaxParallelWorkers: 1,
+			DrainTimeout:       D(5 * time.Minute),
+			ReadyTimeout:       D(10 * time.Minute),
+			HealthTimeout:      D(5 * time.Minute),
+			HealthAttempts:     3,
+			HealthInterval:     D(30 * time.Second),
+			ControlPlaneSoak:   D(5 * time.Minute),
+			DeleteEmptyDirData: true,
+			StepDurations: StepDurations{
+				Drain:    D(time.Minute),
+				Destroy:  D(20 * time.Second),
+				Create:   D(210 * time.Second),
+				Upgrade:  D(2 * time.Minute),
+				Template: D(10 * time.Minute),
+				Health:   D(30 * time.Second),
+			},
+		},
+		Notifications: Notifications{Discord: Discord{WebhookEnv: "DISCORD_WEBHOOK_URL"}},
+	}
+}
+
+// Load reads, defaults and validates a drover.yaml file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Problems: []Problem{{Msg: err.Error()}}}
+	}
+	return Parse(path, data)
+}
+
+// Parse defaults and validates drover.yaml content; name is used in errors.
+func Parse(name string, data []byte) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &Error{File: name, Problems: []Problem{yamlProblem(err)}}
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, &Error{File: name, Problems: []Problem{{Msg: "the file is empty"}}}
+	}
+	cfg := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, &Error{File: name, Problems: yamlProblems(err)}
+	}
+	lines := map[string]int{}
+	indexLines("", doc.Content[0], lines)
+	if probs := cfg.validate(lines); len(probs) > 0 {
+		return nil, &Error{File: name, Problems: probs}
+	}
+	return &cfg, nil
+}
+
+// NodeByName returns the named node.
+func (c *Config) NodeByName(name string) (Node, bool) {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// ControlPlaneCount counts the control-plane nodes.
+func (c *Config) ControlPlaneCount() int {
+	k := 0
+	for _, n := range c.Nodes {
+		if n.IsControlPlane() {
+			k++
+		}
+	}
+	return k
+}
+
+// indexLines records the line of every mapping key and sequence item under a
+// dotted path such as "nodes[3].role".
+func indexLines(prefix string, n *yaml.Node, out map[string]int) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + k.Value
+			}
+			out[p] = k.Line
+			indexLines(p, v, out)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			out[p] = item.Line
+			indexLines(p, item, out)
+		}
+	}
+}

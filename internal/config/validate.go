@@ -1,0 +1,257 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// Problem is one thing wrong in a configuration file.
+type Problem struct {
+	// Field is the dotted path of the field, such as "nodes[3].role".
+	Field string
+	// Line is the 1-based line in the file, 0 when unknown.
+	Line int
+	Msg  string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
+	if p.Field != "" {
+		b.WriteString(p.Field + ": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Error is an invalid configuration. The CLI maps it to exit code 2.
+type Error struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 1 {
+		return fmt.Sprintf("invalid configuration %s: %s", e.File, e.Problems[0])
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration %s: %d problems:", e.File, len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  - " + p.String())
+	}
+	return b.String()
+}
+
+var (
+	nodeNameRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	variableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+	factoryPathRE  = regexp.MustCompile(`^[a-z0-9-]+-installer/[0-9a-f]{64}$`)
+	yamlLineRE     = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
+)
+
+// InstallerPlaceholder is replaced by the target version in Talos.InstallerImage.
+const InstallerPlaceholder = "{version}"
+
+func (c *Config) validate(lines map[string]int) []Problem {
+	var probs []Problem
+	add := func(field, format string, args ...any) {
+		probs = append(probs, Problem{Field: field, Line: lineOf(lines, field), Msg: fmt.Sprintf(format, args...)})
+	}
+
+	if strings.TrimSpace(c.Cluster.Name) == "" {
+		add("cluster.name", "is required")
+	}
+	if len(c.Nodes) == 0 {
+		add("nodes", "at least one node is required")
+	}
+	seen := map[string]int{}
+	seenIP := map[string]int{}
+	seenVM := map[int]int{}
+	cp := 0
+	for i, n := range c.Nodes {
+		f := fmt.Sprintf("nodes[%d]", i)
+		switch {
+		case n.Name == "":
+			add(f+".name", "is required")
+		case !nodeNameRE.MatchString(n.Name):
+			add(f+".name", "%q is not a valid node name (lowercase letters, digits and '-')", n.Name)
+		default:
+			if j, dup := seen[n.Name]; dup {
+				add(f+".name", "duplicate node name %q (also nodes[%d])", n.Name, j)
+			} else {
+				seen[n.Name] = i
+			}
+		}
+		switch n.Role {
+		case RoleControlPlane:
+			cp++
+		case RoleWorker:
+		case "":
+			add(f+".role", "is required (controlplane or worker)")
+		default:
+			add(f+".role", "unknown role %q; want controlplane or worker", n.Role)
+		}
+		if n.IP == "" {
+			add(f+".ip", "is required")
+		} else if _, err := netip.ParseAddr(n.IP); err != nil {
+			add(f+".ip", "%q is not an IP address", n.IP)
+		} else if j, dup := seenIP[n.IP]; dup {
+			add(f+".ip", "duplicate IP %s (also nodes[%d])", n.IP, j)
+		} else {
+			seenIP[n.IP] = i
+		}
+		if n.VMID < 0 {
+			add(f+".vmId", "must not be negative, got %d", n.VMID)
+		} else if n.VMID > 0 {
+			if j, dup := seenVM[n.VMID]; dup {
+				add(f+".vmId", "duplicate VM id %d (also nodes[%d])", n.VMID, j)
+			} else {
+				seenVM[n.VMID] = i
+			}
+		}
+		if n.GPUs < 0 {
+			add(f+".gpus", "must be 0 or more, got %d", n.GPUs)
+		}
+	}
+	if len(c.Nodes) > 0 {
+		switch {
+		case cp == 0:
+			add("nodes", "no control-plane node: etcd needs an odd number (1, 3, 5) of control-plane nodes")
+		case cp%2 == 0:
+			add("nodes", "%d control-plane nodes: etcd needs an odd number (1, 3, 5) to keep quorum through an upgrade", cp)
+		}
+	}
+
+	if !variableNameRE.MatchString(c.Versions.TalosVariable) {
+		add("versions.talosVariable", "%q is not a Terraform variable name", c.Versions.TalosVariable)
+	}
+	if !variableNameRE.MatchString(c.Versions.KubernetesVariable) {
+		add("versions.kubernetesVariable", "%q is not a Terraform variable name", c.Versions.KubernetesVariable)
+	}
+	if c.Versions.VariablesFile == "" {
+		add("versions.variablesFile", "is required")
+	}
+
+	if img := c.Talos.InstallerImage; img != "" {
+		if err := checkInstallerImage(img); err != nil {
+			add("talos.installerImage", "%v", err)
+		}
+	}
+
+	r := &c.Rollout
+	if r.MaxParallelWorkers < 1 {
+		add("rollout.maxParallelWorkers", "must be at least 1, got %d", r.MaxParallelWorkers)
+	}
+	if r.HealthAttempts < 1 {
+		add("rollout.healthAttempts", "must be at least 1, got %d", r.HealthAttempts)
+	}
+	durations := []struct {
+		field    string
+		d        *Duration
+		positive bool
+	}{
+		{"rollout.drainTimeout", &r.DrainTimeout, true},
+		{"rollout.readyTimeout", &r.ReadyTimeout, true},
+		{"rollout.healthTimeout", &r.HealthTimeout, true},
+		{"rollout.healthInterval", &r.HealthInterval, true},
+		{"rollout.controlPlaneSoak", &r.ControlPlaneSoak, false},
+		{"rollout.stepDurations.drain", &r.StepDurations.Drain, false},
+		{"rollout.stepDurations.destroy", &r.StepDurations.Destroy, false},
+		{"rollout.stepDurations.create", &r.StepDurations.Create, false},
+		{"rollout.stepDurations.upgrade", &r.StepDurations.Upgrade, false},
+		{"rollout.stepDurations.template", &r.StepDurations.Template, false},
+		{"rollout.stepDurations.health", &r.StepDurations.Health, false},
+	}
+	for _, d := range durations {
+		switch {
+		case d.d.bad:
+			probs = append(probs, Problem{Field: d.field, Line: d.d.line, Msg: fmt.Sprintf("%q is not a duration (use forms like 90s, 5m, 1h30m)", d.d.raw)})
+		case d.d.Duration < 0:
+			add(d.field, "must not be negative, got %s", d.d.Duration)
+		case d.positive && d.d.Duration == 0:
+			add(d.field, "must be greater than zero")
+		}
+	}
+
+	for i, v := range c.Approval.Versions {
+		if _, err := version.Parse(v, true); err != nil {
+			add(fmt.Sprintf("approval.versions[%d]", i), "%v", err)
+		}
+	}
+	if c.Notifications.Discord.WebhookEnv != "" && !variableNameRE.MatchString(c.Notifications.Discord.WebhookEnv) {
+		add("notifications.discord.webhookEnv", "%q is not an environment variable name", c.Notifications.Discord.WebhookEnv)
+	}
+	return probs
+}
+
+// checkInstallerImage checks the installer image template.
+func checkInstallerImage(img string) error {
+	if !strings.HasSuffix(img, ":"+InstallerPlaceholder) {
+		return fmt.Errorf("%q must end with the tag %q, which drover replaces with the target version", img, ":"+InstallerPlaceholder)
+	}
+	repo := strings.TrimSuffix(img, ":"+InstallerPlaceholder)
+	host, path, ok := strings.Cut(repo, "/")
+	if !ok || host == "" || path == "" {
+		return fmt.Errorf("%q is not an image reference (want factory.talos.dev/<platform>-installer/<schematic>:{version})", img)
+	}
+	if host == "factory.talos.dev" && !factoryPathRE.MatchString(path) {
+		return fmt.Errorf("%q is not in Image Factory form factory.talos.dev/<platform>-installer/<schematic>:{version}, where the schematic id is 64 lowercase hex digits", img)
+	}
+	return nil
+}
+
+// InstallerImage returns the installer image for a Talos version.
+func (t Talos) Image(v string) string {
+	return strings.ReplaceAll(t.InstallerImage, InstallerPlaceholder, v)
+}
+
+func lineOf(lines map[string]int, field string) int {
+	for f := field; f != ""; {
+		if l, ok := lines[f]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return 0
+}
+
+func yamlProblem(err error) Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		l, _ := strconv.Atoi(m[1])
+		return Problem{Line: l, Msg: m[2]}
+	}
+	return Problem{Msg: msg}
+}
+
+func yamlProblems(err error) []Problem {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []Problem{yamlProblem(err)}
+	}
+	probs := make([]Problem, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		p := yamlProblem(errors.New(e))
+		if m := unknownFieldRE.FindStringSubmatch(p.Msg); m != nil {
+			p.Field = m[1]
+			p.Msg = fmt.Sprintf("unknown field (in %s)", strings.TrimPrefix(m[2], "config."))
+		}
+		probs = append(probs, p)
+	}
+	return probs
+}

@@ -1,0 +1,583 @@
+package lab
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+)
+
+const gpu corev1.ResourceName = "nvidia.com/gpu"
+
+func mustQty(s string) resource.Quantity { return resource.MustParse(s) }
+
+// app is a simulated workload.
+type app struct {
+	ns, name string
+	// daemon runs one pod per eligible node; otherwise replicas pods.
+	daemon   bool
+	static   bool // a control-plane static pod (mirror pod)
+	replicas int
+	// tolerateCP lets pods run on control-plane nodes.
+	tolerateCP bool
+	gpu        bool // needs a GPU (and daemons: only on GPU nodes)
+	emptyDir   bool
+	// pinned places the pods on one node only.
+	pinned string
+	// crashOnFault makes this app's pod crash-loop on a node whose health
+	// fault is active.
+	crashOnFault   bool
+	minAvailable   *intstr.IntOrString
+	maxUnavailable *intstr.IntOrString
+}
+
+func (a *app) labels() map[string]string {
+	return map[string]string{"app.kubernetes.io/name": a.name}
+}
+
+func (a *app) key() string { return a.ns + "/" + a.name }
+
+func (a *app) hasPDB() bool { return a.minAvailable != nil || a.maxUnavailable != nil }
+
+func intOrStr(i int) *intstr.IntOrString { v := intstr.FromInt32(int32(i)); return &v }
+
+// workloads is the lab's standard set: system daemons and static pods, a
+// replicated app with a strict budget, one with a loose budget, a
+// single-replica app without a budget, Flux and Rook controllers, and a GPU
+// workload.
+func (l *Lab) workloads() []*app {
+	apps := []*app{
+		{ns: "kube-system", name: "kube-apiserver", static: true},
+		{ns: "kube-system", name: "kube-controller-manager", static: true},
+		{ns: "kube-system", name: "kube-scheduler", static: true},
+		{ns: "kube-system", name: "cilium", daemon: true, tolerateCP: true, crashOnFault: true},
+		{ns: "kube-system", name: "nvidia-device-plugin", daemon: true, gpu: true},
+		{ns: "monitoring", name: "node-exporter", daemon: true, tolerateCP: true},
+		{ns: "rook-ceph", name: "csi-rbdplugin", daemon: true},
+		{ns: "kube-system", name: "coredns", replicas: 2, tolerateCP: true, minAvailable: intOrStr(1)},
+		{ns: "flux-system", name: "source-controller", replicas: 1},
+		{ns: "flux-system", name: "kustomize-controller", replicas: 1},
+		{ns: "flux-system", name: "helm-controller", replicas: 1},
+		{ns: "rook-ceph", name: "rook-ceph-operator", replicas: 1},
+		{ns: "rook-ceph", name: "rook-ceph-mon", replicas: 3, minAvailable: intOrStr(2)},
+		{ns: "rook-ceph", name: "csi-rbdplugin-provisioner", replicas: 2, maxUnavailable: intOrStr(1)},
+		{ns: "apps", name: "web", replicas: 3, minAvailable: intOrStr(2)},
+		{ns: "apps", name: "api", replicas: 4, maxUnavailable: intOrStr(1)},
+		{ns: "apps", name: "grafana", replicas: 1, emptyDir: true},
+		{ns: "ai", name: "ollama", replicas: 1, gpu: true},
+	}
+	for _, name := range l.order {
+		if l.vms[name].fault == FaultDrainBlocked {
+			apps = append(apps, &app{ns: "apps", name: "ledger-" + name, replicas: 1, pinned: name, minAvailable: intOrStr(1)})
+		}
+	}
+	return apps
+}
+
+// installAPI adds what the fake clientset lacks: the eviction subresource
+// with PodDisruptionBudgets, field selectors on pod lists, and discovery.
+func (l *Lab) installAPI() {
+	l.Client.Resources = []*metav1.APIResourceList{
+		{GroupVersion: "v1", APIResources: []metav1.APIResource{
+			{Name: "nodes", Kind: "Node", Verbs: metav1.Verbs{"get", "list", "watch", "patch", "delete"}},
+			{Name: "pods", Namespaced: true, Kind: "Pod", Verbs: metav1.Verbs{"get", "list", "watch", "delete"}},
+			{Name: "pods/eviction", Namespaced: true, Group: "policy", Version: "v1", Kind: "Eviction", Verbs: metav1.Verbs{"create"}},
+		}},
+		{GroupVersion: "policy/v1", APIResources: []metav1.APIResource{
+			{Name: "poddisruptionbudgets", Namespaced: true, Kind: "PodDisruptionBudget", Verbs: metav1.Verbs{"get", "list", "watch"}},
+		}},
+	}
+	l.Client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "eviction" {
+			return false, nil, nil
+		}
+		var name string
+		switch ev := a.(k8stesting.CreateAction).GetObject().(type) {
+		case *policyv1.Eviction:
+			name = ev.Name
+		default:
+			return true, nil, apierrors.NewBadRequest(fmt.Sprintf("lab: unsupported eviction object %T", ev))
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return true, nil, l.evict(a.GetNamespace(), name)
+	})
+	l.Client.PrependReactor("list", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.ListAction).GetListRestrictions()
+		if r.Fields == nil || r.Fields.Empty() {
+			return false, nil, nil
+		}
+		list := &corev1.PodList{}
+		for _, p := range l.pods(a.GetNamespace()) {
+			f := fields.Set{"metadata.name": p.Name, "metadata.namespace": p.Namespace, "spec.nodeName": p.Spec.NodeName, "status.phase": string(p.Status.Phase)}
+			if r.Fields.Matches(f) && (r.Labels == nil || r.Labels.Matches(labels.Set(p.Labels))) {
+				list.Items = append(list.Items, *p)
+			}
+		}
+		return true, list, nil
+	})
+	// Deleting a Node object: the pod garbage collector removes its pods.
+	l.Client.PrependReactor("delete", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		name := a.(k8stesting.DeleteAction).GetName()
+		if err := l.Client.Tracker().Delete(nodesGVR, "", name); err != nil {
+			return true, nil, err
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.reconcile()
+		return true, nil, nil
+	})
+}
+
+// seed registers every node and places every workload, all Running.
+func (l *Lab) seed() error {
+	for _, name := range l.order {
+		if err := l.Client.Tracker().Add(l.nodeObject(l.vms[name], true)); err != nil {
+			return err
+		}
+	}
+	l.apps = l.workloads()
+	for _, a := range l.apps {
+		if err := l.addWorkloadObjects(a); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reconcileWith(true)
+	return nil
+}
+
+func (l *Lab) addWorkloadObjects(a *app) error {
+	meta := metav1.ObjectMeta{Namespace: a.ns, Name: a.name, Labels: a.labels(), UID: l.newUID(), CreationTimestamp: l.now()}
+	sel := &metav1.LabelSelector{MatchLabels: a.labels()}
+	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: a.labels()}}
+	var objs []runtime.Object
+	switch {
+	case a.static:
+		return nil
+	case a.daemon:
+		objs = append(objs, &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Selector: sel, Template: tmpl}})
+	default:
+		objs = append(objs, &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(a.replicas)), Selector: sel, Template: tmpl}})
+		rs := meta
+		rs.Name = a.name + "-5d8f7b9c6"
+		rs.UID = l.newUID()
+		rs.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: a.name, UID: meta.UID, Controller: ptr.To(true)}}
+		objs = append(objs, &appsv1.ReplicaSet{ObjectMeta: rs, Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To(int32(a.replicas)), Selector: sel, Template: tmpl}})
+	}
+	if a.hasPDB() {
+		objs = append(objs, &policyv1.PodDisruptionBudget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: a.name, UID: l.newUID(), Generation: 1},
+			Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: a.minAvailable, MaxUnavailable: a.maxUnavailable, Selector: sel},
+		})
+	}
+	for _, o := range objs {
+		if err := l.Client.Tracker().Add(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reconcile runs the simulated controllers once; l.mu must be held.
+func (l *Lab) reconcile() { l.reconcileWith(false) }
+
+func (l *Lab) reconcileWith(startNow bool) {
+	nodes := l.nodes()
+	byName := map[string]*corev1.Node{}
+	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+	pods := l.pods("")
+	// Pod GC: pods bound to a Node object that no longer exists.
+	live := pods[:0]
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && byName[p.Spec.NodeName] == nil {
+			_ = l.Client.Tracker().Delete(podsGVR, p.Namespace, p.Name)
+			continue
+		}
+		live = append(live, p)
+	}
+	pods = live
+	for _, a := range l.apps {
+		var mine []*corev1.Pod
+		for _, p := range pods {
+			if p.Namespace == a.ns && p.Labels["app.kubernetes.io/name"] == a.name && p.DeletionTimestamp == nil {
+				mine = append(mine, p)
+			}
+		}
+		switch {
+		case a.daemon || a.static:
+			have := map[string]bool{}
+			for _, p := range mine {
+				have[p.Spec.NodeName] = true
+			}
+			for _, n := range nodes {
+				if !have[n.Name] && l.daemonFits(a, n) {
+					// Node-level pods (CNI, static pods) come up with the
+					// kubelet: a node turns Ready only once its CNI runs.
+					l.createPod(a, n, startNow || nodeReady(n))
+				}
+			}
+		default:
+			for i := len(mine); i < a.replicas; i++ {
+				l.createPod(a, l.schedule(a, nodes, pods), startNow)
+				pods = l.pods("")
+			}
+		}
+	}
+	// Scheduler: bind pending pods that have no node yet.
+	for _, p := range l.pods("") {
+		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
+			continue
+		}
+		a := l.appOf(p)
+		if a == nil {
+			continue
+		}
+		if n := l.schedule(a, nodes, l.pods("")); n != nil {
+			p.Spec.NodeName = n.Name
+			_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
+			l.startLater(p.Namespace, p.Name)
+		}
+	}
+	l.syncPodReadiness()
+	l.observe()
+}
+
+func (l *Lab) appOf(p *corev1.Pod) *app {
+	for _, a := range l.apps {
+		if a.ns == p.Namespace && a.name == p.Labels["app.kubernetes.io/name"] {
+			return a
+		}
+	}
+	return nil
+}
+
+func (l *Lab) daemonFits(a *app, n *corev1.Node) bool {
+	if a.static {
+		_, cp := n.Labels["node-role.kubernetes.io/control-plane"]
+		return cp
+	}
+	if a.gpu && n.Labels["nvidia.com/gpu.present"] != "true" {
+		return false
+	}
+	return !isCP(n) || a.tolerateCP
+}
+
+func isCP(n *corev1.Node) bool {
+	_, ok := n.Labels["node-role.kubernetes.io/control-plane"]
+	return ok
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// schedule picks a node for one more pod of a, or nil: a schedulable Ready
+// node it tolerates with room, spreading the app's pods.
+func (l *Lab) schedule(a *app, nodes []*corev1.Node, pods []*corev1.Pod) *corev1.Node {
+	same := map[string]int{}
+	total := map[string]int{}
+	gpusUsed := map[string]int64{}
+	for _, p := range pods {
+		total[p.Spec.NodeName]++
+		if p.Namespace == a.ns && p.Labels["app.kubernetes.io/name"] == a.name {
+			same[p.Spec.NodeName]++
+		}
+		for _, c := range p.Spec.Containers {
+			if q, ok := c.Resources.Requests[gpu]; ok {
+				gpusUsed[p.Spec.NodeName] += q.Value()
+			}
+		}
+	}
+	var best *corev1.Node
+	for _, n := range nodes {
+		if n.Spec.Unschedulable || !nodeReady(n) || (isCP(n) && !a.tolerateCP) {
+			continue
+		}
+		if a.pinned != "" && n.Name != a.pinned {
+			continue
+		}
+		if a.gpu {
+			q := n.Status.Allocatable[gpu]
+			if q.Value()-gpusUsed[n.Name] < 1 {
+				continue
+			}
+		}
+		if best == nil || same[n.Name] < same[best.Name] || (same[n.Name] == same[best.Name] && total[n.Name] < total[best.Name]) {
+			best = n
+		}
+	}
+	return best
+}
+
+// createPod creates a pod of a on n (nil: Pending, unscheduled).
+func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) {
+	l.seq++
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: a.ns, Labels: a.labels(), UID: l.newUID(), CreationTimestamp: l.now(),
+		},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: a.name, Image: "registry.example/" + a.name + ":stable"}},
+		},
+		Status: corev1.PodStatus{Phase: corev1.PodPending},
+	}
+	switch {
+	case a.static:
+		p.Name = a.name + "-" + n.Name
+		p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "lab"}
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID, Controller: ptr.To(true)}}
+	case a.daemon:
+		p.Name = fmt.Sprintf("%s-%s", a.name, strconv.FormatInt(int64(l.seq)+46656, 36))
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: a.name, Controller: ptr.To(true)}}
+	default:
+		p.Name = fmt.Sprintf("%s-5d8f7b9c6-%s", a.name, strconv.FormatInt(int64(l.seq)+1679616, 36))
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: a.name + "-5d8f7b9c6", Controller: ptr.To(true)}}
+	}
+	if a.gpu && !a.daemon {
+		p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{gpu: mustQty("1")}
+		p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{gpu: mustQty("1")}
+	}
+	if a.emptyDir {
+		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	}
+	if n != nil {
+		p.Spec.NodeName = n.Name
+	}
+	if err := l.Client.Tracker().Add(p); err != nil {
+		return
+	}
+	if n == nil {
+		return
+	}
+	if startNow {
+		l.setPodRunning(p, n)
+		return
+	}
+	l.startLater(p.Namespace, p.Name)
+}
+
+// startLater starts a scheduled pod after the pod start-up time.
+func (l *Lab) startLater(ns, name string) {
+	l.Clock.AfterFunc(l.opts.Durations.PodStart, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		obj, err := l.Client.Tracker().Get(podsGVR, ns, name)
+		if err != nil {
+			return
+		}
+		p := obj.(*corev1.Pod)
+		if n := l.node(p.Spec.NodeName); n != nil && nodeReady(n) {
+			l.setPodRunning(p, n)
+			l.observe()
+		}
+	})
+}
+
+// setPodRunning marks a pod started on n: Running and Ready, or
+// crash-looping when n's health fault is active.
+func (l *Lab) setPodRunning(p *corev1.Pod, n *corev1.Node) {
+	a := l.appOf(p)
+	crash := a != nil && a.crashOnFault && l.healthFaultActive(n.Name)
+	start := l.now()
+	p.Status.Phase = corev1.PodRunning
+	p.Status.StartTime = &start
+	ready := corev1.ConditionTrue
+	cs := corev1.ContainerStatus{Name: p.Spec.Containers[0].Name, Image: p.Spec.Containers[0].Image, Ready: true, Started: ptr.To(true),
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: start}}}
+	if crash {
+		ready = corev1.ConditionFalse
+		cs.Ready, cs.Started = false, ptr.To(false)
+		cs.RestartCount = 5
+		cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 2m40s restarting failed container " + cs.Name}}
+	}
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
+	p.Status.Conditions = []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: start},
+		{Type: corev1.PodReady, Status: ready, LastTransitionTime: start},
+		{Type: corev1.ContainersReady, Status: ready, LastTransitionTime: start},
+	}
+	_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
+}
+
+// syncPodReadiness makes pods on a NotReady node unready (the kubelet is
+// gone) and restarts them when it is back.
+func (l *Lab) syncPodReadiness() {
+	for _, p := range l.pods("") {
+		if p.Spec.NodeName == "" || p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		n := l.node(p.Spec.NodeName)
+		if n == nil {
+			continue
+		}
+		wasReady := podReady(p)
+		a := l.appOf(p)
+		crash := a != nil && a.crashOnFault && l.healthFaultActive(n.Name)
+		switch {
+		case !nodeReady(n) && wasReady:
+			for i := range p.Status.Conditions {
+				if p.Status.Conditions[i].Type == corev1.PodReady || p.Status.Conditions[i].Type == corev1.ContainersReady {
+					p.Status.Conditions[i].Status = corev1.ConditionFalse
+				}
+			}
+			_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
+		case nodeReady(n) && (!wasReady && !crash || wasReady && crash):
+			l.setPodRunning(p, n)
+		}
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// budget is a PDB's arithmetic, as the disruption controller computes it.
+type budget struct {
+	pdb                    *policyv1.PodDisruptionBudget
+	expected, healthy, min int
+}
+
+func (b budget) allowed() int { return max(0, b.healthy-b.min) }
+
+func (l *Lab) budgets() []budget {
+	pods := l.pods("")
+	var out []budget
+	for _, pdb := range l.pdbs() {
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil {
+			continue
+		}
+		b := budget{pdb: pdb}
+		if a := l.appByKey(pdb.Namespace + "/" + pdb.Name); a != nil {
+			b.expected = a.replicas
+		}
+		for _, p := range pods {
+			if p.Namespace == pdb.Namespace && sel.Matches(labels.Set(p.Labels)) && p.DeletionTimestamp == nil && podReady(p) {
+				b.healthy++
+			}
+		}
+		switch {
+		case pdb.Spec.MinAvailable != nil:
+			v, _ := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MinAvailable, b.expected, true)
+			b.min = v
+		case pdb.Spec.MaxUnavailable != nil:
+			v, _ := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MaxUnavailable, b.expected, true)
+			b.min = max(0, b.expected-v)
+		}
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].pdb.Namespace+out[i].pdb.Name < out[j].pdb.Namespace+out[j].pdb.Name
+	})
+	return out
+}
+
+func (l *Lab) appByKey(key string) *app {
+	for _, a := range l.apps {
+		if a.key() == key {
+			return a
+		}
+	}
+	return nil
+}
+
+// evict is the eviction subresource: refused with 429 when the pod's
+// budget allows no disruption, otherwise the pod is deleted and its
+// controller replaces it. l.mu must be held.
+func (l *Lab) evict(ns, name string) error {
+	obj, err := l.Client.Tracker().Get(podsGVR, ns, name)
+	if err != nil {
+		return err
+	}
+	p := obj.(*corev1.Pod)
+	if p.DeletionTimestamp != nil {
+		return nil
+	}
+	for _, b := range l.budgets() {
+		sel, _ := metav1.LabelSelectorAsSelector(b.pdb.Spec.Selector)
+		if b.pdb.Namespace != ns || !sel.Matches(labels.Set(p.Labels)) {
+			continue
+		}
+		// An unready pod does not count against the budget.
+		if podReady(p) && b.allowed() < 1 {
+			l.stats.EvictionsRefused++
+			return apierrors.NewTooManyRequests(fmt.Sprintf("Cannot evict pod as it would violate the pod's disruption budget. The disruption budget %s needs %d healthy pods and has %d currently", b.pdb.Name, b.min, b.healthy), 10)
+		}
+	}
+	if err := l.Client.Tracker().Delete(podsGVR, ns, name); err != nil {
+		return err
+	}
+	l.stats.Evictions++
+	l.reconcile()
+	return nil
+}
+
+// observe updates PDB status and the run's safety counters; l.mu must be held.
+func (l *Lab) observe() {
+	for _, b := range l.budgets() {
+		key := b.pdb.Namespace + "/" + b.pdb.Name
+		switch {
+		case b.healthy < b.min && !l.violated[key]:
+			l.violated[key] = true
+			l.stats.PDBViolations++
+			l.log("", "PDB VIOLATION: %s has %d healthy pods, needs %d", key, b.healthy, b.min)
+		case b.healthy >= b.min:
+			l.violated[key] = false
+		}
+		st := policyv1.PodDisruptionBudgetStatus{
+			ObservedGeneration: b.pdb.Generation, DisruptionsAllowed: int32(b.allowed()),
+			CurrentHealthy: int32(b.healthy), DesiredHealthy: int32(b.min), ExpectedPods: int32(b.expected),
+		}
+		if b.pdb.Status.DisruptionsAllowed != st.DisruptionsAllowed || b.pdb.Status.CurrentHealthy != st.CurrentHealthy || b.pdb.Status.ExpectedPods != st.ExpectedPods {
+			b.pdb.Status = st
+			_ = l.Client.Tracker().Update(pdbsGVR, b.pdb, b.pdb.Namespace)
+		}
+	}
+	down := 0
+	for _, name := range l.order {
+		v := l.vms[name]
+		if !v.node.IsControlPlane() {
+			continue
+		}
+		if n := l.node(name); !v.running || n == nil || !nodeReady(n) {
+			down++
+		}
+	}
+	l.stats.MaxControlPlaneDown = max(l.stats.MaxControlPlaneDown, down)
+}
+
+func (l *Lab) controlLoop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	l.reconcile()
+	l.Client.ClearActions()
+}

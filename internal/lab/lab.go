@@ -1,0 +1,383 @@
+// Package lab is drover's embedded simulated cluster: a client-go fake
+// clientset driven by simulated kubelets, a simulated Proxmox hypervisor and
+// simulated Talos nodes, all on a virtual clock, with faults injected per
+// node. It is a product feature: operators rehearse upgrades on it, and the
+// engine runs the same code against it as against a real cluster.
+//
+// What is simulated, and so faked: the VMs, the kubelets (node status, pod
+// start-up) and the controllers (ReplicaSet, DaemonSet, pod GC, scheduler,
+// disruption). Everything drover reads or writes goes through the
+// Kubernetes API of the fake clientset.
+package lab
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// Fault is a kind of failure injected into one node.
+type Fault string
+
+// The faults the lab can inject.
+const (
+	// FaultNeverReady: at the new version the node never becomes Ready.
+	FaultNeverReady Fault = "never-ready"
+	// FaultHealthFail: at the new version a pod on the node crash-loops.
+	FaultHealthFail Fault = "health-fail"
+	// FaultDrainBlocked: a single-replica app with a PDB sits on the node.
+	FaultDrainBlocked Fault = "drain-blocked"
+	// FaultReplaceFails: creating the VM (cattle) or the upgrade (pets) fails.
+	FaultReplaceFails Fault = "replace-fails"
+	// FaultRollbackFails: health-fail, and the rollback fails too.
+	FaultRollbackFails Fault = "rollback-fails"
+)
+
+// Faults lists every fault kind.
+var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails}
+
+// ParseFault parses NODE=KIND.
+func ParseFault(s string) (node string, f Fault, err error) {
+	node, kind, ok := strings.Cut(s, "=")
+	if !ok || node == "" || kind == "" {
+		return "", "", fmt.Errorf("lab fault %q: want NODE=KIND", s)
+	}
+	for _, k := range Faults {
+		if string(k) == kind {
+			return node, k, nil
+		}
+	}
+	names := make([]string, len(Faults))
+	for i, k := range Faults {
+		names[i] = string(k)
+	}
+	return "", "", fmt.Errorf("lab fault %q: unknown kind %q; want one of %s", s, kind, strings.Join(names, ", "))
+}
+
+// Durations are how long the simulated steps take.
+type Durations struct {
+	Destroy      time.Duration // stop and delete a VM
+	Clone        time.Duration // clone a VM from its template
+	Boot         time.Duration // boot Talos
+	Join         time.Duration // kubelet registers and turns Ready
+	Template     time.Duration // build the templates of a new version
+	ImagePull    time.Duration // pull the installer image (pets)
+	Install      time.Duration // write the new image (pets)
+	Reboot       time.Duration // reboot into it (pets)
+	PodStart     time.Duration // a scheduled pod turns Ready
+	ControlLoop  time.Duration // how often the simulated controllers run
+	FailureDelay time.Duration // how long a failing step runs before it fails
+}
+
+// DefaultDurations are realistic for the prox-ops cluster.
+func DefaultDurations() Durations {
+	return Durations{
+		Destroy:      20 * time.Second,
+		Clone:        75 * time.Second,
+		Boot:         75 * time.Second,
+		Join:         60 * time.Second,
+		Template:     10 * time.Minute,
+		ImagePull:    30 * time.Second,
+		Install:      30 * time.Second,
+		Reboot:       60 * time.Second,
+		PodStart:     15 * time.Second,
+		ControlLoop:  10 * time.Second,
+		FailureDelay: 30 * time.Second,
+	}
+}
+
+// Options shape a lab.
+type Options struct {
+	Config     config.Config
+	Talos      version.Version
+	Kubernetes version.Version
+	Faults     map[string]Fault
+	Start      time.Time
+	Durations  Durations
+	// Log, when set, is told what the simulated infrastructure does.
+	Log func(node, msg string)
+}
+
+// DefaultTalos and DefaultKubernetes are the lab's starting versions.
+var (
+	DefaultTalos      = version.MustParse("v1.11.3")
+	DefaultKubernetes = version.MustParse("v1.34.1")
+)
+
+// Stats are what the lab observed during a run.
+type Stats struct {
+	// PDBViolations counts the times a PodDisruptionBudget went below its
+	// desired healthy count.
+	PDBViolations int `json:"pdbViolations"`
+	// MaxControlPlaneDown is the most control-plane nodes down at once.
+	MaxControlPlaneDown int `json:"maxControlPlaneDown"`
+	// Evictions counts accepted and refused (429) evictions.
+	Evictions        int `json:"evictions"`
+	EvictionsRefused int `json:"evictionsRefused"`
+}
+
+type vm struct {
+	node    config.Node
+	running bool
+	at      version.Pair
+	initial version.Pair
+	fault   Fault
+}
+
+// Lab is a running simulated cluster.
+type Lab struct {
+	Clock  *clock.Virtual
+	Client *fake.Clientset
+
+	opts     Options
+	mu       sync.Mutex
+	vms      map[string]*vm
+	order    []string
+	apps     []*app
+	seq      int
+	stats    Stats
+	violated map[string]bool
+	stop     func()
+	stopped  bool
+	tmpl     map[string]bool
+}
+
+var (
+	nodesGVR = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
+	podsGVR  = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	pdbsGVR  = schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}
+	podsGVK  = schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	pdbsGVK  = schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"}
+)
+
+// New builds a lab: every node up at the starting versions, the workloads
+// placed and Running. The virtual clock belongs to the calling goroutine.
+func New(opts Options) (*Lab, error) {
+	if opts.Talos.IsZero() {
+		opts.Talos = DefaultTalos
+	}
+	if opts.Kubernetes.IsZero() {
+		opts.Kubernetes = DefaultKubernetes
+	}
+	if opts.Start.IsZero() {
+		opts.Start = time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
+	}
+	if opts.Durations == (Durations{}) {
+		opts.Durations = DefaultDurations()
+	}
+	if len(opts.Config.Nodes) == 0 {
+		opts.Config = DefaultConfig()
+	}
+	l := &Lab{
+		Clock:    clock.NewVirtual(opts.Start),
+		Client:   fake.NewClientset(),
+		opts:     opts,
+		vms:      map[string]*vm{},
+		violated: map[string]bool{},
+		tmpl:     map[string]bool{opts.Talos.String(): true},
+	}
+	at := version.Pair{Talos: opts.Talos, Kubernetes: opts.Kubernetes}
+	for _, n := range opts.Config.Nodes {
+		l.vms[n.Name] = &vm{node: n, running: true, at: at, initial: at}
+		l.order = append(l.order, n.Name)
+	}
+	for name, f := range opts.Faults {
+		v, ok := l.vms[name]
+		if !ok {
+			return nil, fmt.Errorf("lab fault for %q: no such node in the inventory", name)
+		}
+		v.fault = f
+	}
+	l.installAPI()
+	if err := l.seed(); err != nil {
+		return nil, err
+	}
+	l.stop = l.every(opts.Durations.ControlLoop, l.controlLoop)
+	return l, nil
+}
+
+// Close stops the simulated controllers.
+func (l *Lab) Close() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	l.stop()
+}
+
+// Stats returns what the lab observed so far.
+func (l *Lab) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stats
+}
+
+// Versions returns the versions a node's VM runs, and whether it exists.
+func (l *Lab) Versions(node string) (version.Pair, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.vms[node]
+	if !ok || !v.running {
+		return version.Pair{}, false
+	}
+	return v.at, true
+}
+
+// Config is the inventory the lab was built from.
+func (l *Lab) Config() config.Config { return l.opts.Config }
+
+func (l *Lab) log(node, format string, args ...any) {
+	if l.opts.Log != nil {
+		l.opts.Log(node, fmt.Sprintf(format, args...))
+	}
+}
+
+// every runs fn each d on the virtual clock until the returned stop is called.
+func (l *Lab) every(d time.Duration, fn func()) (stop func()) {
+	var mu sync.Mutex
+	var cancel func()
+	stopped := false
+	var tick func()
+	tick = func() {
+		fn()
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			cancel = l.Clock.AfterFunc(d, tick)
+		}
+	}
+	mu.Lock()
+	cancel = l.Clock.AfterFunc(d, tick)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		cancel()
+	}
+}
+
+func (l *Lab) now() metav1.Time { return metav1.NewTime(l.Clock.Now()) }
+
+func (l *Lab) newUID() types.UID { return uuid.NewUUID() }
+
+// nodeObject builds the Node a kubelet at these versions registers.
+func (l *Lab) nodeObject(v *vm, ready bool) *corev1.Node {
+	n := v.node
+	labels := map[string]string{
+		"kubernetes.io/hostname":        n.Name,
+		"kubernetes.io/os":              "linux",
+		"kubernetes.io/arch":            "amd64",
+		"topology.kubernetes.io/zone":   n.ProxmoxHost,
+		"drover.prox-ops.io/proxmox-vm": fmt.Sprint(n.VMID),
+	}
+	var taints []corev1.Taint
+	if n.IsControlPlane() {
+		labels["node-role.kubernetes.io/control-plane"] = ""
+		taints = append(taints, corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule})
+	}
+	alloc := corev1.ResourceList{
+		corev1.ResourceCPU:    mustQty("8"),
+		corev1.ResourceMemory: mustQty("32Gi"),
+		corev1.ResourcePods:   mustQty("110"),
+	}
+	if n.GPUs > 0 {
+		labels["nvidia.com/gpu.present"] = "true"
+		alloc[gpu] = mustQty(fmt.Sprint(n.GPUs))
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: l.newUID(), Labels: labels, CreationTimestamp: l.now()},
+		Spec:       corev1.NodeSpec{Taints: taints},
+		Status: corev1.NodeStatus{
+			Capacity:    alloc.DeepCopy(),
+			Allocatable: alloc,
+			Conditions:  []corev1.NodeCondition{readyCondition(ready, l.now())},
+			Addresses:   []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP}, {Type: corev1.NodeHostName, Address: n.Name}},
+			NodeInfo: corev1.NodeSystemInfo{
+				BootID:                  string(l.newUID()),
+				OSImage:                 fmt.Sprintf("Talos (%s)", v.at.Talos),
+				KubeletVersion:          v.at.Kubernetes.String(),
+				KernelVersion:           "6.12.0-talos",
+				ContainerRuntimeVersion: "containerd://2.1.0",
+				OperatingSystem:         "linux",
+				Architecture:            "amd64",
+			},
+		},
+	}
+}
+
+func readyCondition(ready bool, at metav1.Time) corev1.NodeCondition {
+	c := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status", LastHeartbeatTime: at, LastTransitionTime: at}
+	if !ready {
+		c.Status, c.Reason, c.Message = corev1.ConditionFalse, "KubeletNotReady", "container runtime network not ready: cni plugin not initialized"
+	}
+	return c
+}
+
+// nodes returns the Node objects, sorted by name.
+func (l *Lab) nodes() []*corev1.Node {
+	obj, err := l.Client.Tracker().List(nodesGVR, schema.GroupVersionKind{Version: "v1", Kind: "Node"}, "")
+	if err != nil {
+		return nil
+	}
+	list := obj.(*corev1.NodeList)
+	out := make([]*corev1.Node, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (l *Lab) node(name string) *corev1.Node {
+	obj, err := l.Client.Tracker().Get(nodesGVR, "", name)
+	if err != nil {
+		return nil
+	}
+	return obj.(*corev1.Node)
+}
+
+func (l *Lab) pods(ns string) []*corev1.Pod {
+	obj, err := l.Client.Tracker().List(podsGVR, podsGVK, ns)
+	if err != nil {
+		return nil
+	}
+	list := obj.(*corev1.PodList)
+	out := make([]*corev1.Pod, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+func (l *Lab) pdbs() []*policyv1.PodDisruptionBudget {
+	obj, err := l.Client.Tracker().List(pdbsGVR, pdbsGVK, "")
+	if err != nil {
+		return nil
+	}
+	list := obj.(*policyv1.PodDisruptionBudgetList)
+	out := make([]*policyv1.PodDisruptionBudget, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out
+}

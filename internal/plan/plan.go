@@ -1,0 +1,191 @@
+// Package plan orders nodes into batches: control plane first, one at a time,
+// then workers in batches that never hold two VMs of one Proxmox host.
+package plan
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// Node is a node in the plan.
+type Node struct {
+	config.Node
+	// From is the node's current version.
+	From version.Pair
+}
+
+// Batch is a set of nodes upgraded together.
+type Batch struct {
+	Nodes []Node
+}
+
+// Skipped is a node left out of the plan, and why.
+type Skipped struct {
+	Node   Node
+	Reason string
+}
+
+// Plan is the ordered work of one run.
+type Plan struct {
+	Strategy version.Strategy
+	From, To version.Pair
+	Batches  []Batch
+	Skipped  []Skipped
+	// ETA is the expected duration of the run.
+	ETA time.Duration
+}
+
+// Input is what a plan is built from.
+type Input struct {
+	Nodes    []config.Node
+	Strategy version.Strategy
+	From, To version.Pair
+	// Current maps a node name to its versions as read from the cluster; a
+	// node absent from it is assumed to be at From.
+	Current            map[string]version.Pair
+	MaxParallelWorkers int
+	Steps              config.StepDurations
+	ControlPlaneSoak   time.Duration
+}
+
+// Build makes the plan. It is deterministic: the same input gives the same
+// plan, whatever the order of the inventory.
+func Build(in Input) Plan {
+	p := Plan{Strategy: in.Strategy, From: in.From, To: in.To}
+	var cps, workers []Node
+	for _, cn := range in.Nodes {
+		n := Node{Node: cn, From: in.From}
+		if v, ok := in.Current[cn.Name]; ok {
+			n.From = v
+		}
+		if in.Strategy == version.NoChange || AtTarget(n.From, in.To) {
+			p.Skipped = append(p.Skipped, Skipped{Node: n, Reason: "already at " + in.To.String()})
+			continue
+		}
+		if n.IsControlPlane() {
+			cps = append(cps, n)
+		} else {
+			workers = append(workers, n)
+		}
+	}
+	sortNodes(cps)
+	sortNodes(workers)
+	sort.SliceStable(p.Skipped, func(i, j int) bool { return naturalLess(p.Skipped[i].Node.Name, p.Skipped[j].Node.Name) })
+
+	for _, n := range cps {
+		p.Batches = append(p.Batches, Batch{Nodes: []Node{n}})
+	}
+	p.Batches = append(p.Batches, batchWorkers(workers, max(1, in.MaxParallelWorkers))...)
+	p.ETA = eta(p, in)
+	return p
+}
+
+// AtTarget reports whether a node at cur needs nothing to reach to. A zero
+// Kubernetes version on either side means Kubernetes is not compared.
+func AtTarget(cur, to version.Pair) bool {
+	if cur.Talos.Compare(to.Talos) < 0 {
+		return false
+	}
+	return cur.Kubernetes.IsZero() || to.Kubernetes.IsZero() || cur.Kubernetes.Compare(to.Kubernetes) >= 0
+}
+
+// batchWorkers fills each batch greedily in order with nodes whose Proxmox
+// host is not yet in the batch, so a host never loses two VMs at once.
+func batchWorkers(workers []Node, size int) []Batch {
+	var batches []Batch
+	left := workers
+	for len(left) > 0 {
+		var b Batch
+		hosts := map[string]bool{}
+		var rest []Node
+		for _, n := range left {
+			if len(b.Nodes) < size && !hosts[n.ProxmoxHost] {
+				b.Nodes = append(b.Nodes, n)
+				hosts[n.ProxmoxHost] = true
+				continue
+			}
+			rest = append(rest, n)
+		}
+		batches = append(batches, b)
+		left = rest
+	}
+	return batches
+}
+
+func eta(p Plan, in Input) time.Duration {
+	if len(p.Batches) == 0 {
+		return 0
+	}
+	s := in.Steps
+	var perNode time.Duration
+	var total time.Duration
+	switch in.Strategy {
+	case version.Cattle:
+		perNode = s.Drain.Duration + s.Destroy.Duration + s.Create.Duration + s.Health.Duration
+		total = s.Template.Duration
+	default:
+		perNode = s.Drain.Duration + s.Upgrade.Duration + s.Health.Duration
+	}
+	for _, b := range p.Batches {
+		total += perNode
+		if b.Nodes[0].IsControlPlane() {
+			total += in.ControlPlaneSoak
+		}
+	}
+	return total
+}
+
+// NodeCount counts the planned nodes.
+func (p Plan) NodeCount() int {
+	n := 0
+	for _, b := range p.Batches {
+		n += len(b.Nodes)
+	}
+	return n
+}
+
+func sortNodes(ns []Node) {
+	sort.SliceStable(ns, func(i, j int) bool { return naturalLess(ns[i].Name, ns[j].Name) })
+}
+
+// naturalLess orders "k8s-work-2" before "k8s-work-10".
+func naturalLess(a, b string) bool {
+	for a != "" && b != "" {
+		ai, bi := digitPrefix(a), digitPrefix(b)
+		if ai > 0 && bi > 0 {
+			an, _ := strconv.Atoi(a[:ai])
+			bn, _ := strconv.Atoi(b[:bi])
+			if an != bn {
+				return an < bn
+			}
+			a, b = a[ai:], b[bi:]
+			continue
+		}
+		ia := strings.IndexAny(a, "0123456789")
+		ib := strings.IndexAny(b, "0123456789")
+		if ia < 0 {
+			ia = len(a)
+		}
+		if ib < 0 {
+			ib = len(b)
+		}
+		if a[:ia] != b[:ib] {
+			return a[:ia] < b[:ib]
+		}
+		a, b = a[ia:], b[ib:]
+	}
+	return len(a) < len(b)
+}
+
+func digitPrefix(s string) int {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
+}

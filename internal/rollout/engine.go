@@ -1,0 +1,431 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// Policy holds the engine's timeouts and counts.
+type Policy struct {
+	DrainTimeout   time.Duration
+	ReadyTimeout   time.Duration
+	HealthTimeout  time.Duration
+	HealthAttempts int
+	HealthInterval time.Duration
+	// ControlPlaneSoak is how long the gate must stay green after a
+	// control-plane node before the next node.
+	ControlPlaneSoak time.Duration
+}
+
+// Engine runs one upgrade. Every collaborator is injected; Replacer is
+// needed for cattle plans and Upgrader for pets plans.
+type Engine struct {
+	Cluster  Cluster
+	Replacer Replacer
+	Upgrader Upgrader
+	Health   HealthGate
+	Journal  Journal
+	Clock    clock.Clock
+	Sink     Sink
+	Policy   Policy
+	RunID    string
+
+	mu      sync.Mutex
+	started time.Time
+	report  *Report
+}
+
+// Run executes the plan. It returns the report and, when the run did not
+// succeed, a typed error: *HaltError, *RollbackFailedError or *BlockedError.
+func (e *Engine) Run(ctx context.Context, p plan.Plan) (*Report, error) {
+	if err := e.check(p); err != nil {
+		return nil, err
+	}
+	e.started = e.Clock.Now()
+	e.report = &Report{
+		RunID:    e.RunID,
+		Strategy: string(p.Strategy),
+		From:     p.From.String(),
+		To:       p.To.String(),
+		Started:  e.started,
+	}
+	for i, b := range p.Batches {
+		for _, n := range b.Nodes {
+			e.report.Nodes = append(e.report.Nodes, NodeReport{
+				Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, Batch: i + 1,
+				Outcome: OutcomeUntouched, From: n.From.Talos.String(), To: p.To.Talos.String(),
+			})
+		}
+	}
+	for _, s := range p.Skipped {
+		e.report.Nodes = append(e.report.Nodes, NodeReport{
+			Name: s.Node.Name, Role: string(s.Node.Role), Host: s.Node.ProxmoxHost,
+			Outcome: OutcomeSkipped, From: s.Node.From.Talos.String(), To: p.To.Talos.String(), Reason: s.Reason,
+		})
+	}
+	e.emit(Event{Kind: EventRunStarted, Message: fmt.Sprintf("%s upgrade %s -> %s: %d nodes in %d batches, ETA %s",
+		p.Strategy, p.From, p.To, p.NodeCount(), len(p.Batches), p.ETA)})
+
+	err := e.run(ctx, p)
+	return e.finish(err), err
+}
+
+func (e *Engine) check(p plan.Plan) error {
+	switch {
+	case e.Cluster == nil || e.Health == nil || e.Journal == nil || e.Clock == nil:
+		return errors.New("rollout: engine needs a cluster, a health gate, a journal and a clock")
+	case p.Strategy == version.Cattle && e.Replacer == nil:
+		return errors.New("rollout: a cattle plan needs a node replacer")
+	case p.Strategy == version.Pets && e.Upgrader == nil:
+		return errors.New("rollout: a pets plan needs an in-place upgrader")
+	}
+	return nil
+}
+
+func (e *Engine) run(ctx context.Context, p plan.Plan) error {
+	if p.NodeCount() == 0 {
+		return nil
+	}
+	if err := e.record(ctx, "", StepRun, StatusStarted, p.From.String()+" -> "+p.To.String()); err != nil {
+		return err
+	}
+	// Every planned node must be there and Ready before anything changes.
+	for _, b := range p.Batches {
+		for _, n := range b.Nodes {
+			id, err := e.Cluster.Identity(ctx, n.Name)
+			if err != nil {
+				return &BlockedError{Reason: "preflight: node " + n.Name, Err: err}
+			}
+			if !id.Ready {
+				return &BlockedError{Reason: fmt.Sprintf("preflight: node %s is not Ready; fix it before upgrading", n.Name)}
+			}
+		}
+	}
+	if p.Strategy == version.Cattle {
+		if err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
+			return e.Replacer.PrepareTemplates(ctx, p.To)
+		}); err != nil {
+			return &HaltError{Node: "(templates)", Reason: "creating the new templates failed: " + err.Error(), Err: err}
+		}
+	}
+	for _, b := range p.Batches {
+		errs := make([]error, len(b.Nodes))
+		fns := make([]func(), len(b.Nodes))
+		for i, n := range b.Nodes {
+			fns[i] = func() { errs[i] = e.node(ctx, p, n) }
+		}
+		clock.Parallel(e.Clock, fns...)
+		// The worst outcome in the batch decides; the others finished.
+		var halt error
+		for _, err := range errs {
+			var rf *RollbackFailedError
+			if errors.As(err, &rf) {
+				return err
+			}
+			if err != nil && halt == nil {
+				halt = err
+			}
+		}
+		if halt != nil {
+			return halt
+		}
+	}
+	return nil
+}
+
+// node takes one node through its state machine.
+func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
+	start := e.Clock.Now()
+	nr := e.nodeReport(n.Name)
+	defer func() {
+		e.mu.Lock()
+		nr.Duration = e.Clock.Now().Sub(start)
+		nr.DurationSeconds = nr.Duration.Seconds()
+		snapshot := *nr
+		e.mu.Unlock()
+		e.emit(Event{Kind: EventNodeDone, Node: n.Name, NodeReport: &snapshot,
+			Message: fmt.Sprintf("%s %s in %s", n.Name, snapshot.Outcome, formatDuration(snapshot.Duration))})
+	}()
+
+	var before Identity
+	if err := e.step(ctx, n.Name, StepPreflight, "", func() (err error) {
+		before, err = e.Cluster.Identity(ctx, n.Name)
+		if err == nil && !before.Ready {
+			err = fmt.Errorf("node %s is not Ready", n.Name)
+		}
+		return err
+	}); err != nil {
+		e.setOutcome(nr, OutcomeFailed, "preflight: "+err.Error(), nil)
+		return &HaltError{Node: n.Name, Reason: "preflight failed: " + err.Error(), Err: err}
+	}
+	e.setOutcome(nr, OutcomeFailed, "", nil) // touched from here on
+
+	if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(ctx, n.Name) }); err != nil {
+		e.uncordon(ctx, n.Name)
+		e.setOutcome(nr, OutcomeFailed, "cordon: "+err.Error(), nil)
+		return &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err}
+	}
+	if err := e.step(ctx, n.Name, StepDrain, "", func() error {
+		return e.Cluster.Drain(ctx, n.Name, e.Policy.DrainTimeout)
+	}); err != nil {
+		// Nothing was changed on the node: put it back into service.
+		e.uncordon(ctx, n.Name)
+		e.setOutcome(nr, OutcomeFailed, "drain: "+err.Error(), nil)
+		return &HaltError{Node: n.Name, Reason: "drain failed, node left uncordoned on its old version: " + err.Error(), Err: err}
+	}
+
+	if err := e.change(ctx, p.Strategy, n, p.To, before.UID); err != nil {
+		return e.rollback(ctx, p, n, nr, err)
+	}
+	if err := e.step(ctx, n.Name, StepUncordon, "", func() error { return e.Cluster.Uncordon(ctx, n.Name) }); err != nil {
+		return e.rollback(ctx, p, n, nr, err)
+	}
+	var res HealthResult
+	if err := e.step(ctx, n.Name, StepHealth, "", func() (err error) {
+		res, err = e.gate(ctx, GateInput{Node: n, Want: p.To, Before: &before})
+		return err
+	}); err != nil {
+		e.setHealth(nr, res)
+		return e.rollback(ctx, p, n, nr, err)
+	}
+	e.setHealth(nr, res)
+	if n.IsControlPlane() && e.Policy.ControlPlaneSoak > 0 {
+		if err := e.step(ctx, n.Name, StepSoak, e.Policy.ControlPlaneSoak.String(), func() (err error) {
+			res, err = e.soak(ctx, GateInput{Node: n, Want: p.To, Before: &before})
+			return err
+		}); err != nil {
+			e.setHealth(nr, res)
+			return e.rollback(ctx, p, n, nr, err)
+		}
+	}
+	if err := e.record(ctx, n.Name, StepDone, StatusDone, p.To.String()); err != nil {
+		return err
+	}
+	e.setOutcome(nr, OutcomeUpgraded, "", nil)
+	return nil
+}
+
+// change replaces (cattle) or upgrades (pets) the node to v and waits until
+// it is back and Ready.
+func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v version.Pair, oldUID string) error {
+	want := ReadyWant{Talos: v.Talos, Kubelet: v.Kubernetes}
+	switch s {
+	case version.Cattle:
+		if err := e.step(ctx, n.Name, StepDestroy, "", func() error {
+			if err := e.Replacer.Destroy(ctx, n); err != nil {
+				return err
+			}
+			return e.Cluster.DeleteNode(ctx, n.Name)
+		}); err != nil {
+			return err
+		}
+		if err := e.step(ctx, n.Name, StepCreate, v.String(), func() error { return e.Replacer.Create(ctx, n, v) }); err != nil {
+			return err
+		}
+		want.NotUID = oldUID
+	default:
+		if err := e.step(ctx, n.Name, StepUpgrade, v.String(), func() error { return e.Upgrader.Upgrade(ctx, n, v) }); err != nil {
+			return err
+		}
+	}
+	return e.step(ctx, n.Name, StepWaitReady, v.String(), func() error {
+		_, err := e.Cluster.WaitReady(ctx, n.Name, want, e.Policy.ReadyTimeout)
+		return err
+	})
+}
+
+// rollback brings a failed node back to its old version, checks its health
+// and halts the run.
+func (e *Engine) rollback(ctx context.Context, p plan.Plan, n plan.Node, nr *NodeReport, cause error) error {
+	reason := cause.Error()
+	checks := failedChecks(cause)
+	e.setOutcome(nr, OutcomeFailed, reason, checks)
+	snapshot := e.snapshot(nr)
+	e.emit(Event{Kind: EventRollback, Node: n.Name, NodeReport: &snapshot, Message: fmt.Sprintf("rolling %s back to %s: %s", n.Name, n.From, reason)})
+
+	old := n.From
+	err := e.step(ctx, n.Name, StepRollback, old.String(), func() error {
+		var uid string
+		if id, err := e.Cluster.Identity(ctx, n.Name); err == nil {
+			uid = id.UID
+		}
+		if err := e.change(ctx, p.Strategy, n, old, uid); err != nil {
+			return err
+		}
+		if err := e.Cluster.Uncordon(ctx, n.Name); err != nil {
+			return err
+		}
+		_, err := e.gate(ctx, GateInput{Node: n, Want: old})
+		return err
+	})
+	if err != nil {
+		e.setOutcome(nr, OutcomeFailed, fmt.Sprintf("%s; rollback failed: %v", reason, err), checks)
+		return &RollbackFailedError{Node: n.Name, Cause: reason, Err: err}
+	}
+	e.setOutcome(nr, OutcomeRolledBack, reason, checks)
+	return &HaltError{Node: n.Name, Reason: "rolled back to " + old.String() + ": " + reason, Err: cause}
+}
+
+// gate runs the health checks until they pass, up to HealthAttempts times,
+// HealthInterval apart, within HealthTimeout.
+func (e *Engine) gate(ctx context.Context, in GateInput) (HealthResult, error) {
+	deadline := e.Clock.Now().Add(e.Policy.HealthTimeout)
+	attempts := max(1, e.Policy.HealthAttempts)
+	var res HealthResult
+	for a := 1; a <= attempts; a++ {
+		res = e.Health.Check(ctx, in)
+		if res.Passed() {
+			return res, nil
+		}
+		if a == attempts || !e.Clock.Now().Add(e.Policy.HealthInterval).Before(deadline) {
+			break
+		}
+		e.emit(Event{Kind: EventLog, Node: in.Node.Name, Step: StepHealth,
+			Message: fmt.Sprintf("attempt %d/%d failed (%v), retrying in %s", a, attempts, res.Failed(), e.Policy.HealthInterval)})
+		if err := e.Clock.Sleep(ctx, e.Policy.HealthInterval); err != nil {
+			return res, err
+		}
+	}
+	return res, &HealthFailedError{Node: in.Node.Name, Result: res}
+}
+
+// soak re-runs the health checks every HealthInterval across the soak
+// window; one failure fails the soak.
+func (e *Engine) soak(ctx context.Context, in GateInput) (HealthResult, error) {
+	end := e.Clock.Now().Add(e.Policy.ControlPlaneSoak)
+	var res HealthResult
+	for {
+		left := end.Sub(e.Clock.Now())
+		if left <= 0 {
+			return res, nil
+		}
+		if err := e.Clock.Sleep(ctx, min(left, e.Policy.HealthInterval)); err != nil {
+			return res, err
+		}
+		res = e.Health.Check(ctx, in)
+		if !res.Passed() {
+			return res, &HealthFailedError{Node: in.Node.Name, Result: res}
+		}
+	}
+}
+
+// step journals a transition, acts, and journals how it ended.
+func (e *Engine) step(ctx context.Context, node string, s Step, detail string, act func() error) error {
+	if err := e.record(ctx, node, s, StatusStarted, detail); err != nil {
+		return err
+	}
+	started := e.Clock.Now()
+	e.emit(Event{Kind: EventStep, Node: node, Step: s, Status: StatusStarted, Message: detail})
+	err := act()
+	status, msg := StatusDone, detail
+	if err != nil {
+		status, msg = StatusFailed, err.Error()
+	}
+	if nr := e.nodeReport(node); nr != nil {
+		e.mu.Lock()
+		nr.Steps = append(nr.Steps, StepRecord{Step: s, Started: started, Finished: e.Clock.Now(), Status: status, Detail: msg})
+		e.mu.Unlock()
+	}
+	if jerr := e.record(ctx, node, s, status, msg); jerr != nil && err == nil {
+		err = jerr
+	}
+	e.emit(Event{Kind: EventStep, Node: node, Step: s, Status: status, Message: msg})
+	return err
+}
+
+func (e *Engine) record(ctx context.Context, node string, s Step, st Status, detail string) error {
+	err := e.Journal.Record(ctx, Entry{Time: e.Clock.Now(), RunID: e.RunID, Node: node, Step: s, Status: st, Detail: detail})
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) uncordon(ctx context.Context, node string) {
+	if err := e.step(ctx, node, StepUncordon, "", func() error { return e.Cluster.Uncordon(ctx, node) }); err != nil {
+		e.emit(Event{Kind: EventLog, Node: node, Message: "could not uncordon: " + err.Error()})
+	}
+}
+
+func (e *Engine) finish(err error) *Report {
+	e.mu.Lock()
+	r := e.report
+	r.Finished = e.Clock.Now()
+	r.Duration = r.Finished.Sub(r.Started)
+	r.DurationSeconds = r.Duration.Seconds()
+	var rf *RollbackFailedError
+	var bl *BlockedError
+	switch {
+	case err == nil:
+		r.Result = ResultSucceeded
+	case errors.As(err, &rf):
+		r.Result = ResultRollbackFailed
+	case errors.As(err, &bl):
+		r.Result = ResultBlocked
+	default:
+		r.Result = ResultHalted
+	}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	e.mu.Unlock()
+	_ = e.Journal.Record(context.WithoutCancel(context.Background()), Entry{Time: r.Finished, RunID: e.RunID, Step: StepRun, Status: statusOf(err), Detail: string(r.Result)})
+	e.emit(Event{Kind: EventRunFinished, Report: r, Message: string(r.Result)})
+	return r
+}
+
+func statusOf(err error) Status {
+	if err != nil {
+		return StatusFailed
+	}
+	return StatusDone
+}
+
+func (e *Engine) nodeReport(name string) *NodeReport {
+	if name == "" || e.report == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.report.Node(name)
+}
+
+func (e *Engine) setOutcome(nr *NodeReport, o Outcome, reason string, checks []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	nr.Outcome, nr.Reason, nr.FailedChecks = o, reason, checks
+}
+
+func (e *Engine) setHealth(nr *NodeReport, res HealthResult) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	nr.Health = &res
+}
+
+func (e *Engine) snapshot(nr *NodeReport) NodeReport {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return *nr
+}
+
+func (e *Engine) emit(ev Event) {
+	if e.Sink == nil {
+		return
+	}
+	ev.Time = e.Clock.Now()
+	if !e.started.IsZero() {
+		ev.Elapsed = ev.Time.Sub(e.started)
+	}
+	e.Sink.Event(ev)
+}
+
+func formatDuration(d time.Duration) string {
+	return d.Round(time.Second).String()
+}

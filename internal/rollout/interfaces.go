@@ -1,0 +1,141 @@
+// Package rollout is drover's engine: it walks a plan node by node through
+// preflight, cordon, drain, replace or upgrade, wait Ready, uncordon, health
+// gate and soak, rolls a failed node back and halts. It knows its
+// collaborators only through the small interfaces in this file; the real
+// implementations (client-go, Terraform, Talos) and the lab's both satisfy them.
+package rollout
+
+import (
+	"context"
+	"time"
+
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// Cluster is what the engine needs of Kubernetes.
+type Cluster interface {
+	// Identity reads what the node is now; a missing node is an error.
+	Identity(ctx context.Context, node string) (Identity, error)
+	Cordon(ctx context.Context, node string) error
+	Uncordon(ctx context.Context, node string) error
+	// Drain evicts the node's pods within timeout, honouring PDBs.
+	Drain(ctx context.Context, node string, timeout time.Duration) error
+	// DeleteNode removes the Node object of a destroyed VM, so its
+	// replacement registers as a new object. A missing node is not an error.
+	DeleteNode(ctx context.Context, node string) error
+	// WaitReady waits until the node matches want and is Ready.
+	WaitReady(ctx context.Context, node string, want ReadyWant, timeout time.Duration) (Identity, error)
+}
+
+// ReadyWant is what a node must show before it counts as back.
+type ReadyWant struct {
+	// NotUID, when set, makes a Node object with this UID never count: the
+	// replaced node must register anew.
+	NotUID string
+	Talos  version.Version
+	// Kubelet, when not zero, is the kubelet version the node must report.
+	Kubelet version.Version
+}
+
+// Identity is a snapshot of a node: who it is and what it offers.
+type Identity struct {
+	UID            string            `json:"uid"`
+	BootID         string            `json:"bootID"`
+	Created        time.Time         `json:"created"`
+	Ready          bool              `json:"ready"`
+	Unschedulable  bool              `json:"unschedulable"`
+	OSImage        string            `json:"osImage"`
+	KubeletVersion string            `json:"kubeletVersion"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	// Taints are written key=value:effect.
+	Taints      []string          `json:"taints,omitempty"`
+	Allocatable map[string]string `json:"allocatable,omitempty"`
+}
+
+// Replacer replaces VMs (the cattle strategy).
+type Replacer interface {
+	// PrepareTemplates creates the templates for the target versions, once
+	// per run, before any node. Old templates stay for rollback.
+	PrepareTemplates(ctx context.Context, to version.Pair) error
+	// Destroy destroys the node's VM. Destroying a VM that is gone is not an error.
+	Destroy(ctx context.Context, node plan.Node) error
+	// Create creates the node's VM at the given versions.
+	Create(ctx context.Context, node plan.Node, at version.Pair) error
+}
+
+// Upgrader upgrades nodes in place (the pets strategy). Rolling back is an
+// upgrade to the old version.
+type Upgrader interface {
+	Upgrade(ctx context.Context, node plan.Node, to version.Pair) error
+}
+
+// HealthGate decides whether the cluster is healthy after a node.
+type HealthGate interface {
+	Check(ctx context.Context, in GateInput) HealthResult
+}
+
+// GateInput is what a health check is asked about.
+type GateInput struct {
+	Node plan.Node
+	// Want is the version the node must now run.
+	Want version.Pair
+	// Before is the node's identity before it was touched, when known.
+	Before *Identity
+}
+
+// HealthResult is the outcome of one run of every check.
+type HealthResult struct {
+	Checks []CheckResult `json:"checks"`
+}
+
+// CheckResult is one named check.
+type CheckResult struct {
+	Name     string `json:"name"`
+	Passed   bool   `json:"passed"`
+	Skipped  bool   `json:"skipped"`
+	Attempts int    `json:"attempts,omitempty"`
+	// Diagnostics say what is wrong and where, at most ten lines.
+	Diagnostics []string      `json:"diagnostics,omitempty"`
+	Duration    time.Duration `json:"-"`
+}
+
+// Passed reports whether no check failed.
+func (r HealthResult) Passed() bool { return len(r.Failed()) == 0 }
+
+// Failed names the checks that failed.
+func (r HealthResult) Failed() []string {
+	var out []string
+	for _, c := range r.Checks {
+		if !c.Passed && !c.Skipped {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// Journal records each transition before the engine acts on it.
+type Journal interface {
+	Record(ctx context.Context, e Entry) error
+}
+
+// Entry is one journal record.
+type Entry struct {
+	Time   time.Time `json:"time"`
+	RunID  string    `json:"run"`
+	Node   string    `json:"node,omitempty"`
+	Step   Step      `json:"step"`
+	Status Status    `json:"status"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Sink receives the engine's events; the CLI decides what to show.
+type Sink interface {
+	Event(e Event)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(Event)
+
+// Event calls f.
+func (f SinkFunc) Event(e Event) { f(e) }

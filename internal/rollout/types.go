@@ -1,0 +1,207 @@
+package rollout
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Step is a stage of a node's state machine.
+type Step string
+
+// The steps, in the order a node goes through them.
+const (
+	StepRun       Step = "run"
+	StepTemplates Step = "templates"
+	StepPreflight Step = "preflight"
+	StepCordon    Step = "cordon"
+	StepDrain     Step = "drain"
+	StepDestroy   Step = "destroy"
+	StepCreate    Step = "create"
+	StepUpgrade   Step = "upgrade"
+	StepWaitReady Step = "wait-ready"
+	StepUncordon  Step = "uncordon"
+	StepHealth    Step = "health"
+	StepSoak      Step = "soak"
+	StepRollback  Step = "rollback"
+	StepDone      Step = "done"
+)
+
+// Status is where a step stands.
+type Status string
+
+// The statuses of a step.
+const (
+	StatusStarted Status = "started"
+	StatusDone    Status = "done"
+	StatusFailed  Status = "failed"
+)
+
+// Outcome is what happened to one node.
+type Outcome string
+
+// The outcomes a node can have.
+const (
+	OutcomeUpgraded   Outcome = "upgraded"
+	OutcomeRolledBack Outcome = "rolled-back"
+	OutcomeSkipped    Outcome = "skipped"
+	OutcomeUntouched  Outcome = "untouched"
+	OutcomeFailed     Outcome = "failed"
+)
+
+// Result is how a run ended.
+type Result string
+
+// The results of a run.
+const (
+	ResultSucceeded      Result = "succeeded"
+	ResultHalted         Result = "halted"
+	ResultRollbackFailed Result = "rollback-failed"
+	ResultBlocked        Result = "blocked"
+)
+
+// EventKind says what an Event is about.
+type EventKind string
+
+// The kinds of events.
+const (
+	EventRunStarted  EventKind = "run-started"
+	EventStep        EventKind = "step"
+	EventNodeDone    EventKind = "node-done"
+	EventRollback    EventKind = "rollback"
+	EventRunFinished EventKind = "run-finished"
+	EventLog         EventKind = "log"
+)
+
+// Event is something the engine did, for progress output and notifications.
+type Event struct {
+	Kind EventKind
+	Time time.Time
+	// Elapsed is the time since the run started.
+	Elapsed time.Duration
+	Node    string
+	Step    Step
+	Status  Status
+	Message string
+	// Report is set on EventRunFinished and EventNodeDone.
+	Report *Report
+	// NodeReport is set on EventNodeDone and EventRollback.
+	NodeReport *NodeReport
+}
+
+// HaltError means a node failed and the run stopped; the node is back on its
+// old version (or was never changed). The CLI exits 1.
+type HaltError struct {
+	Node   string
+	Reason string
+	Err    error
+}
+
+func (e *HaltError) Error() string {
+	return fmt.Sprintf("run halted at node %s: %s", e.Node, e.Reason)
+}
+
+func (e *HaltError) Unwrap() error { return e.Err }
+
+// RollbackFailedError means a node's rollback failed: a person must step in.
+// The CLI exits 3.
+type RollbackFailedError struct {
+	Node string
+	// Cause is why the node was rolled back; Err why the rollback failed.
+	Cause string
+	Err   error
+}
+
+func (e *RollbackFailedError) Error() string {
+	return fmt.Sprintf("rollback of node %s failed, manual intervention required: %v (rolled back because: %s)", e.Node, e.Err, e.Cause)
+}
+
+func (e *RollbackFailedError) Unwrap() error { return e.Err }
+
+// BlockedError means the run was refused before any change. The CLI exits 4.
+type BlockedError struct {
+	Reason string
+	Err    error
+}
+
+func (e *BlockedError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("blocked before any change: %s: %v", e.Reason, e.Err)
+	}
+	return "blocked before any change: " + e.Reason
+}
+
+func (e *BlockedError) Unwrap() error { return e.Err }
+
+// HealthFailedError is a health gate that failed all its attempts.
+type HealthFailedError struct {
+	Node   string
+	Result HealthResult
+}
+
+func (e *HealthFailedError) Error() string {
+	return fmt.Sprintf("health gate failed for node %s: %s", e.Node, strings.Join(e.Result.Failed(), ", "))
+}
+
+// failedChecks returns the names of failed checks if err carries them.
+func failedChecks(err error) []string {
+	var hf *HealthFailedError
+	if errors.As(err, &hf) {
+		return hf.Result.Failed()
+	}
+	return nil
+}
+
+// StepRecord is one step of a node, for the audit trail.
+type StepRecord struct {
+	Step     Step      `json:"step"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Status   Status    `json:"status"`
+	Detail   string    `json:"detail,omitempty"`
+}
+
+// NodeReport is what happened to one node.
+type NodeReport struct {
+	Name     string        `json:"name"`
+	Role     string        `json:"role"`
+	Host     string        `json:"host"`
+	Batch    int           `json:"batch"`
+	Outcome  Outcome       `json:"outcome"`
+	From     string        `json:"from"`
+	To       string        `json:"to"`
+	Duration time.Duration `json:"-"`
+	// DurationSeconds mirrors Duration for JSON.
+	DurationSeconds float64       `json:"durationSeconds"`
+	Reason          string        `json:"reason,omitempty"`
+	FailedChecks    []string      `json:"failedChecks,omitempty"`
+	Health          *HealthResult `json:"health,omitempty"`
+	Steps           []StepRecord  `json:"steps,omitempty"`
+}
+
+// Report is what a run did.
+type Report struct {
+	RunID    string    `json:"runId"`
+	Result   Result    `json:"result"`
+	Strategy string    `json:"strategy"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Duration is Finished-Started on the engine's clock (virtual in the lab).
+	Duration        time.Duration `json:"-"`
+	DurationSeconds float64       `json:"durationSeconds"`
+	Nodes           []NodeReport  `json:"nodes"`
+	Error           string        `json:"error,omitempty"`
+}
+
+// Node returns the named node's report.
+func (r *Report) Node(name string) *NodeReport {
+	for i := range r.Nodes {
+		if r.Nodes[i].Name == name {
+			return &r.Nodes[i]
+		}
+	}
+	return nil
+}
