@@ -11,9 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/uuid"
 
-	"github.com/prox-ops/drover/internal/health"
 	"github.com/prox-ops/drover/internal/journal"
-	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -118,22 +116,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		defer fj.Close()
 		j = fj
 	}
-	r := p.cfg.Rollout
-	eng := &rollout.Engine{
-		Cluster:  &kube.Client{Client: p.lab.Client, Clock: p.lab.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData},
-		Replacer: p.lab.Hypervisor(),
-		Upgrader: p.lab.Talos(),
-		Health:   &health.Gate{Client: p.lab.Client, Clock: p.lab.Clock},
-		Journal:  j,
-		Clock:    p.lab.Clock,
-		Sink:     con,
-		RunID:    runID,
-		Policy: rollout.Policy{
-			DrainTimeout: r.DrainTimeout.Duration, ReadyTimeout: r.ReadyTimeout.Duration,
-			HealthTimeout: r.HealthTimeout.Duration, HealthAttempts: r.HealthAttempts,
-			HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
-		},
-	}
+	eng := p.lab.Engine(j, con, runID)
 	rep, runErr := eng.Run(ctx, p.plan)
 	if rep == nil {
 		return runErr

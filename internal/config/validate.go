@@ -211,7 +211,7 @@ func checkInstallerImage(img string) error {
 	return nil
 }
 
-// InstallerImage returns the installer image for a Talos version.
+// Image returns the installer image for a Talos version.
 func (t Talos) Image(v string) string {
 	return strings.ReplaceAll(t.InstallerImage, InstallerPlaceholder, v)
 }

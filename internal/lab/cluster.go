@@ -229,18 +229,21 @@ func (l *Lab) reconcileWith(startNow bool) {
 				if !have[n.Name] && l.daemonFits(a, n) {
 					// Node-level pods (CNI, static pods) come up with the
 					// kubelet: a node turns Ready only once its CNI runs.
-					l.createPod(a, n, startNow || nodeReady(n))
+					if p := l.createPod(a, n, startNow || nodeReady(n)); p != nil {
+						pods = append(pods, p)
+					}
 				}
 			}
 		default:
 			for i := len(mine); i < a.replicas; i++ {
-				l.createPod(a, l.schedule(a, nodes, pods), startNow)
-				pods = l.pods("")
+				if p := l.createPod(a, l.schedule(a, nodes, pods), startNow); p != nil {
+					pods = append(pods, p)
+				}
 			}
 		}
 	}
 	// Scheduler: bind pending pods that have no node yet.
-	for _, p := range l.pods("") {
+	for _, p := range pods {
 		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
 			continue
 		}
@@ -248,14 +251,14 @@ func (l *Lab) reconcileWith(startNow bool) {
 		if a == nil {
 			continue
 		}
-		if n := l.schedule(a, nodes, l.pods("")); n != nil {
+		if n := l.schedule(a, nodes, pods); n != nil {
 			p.Spec.NodeName = n.Name
 			_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
 			l.startLater(p.Namespace, p.Name)
 		}
 	}
-	l.syncPodReadiness()
-	l.observe()
+	l.syncPodReadiness(pods, byName)
+	l.observe(pods)
 }
 
 func (l *Lab) appOf(p *corev1.Pod) *app {
@@ -330,8 +333,9 @@ func (l *Lab) schedule(a *app, nodes []*corev1.Node, pods []*corev1.Pod) *corev1
 	return best
 }
 
-// createPod creates a pod of a on n (nil: Pending, unscheduled).
-func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) {
+// createPod creates a pod of a on n (nil: Pending, unscheduled) and
+// returns it, or nil if it could not be stored.
+func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) *corev1.Pod {
 	l.seq++
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -365,16 +369,16 @@ func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) {
 		p.Spec.NodeName = n.Name
 	}
 	if err := l.Client.Tracker().Add(p); err != nil {
-		return
+		return nil
 	}
-	if n == nil {
-		return
-	}
-	if startNow {
+	switch {
+	case n == nil:
+	case startNow:
 		l.setPodRunning(p, n)
-		return
+	default:
+		l.startLater(p.Namespace, p.Name)
 	}
-	l.startLater(p.Namespace, p.Name)
+	return p
 }
 
 // startLater starts a scheduled pod after the pod start-up time.
@@ -389,7 +393,7 @@ func (l *Lab) startLater(ns, name string) {
 		p := obj.(*corev1.Pod)
 		if n := l.node(p.Spec.NodeName); n != nil && nodeReady(n) {
 			l.setPodRunning(p, n)
-			l.observe()
+			l.observe(l.pods(""))
 		}
 	})
 }
@@ -422,12 +426,12 @@ func (l *Lab) setPodRunning(p *corev1.Pod, n *corev1.Node) {
 
 // syncPodReadiness makes pods on a NotReady node unready (the kubelet is
 // gone) and restarts them when it is back.
-func (l *Lab) syncPodReadiness() {
-	for _, p := range l.pods("") {
+func (l *Lab) syncPodReadiness(pods []*corev1.Pod, nodes map[string]*corev1.Node) {
+	for _, p := range pods {
 		if p.Spec.NodeName == "" || p.Status.Phase != corev1.PodRunning {
 			continue
 		}
-		n := l.node(p.Spec.NodeName)
+		n := nodes[p.Spec.NodeName]
 		if n == nil {
 			continue
 		}
@@ -465,8 +469,7 @@ type budget struct {
 
 func (b budget) allowed() int { return max(0, b.healthy-b.min) }
 
-func (l *Lab) budgets() []budget {
-	pods := l.pods("")
+func (l *Lab) budgets(pods []*corev1.Pod) []budget {
 	var out []budget
 	for _, pdb := range l.pdbs() {
 		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
@@ -519,7 +522,7 @@ func (l *Lab) evict(ns, name string) error {
 	if p.DeletionTimestamp != nil {
 		return nil
 	}
-	for _, b := range l.budgets() {
+	for _, b := range l.budgets(l.pods(ns)) {
 		sel, _ := metav1.LabelSelectorAsSelector(b.pdb.Spec.Selector)
 		if b.pdb.Namespace != ns || !sel.Matches(labels.Set(p.Labels)) {
 			continue
@@ -538,9 +541,10 @@ func (l *Lab) evict(ns, name string) error {
 	return nil
 }
 
-// observe updates PDB status and the run's safety counters; l.mu must be held.
-func (l *Lab) observe() {
-	for _, b := range l.budgets() {
+// observe updates PDB status and the run's safety counters from the
+// current pods; l.mu must be held.
+func (l *Lab) observe(pods []*corev1.Pod) {
+	for _, b := range l.budgets(pods) {
 		key := b.pdb.Namespace + "/" + b.pdb.Name
 		switch {
 		case b.healthy < b.min && !l.violated[key]:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -428,4 +429,13 @@ func (e *Engine) emit(ev Event) {
 
 func formatDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
+}
+
+// PolicyFrom takes the engine's policy from the configured rollout settings.
+func PolicyFrom(r config.Rollout) Policy {
+	return Policy{
+		DrainTimeout: r.DrainTimeout.Duration, ReadyTimeout: r.ReadyTimeout.Duration,
+		HealthTimeout: r.HealthTimeout.Duration, HealthAttempts: r.HealthAttempts,
+		HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
+	}
 }

@@ -1,0 +1,161 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validYAML = `cluster:
+  name: test
+nodes:
+  - name: cp-1
+    role: controlplane
+    ip: 127.0.0.11
+    proxmoxHost: h1
+    vmId: 101
+  - name: w-1
+    role: worker
+    ip: 127.0.0.21
+    proxmoxHost: h2
+    vmId: 201
+    gpus: 1
+`
+
+func TestParseValidAppliesDefaults(t *testing.T) {
+	c, err := Parse("drover.yaml", []byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Rollout
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"maxParallelWorkers", r.MaxParallelWorkers, 1},
+		{"drainTimeout", r.DrainTimeout.Duration, 5 * time.Minute},
+		{"readyTimeout", r.ReadyTimeout.Duration, 10 * time.Minute},
+		{"healthTimeout", r.HealthTimeout.Duration, 5 * time.Minute},
+		{"healthAttempts", r.HealthAttempts, 3},
+		{"controlPlaneSoak", r.ControlPlaneSoak.Duration, 5 * time.Minute},
+		{"talosVariable", c.Versions.TalosVariable, "talos_version"},
+		{"kubernetesVariable", c.Versions.KubernetesVariable, "kubernetes_version"},
+		{"discord webhook env", c.Notifications.Discord.WebhookEnv, "DISCORD_WEBHOOK_URL"},
+		{"gpus", c.Nodes[1].GPUs, 1},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestParseOverridesOneStepDurationKeepsTheOthers(t *testing.T) {
+	c, err := Parse("drover.yaml", []byte(validYAML+"rollout:\n  stepDurations:\n    drain: 2m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rollout.StepDurations.Drain.Duration != 2*time.Minute || c.Rollout.StepDurations.Template.Duration != 10*time.Minute {
+		t.Fatalf("step durations = %+v", c.Rollout.StepDurations)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	node := func(name, role, ip string, vm int, extra string) string {
+		return "  - name: " + name + "\n    role: " + role + "\n    ip: " + ip + "\n    proxmoxHost: h1\n    vmId: " + strconv.Itoa(vm) + "\n" + extra
+	}
+	base := "cluster:\n  name: test\nnodes:\n" + node("cp-1", "controlplane", "127.0.0.11", 101, "")
+	tests := []struct {
+		name      string
+		yaml      string
+		wantField string
+		wantLine  int
+		wantMsg   string
+	}{
+		{"unknown top-level field", base + "colour: blue\n", "colour", 9, "unknown field"},
+		{"unknown node field", base + "  - name: w\n    role: worker\n    ip: 127.0.0.2\n    flavour: big\n", "flavour", 12, "unknown field"},
+		{"duplicate node name", base + node("cp-1", "worker", "127.0.0.12", 102, ""), "nodes[1].name", 9, "duplicate node name"},
+		{"unknown role", base + node("w-1", "wrker", "127.0.0.12", 102, ""), "nodes[1].role", 10, `unknown role "wrker"`},
+		{"even control plane", base + node("cp-2", "controlplane", "127.0.0.12", 102, ""), "nodes", 3, "2 control-plane nodes"},
+		{"no control plane", "cluster:\n  name: t\nnodes:\n" + node("w-1", "worker", "127.0.0.12", 102, ""), "nodes", 3, "no control-plane node"},
+		{"bad duration", base + "rollout:\n  drainTimeout: 5 minutes\n", "rollout.drainTimeout", 10, `"5 minutes" is not a duration`},
+		{"zero timeout", base + "rollout:\n  readyTimeout: 0s\n", "rollout.readyTimeout", 10, "greater than zero"},
+		{"unparseable approval version", base + "approval:\n  versions: [v1.x]\n", "approval.versions[0]", 10, `version "v1.x"`},
+		{"negative gpus", base + node("w-1", "worker", "127.0.0.12", 102, "    gpus: -1\n"), "nodes[1].gpus", 14, "must be 0 or more"},
+		{"bad ip", base + node("w-1", "worker", "10.20.300.1", 102, ""), "nodes[1].ip", 11, "not an IP address"},
+		{"duplicate vm id", base + node("w-1", "worker", "127.0.0.12", 101, ""), "nodes[1].vmId", 13, "duplicate VM id 101"},
+		{"missing cluster name", strings.Replace(base, "name: test", "name: ''", 1), "cluster.name", 2, "is required"},
+		{"installer image without placeholder", base + "talos:\n  installerImage: factory.talos.dev/nocloud-installer/abc:v1.11.3\n", "talos.installerImage", 10, "{version}"},
+		{"installer image with a bad schematic", base + "talos:\n  installerImage: factory.talos.dev/nocloud-installer/not-hex:{version}\n", "talos.installerImage", 10, "64 lowercase hex"},
+		{"zero parallel workers", base + "rollout:\n  maxParallelWorkers: 0\n", "rollout.maxParallelWorkers", 10, "at least 1"},
+		{"wrong type", base + "rollout:\n  healthAttempts: many\n", "", 10, "cannot unmarshal"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("drover.yaml", []byte(tc.yaml))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want *config.Error", err)
+			}
+			for _, p := range ce.Problems {
+				if p.Field == tc.wantField && strings.Contains(p.Msg, tc.wantMsg) {
+					if p.Line != tc.wantLine {
+						t.Errorf("problem %q at line %d, want line %d", p, p.Line, tc.wantLine)
+					}
+					if !strings.Contains(err.Error(), tc.wantMsg) {
+						t.Errorf("error text %q lacks %q", err, tc.wantMsg)
+					}
+					return
+				}
+			}
+			t.Fatalf("no problem with field %q and message %q in: %v", tc.wantField, tc.wantMsg, err)
+		})
+	}
+}
+
+func TestParseReportsEveryProblemAtOnce(t *testing.T) {
+	y := "cluster:\n  name: t\nnodes:\n  - name: a\n    role: boss\n    ip: 127.0.0.1\n    gpus: -2\nrollout:\n  drainTimeout: soon\n"
+	_, err := Parse("drover.yaml", []byte(y))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) < 3 {
+		t.Fatalf("want at least 3 problems (role, gpus, drainTimeout, control plane), got %v", err)
+	}
+}
+
+func TestParseEmptyFile(t *testing.T) {
+	if _, err := Parse("drover.yaml", nil); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("err = %v, want 'empty'", err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	c, err := Load("../../examples/prox-ops/drover.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Nodes) != 15 || c.ControlPlaneCount() != 3 {
+		t.Fatalf("example has %d nodes, %d control plane; want 15 and 3", len(c.Nodes), c.ControlPlaneCount())
+	}
+	hosts := map[string]bool{}
+	gpus := []string{}
+	for _, n := range c.Nodes {
+		hosts[n.ProxmoxHost] = true
+		if n.GPUs > 0 {
+			gpus = append(gpus, n.Name)
+		}
+	}
+	if len(hosts) != 4 || strings.Join(gpus, ",") != "k8s-work-4,k8s-work-14" {
+		t.Fatalf("hosts %v, GPU workers %v", hosts, gpus)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(t.TempDir() + "/nope.yaml")
+	var ce *Error
+	if !errors.As(err, &ce) || !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,322 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+var (
+	start   = version.Pair{Talos: DefaultTalos, Kubernetes: DefaultKubernetes}
+	minor   = version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: DefaultKubernetes}
+	patch   = version.Pair{Talos: version.MustParse("v1.11.4"), Kubernetes: DefaultKubernetes}
+	k8sBump = version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: version.MustParse("v1.35.0")}
+)
+
+type run struct {
+	lab     *Lab
+	report  *rollout.Report
+	err     error
+	journal *journal.Memory
+	events  []rollout.Event
+}
+
+func upgrade(t *testing.T, cfg config.Config, s version.Strategy, to version.Pair, faults map[string]Fault) run {
+	t.Helper()
+	l, err := New(Options{Config: cfg, Faults: faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: s, From: start, To: to, MaxParallelWorkers: cfg.Rollout.MaxParallelWorkers})
+	j := &journal.Memory{}
+	r := run{lab: l, journal: j}
+	eng := l.Engine(j, rollout.SinkFunc(func(e rollout.Event) { r.events = append(r.events, e) }), "test-run")
+	r.report, r.err = eng.Run(context.Background(), p)
+	if r.report == nil {
+		t.Fatalf("no report: %v", r.err)
+	}
+	return r
+}
+
+func outcomes(r *rollout.Report) map[string]rollout.Outcome {
+	out := map[string]rollout.Outcome{}
+	for _, n := range r.Nodes {
+		out[n.Name] = n.Outcome
+	}
+	return out
+}
+
+// nodeState reads a node back from the lab's API.
+func nodeState(t *testing.T, l *Lab, name string) (ready, cordoned bool, talos string) {
+	t.Helper()
+	n, err := l.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
+	v, _ := kube.TalosVersion(n.Status.NodeInfo.OSImage)
+	return kube.IsReady(n), n.Spec.Unschedulable, v.String()
+}
+
+func TestFullRunsSucceed(t *testing.T) {
+	tests := []struct {
+		name     string
+		strategy version.Strategy
+		to       version.Pair
+		parallel int
+	}{
+		{"cattle minor, one worker at a time", version.Cattle, minor, 1},
+		{"cattle minor, three workers at once", version.Cattle, minor, 3},
+		{"pets patch", version.Pets, patch, 1},
+		{"cattle with a Kubernetes bump", version.Cattle, k8sBump, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Rollout.MaxParallelWorkers = tc.parallel
+			r := upgrade(t, cfg, tc.strategy, tc.to, nil)
+			if r.err != nil {
+				t.Fatalf("run failed: %v", r.err)
+			}
+			if r.report.Result != rollout.ResultSucceeded {
+				t.Fatalf("result %s", r.report.Result)
+			}
+			for _, n := range r.report.Nodes {
+				if n.Outcome != rollout.OutcomeUpgraded {
+					t.Errorf("%s: %s (%s)", n.Name, n.Outcome, n.Reason)
+				}
+				ready, cordoned, talos := nodeState(t, r.lab, n.Name)
+				if !ready || cordoned || talos != tc.to.Talos.String() {
+					t.Errorf("%s after the run: ready=%v cordoned=%v talos=%s", n.Name, ready, cordoned, talos)
+				}
+				if v, ok := r.lab.Versions(n.Name); !ok || v != tc.to {
+					t.Errorf("%s VM at %v, want %v", n.Name, v, tc.to)
+				}
+			}
+			st := r.lab.Stats()
+			if st.PDBViolations != 0 || st.MaxControlPlaneDown != 1 {
+				t.Errorf("stats = %+v, want 0 PDB violations and 1 control-plane node down at most", st)
+			}
+			if st.Evictions == 0 {
+				t.Errorf("no evictions: drain did nothing")
+			}
+			// Control-plane nodes go first, one at a time, in batch order.
+			for i, n := range r.report.Nodes[:3] {
+				if n.Role != "controlplane" || n.Batch != i+1 {
+					t.Errorf("node %d is %s (%s, batch %d)", i, n.Name, n.Role, n.Batch)
+				}
+			}
+		})
+	}
+}
+
+// TestEveryFault drives the engine's state machine through each lab fault.
+func TestEveryFault(t *testing.T) {
+	const victim = "k8s-work-1"
+	tests := []struct {
+		name        string
+		strategy    version.Strategy
+		to          version.Pair
+		fault       Fault
+		wantResult  rollout.Result
+		wantErr     any
+		wantOutcome rollout.Outcome
+		wantChecks  []string
+		wantReason  string
+		wantTalos   string // the victim's version after the run
+	}{
+		{"health-fail cattle rolls back", version.Cattle, minor, FaultHealthFail, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Pod Health"}, "CrashLoopBackOff", "v1.11.3"},
+		{"health-fail pets rolls back", version.Pets, patch, FaultHealthFail, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Pod Health"}, "", "v1.11.3"},
+		{"never-ready rolls back", version.Cattle, minor, FaultNeverReady, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, nil, "not Ready", "v1.11.3"},
+		{"replace-fails cattle rolls back", version.Cattle, minor, FaultReplaceFails, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, nil, "storage error", "v1.11.3"},
+		{"replace-fails pets rolls back", version.Pets, patch, FaultReplaceFails, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, nil, "installer exited", "v1.11.3"},
+		{"drain-blocked halts untouched", version.Cattle, minor, FaultDrainBlocked, rollout.ResultHalted, new(*kube.DrainTimeoutError), rollout.OutcomeFailed, nil, "PodDisruptionBudget apps/ledger-k8s-work-1", "v1.11.3"},
+		{"rollback-fails cattle needs a human", version.Cattle, minor, FaultRollbackFails, rollout.ResultRollbackFailed, new(*rollout.RollbackFailedError), rollout.OutcomeFailed, []string{"Pod Health"}, "rollback failed", ""},
+		{"rollback-fails pets needs a human", version.Pets, patch, FaultRollbackFails, rollout.ResultRollbackFailed, new(*rollout.RollbackFailedError), rollout.OutcomeFailed, []string{"Pod Health"}, "rollback failed", "v1.11.4"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := upgrade(t, DefaultConfig(), tc.strategy, tc.to, map[string]Fault{victim: tc.fault})
+			if r.report.Result != tc.wantResult {
+				t.Fatalf("result = %s (%v), want %s", r.report.Result, r.err, tc.wantResult)
+			}
+			if !errors.As(r.err, tc.wantErr) {
+				t.Fatalf("err = %T %v, want %T", r.err, r.err, tc.wantErr)
+			}
+			got := outcomes(r.report)
+			if got[victim] != tc.wantOutcome {
+				t.Fatalf("%s outcome %s, want %s", victim, got[victim], tc.wantOutcome)
+			}
+			after := false
+			for _, n := range r.report.Nodes {
+				switch {
+				case n.Name == victim:
+					after = true
+					nr := r.report.Node(victim)
+					if strings.Join(nr.FailedChecks, ",") != strings.Join(tc.wantChecks, ",") {
+						t.Errorf("failed checks %v, want %v", nr.FailedChecks, tc.wantChecks)
+					}
+					if !strings.Contains(nr.Reason+healthText(nr), tc.wantReason) {
+						t.Errorf("reason %q (health %q) lacks %q", nr.Reason, healthText(nr), tc.wantReason)
+					}
+				case after && n.Outcome != rollout.OutcomeUntouched:
+					t.Errorf("%s after the failed node is %s, want untouched", n.Name, n.Outcome)
+				case !after && n.Outcome != rollout.OutcomeUpgraded:
+					t.Errorf("%s before the failed node is %s, want upgraded", n.Name, n.Outcome)
+				}
+			}
+			if tc.wantTalos != "" {
+				ready, cordoned, talos := nodeState(t, r.lab, victim)
+				if talos != tc.wantTalos {
+					t.Errorf("%s runs %s after the run, want %s", victim, talos, tc.wantTalos)
+				}
+				if tc.wantResult == rollout.ResultHalted && (!ready || cordoned) {
+					t.Errorf("%s after a clean halt: ready=%v cordoned=%v; want Ready and uncordoned", victim, ready, cordoned)
+				}
+			}
+			if st := r.lab.Stats(); st.PDBViolations != 0 || st.MaxControlPlaneDown > 1 {
+				t.Errorf("stats = %+v", st)
+			}
+		})
+	}
+}
+
+func healthText(n *rollout.NodeReport) string {
+	if n.Health == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range n.Health.Checks {
+		b.WriteString(strings.Join(c.Diagnostics, "\n"))
+	}
+	return b.String()
+}
+
+func TestDrainBlockedTakesTheDrainTimeout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rollout.DrainTimeout = config.D(2 * time.Minute)
+	r := upgrade(t, cfg, version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultDrainBlocked})
+	var drain *rollout.StepRecord
+	for i, s := range r.report.Node("k8s-work-1").Steps {
+		if s.Step == rollout.StepDrain {
+			drain = &r.report.Node("k8s-work-1").Steps[i]
+		}
+	}
+	if drain == nil || drain.Status != rollout.StatusFailed {
+		t.Fatalf("drain step = %+v", drain)
+	}
+	if d := drain.Finished.Sub(drain.Started); d != 2*time.Minute {
+		t.Fatalf("drain gave up after %s of simulated time, want the 2m timeout", d)
+	}
+	if r.lab.Stats().EvictionsRefused == 0 {
+		t.Fatal("no eviction was refused: the PDB was not consulted")
+	}
+}
+
+// TestJournalRecordsEachTransitionBeforeActing: each step is journaled as
+// started before it is done, in state-machine order.
+func TestJournalRecordsEachTransitionBeforeActing(t *testing.T) {
+	r := upgrade(t, DefaultConfig(), version.Cattle, minor, nil)
+	var steps []string
+	for _, e := range r.journal.Entries() {
+		if e.Node == "k8s-work-1" && e.Status == rollout.StatusStarted {
+			steps = append(steps, string(e.Step))
+		}
+	}
+	want := "preflight cordon drain destroy create wait-ready uncordon health"
+	if got := strings.Join(steps, " "); got != want {
+		t.Fatalf("journal steps %q, want %q", got, want)
+	}
+	open := map[string]bool{}
+	for _, e := range r.journal.Entries() {
+		key := e.Node + "/" + string(e.Step)
+		switch e.Status {
+		case rollout.StatusStarted:
+			open[key] = true
+		default:
+			if e.Step != rollout.StepRun && e.Step != rollout.StepDone && !open[key] {
+				t.Fatalf("%s finished without being journaled as started first", key)
+			}
+		}
+	}
+}
+
+func TestControlPlaneSoakRuns(t *testing.T) {
+	r := upgrade(t, DefaultConfig(), version.Pets, patch, nil)
+	for _, n := range r.report.Nodes {
+		soaked := false
+		for _, s := range n.Steps {
+			if s.Step == rollout.StepSoak {
+				soaked = true
+				if d := s.Finished.Sub(s.Started); d != 5*time.Minute {
+					t.Errorf("%s soaked %s, want 5m", n.Name, d)
+				}
+			}
+		}
+		if soaked != (n.Role == "controlplane") {
+			t.Errorf("%s (%s) soaked=%v", n.Name, n.Role, soaked)
+		}
+	}
+}
+
+func TestParseFault(t *testing.T) {
+	tests := []struct {
+		in      string
+		node    string
+		fault   Fault
+		wantErr string
+	}{
+		{in: "k8s-work-1=health-fail", node: "k8s-work-1", fault: FaultHealthFail},
+		{in: "k8s-ctrl-2=rollback-fails", node: "k8s-ctrl-2", fault: FaultRollbackFails},
+		{in: "k8s-work-1", wantErr: "NODE=KIND"},
+		{in: "k8s-work-1=melt", wantErr: `unknown kind "melt"`},
+	}
+	for _, tc := range tests {
+		node, f, err := ParseFault(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("ParseFault(%q) err = %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || node != tc.node || f != tc.fault {
+			t.Errorf("ParseFault(%q) = %s, %s, %v", tc.in, node, f, err)
+		}
+	}
+}
+
+func TestUnknownFaultNodeIsRefused(t *testing.T) {
+	if _, err := New(Options{Faults: map[string]Fault{"k8s-work-99": FaultHealthFail}}); err == nil {
+		t.Fatal("a fault for a node that does not exist was accepted")
+	}
+}
+
+func TestExampleMatchesTheLab(t *testing.T) {
+	c, err := config.Load("../../examples/prox-ops/drover.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	if len(c.Nodes) != len(want.Nodes) {
+		t.Fatalf("example has %d nodes, the lab %d", len(c.Nodes), len(want.Nodes))
+	}
+	for i := range want.Nodes {
+		if c.Nodes[i] != want.Nodes[i] {
+			t.Errorf("node %d: example %+v, lab %+v", i, c.Nodes[i], want.Nodes[i])
+		}
+	}
+	if c.Talos.InstallerImage != want.Talos.InstallerImage {
+		t.Errorf("installer image differs")
+	}
+}

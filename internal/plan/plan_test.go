@@ -1,0 +1,191 @@
+package plan
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+var (
+	from = version.Pair{Talos: version.MustParse("v1.11.3"), Kubernetes: version.MustParse("v1.34.1")}
+	to   = version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: version.MustParse("v1.34.1")}
+)
+
+func randomInventory(r *rand.Rand) []config.Node {
+	hosts := 1 + r.IntN(6)
+	cps := []int{1, 3, 5}[r.IntN(3)]
+	workers := r.IntN(40)
+	var ns []config.Node
+	for i := range cps + workers {
+		role := config.RoleWorker
+		if i < cps {
+			role = config.RoleControlPlane
+		}
+		ns = append(ns, config.Node{
+			Name: fmt.Sprintf("n-%d", r.IntN(1000)*100+i), Role: role,
+			ProxmoxHost: fmt.Sprintf("host-%d", r.IntN(hosts)), GPUs: r.IntN(3) / 2,
+		})
+	}
+	r.Shuffle(len(ns), func(i, j int) { ns[i], ns[j] = ns[j], ns[i] })
+	return ns
+}
+
+// TestBuildProperties checks, over random inventories and batch sizes, the
+// plan's invariants: control plane first and alone, no two nodes of one
+// Proxmox host in a batch, batches within the size limit, every node once.
+func TestBuildProperties(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for iter := range 2000 {
+		inv := randomInventory(r)
+		par := 1 + r.IntN(5)
+		p := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: par})
+		seen := map[string]int{}
+		workersStarted := false
+		for bi, b := range p.Batches {
+			if len(b.Nodes) == 0 {
+				t.Fatalf("iter %d: empty batch %d", iter, bi)
+			}
+			hosts := map[string]bool{}
+			cp := 0
+			for _, n := range b.Nodes {
+				seen[n.Name]++
+				if hosts[n.ProxmoxHost] {
+					t.Fatalf("iter %d: batch %d holds two nodes of host %s", iter, bi, n.ProxmoxHost)
+				}
+				hosts[n.ProxmoxHost] = true
+				if n.IsControlPlane() {
+					cp++
+					if workersStarted {
+						t.Fatalf("iter %d: control-plane node %s after a worker batch", iter, n.Name)
+					}
+				}
+			}
+			if cp > 0 && len(b.Nodes) != 1 {
+				t.Fatalf("iter %d: batch %d holds a control-plane node with %d others", iter, bi, len(b.Nodes)-1)
+			}
+			if cp == 0 {
+				workersStarted = true
+				if len(b.Nodes) > par {
+					t.Fatalf("iter %d: batch %d has %d workers, max %d", iter, bi, len(b.Nodes), par)
+				}
+			}
+		}
+		for _, n := range inv {
+			if seen[n.Name] != 1 {
+				t.Fatalf("iter %d: node %s planned %d times", iter, n.Name, seen[n.Name])
+			}
+		}
+		if p.NodeCount() != len(inv) {
+			t.Fatalf("iter %d: %d planned of %d", iter, p.NodeCount(), len(inv))
+		}
+	}
+}
+
+func TestBuildIsDeterministicWhateverTheInventoryOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		inv := randomInventory(r)
+		in := Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: 3}
+		a := Build(in)
+		shuffled := append([]config.Node(nil), inv...)
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		in.Nodes = shuffled
+		if b := Build(in); !reflect.DeepEqual(a, b) {
+			t.Fatalf("plans differ for the same inventory in another order")
+		}
+	}
+}
+
+func names(p Plan) [][]string {
+	var out [][]string
+	for _, b := range p.Batches {
+		var bn []string
+		for _, n := range b.Nodes {
+			bn = append(bn, n.Name)
+		}
+		out = append(out, bn)
+	}
+	return out
+}
+
+func TestBuildOrder(t *testing.T) {
+	inv := []config.Node{
+		{Name: "w-10", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "w-2", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "b"},
+		{Name: "cp-2", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "b"},
+		{Name: "cp-3", Role: config.RoleControlPlane, ProxmoxHost: "c"},
+		{Name: "gpu-1", Role: config.RoleWorker, ProxmoxHost: "c", GPUs: 1},
+	}
+	tests := []struct {
+		name string
+		par  int
+		want [][]string
+	}{
+		{"one at a time, natural order", 1, [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"gpu-1"}, {"w-1"}, {"w-2"}, {"w-10"}}},
+		{"three at once, never two of host a", 3, [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"gpu-1", "w-1", "w-2"}, {"w-10"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: tc.par})
+			if got := names(p); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("batches = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBuildSkipsNodesAlreadyAtTarget(t *testing.T) {
+	inv := []config.Node{
+		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "w-2", Role: config.RoleWorker, ProxmoxHost: "b"},
+	}
+	p := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: 1,
+		Current: map[string]version.Pair{"w-1": to, "cp-1": from}})
+	if got := names(p); !reflect.DeepEqual(got, [][]string{{"cp-1"}, {"w-2"}}) {
+		t.Fatalf("batches = %v", got)
+	}
+	if len(p.Skipped) != 1 || p.Skipped[0].Node.Name != "w-1" || p.Skipped[0].Reason == "" {
+		t.Fatalf("skipped = %+v", p.Skipped)
+	}
+}
+
+func TestETA(t *testing.T) {
+	steps := config.StepDurations{
+		Drain: config.D(time.Minute), Destroy: config.D(20 * time.Second), Create: config.D(3 * time.Minute),
+		Upgrade: config.D(2 * time.Minute), Template: config.D(10 * time.Minute), Health: config.D(40 * time.Second),
+	}
+	inv := []config.Node{
+		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "w-2", Role: config.RoleWorker, ProxmoxHost: "b"},
+	}
+	tests := []struct {
+		name     string
+		strategy version.Strategy
+		par      int
+		want     time.Duration
+	}{
+		// template + 3 batches x (1m+20s+3m+40s) + soak 5m
+		{"cattle sequential", version.Cattle, 1, 10*time.Minute + 3*5*time.Minute + 5*time.Minute},
+		// template + 2 batches x 5m + soak
+		{"cattle two workers at once", version.Cattle, 2, 10*time.Minute + 2*5*time.Minute + 5*time.Minute},
+		// 3 x (1m+2m+40s) + soak
+		{"pets sequential", version.Pets, 1, 3*(3*time.Minute+40*time.Second) + 5*time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Build(Input{Nodes: inv, Strategy: tc.strategy, From: from, To: to, MaxParallelWorkers: tc.par, Steps: steps, ControlPlaneSoak: 5 * time.Minute})
+			if p.ETA != tc.want {
+				t.Fatalf("ETA = %s, want %s", p.ETA, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,309 @@
+package rollout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// recorder is a stub cluster, replacer and upgrader in one: it records the
+// calls the engine makes, in order, and fails the ones it is told to.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+	fail  map[string]error // "op node" -> error
+	uids  map[string]int
+	clk   clock.Clock
+}
+
+func newRecorder(clk clock.Clock) *recorder {
+	return &recorder{fail: map[string]error{}, uids: map[string]int{}, clk: clk}
+}
+
+func (r *recorder) do(op, node string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, op+" "+node)
+	return r.fail[op+" "+node]
+}
+
+func (r *recorder) Identity(_ context.Context, node string) (rollout.Identity, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return rollout.Identity{UID: fmt.Sprintf("%s-%d", node, r.uids[node]), Ready: true}, nil
+}
+func (r *recorder) Cordon(_ context.Context, n string) error   { return r.do("cordon", n) }
+func (r *recorder) Uncordon(_ context.Context, n string) error { return r.do("uncordon", n) }
+func (r *recorder) Drain(ctx context.Context, n string, _ time.Duration) error {
+	_ = r.clk.Sleep(ctx, time.Minute)
+	return r.do("drain", n)
+}
+func (r *recorder) DeleteNode(_ context.Context, n string) error { return r.do("delete-node", n) }
+func (r *recorder) WaitReady(_ context.Context, n string, want rollout.ReadyWant, _ time.Duration) (rollout.Identity, error) {
+	return rollout.Identity{}, r.do("wait-ready@"+want.Talos.String(), n)
+}
+func (r *recorder) PrepareTemplates(_ context.Context, to version.Pair) error {
+	return r.do("templates", to.Talos.String())
+}
+func (r *recorder) Destroy(ctx context.Context, n plan.Node) error {
+	_ = r.clk.Sleep(ctx, 20*time.Second)
+	return r.do("destroy", n.Name)
+}
+func (r *recorder) Create(ctx context.Context, n plan.Node, at version.Pair) error {
+	_ = r.clk.Sleep(ctx, 3*time.Minute)
+	r.mu.Lock()
+	r.uids[n.Name]++
+	r.mu.Unlock()
+	return r.do("create@"+at.Talos.String(), n.Name)
+}
+func (r *recorder) Upgrade(_ context.Context, n plan.Node, to version.Pair) error {
+	return r.do("upgrade@"+to.Talos.String(), n.Name)
+}
+
+func (r *recorder) callsFor(node string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, c := range r.calls {
+		if strings.HasSuffix(c, " "+node) {
+			out = append(out, strings.TrimSuffix(c, " "+node))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// gate is a stub health gate: fn decides per call.
+type gate struct {
+	mu    sync.Mutex
+	calls map[string]int
+	fn    func(node string, call int) bool
+}
+
+func (g *gate) Check(_ context.Context, in rollout.GateInput) rollout.HealthResult {
+	g.mu.Lock()
+	if g.calls == nil {
+		g.calls = map[string]int{}
+	}
+	g.calls[in.Node.Name]++
+	call := g.calls[in.Node.Name]
+	g.mu.Unlock()
+	ok := g.fn(in.Node.Name, call)
+	res := rollout.CheckResult{Name: "Stub", Passed: ok}
+	if !ok {
+		res.Diagnostics = []string{"stub says no"}
+	}
+	return rollout.HealthResult{Checks: []rollout.CheckResult{res}}
+}
+
+var (
+	alwaysPass = func(string, int) bool { return true }
+	alwaysFail = func(string, int) bool { return false }
+)
+
+func testPlan(strategy version.Strategy, parallel int) plan.Plan {
+	nodes := []config.Node{
+		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "w-2", Role: config.RoleWorker, ProxmoxHost: "b"},
+		{Name: "w-3", Role: config.RoleWorker, ProxmoxHost: "c"},
+	}
+	from := version.Pair{Talos: version.MustParse("v1.11.3")}
+	to := version.Pair{Talos: version.MustParse("v1.12.0")}
+	if strategy == version.Pets {
+		to.Talos = version.MustParse("v1.11.4")
+	}
+	return plan.Build(plan.Input{Nodes: nodes, Strategy: strategy, From: from, To: to, MaxParallelWorkers: parallel})
+}
+
+func newEngine(clk clock.Clock, rec *recorder, g *gate) (*rollout.Engine, *journal.Memory) {
+	j := &journal.Memory{}
+	return &rollout.Engine{
+		Cluster: rec, Replacer: rec, Upgrader: rec, Health: g, Journal: j, Clock: clk, RunID: "t",
+		Policy: rollout.Policy{DrainTimeout: time.Minute, ReadyTimeout: time.Minute, HealthTimeout: 5 * time.Minute,
+			HealthAttempts: 3, HealthInterval: 30 * time.Second, ControlPlaneSoak: 2 * time.Minute},
+	}, j
+}
+
+func TestCattleCallOrder(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.calls[0] != "templates v1.12.0" {
+		t.Fatalf("first call %q, want the template phase", rec.calls[0])
+	}
+	want := "cordon, drain, destroy, delete-node, create@v1.12.0, wait-ready@v1.12.0, uncordon"
+	for _, n := range []string{"cp-1", "w-1", "w-2", "w-3"} {
+		if got := rec.callsFor(n); got != want {
+			t.Errorf("%s: calls %q, want %q", n, got, want)
+		}
+	}
+	if rep.Result != rollout.ResultSucceeded {
+		t.Fatalf("result %s", rep.Result)
+	}
+}
+
+func TestPetsCallOrder(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	if _, err := eng.Run(context.Background(), testPlan(version.Pets, 1)); err != nil {
+		t.Fatal(err)
+	}
+	want := "cordon, drain, upgrade@v1.11.4, wait-ready@v1.11.4, uncordon"
+	if got := rec.callsFor("w-2"); got != want {
+		t.Fatalf("calls %q, want %q", got, want)
+	}
+}
+
+func TestHealthGate(t *testing.T) {
+	tests := []struct {
+		name        string
+		fn          func(node string, call int) bool
+		wantErr     bool
+		wantOutcome map[string]rollout.Outcome
+		wantCalls   map[string]int
+	}{
+		{
+			name:        "flapping gate passes on the second attempt",
+			fn:          func(_ string, call int) bool { return call != 1 },
+			wantOutcome: map[string]rollout.Outcome{"cp-1": rollout.OutcomeUpgraded, "w-1": rollout.OutcomeUpgraded, "w-3": rollout.OutcomeUpgraded},
+		},
+		{
+			// 3 attempts fail, the node is rolled back, the post-rollback
+			// gate fails its 3 attempts too: the rollback failed.
+			name:        "failing gate rolls the first node back after 3 attempts",
+			fn:          alwaysFail,
+			wantErr:     true,
+			wantOutcome: map[string]rollout.Outcome{"cp-1": rollout.OutcomeFailed, "w-1": rollout.OutcomeUntouched},
+			wantCalls:   map[string]int{"cp-1": 6},
+		},
+		{
+			name:        "gate failing after one node halts at the second",
+			fn:          func(node string, _ int) bool { return node == "cp-1" },
+			wantErr:     true,
+			wantOutcome: map[string]rollout.Outcome{"cp-1": rollout.OutcomeUpgraded, "w-1": rollout.OutcomeFailed, "w-2": rollout.OutcomeUntouched},
+		},
+		{
+			name:        "gate failing in the soak rolls the control plane back",
+			fn:          func(node string, call int) bool { return node != "cp-1" || call == 1 },
+			wantErr:     true,
+			wantOutcome: map[string]rollout.Outcome{"cp-1": rollout.OutcomeFailed, "w-1": rollout.OutcomeUntouched},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewVirtual(time.Unix(0, 0))
+			rec := newRecorder(clk)
+			g := &gate{fn: tc.fn}
+			eng, _ := newEngine(clk, rec, g)
+			rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			for n, o := range tc.wantOutcome {
+				if got := rep.Node(n).Outcome; got != o {
+					t.Errorf("%s outcome %s, want %s", n, got, o)
+				}
+			}
+			for n, c := range tc.wantCalls {
+				if g.calls[n] != c {
+					t.Errorf("%s gate calls %d, want %d", n, g.calls[n], c)
+				}
+			}
+		})
+	}
+}
+
+func TestRollbackRecreatesAtTheOldVersion(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, _ := newEngine(clk, rec, &gate{fn: func(node string, call int) bool { return node != "w-1" || call > 3 }})
+	_, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+	var halt *rollout.HaltError
+	if !errors.As(err, &halt) || halt.Node != "w-1" {
+		t.Fatalf("err = %v, want a halt at w-1", err)
+	}
+	want := "cordon, drain, destroy, delete-node, create@v1.12.0, wait-ready@v1.12.0, uncordon, " +
+		"destroy, delete-node, create@v1.11.3, wait-ready@v1.11.3, uncordon"
+	if got := rec.callsFor("w-1"); got != want {
+		t.Fatalf("calls\n %q\nwant\n %q", got, want)
+	}
+	if strings.Contains(strings.Join(rec.calls, ","), "w-2") {
+		t.Fatal("a node after the halted one was touched")
+	}
+}
+
+func TestFailedCreateAndFailedRollback(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	rec.fail["create@v1.12.0 w-1"] = errors.New("clone failed")
+	rec.fail["create@v1.11.3 w-1"] = errors.New("clone failed again")
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+	var rf *rollout.RollbackFailedError
+	if !errors.As(err, &rf) || rf.Node != "w-1" {
+		t.Fatalf("err = %v, want RollbackFailedError", err)
+	}
+	if rep.Result != rollout.ResultRollbackFailed || rep.Node("w-1").Outcome != rollout.OutcomeFailed {
+		t.Fatalf("result %s, w-1 %s", rep.Result, rep.Node("w-1").Outcome)
+	}
+}
+
+func TestDrainFailureUncordonsAndTouchesNothingElse(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	rec.fail["drain w-2"] = errors.New("pdb says no")
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+	var halt *rollout.HaltError
+	if !errors.As(err, &halt) {
+		t.Fatalf("err = %v", err)
+	}
+	if got := rec.callsFor("w-2"); got != "cordon, drain, uncordon" {
+		t.Fatalf("w-2 calls %q", got)
+	}
+	if rep.Node("w-2").Outcome != rollout.OutcomeFailed || rep.Node("w-3").Outcome != rollout.OutcomeUntouched {
+		t.Fatalf("outcomes %s %s", rep.Node("w-2").Outcome, rep.Node("w-3").Outcome)
+	}
+}
+
+func TestParallelBatchRunsTogetherOnTheClock(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The three workers share one batch: each takes 1m drain + 20s destroy
+	// + 3m create, so the batch takes 4m20s, not 13m.
+	w := rep.Node("w-1")
+	if w.Batch != rep.Node("w-3").Batch || w.Duration != 4*time.Minute+20*time.Second {
+		t.Fatalf("w-1 batch %d duration %s; w-3 batch %d", w.Batch, w.Duration, rep.Node("w-3").Batch)
+	}
+}
+
+func TestEngineRefusesAPlanItCannotRun(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	eng.Replacer = nil
+	if _, err := eng.Run(context.Background(), testPlan(version.Cattle, 1)); err == nil {
+		t.Fatal("a cattle plan ran without a replacer")
+	}
+}
