@@ -183,7 +183,7 @@ func New(opts Options) (*Lab, error) {
 		opts.Config = DefaultConfig()
 	}
 	l := &Lab{
-		Clock:    clock.NewVirtual(opts.Start),
+		Clock: clock.NewVirtual(opts.Start),
 		// NewSimpleClientset, not NewClientset: the lab needs no server-side
 		// apply, and the field-managed tracker builds a REST mapper on every
 		// write, which took a third of a lab run.

@@ -1,0 +1,334 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// drover runs the CLI in-process, as a non-interactive session.
+func drover(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	s := Streams{In: strings.NewReader(""), Out: &out, Err: &errb, IsTerminal: func() bool { return false }, Getenv: func(string) string { return "" }}
+	code := Run(context.Background(), s, args)
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+type reportJSON struct {
+	Result   string `json:"result"`
+	Strategy string `json:"strategy"`
+	Nodes    []struct {
+		Name            string   `json:"name"`
+		Role            string   `json:"role"`
+		Batch           int      `json:"batch"`
+		Outcome         string   `json:"outcome"`
+		From            string   `json:"from"`
+		To              string   `json:"to"`
+		DurationSeconds float64  `json:"durationSeconds"`
+		FailedChecks    []string `json:"failedChecks"`
+		Reason          string   `json:"reason"`
+	} `json:"nodes"`
+	SimulatedDurationSeconds float64 `json:"simulatedDurationSeconds"`
+	PDBViolations            *int    `json:"pdbViolations"`
+	MaxControlPlaneDown      *int    `json:"maxControlPlaneDown"`
+	Error                    string  `json:"error"`
+}
+
+func decodeReport(t *testing.T, r result) reportJSON {
+	t.Helper()
+	var rep reportJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s\nstderr:\n%s", err, r.stdout, r.stderr)
+	}
+	return rep
+}
+
+func TestUpgradeLabCattleAcceptance(t *testing.T) {
+	start := time.Now()
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--output", "json")
+	wall := time.Since(start)
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	rep := decodeReport(t, r)
+	if rep.Result != "succeeded" || rep.Strategy != "cattle" || len(rep.Nodes) != 15 {
+		t.Fatalf("result %s strategy %s nodes %d", rep.Result, rep.Strategy, len(rep.Nodes))
+	}
+	for i, n := range rep.Nodes {
+		if n.Outcome != "upgraded" || n.From != "v1.11.3" || n.To != "v1.12.0" || n.DurationSeconds <= 0 {
+			t.Errorf("node %s: %+v", n.Name, n)
+		}
+		if i < 3 && (n.Role != "controlplane" || n.Batch != i+1) {
+			t.Errorf("node %d is %s (%s) in batch %d; the control plane goes first, one per batch", i, n.Name, n.Role, n.Batch)
+		}
+	}
+	if rep.PDBViolations == nil || *rep.PDBViolations != 0 || rep.MaxControlPlaneDown == nil || *rep.MaxControlPlaneDown != 1 {
+		t.Errorf("pdbViolations %v, maxControlPlaneDown %v", rep.PDBViolations, rep.MaxControlPlaneDown)
+	}
+	// An upgrade that takes well over an hour plays in seconds.
+	if rep.SimulatedDurationSeconds < 3600 {
+		t.Errorf("simulated duration %.0fs: the lab is not simulating realistic steps", rep.SimulatedDurationSeconds)
+	}
+	t.Logf("simulated %s in %s of wall time", time.Duration(rep.SimulatedDurationSeconds)*time.Second, wall.Round(time.Millisecond))
+	if !strings.Contains(r.stderr, "k8s-ctrl-1") || !strings.Contains(r.stderr, "drain") {
+		t.Errorf("no live progress on stderr:\n%s", r.stderr)
+	}
+}
+
+func TestUpgradeLabOutcomes(t *testing.T) {
+	tests := []struct {
+		name         string
+		args         []string
+		wantCode     int
+		wantResult   string
+		wantStrategy string
+		check        func(t *testing.T, rep reportJSON)
+	}{
+		{name: "patch takes the pets strategy", args: []string{"--to-talos", "v1.11.4"}, wantCode: ExitOK, wantResult: "succeeded", wantStrategy: "pets"},
+		{name: "major without approval is blocked", args: []string{"--to-talos", "v2.0.0"}, wantCode: ExitBlocked, wantResult: "blocked", wantStrategy: "cattle",
+			check: func(t *testing.T, rep reportJSON) {
+				for _, n := range rep.Nodes {
+					if n.Outcome != "untouched" {
+						t.Errorf("%s %s on a blocked run", n.Name, n.Outcome)
+					}
+				}
+				if !strings.Contains(rep.Error, "--approve") {
+					t.Errorf("error %q does not say how to approve", rep.Error)
+				}
+			}},
+		{name: "major with approval succeeds", args: []string{"--to-talos", "v2.0.0", "--approve"}, wantCode: ExitOK, wantResult: "succeeded", wantStrategy: "cattle"},
+		{name: "health-fail rolls back and halts", args: []string{"--to-talos", "v1.12.0", "--lab-fault", "k8s-work-1=health-fail"}, wantCode: ExitHalted, wantResult: "halted", wantStrategy: "cattle",
+			check: func(t *testing.T, rep reportJSON) {
+				after := false
+				for _, n := range rep.Nodes {
+					if n.Name == "k8s-work-1" {
+						after = true
+						if n.Outcome != "rolled-back" || len(n.FailedChecks) == 0 || n.FailedChecks[0] != "Pod Health" {
+							t.Errorf("k8s-work-1: %+v", n)
+						}
+						continue
+					}
+					if after && n.Outcome != "untouched" {
+						t.Errorf("%s is %s after the halt", n.Name, n.Outcome)
+					}
+				}
+			}},
+		{name: "rollback-fails exits 3", args: []string{"--to-talos", "v1.12.0", "--lab-fault", "k8s-work-1=rollback-fails"}, wantCode: ExitRollbackFailed, wantResult: "rollback-failed", wantStrategy: "cattle"},
+		{name: "drain-blocked names the PDB", args: []string{"--to-talos", "v1.12.0", "--lab-fault", "k8s-work-1=drain-blocked"}, wantCode: ExitHalted, wantResult: "halted", wantStrategy: "cattle",
+			check: func(t *testing.T, rep reportJSON) {
+				if !strings.Contains(rep.Error, "timed out after 5m0s") || !strings.Contains(rep.Error, "PodDisruptionBudget apps/ledger-k8s-work-1") || !strings.Contains(rep.Error, "uncordoned") {
+					t.Errorf("error %q does not name the timeout, the blocking PDB and the uncordon", rep.Error)
+				}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"upgrade", "--lab", "--yes", "--output", "json"}, tc.args...)
+			r := drover(t, args...)
+			if r.code != tc.wantCode {
+				t.Fatalf("exit %d, want %d\nstderr:\n%s", r.code, tc.wantCode, lastLines(r.stderr, 5))
+			}
+			rep := decodeReport(t, r)
+			if rep.Result != tc.wantResult || rep.Strategy != tc.wantStrategy {
+				t.Fatalf("result %s strategy %s, want %s %s", rep.Result, rep.Strategy, tc.wantResult, tc.wantStrategy)
+			}
+			if tc.check != nil {
+				tc.check(t, rep)
+			}
+		})
+	}
+}
+
+func TestUpgradeNonInteractiveWithoutYesIsBlocked(t *testing.T) {
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0")
+	if r.code != ExitBlocked || !strings.Contains(r.stderr, "--yes") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestUpgradeTableOutput(t *testing.T) {
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.11.4", "--yes")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"NODE", "OUTCOME", "k8s-work-14", "upgraded", "Result: succeeded", "(simulated)", "PDB violations: 0"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table output lacks %q", want)
+		}
+	}
+}
+
+func TestUpgradeWritesJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.jsonl")
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.11.4", "--yes", "--output", "json", "--journal", path)
+	if r.code != ExitOK {
+		t.Fatalf("exit %d", r.code)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) < 15*6 || !strings.Contains(lines[0], `"step":"run"`) || !strings.Contains(lines[len(lines)-1], `"detail":"succeeded"`) {
+		t.Fatalf("journal has %d lines, first %s, last %s", len(lines), lines[0], lines[len(lines)-1])
+	}
+}
+
+func TestPlanLab(t *testing.T) {
+	r := drover(t, "plan", "--lab", "--to-talos", "v1.12.0", "--output", "json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var p struct {
+		Strategy string `json:"strategy"`
+		From     string `json:"from"`
+		To       string `json:"to"`
+		Batches  []struct {
+			Nodes []struct{ Name, Role, Host string } `json:"nodes"`
+		} `json:"batches"`
+		ETASeconds float64 `json:"etaSeconds"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for i, b := range p.Batches {
+		cps, hosts := 0, map[string]bool{}
+		for _, n := range b.Nodes {
+			count++
+			if n.Role == "controlplane" {
+				cps++
+			}
+			if hosts[n.Host] {
+				t.Errorf("batch %d holds two nodes of host %s", i, n.Host)
+			}
+			hosts[n.Host] = true
+		}
+		if cps > 1 {
+			t.Errorf("batch %d holds %d control-plane nodes", i, cps)
+		}
+	}
+	if count != 15 || p.Strategy != "cattle" || p.From != "v1.11.3" || p.To != "v1.12.0" || p.ETASeconds <= 0 {
+		t.Fatalf("plan: %d nodes, %+v", count, p)
+	}
+}
+
+func TestPlanTable(t *testing.T) {
+	r := drover(t, "plan", "--config", "../../examples/prox-ops/drover.yaml", "--from-talos", "v1.11.3", "--to-talos", "v1.11.4")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"BATCH", "k8s-ctrl-1", "worker (1 GPU)", "v1.11.3 -> v1.11.4", "pets", "15 nodes in 15 batches", "ETA"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		args         []string
+		wantStrategy string
+		wantLabel    string
+		wantApproval bool
+	}{
+		{[]string{"--from", "v1.11.3", "--to", "v1.11.4"}, "pets", "upgrade-pets", false},
+		{[]string{"--from", "1.11.3", "--to", "1.12.0"}, "cattle", "upgrade-cattle", false},
+		{[]string{"--from", "v1.11.3", "--to", "v2.0.0"}, "cattle", "upgrade-cattle", true},
+		{[]string{"--lab", "--to-talos", "v1.12.0"}, "cattle", "upgrade-cattle", false},
+	}
+	for _, tc := range tests {
+		r := drover(t, append([]string{"classify", "--output", "json"}, tc.args...)...)
+		if r.code != ExitOK {
+			t.Fatalf("%v: exit %d %s", tc.args, r.code, r.stderr)
+		}
+		var d map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d["strategy"] != tc.wantStrategy || d["label"] != tc.wantLabel || d["approvalRequired"] != tc.wantApproval || d["rationale"] == "" {
+			t.Errorf("%v: %v", tc.args, d)
+		}
+		if len(d) != 4 {
+			t.Errorf("classify JSON has fields %v, want exactly strategy, label, approvalRequired, rationale", d)
+		}
+	}
+}
+
+func TestClassifyFromVariablesFiles(t *testing.T) {
+	dir := t.TempDir()
+	before := filepath.Join(dir, "before.tf")
+	after := filepath.Join(dir, "after.tf")
+	write(t, before, "variable \"talos_version\" {\n  default = \"v1.11.3\"\n}\nvariable \"kubernetes_version\" {\n  default = \"v1.34.1\"\n}\n")
+	write(t, after, "variable \"talos_version\" {\n  default = \"v1.11.3\"\n}\nvariable \"kubernetes_version\" {\n  default = \"v1.34.2\"\n}\n")
+	r := drover(t, "classify", "--vars-before", before, "--vars-after", after)
+	if r.code != ExitOK || !strings.Contains(r.stdout, "strategy:  pets") || !strings.Contains(r.stdout, "Kubernetes v1.34.1 -> v1.34.2") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "drover.yaml")
+	write(t, bad, "cluster:\n  name: x\nnodes:\n  - name: a\n    role: controlplane\n    ip: 127.0.0.1\n  - name: a\n    role: worker\n    ip: 127.0.0.2\n")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad config names the field and line", []string{"plan", "--config", bad, "--from-talos", "v1.11.3", "--to-talos", "v1.12.0"}, "line 7: nodes[1].name: duplicate node name"},
+		{"missing config", []string{"plan", "--to-talos", "v1.12.0"}, "--config"},
+		{"bad version", []string{"plan", "--lab", "--to-talos", "v1.12"}, "--to-talos"},
+		{"pre-release refused", []string{"plan", "--lab", "--to-talos", "v1.12.0-beta.0"}, "pre-release"},
+		{"downgrade refused", []string{"classify", "--from", "v1.12.0", "--to", "v1.11.0"}, "downgrade"},
+		{"unknown fault kind", []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-1=explode"}, "unknown kind"},
+		{"fault on an unknown node", []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-99=health-fail"}, "k8s-work-99"},
+		{"unknown flag", []string{"plan", "--lab", "--frobnicate"}, "unknown flag"},
+		{"bad output format", []string{"plan", "--lab", "--to-talos", "v1.12.0", "-o", "xml"}, "--output"},
+		{"real cluster upgrade is not available yet", []string{"upgrade", "--config", "../../examples/prox-ops/drover.yaml", "--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes"}, "--lab"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := drover(t, tc.args...)
+			if r.code != ExitUsage {
+				t.Fatalf("exit %d, want 2\n%s", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("stderr %q lacks %q", r.stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := drover(t, "version")
+	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "drover dev (commit none") {
+		t.Fatalf("%d %q", r.code, r.stdout)
+	}
+}
+
+func write(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
