@@ -332,3 +332,20 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+func TestUpgradeAsksOnATerminal(t *testing.T) {
+	for _, tc := range []struct {
+		answer   string
+		wantCode int
+	}{{"yes\n", ExitOK}, {"no\n", ExitBlocked}} {
+		var out, errb bytes.Buffer
+		s := Streams{In: strings.NewReader(tc.answer), Out: &out, Err: &errb, IsTerminal: func() bool { return true }}
+		code := Run(context.Background(), s, []string{"upgrade", "--lab", "--to-talos", "v1.11.4"})
+		if code != tc.wantCode {
+			t.Fatalf("answer %q: exit %d, want %d\n%s", tc.answer, code, tc.wantCode, errb.String())
+		}
+		if !strings.Contains(out.String(), "BATCH") || !strings.Contains(out.String(), "Type yes to go on") {
+			t.Fatalf("the plan was not shown before asking:\n%s", out.String())
+		}
+	}
+}

@@ -203,7 +203,7 @@ func Parse(name string, data []byte) (*Config, error) {
 }
 
 // NodeByName returns the named node.
-func (c *Config) NodeByName(name string) (Node, bool) {
+func (c Config) NodeByName(name string) (Node, bool) {
 	for _, n := range c.Nodes {
 		if n.Name == name {
 			return n, true
@@ -213,7 +213,7 @@ func (c *Config) NodeByName(name string) (Node, bool) {
 }
 
 // ControlPlaneCount counts the control-plane nodes.
-func (c *Config) ControlPlaneCount() int {
+func (c Config) ControlPlaneCount() int {
 	k := 0
 	for _, n := range c.Nodes {
 		if n.IsControlPlane() {
