@@ -1,0 +1,453 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+)
+
+// NodeSpec describes a simulated node.
+type NodeSpec struct {
+	Name         string
+	ControlPlane bool
+	Talos        string // e.g. v1.11.3
+	Kubelet      string // e.g. v1.34.1
+	GPUs         int
+	Labels       map[string]string
+	// NotReady makes the kubelet report Ready=False.
+	NotReady bool
+}
+
+// Kubelets simulates what cannot run here: the kubelets of a set of nodes
+// (node registration, status and lease heartbeats, pods turning Running and
+// Ready, pods finishing termination) and a minimal scheduler that binds
+// pending pods. Everything else is the real control plane.
+type Kubelets struct {
+	Client kubernetes.Interface
+	// StartDelay is how long a bound pod takes to turn Ready.
+	StartDelay time.Duration
+	// Heartbeat is how often node status and leases are renewed.
+	Heartbeat time.Duration
+
+	mu      sync.Mutex
+	nodes   map[string]*simNode
+	pending map[string]time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+type simNode struct {
+	spec    NodeSpec
+	running bool
+}
+
+// NewKubelets starts the pod loop; Close stops it.
+func NewKubelets(client kubernetes.Interface) *Kubelets {
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &Kubelets{Client: client, StartDelay: 500 * time.Millisecond, Heartbeat: 5 * time.Second,
+		nodes: map[string]*simNode{}, pending: map[string]time.Time{}, cancel: cancel, done: make(chan struct{})}
+	go k.loop(ctx)
+	return k
+}
+
+// Close stops every simulated kubelet.
+func (k *Kubelets) Close() {
+	k.cancel()
+	<-k.done
+}
+
+// AddNode registers a node (anew if its Node object is gone) and keeps it alive.
+func (k *Kubelets) AddNode(ctx context.Context, spec NodeSpec) error {
+	labels := map[string]string{"kubernetes.io/hostname": spec.Name, "kubernetes.io/os": "linux"}
+	for key, v := range spec.Labels {
+		labels[key] = v
+	}
+	var taints []corev1.Taint
+	if spec.ControlPlane {
+		labels["node-role.kubernetes.io/control-plane"] = ""
+		taints = append(taints, corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule})
+	}
+	n, err := k.Client.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		n, err = k.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Labels: labels},
+			Spec:       corev1.NodeSpec{Taints: taints},
+		}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("register node %s: %w", spec.Name, err)
+	}
+	k.mu.Lock()
+	k.nodes[spec.Name] = &simNode{spec: spec, running: true}
+	k.mu.Unlock()
+	n.Status = nodeStatus(spec, string(uuid.NewUUID()))
+	if _, err := k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("node %s status: %w", spec.Name, err)
+	}
+	return k.renewLease(ctx, spec.Name)
+}
+
+// StopNode is the VM going away: the kubelet stops posting status.
+func (k *Kubelets) StopNode(ctx context.Context, name string) error {
+	k.mu.Lock()
+	if n := k.nodes[name]; n != nil {
+		n.running = false
+	}
+	k.mu.Unlock()
+	n, err := k.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	now := metav1.Now()
+	setCondition(&n.Status, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown", Message: "Kubelet stopped posting node status.", LastHeartbeatTime: now, LastTransitionTime: now})
+	_, err = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	return err
+}
+
+// SetGPUs changes the allocatable GPUs a running node reports.
+func (k *Kubelets) SetGPUs(ctx context.Context, name string, gpus int) error {
+	k.mu.Lock()
+	sn := k.nodes[name]
+	if sn != nil {
+		sn.spec.GPUs = gpus
+	}
+	k.mu.Unlock()
+	n, err := k.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	n.Status.Allocatable[gpuResource] = *resource.NewQuantity(int64(gpus), resource.DecimalSI)
+	n.Status.Capacity[gpuResource] = *resource.NewQuantity(int64(gpus), resource.DecimalSI)
+	_, err = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	return err
+}
+
+const gpuResource corev1.ResourceName = "nvidia.com/gpu"
+
+func nodeStatus(spec NodeSpec, bootID string) corev1.NodeStatus {
+	res := corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("16Gi"), corev1.ResourcePods: resource.MustParse("110"),
+	}
+	if spec.GPUs > 0 {
+		res[gpuResource] = *resource.NewQuantity(int64(spec.GPUs), resource.DecimalSI)
+	}
+	now := metav1.Now()
+	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}
+	if spec.NotReady {
+		ready.Status, ready.Reason, ready.Message = corev1.ConditionFalse, "KubeletNotReady", "container runtime network not ready"
+	}
+	return corev1.NodeStatus{
+		Capacity: res, Allocatable: res.DeepCopy(),
+		Conditions: []corev1.NodeCondition{ready},
+		Addresses:  []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: spec.Name}},
+		NodeInfo: corev1.NodeSystemInfo{
+			BootID: bootID, OSImage: fmt.Sprintf("Talos (%s)", spec.Talos), KubeletVersion: spec.Kubelet,
+			OperatingSystem: "linux", Architecture: "amd64", ContainerRuntimeVersion: "containerd://2.1.0", KernelVersion: "6.12.0-talos",
+		},
+	}
+}
+
+func setCondition(st *corev1.NodeStatus, c corev1.NodeCondition) {
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == c.Type {
+			st.Conditions[i] = c
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, c)
+}
+
+func (k *Kubelets) renewLease(ctx context.Context, node string) error {
+	leases := k.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	now := metav1.NewMicroTime(time.Now())
+	l, err := leases.Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: corev1.NamespaceNodeLease},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node), LeaseDurationSeconds: ptr.To(int32(40)), RenewTime: &now},
+		}, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	l.Spec.RenewTime = &now
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	return err
+}
+
+func (k *Kubelets) running() map[string]NodeSpec {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := map[string]NodeSpec{}
+	for name, n := range k.nodes {
+		if n.running {
+			out[name] = n.spec
+		}
+	}
+	return out
+}
+
+// loop is every simulated kubelet and the scheduler, polling the API.
+func (k *Kubelets) loop(ctx context.Context) {
+	defer close(k.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	lastBeat := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if time.Since(lastBeat) >= k.Heartbeat {
+			lastBeat = time.Now()
+			k.heartbeat(ctx)
+		}
+		k.syncPods(ctx)
+	}
+}
+
+func (k *Kubelets) heartbeat(ctx context.Context) {
+	for name, spec := range k.running() {
+		_ = k.renewLease(ctx, name)
+		n, err := k.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			continue
+		}
+		for i := range n.Status.Conditions {
+			if n.Status.Conditions[i].Type == corev1.NodeReady {
+				n.Status.Conditions[i].LastHeartbeatTime = metav1.Now()
+				if !spec.NotReady && n.Status.Conditions[i].Status != corev1.ConditionTrue {
+					n.Status.Conditions[i].Status = corev1.ConditionTrue
+				}
+			}
+		}
+		_, _ = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	}
+}
+
+func (k *Kubelets) syncPods(ctx context.Context) {
+	pods, err := k.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	nodes, err := k.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	running := k.running()
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		key := p.Namespace + "/" + p.Name
+		switch {
+		case p.Spec.NodeName == "" && p.DeletionTimestamp == nil:
+			if target := schedule(p, nodes.Items, pods.Items, running); target != "" {
+				err := k.Client.CoreV1().Pods(p.Namespace).Bind(ctx, &corev1.Binding{
+					ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID},
+					Target:     corev1.ObjectReference{Kind: "Node", Name: target},
+				}, metav1.CreateOptions{})
+				if err == nil {
+					p.Spec.NodeName = target // count it for the next pods in this pass
+				}
+			}
+		case p.Spec.NodeName != "":
+			if _, ok := running[p.Spec.NodeName]; !ok {
+				continue // the kubelet is gone: nothing moves
+			}
+			if p.DeletionTimestamp != nil {
+				_ = k.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))})
+				continue
+			}
+			if p.Status.Phase == corev1.PodRunning {
+				continue
+			}
+			k.mu.Lock()
+			first, seen := k.pending[key]
+			if !seen {
+				k.pending[key] = time.Now()
+			}
+			k.mu.Unlock()
+			if !seen || time.Since(first) < k.StartDelay {
+				continue
+			}
+			k.startPod(ctx, p)
+			k.mu.Lock()
+			delete(k.pending, key)
+			k.mu.Unlock()
+		}
+	}
+}
+
+func (k *Kubelets) startPod(ctx context.Context, p *corev1.Pod) {
+	now := metav1.Now()
+	p.Status.Phase = corev1.PodRunning
+	p.Status.StartTime = &now
+	p.Status.Conditions = []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+	}
+	p.Status.ContainerStatuses = nil
+	for _, c := range p.Spec.Containers {
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: ptr.To(true),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		})
+	}
+	_, _ = k.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+}
+
+// schedule picks a node for a pending pod: a running, schedulable, Ready
+// node whose taints it tolerates and that matches its node selector and
+// required node affinity, spreading pods of one owner.
+func schedule(p *corev1.Pod, nodes []corev1.Node, pods []corev1.Pod, running map[string]NodeSpec) string {
+	owner := ""
+	if ref := metav1.GetControllerOf(p); ref != nil {
+		owner = string(ref.UID)
+	}
+	same, total := map[string]int{}, map[string]int{}
+	for _, q := range pods {
+		if q.Spec.NodeName == "" {
+			continue
+		}
+		total[q.Spec.NodeName]++
+		if ref := metav1.GetControllerOf(&q); ref != nil && owner != "" && string(ref.UID) == owner {
+			same[q.Spec.NodeName]++
+		}
+	}
+	var names []string
+	for i := range nodes {
+		n := &nodes[i]
+		if _, ok := running[n.Name]; !ok || n.Spec.Unschedulable || !fits(p, n) {
+			continue
+		}
+		names = append(names, n.Name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		a, b := names[i], names[j]
+		if same[a] != same[b] {
+			return same[a] < same[b]
+		}
+		if total[a] != total[b] {
+			return total[a] < total[b]
+		}
+		return a < b
+	})
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
+}
+
+func fits(p *corev1.Pod, n *corev1.Node) bool {
+	ready := false
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			ready = true
+		}
+	}
+	if !ready {
+		return false
+	}
+	for k, v := range p.Spec.NodeSelector {
+		if n.Labels[k] != v {
+			return false
+		}
+	}
+	if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		ok := false
+		for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+			if termMatches(term, n) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, t := range n.Spec.Taints {
+		if t.Effect != corev1.TaintEffectNoSchedule && t.Effect != corev1.TaintEffectNoExecute {
+			continue
+		}
+		tolerated := false
+		for _, tol := range p.Spec.Tolerations {
+			if tol.ToleratesTaint(klog.Background(), &t, false) {
+				tolerated = true
+			}
+		}
+		if !tolerated {
+			return false
+		}
+	}
+	if q, ok := requestsGPU(p); ok {
+		have := n.Status.Allocatable[gpuResource]
+		if have.Value() < q {
+			return false
+		}
+	}
+	return true
+}
+
+func termMatches(term corev1.NodeSelectorTerm, n *corev1.Node) bool {
+	for _, f := range term.MatchFields {
+		if f.Key != "metadata.name" || f.Operator != corev1.NodeSelectorOpIn {
+			return false
+		}
+		found := false
+		for _, v := range f.Values {
+			if v == n.Name {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	for _, e := range term.MatchExpressions {
+		v, has := n.Labels[e.Key]
+		switch e.Operator {
+		case corev1.NodeSelectorOpIn:
+			found := false
+			for _, want := range e.Values {
+				if has && v == want {
+					found = true
+				}
+			}
+			if !found {
+				return false
+			}
+		case corev1.NodeSelectorOpExists:
+			if !has {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func requestsGPU(p *corev1.Pod) (int64, bool) {
+	var total int64
+	for _, c := range p.Spec.Containers {
+		if q, ok := c.Resources.Requests[gpuResource]; ok {
+			total += q.Value()
+		}
+	}
+	return total, total > 0
+}
