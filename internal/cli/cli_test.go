@@ -39,10 +39,11 @@ type reportJSON struct {
 		FailedChecks    []string `json:"failedChecks"`
 		Reason          string   `json:"reason"`
 	} `json:"nodes"`
-	SimulatedDurationSeconds float64 `json:"simulatedDurationSeconds"`
-	PDBViolations            *int    `json:"pdbViolations"`
-	MaxControlPlaneDown      *int    `json:"maxControlPlaneDown"`
-	Error                    string  `json:"error"`
+	SimulatedDurationSeconds float64  `json:"simulatedDurationSeconds"`
+	SkippedPreflights        []string `json:"skippedPreflights"`
+	PDBViolations            *int     `json:"pdbViolations"`
+	MaxControlPlaneDown      *int     `json:"maxControlPlaneDown"`
+	Error                    string   `json:"error"`
 }
 
 func decodeReport(t *testing.T, r result) reportJSON {
@@ -125,8 +126,19 @@ func TestUpgradeLabOutcomes(t *testing.T) {
 				}
 			}},
 		{name: "rollback-fails exits 3", args: []string{"--to-talos", "v1.12.0", "--lab-fault", "k8s-work-1=rollback-fails"}, wantCode: ExitRollbackFailed, wantResult: "rollback-failed", wantStrategy: "cattle"},
-		{name: "drain-blocked names the PDB", args: []string{"--to-talos", "v1.12.0", "--lab-fault", "k8s-work-1=drain-blocked"}, wantCode: ExitHalted, wantResult: "halted", wantStrategy: "cattle",
+		{name: "drain-blocked is caught by the drain preflight", args: []string{"--to-talos", "v1.12.0", "--lab-fault", "k8s-work-1=drain-blocked"}, wantCode: ExitBlocked, wantResult: "blocked", wantStrategy: "cattle",
 			check: func(t *testing.T, rep reportJSON) {
+				for _, want := range []string{"NAMESPACE", "apps", "ledger-k8s-work-1", "Deployment/ledger-k8s-work-1", "single-replica", "--skip-drain-preflight"} {
+					if !strings.Contains(rep.Error, want) {
+						t.Errorf("error lacks %q:\n%s", want, rep.Error)
+					}
+				}
+			}},
+		{name: "drain-blocked without the preflight names the PDB", args: []string{"--to-talos", "v1.12.0", "--lab-fault", "k8s-work-1=drain-blocked", "--skip-drain-preflight"}, wantCode: ExitHalted, wantResult: "halted", wantStrategy: "cattle",
+			check: func(t *testing.T, rep reportJSON) {
+				if len(rep.SkippedPreflights) != 1 || rep.SkippedPreflights[0] != "drain preflight" {
+					t.Errorf("skipped preflights %v: the report must say the drain preflight was skipped", rep.SkippedPreflights)
+				}
 				if !strings.Contains(rep.Error, "timed out after 5m0s") || !strings.Contains(rep.Error, "PodDisruptionBudget apps/ledger-k8s-work-1") || !strings.Contains(rep.Error, "uncordoned") {
 					t.Errorf("error %q does not name the timeout, the blocking PDB and the uncordon", rep.Error)
 				}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 
 	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -22,6 +23,7 @@ type upgradeFlags struct {
 	yes         bool
 	approve     bool
 	journalPath string
+	skipDrainPF bool
 }
 
 func newUpgradeCmd(s Streams) *cobra.Command {
@@ -56,6 +58,7 @@ not part of this release yet: rehearse with --lab.`,
 	f.out.register(cmd.Flags())
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
+	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
 	cmd.Flags().StringVar(&f.journalPath, "journal", "", "append the run's journal (JSON lines) to this file (default: kept in memory in the lab)")
 	return cmd
 }
@@ -117,10 +120,15 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		j = fj
 	}
 	eng := p.lab.Engine(j, con, runID)
+	var skipped []string
+	if f.skipDrainPF {
+		eng.Preflights, skipped = without(eng.Preflights, kube.DrainPreflightCheck{}.Name())
+	}
 	rep, runErr := eng.Run(ctx, p.plan)
 	if rep == nil {
 		return runErr
 	}
+	rep.SkippedPreflights = skipped
 	return f.report(s, p, rep, runErr)
 }
 
@@ -171,4 +179,16 @@ func (f *upgradeFlags) report(s Streams, p *prepared, rep *rollout.Report, runEr
 		printSummary(s.Out, rep, p.lab != nil, stats)
 	}
 	return runErr
+}
+
+// without drops the named preflight and says it was skipped.
+func without(pfs []rollout.Preflight, name string) (kept []rollout.Preflight, skipped []string) {
+	for _, pf := range pfs {
+		if pf.Name() == name {
+			skipped = append(skipped, name)
+			continue
+		}
+		kept = append(kept, pf)
+	}
+	return kept, skipped
 }

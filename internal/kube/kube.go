@@ -18,6 +18,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/kubectl/pkg/drain"
@@ -38,6 +39,10 @@ type Client struct {
 	PollInterval time.Duration
 	// DeleteEmptyDirData lets drain evict pods with emptyDir volumes.
 	DeleteEmptyDirData bool
+	// ForceAfterTimeout deletes the pods a PodDisruptionBudget still
+	// protects when the drain times out. Off by default: drover never
+	// deletes pods around a budget unless the configuration says so.
+	ForceAfterTimeout bool
 	// OnEvict, when set, is told of each eviction attempt: err is nil when
 	// it was accepted.
 	OnEvict func(node string, pod string, err error)
@@ -259,12 +264,32 @@ func (c *Client) Drain(ctx context.Context, node string, timeout time.Duration) 
 		}
 		left := deadline.Sub(c.Clock.Now())
 		if left <= 0 {
+			if c.ForceAfterTimeout {
+				return c.forceDelete(ctx, h, node, pods)
+			}
 			return c.drainTimedOut(ctx, node, timeout, pods, refused)
 		}
 		if err := c.Clock.Sleep(ctx, min(wait, left)); err != nil {
 			return err
 		}
 	}
+}
+
+// forceDelete deletes the pods left after the drain timeout, as configured,
+// and waits for them to go.
+func (c *Client) forceDelete(ctx context.Context, h *drain.Helper, node string, pods []corev1.Pod) error {
+	for _, p := range pods {
+		if err := h.DeletePod(p); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("drain %s: force-delete %s/%s after the timeout: %w", node, p.Namespace, p.Name, err)
+		}
+	}
+	return clock.Poll(ctx, c.Clock, "force-deleted pods on "+node, c.pollInterval(), 2*time.Minute, func(context.Context) (bool, string, error) {
+		list, errs := h.GetPodsForDeletion(node)
+		if len(errs) > 0 {
+			return false, "", errors.Join(errs...)
+		}
+		return len(list.Pods()) == 0, fmt.Sprintf("%d pods still terminating", len(list.Pods())), nil
+	})
 }
 
 func (c *Client) drainTimedOut(ctx context.Context, node string, timeout time.Duration, pods []corev1.Pod, refused map[string]string) error {
@@ -346,26 +371,73 @@ func (e *NodeNotReadyError) Error() string {
 }
 
 // WaitReady waits until the node is Ready, is not the Node object with
-// want.NotUID, and reports the wanted Talos and kubelet versions.
+// want.NotUID, and reports the wanted Talos and kubelet versions. It watches
+// the node and also looks again every PollInterval on the clock, so a lost
+// watch event only delays it; the timeout runs on the clock too.
 func (c *Client) WaitReady(ctx context.Context, node string, want rollout.ReadyWant, timeout time.Duration) (rollout.Identity, error) {
-	var got rollout.Identity
-	err := clock.Poll(ctx, c.Clock, "node "+node, c.pollInterval(), timeout, func(ctx context.Context) (bool, string, error) {
+	wake, stop := c.watchNode(ctx, node)
+	defer stop()
+	deadline := c.Clock.Now().Add(timeout)
+	why := ""
+	for {
 		n, err := c.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, "node has not registered yet", nil
+		switch {
+		case apierrors.IsNotFound(err):
+			why = "node has not registered yet"
+		case err != nil:
+			why = err.Error() // API hiccups are retried until the timeout
+		default:
+			if why = notReadyYet(n, want); why == "" {
+				return IdentityOf(n), nil
+			}
 		}
-		if err != nil {
-			return false, err.Error(), nil // API hiccups are retried until the timeout
+		left := deadline.Sub(c.Clock.Now())
+		if left <= 0 {
+			return rollout.Identity{}, &NodeNotReadyError{Node: node, Timeout: timeout, Why: why}
 		}
-		if why := notReadyYet(n, want); why != "" {
-			return false, why, nil
+		if err := c.sleepOrWake(ctx, min(left, c.pollInterval()), wake); err != nil {
+			return rollout.Identity{}, err
 		}
-		got = IdentityOf(n)
-		return true, "", nil
-	})
-	var te *clock.TimeoutError
-	if errors.As(err, &te) {
-		return got, &NodeNotReadyError{Node: node, Timeout: timeout, Why: te.Last}
 	}
-	return got, err
+}
+
+// watchNode watches one Node object; the channel gets a value after each
+// change. Without a watch (an API that refuses it) the channel stays silent
+// and WaitReady falls back to polling.
+func (c *Client) watchNode(ctx context.Context, node string) (<-chan struct{}, func()) {
+	wake := make(chan struct{}, 1)
+	w, err := c.Client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", node).String()})
+	if err != nil {
+		return wake, func() {}
+	}
+	go func() {
+		for range w.ResultChan() {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return wake, w.Stop
+}
+
+// sleepOrWake waits d on the clock, or less if wake fires first.
+func (c *Client) sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-wake:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	err := c.Clock.Sleep(sctx, d)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }

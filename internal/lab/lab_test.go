@@ -34,6 +34,11 @@ type run struct {
 
 func upgrade(t *testing.T, cfg config.Config, s version.Strategy, to version.Pair, faults map[string]Fault) run {
 	t.Helper()
+	return upgradeWith(t, cfg, s, to, faults, false)
+}
+
+func upgradeWith(t *testing.T, cfg config.Config, s version.Strategy, to version.Pair, faults map[string]Fault, skipDrainPreflight bool) run {
+	t.Helper()
 	l, err := New(Options{Config: cfg, Faults: faults})
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +48,9 @@ func upgrade(t *testing.T, cfg config.Config, s version.Strategy, to version.Pai
 	j := &journal.Memory{}
 	r := run{lab: l, journal: j}
 	eng := l.Engine(j, rollout.SinkFunc(func(e rollout.Event) { r.events = append(r.events, e) }), "test-run")
+	if skipDrainPreflight {
+		eng.Preflights = nil
+	}
 	r.report, r.err = eng.Run(context.Background(), p)
 	if r.report == nil {
 		t.Fatalf("no report: %v", r.err)
@@ -147,7 +155,9 @@ func TestEveryFault(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := upgrade(t, DefaultConfig(), tc.strategy, tc.to, map[string]Fault{victim: tc.fault})
+			// The drain preflight would stop drain-blocked before any change
+			// (TestDrainPreflightBlocks); skip it to reach the drain itself.
+			r := upgradeWith(t, DefaultConfig(), tc.strategy, tc.to, map[string]Fault{victim: tc.fault}, tc.fault == FaultDrainBlocked)
 			if r.report.Result != tc.wantResult {
 				t.Fatalf("result = %s (%v), want %s", r.report.Result, r.err, tc.wantResult)
 			}
@@ -206,7 +216,7 @@ func healthText(n *rollout.NodeReport) string {
 func TestDrainBlockedTakesTheDrainTimeout(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Rollout.DrainTimeout = config.D(2 * time.Minute)
-	r := upgrade(t, cfg, version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultDrainBlocked})
+	r := upgradeWith(t, cfg, version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultDrainBlocked}, true)
 	var drain *rollout.StepRecord
 	for i, s := range r.report.Node("k8s-work-1").Steps {
 		if s.Step == rollout.StepDrain {
@@ -318,5 +328,30 @@ func TestExampleMatchesTheLab(t *testing.T) {
 	}
 	if c.Talos.InstallerImage != want.Talos.InstallerImage {
 		t.Errorf("installer image differs")
+	}
+}
+
+func TestDrainPreflightBlocksBeforeAnyChange(t *testing.T) {
+	r := upgrade(t, DefaultConfig(), version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultDrainBlocked})
+	var blocked *rollout.BlockedError
+	var db *kube.DrainBlockedError
+	if !errors.As(r.err, &blocked) || !errors.As(r.err, &db) {
+		t.Fatalf("err = %v, want a BlockedError from the drain preflight", r.err)
+	}
+	if len(db.Blockers) != 1 {
+		t.Fatalf("blockers %+v, want exactly the ledger app's budget", db.Blockers)
+	}
+	b := db.Blockers[0]
+	if b.Namespace != "apps" || b.PDB != "ledger-k8s-work-1" || b.Workload != "Deployment/ledger-k8s-work-1" || b.Node != "k8s-work-1" ||
+		!strings.Contains(b.Reason, "single-replica") || !strings.Contains(b.Reason, "never allow") {
+		t.Fatalf("blocker %+v", b)
+	}
+	for _, n := range r.report.Nodes {
+		if n.Outcome != rollout.OutcomeUntouched {
+			t.Errorf("%s is %s after a blocked run", n.Name, n.Outcome)
+		}
+	}
+	if r.lab.Stats().Evictions != 0 {
+		t.Fatal("the preflight let a drain start")
 	}
 }

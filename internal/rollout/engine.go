@@ -37,6 +37,8 @@ type Engine struct {
 	Sink     Sink
 	Policy   Policy
 	RunID    string
+	// Preflights run after the node checks and before the first change.
+	Preflights []Preflight
 
 	mu      sync.Mutex
 	started time.Time
@@ -107,6 +109,12 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 			if !id.Ready {
 				return &BlockedError{Reason: fmt.Sprintf("preflight: node %s is not Ready; fix it before upgrading", n.Name)}
 			}
+		}
+	}
+	for _, pf := range e.Preflights {
+		e.emit(Event{Kind: EventLog, Step: StepPreflight, Message: pf.Name()})
+		if err := pf.Check(ctx, p); err != nil {
+			return &BlockedError{Reason: pf.Name(), Err: err}
 		}
 	}
 	if p.Strategy == version.Cattle {

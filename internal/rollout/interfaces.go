@@ -129,6 +129,13 @@ type Entry struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
+// Preflight is a check that must pass before anything changes. A failure
+// blocks the run (exit 4).
+type Preflight interface {
+	Name() string
+	Check(ctx context.Context, p plan.Plan) error
+}
+
 // Sink receives the engine's events; the CLI decides what to show.
 type Sink interface {
 	Event(e Event)

@@ -194,6 +194,8 @@ type Report struct {
 	DurationSeconds float64       `json:"durationSeconds"`
 	Nodes           []NodeReport  `json:"nodes"`
 	Error           string        `json:"error,omitempty"`
+	// SkippedPreflights names the preflights the operator switched off.
+	SkippedPreflights []string `json:"skippedPreflights,omitempty"`
 }
 
 // Node returns the named node's report.
