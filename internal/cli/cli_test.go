@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 type result struct {
@@ -20,7 +22,7 @@ type result struct {
 func drover(t *testing.T, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
-	s := Streams{In: strings.NewReader(""), Out: &out, Err: &errb, IsTerminal: func() bool { return false }, Getenv: func(string) string { return "" }}
+	s := testStreams(t, &out, &errb)
 	code := Run(context.Background(), s, args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
@@ -351,7 +353,8 @@ func TestUpgradeAsksOnATerminal(t *testing.T) {
 		wantCode int
 	}{{"yes\n", ExitOK}, {"no\n", ExitBlocked}} {
 		var out, errb bytes.Buffer
-		s := Streams{In: strings.NewReader(tc.answer), Out: &out, Err: &errb, IsTerminal: func() bool { return true }}
+		s := testStreams(t, &out, &errb)
+		s.In, s.IsTerminal = strings.NewReader(tc.answer), func() bool { return true }
 		code := Run(context.Background(), s, []string{"upgrade", "--lab", "--to-talos", "v1.11.4"})
 		if code != tc.wantCode {
 			t.Fatalf("answer %q: exit %d, want %d\n%s", tc.answer, code, tc.wantCode, errb.String())
@@ -359,5 +362,16 @@ func TestUpgradeAsksOnATerminal(t *testing.T) {
 		if !strings.Contains(out.String(), "BATCH") || !strings.Contains(out.String(), "Type yes to go on") {
 			t.Fatalf("the plan was not shown before asking:\n%s", out.String())
 		}
+	}
+}
+
+// testStreams is a non-interactive session with no cluster access at all:
+// no KUBECONFIG, an empty home and no in-cluster service account, so no
+// test can reach a developer's real cluster.
+func testStreams(t *testing.T, out, errb *bytes.Buffer) Streams {
+	return Streams{
+		In: strings.NewReader(""), Out: out, Err: errb, IsTerminal: func() bool { return false },
+		Getenv: func(string) string { return "" }, Home: t.TempDir(),
+		InCluster: func() (*rest.Config, error) { return nil, rest.ErrNotInCluster },
 	}
 }

@@ -32,7 +32,7 @@ The ETA comes from rollout.stepDurations.`,
 			if err := f.out.validate(); err != nil {
 				return err
 			}
-			p, err := prepare(cmd.Context(), &f.src, nil)
+			p, err := prepare(cmd.Context(), s, &f.src, nil)
 			if err != nil {
 				return err
 			}
@@ -41,6 +41,7 @@ The ETA comes from rollout.stepDurations.`,
 				return writeJSON(s.Out, planJSON(p.plan, p.decision))
 			}
 			printPlan(s.Out, p.plan, p.decision)
+			fmt.Fprintf(s.Out, "node versions read from: %s\n", p.clusterSource)
 			return nil
 		},
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,11 +23,13 @@ type prepared struct {
 	plan     plan.Plan
 	// lab is the embedded cluster, nil for a real one.
 	lab *lab.Lab
+	// clusterSource says where the node versions were read, or why not.
+	clusterSource string
 }
 
 // prepare loads the configuration, resolves the versions, decides the
 // strategy, starts the lab when asked and builds the plan. It changes nothing.
-func prepare(ctx context.Context, src *sourceFlags, labLog func(node, msg string)) (*prepared, error) {
+func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node, msg string)) (*prepared, error) {
 	faults, err := src.faults()
 	if err != nil {
 		return nil, err
@@ -55,6 +58,24 @@ func prepare(ctx context.Context, src *sourceFlags, labLog func(node, msg string
 		}
 		if current, err = nodeVersions(ctx, p.lab.Client); err != nil {
 			return nil, err
+		}
+		p.clusterSource = "the lab"
+	} else {
+		rc, from, err := src.access(s).RESTConfig()
+		switch {
+		case errors.Is(err, kube.ErrNoCluster) && src.kubeconfig == "" && src.kubeCtx == "":
+			p.clusterSource = "none (no cluster access: every node is assumed at the current version)"
+		case err != nil:
+			return nil, usage(err)
+		default:
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return nil, usage(err)
+			}
+			if current, err = nodeVersions(ctx, cs); err != nil {
+				return nil, fmt.Errorf("read node versions from %s: %w", from, err)
+			}
+			p.clusterSource = from
 		}
 	}
 	r := cfg.Rollout

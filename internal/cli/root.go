@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"k8s.io/client-go/rest"
 )
 
 // Build information, set with -ldflags "-X github.com/prox-ops/drover/internal/cli.Version=...".
@@ -26,11 +27,16 @@ type Streams struct {
 	IsTerminal func() bool
 	// Getenv reads the environment.
 	Getenv func(string) string
+	// Home is the user's home directory (for ~/.kube/config).
+	Home string
+	// InCluster returns the in-cluster service-account config.
+	InCluster func() (*rest.Config, error)
 }
 
 // OSStreams are the process's standard streams.
 func OSStreams() Streams {
-	return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTerminal: stdinIsTerminal, Getenv: os.Getenv}
+	home, _ := os.UserHomeDir()
+	return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Home: home, InCluster: rest.InClusterConfig}
 }
 
 func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }

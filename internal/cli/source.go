@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/lab"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -26,6 +27,8 @@ type sourceFlags struct {
 	varsAfter  string
 	gitRange   string
 	repoDir    string
+	kubeconfig string
+	kubeCtx    string
 }
 
 func (f *sourceFlags) register(fs *pflag.FlagSet) {
@@ -40,6 +43,17 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.varsAfter, "vars-after", "", "the Terraform variables file after the version bump")
 	fs.StringVar(&f.gitRange, "git-range", "", "read the variables file (versions.variablesFile) at BASE and HEAD of a git range BASE..HEAD, e.g. the merged PR's base and merge commits")
 	fs.StringVar(&f.repoDir, "repo", ".", "git repository for --git-range")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; without it drover looks, like kubectl, at $KUBECONFIG, then ~/.kube/config, then the in-cluster service account")
+	fs.StringVar(&f.kubeCtx, "context", "", "kubeconfig context to use (default: the current context)")
+}
+
+// access is the cluster access the flags describe.
+func (f *sourceFlags) access(s Streams) kube.Access {
+	getenv := s.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	return kube.Access{Kubeconfig: f.kubeconfig, Context: f.kubeCtx, Getenv: getenv, Home: s.Home, InCluster: s.InCluster}
 }
 
 // loadConfig returns the configuration: --config, or the lab's prox-ops

@@ -90,7 +90,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		progress = s.Err
 	}
 	var con *console
-	p, err := prepare(ctx, &f.src, func(node, msg string) {
+	p, err := prepare(ctx, s, &f.src, func(node, msg string) {
 		if con != nil {
 			con.labLog(node, msg)
 		}

@@ -49,9 +49,9 @@ func (a Access) RESTConfig() (*rest.Config, string, error) {
 	case getenv("KUBECONFIG") != "":
 		rules.Precedence = filepath.SplitList(getenv("KUBECONFIG"))
 		source = "KUBECONFIG=" + getenv("KUBECONFIG")
-	default:
+	case a.Home != "":
 		home := filepath.Join(a.Home, ".kube", "config")
-		if _, err := os.Stat(home); err == nil && a.Home != "" {
+		if _, err := os.Stat(home); err == nil {
 			rules.ExplicitPath = home
 			source = home
 		}

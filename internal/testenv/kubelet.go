@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 )
@@ -40,6 +41,9 @@ type Kubelets struct {
 	StartDelay time.Duration
 	// Heartbeat is how often node status and leases are renewed.
 	Heartbeat time.Duration
+	// Namespace, when set, limits the scheduler and pod handling to one
+	// namespace, so tests sharing a control plane do not see each other.
+	Namespace string
 
 	mu      sync.Mutex
 	nodes   map[string]*simNode
@@ -53,10 +57,11 @@ type simNode struct {
 	running bool
 }
 
-// NewKubelets starts the pod loop; Close stops it.
-func NewKubelets(client kubernetes.Interface) *Kubelets {
+// NewKubelets starts the pod loop for pods in namespace (all when empty);
+// Close stops it.
+func NewKubelets(client kubernetes.Interface, namespace string) *Kubelets {
 	ctx, cancel := context.WithCancel(context.Background())
-	k := &Kubelets{Client: client, StartDelay: 500 * time.Millisecond, Heartbeat: 5 * time.Second,
+	k := &Kubelets{Client: client, StartDelay: 500 * time.Millisecond, Heartbeat: 5 * time.Second, Namespace: namespace,
 		nodes: map[string]*simNode{}, pending: map[string]time.Time{}, cancel: cancel, done: make(chan struct{})}
 	go k.loop(ctx)
 	return k
@@ -79,9 +84,9 @@ func (k *Kubelets) AddNode(ctx context.Context, spec NodeSpec) error {
 		labels["node-role.kubernetes.io/control-plane"] = ""
 		taints = append(taints, corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule})
 	}
-	n, err := k.Client.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
+	_, err := k.Client.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		n, err = k.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{
+		_, err = k.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Labels: labels},
 			Spec:       corev1.NodeSpec{Taints: taints},
 		}, metav1.CreateOptions{})
@@ -92,8 +97,17 @@ func (k *Kubelets) AddNode(ctx context.Context, spec NodeSpec) error {
 	k.mu.Lock()
 	k.nodes[spec.Name] = &simNode{spec: spec, running: true}
 	k.mu.Unlock()
-	n.Status = nodeStatus(spec, string(uuid.NewUUID()))
-	if _, err := k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+	status := nodeStatus(spec, string(uuid.NewUUID()))
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := k.Client.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status = status
+		_, err = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("node %s status: %w", spec.Name, err)
 	}
 	return k.renewLease(ctx, spec.Name)
@@ -230,20 +244,19 @@ func (k *Kubelets) heartbeat(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		for i := range n.Status.Conditions {
-			if n.Status.Conditions[i].Type == corev1.NodeReady {
-				n.Status.Conditions[i].LastHeartbeatTime = metav1.Now()
-				if !spec.NotReady && n.Status.Conditions[i].Status != corev1.ConditionTrue {
-					n.Status.Conditions[i].Status = corev1.ConditionTrue
-				}
+		ready := nodeStatus(spec, n.Status.NodeInfo.BootID).Conditions[0]
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == ready.Status {
+				ready.LastTransitionTime = c.LastTransitionTime
 			}
 		}
+		setCondition(&n.Status, ready)
 		_, _ = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 	}
 }
 
 func (k *Kubelets) syncPods(ctx context.Context) {
-	pods, err := k.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	pods, err := k.Client.CoreV1().Pods(k.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return
 	}

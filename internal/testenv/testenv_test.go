@@ -30,7 +30,7 @@ func TestControlPlaneIsReal(t *testing.T) {
 func TestSimulatedKubeletKeepsANodeReady(t *testing.T) {
 	Require(t, env)
 	ctx := context.Background()
-	k := NewKubelets(env.Client)
+	k := NewKubelets(env.Client, "")
 	defer k.Close()
 	if err := k.AddNode(ctx, NodeSpec{Name: "tk-1", Talos: "v1.11.3", Kubelet: "v1.34.1"}); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,434 @@
+package kube_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/health"
+	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/testenv"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// These tests run against a real kube-apiserver, etcd and
+// kube-controller-manager (disruption, replicaset, deployment, node
+// lifecycle, pod GC). Only the kubelets and the scheduler are simulated
+// (testenv.Kubelets), on the wall clock.
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
+
+func client() *kube.Client {
+	return &kube.Client{Client: env.Client, Clock: clock.Real{}, EvictRetryDelay: 300 * time.Millisecond, PollInterval: 200 * time.Millisecond, DeleteEmptyDirData: true}
+}
+
+func nodes(t *testing.T, k *testenv.Kubelets, talos string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := k.AddNode(context.Background(), testenv.NodeSpec{Name: n, Talos: talos, Kubelet: "v1.34.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { env.DeleteNodes(names...) })
+}
+
+func podsOn(t *testing.T, ns, node string) int {
+	t.Helper()
+	pods, err := env.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(pods.Items)
+}
+
+func TestCordonAndUncordonAreIdempotent(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	k := testenv.NewKubelets(env.Client, "none")
+	defer k.Close()
+	nodes(t, k, "v1.11.3", "idem-1")
+	c := client()
+	for i, step := range []struct {
+		op   func(context.Context, string) error
+		want bool
+	}{{c.Cordon, true}, {c.Cordon, true}, {c.Uncordon, false}, {c.Uncordon, false}} {
+		if err := step.op(ctx, "idem-1"); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		id, _ := c.Identity(ctx, "idem-1")
+		if id.Unschedulable != step.want {
+			t.Fatalf("step %d: unschedulable=%v, want %v", i, id.Unschedulable, step.want)
+		}
+	}
+	if err := c.Cordon(ctx, "no-such-node"); !apierrors.IsNotFound(errors.Unwrap(err)) && !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("cordon of a missing node: %v", err)
+	}
+}
+
+// TestDrainHonoursPDB: a node holds 2 of 3 replicas under minAvailable 2.
+// The drain evicts one, is refused (429) for the other until the first
+// replacement is Ready elsewhere, then completes; a sampler checks that
+// fewer than 2 replicas are never Ready.
+func TestDrainHonoursPDB(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	ns := env.Namespace(t, "drain-pdb")
+	k := testenv.NewKubelets(env.Client, ns)
+	defer k.Close()
+	nodes(t, k, "v1.11.3", "dp-1", "dp-2")
+	env.Deployment(t, ns, "web", 3, false)
+	env.PDB(t, ns, "web", 2)
+	testenv.Eventually(t, 30*time.Second, "3 web replicas Ready", func() (bool, error) {
+		n, err := env.ReadyPods(ctx, ns, "web")
+		return n == 3, err
+	})
+	if got := podsOn(t, ns, "dp-1"); got != 2 {
+		t.Fatalf("dp-1 holds %d web pods, the fixture needs 2", got)
+	}
+	env.PDBSettled(t, ns, "web", 1)
+	nodes(t, k, "v1.11.3", "dp-3") // room for the replacements
+
+	var minReady atomic.Int64
+	minReady.Store(3)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if n, err := env.ReadyPods(ctx, ns, "web"); err == nil && int64(n) < minReady.Load() {
+				minReady.Store(int64(n))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+
+	c := client()
+	var refused atomic.Int32
+	c.OnEvict = func(_, _ string, err error) {
+		if apierrors.IsTooManyRequests(err) {
+			refused.Add(1)
+		}
+	}
+	if err := c.Cordon(ctx, "dp-1"); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Drain(ctx, "dp-1", time.Minute)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if got := podsOn(t, ns, "dp-1"); got != 0 {
+		t.Fatalf("%d web pods left on the drained node", got)
+	}
+	if refused.Load() == 0 {
+		t.Fatal("no eviction was refused: the two pods were not evicted one at a time")
+	}
+	if m := minReady.Load(); m < 2 {
+		t.Fatalf("at one moment only %d web replicas were Ready; the budget says 2", m)
+	}
+	testenv.Eventually(t, 30*time.Second, "3 web replicas Ready again", func() (bool, error) {
+		n, err := env.ReadyPods(ctx, ns, "web")
+		return n == 3, err
+	})
+	t.Logf("evictions refused while the budget was spent: %d; fewest Ready replicas seen: %d", refused.Load(), minReady.Load())
+}
+
+func TestSingleReplicaPDBBlocksDrainAndPreflight(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	ns := env.Namespace(t, "drain-solo")
+	k := testenv.NewKubelets(env.Client, ns)
+	defer k.Close()
+	nodes(t, k, "v1.11.3", "solo-1")
+	env.Deployment(t, ns, "ledger", 1, false)
+	env.PDB(t, ns, "ledger", 1)
+	testenv.Eventually(t, 30*time.Second, "ledger Ready", func() (bool, error) {
+		n, err := env.ReadyPods(ctx, ns, "ledger")
+		return n == 1, err
+	})
+	env.PDBSettled(t, ns, "ledger", 0)
+
+	c := client()
+	blockers, err := c.DrainPreflight(ctx, []string{"solo-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blockers) != 1 || blockers[0].PDB != "ledger" || blockers[0].Workload != "Deployment/ledger" ||
+		!strings.Contains(blockers[0].Reason, "single-replica") || !strings.Contains(blockers[0].Reason, "never allow") {
+		t.Fatalf("blockers %+v", blockers)
+	}
+
+	if err := c.Cordon(ctx, "solo-1"); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Drain(ctx, "solo-1", 3*time.Second)
+	var dt *kube.DrainTimeoutError
+	if !errors.As(err, &dt) {
+		t.Fatalf("err = %v, want DrainTimeoutError", err)
+	}
+	if len(dt.Blocked) != 1 || dt.Blocked[0].PDB != "ledger" || !strings.HasPrefix(dt.Blocked[0].Pod, "ledger-") {
+		t.Fatalf("blocked %+v", dt.Blocked)
+	}
+	if !strings.Contains(err.Error(), "PodDisruptionBudget drain-solo/ledger") {
+		t.Fatalf("error %q does not name the budget", err)
+	}
+	if id, _ := c.Identity(ctx, "solo-1"); id.Unschedulable {
+		t.Fatal("the node was left cordoned after the drain timed out")
+	}
+	if got := podsOn(t, ns, "solo-1"); got != 1 {
+		t.Fatalf("the protected pod was removed (%d left)", got)
+	}
+}
+
+func TestForceAfterTimeoutDeletesAroundThePDB(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	ns := env.Namespace(t, "drain-force")
+	k := testenv.NewKubelets(env.Client, ns)
+	defer k.Close()
+	nodes(t, k, "v1.11.3", "force-1")
+	env.Deployment(t, ns, "stuck", 1, false)
+	env.PDB(t, ns, "stuck", 1)
+	testenv.Eventually(t, 30*time.Second, "stuck Ready", func() (bool, error) {
+		n, err := env.ReadyPods(ctx, ns, "stuck")
+		return n == 1, err
+	})
+	env.PDBSettled(t, ns, "stuck", 0)
+	c := client()
+	c.ForceAfterTimeout = true
+	if err := c.Cordon(ctx, "force-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx, "force-1", 2*time.Second); err != nil {
+		t.Fatalf("forced drain: %v", err)
+	}
+	if got := podsOn(t, ns, "force-1"); got != 0 {
+		t.Fatalf("%d pods left after a forced drain", got)
+	}
+}
+
+func TestWaitReadyWantsTheNewNode(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	k := testenv.NewKubelets(env.Client, "none")
+	defer k.Close()
+	nodes(t, k, "v1.11.3", "wr-1")
+	c := client()
+	old, err := c.Identity(ctx, "wr-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := rollout.ReadyWant{NotUID: old.UID, Talos: version.MustParse("v1.12.0"), Kubelet: version.MustParse("v1.34.1")}
+
+	// Only the old, Ready Node object: never counts.
+	_, err = c.WaitReady(ctx, "wr-1", want, time.Second)
+	var nr *kube.NodeNotReadyError
+	if !errors.As(err, &nr) || !strings.Contains(nr.Why, "old Node object") {
+		t.Fatalf("err = %v, want NodeNotReadyError about the old object", err)
+	}
+
+	// The old object reporting the new version still does not count.
+	if err := k.AddNode(ctx, testenv.NodeSpec{Name: "wr-1", Talos: "v1.12.0", Kubelet: "v1.34.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitReady(ctx, "wr-1", want, time.Second); !errors.As(err, &nr) {
+		t.Fatalf("the old Node object (same UID) counted as the new node: %v", err)
+	}
+
+	// Replace it: delete, then register anew at the target a little later.
+	if err := c.DeleteNode(ctx, "wr-1"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: "wr-1", Talos: "v1.12.0", Kubelet: "v1.34.1"})
+	}()
+	start := time.Now()
+	got, err := c.WaitReady(ctx, "wr-1", want, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.UID == old.UID || got.UID == "" || got.OSImage != "Talos (v1.12.0)" {
+		t.Fatalf("got %+v", got)
+	}
+	t.Logf("new node seen %s after the wait started", time.Since(start).Round(time.Millisecond))
+
+	// A wrong kubelet version never counts.
+	want.NotUID, want.Kubelet = "", version.MustParse("v1.35.0")
+	if _, err := c.WaitReady(ctx, "wr-1", want, 500*time.Millisecond); !errors.As(err, &nr) || !strings.Contains(nr.Why, "kubelet") {
+		t.Fatalf("err = %v, want a kubelet version mismatch", err)
+	}
+}
+
+func TestIdentityDiffFindsLostLabelTaintAndGPU(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	k := testenv.NewKubelets(env.Client, "none")
+	defer k.Close()
+	if err := k.AddNode(ctx, testenv.NodeSpec{Name: "gpu-1", Talos: "v1.11.3", Kubelet: "v1.34.1", GPUs: 1, Labels: map[string]string{"nvidia.com/gpu.present": "true"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteNodes("gpu-1") })
+	patch := `{"spec":{"taints":[{"key":"dedicated","value":"gpu","effect":"NoSchedule"}]}}`
+	if _, err := env.Client.CoreV1().Nodes().Patch(ctx, "gpu-1", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := client()
+	before, err := c.Identity(ctx, "gpu-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Allocatable[kube.GPUResource] != "1" {
+		t.Fatalf("fixture: allocatable %v", before.Allocatable)
+	}
+	// The node comes back without its label, its taint and its GPU.
+	lose := `{"metadata":{"labels":{"nvidia.com/gpu.present":null}},"spec":{"taints":null}}`
+	if _, err := env.Client.CoreV1().Nodes().Patch(ctx, "gpu-1", types.MergePatchType, []byte(lose), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.SetGPUs(ctx, "gpu-1", 0); err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.Identity(ctx, "gpu-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := kube.DiffIdentity(before, after)
+	lost := strings.Join(d.Lost, "\n")
+	for _, want := range []string{"label nvidia.com/gpu.present=true is gone", "taint dedicated=gpu:NoSchedule is gone", "allocatable nvidia.com/gpu dropped 1 -> 0"} {
+		if !strings.Contains(lost, want) {
+			t.Errorf("lost %q lacks %q", lost, want)
+		}
+	}
+	// And the Node Readiness check fails on it.
+	g := &health.Gate{Client: env.Client, Clock: clock.Real{}, CriticalNamespaces: []string{}}
+	n := plan.Node{Node: config.Node{Name: "gpu-1", Role: config.RoleWorker}}
+	res := g.Check(ctx, rollout.GateInput{Node: n, Want: version.Pair{Talos: version.MustParse("v1.11.3")}, Before: &before})
+	if res.Passed() || res.Failed()[0] != health.CheckNodeReadiness {
+		t.Fatalf("health %+v", res)
+	}
+}
+
+// TestCattleRunAgainstTheRealAPIServer runs the engine through internal/kube
+// against the real control plane, with the hypervisor simulated: a 5-node
+// cluster is upgraded with zero PDB violations.
+func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	ns := env.Namespace(t, "cattle-run")
+	k := testenv.NewKubelets(env.Client, ns)
+	defer k.Close()
+	inv := []config.Node{
+		{Name: "cr-cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "cr-w-1", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "cr-w-2", Role: config.RoleWorker, ProxmoxHost: "b"},
+		{Name: "cr-w-3", Role: config.RoleWorker, ProxmoxHost: "c"},
+		{Name: "cr-w-4", Role: config.RoleWorker, ProxmoxHost: "d", GPUs: 1},
+	}
+	var names []string
+	for _, n := range inv {
+		names = append(names, n.Name)
+		if err := k.AddNode(ctx, testenv.NodeSpec{Name: n.Name, ControlPlane: n.IsControlPlane(), GPUs: n.GPUs, Talos: "v1.11.3", Kubelet: "v1.34.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { env.DeleteNodes(names...) })
+	env.Deployment(t, ns, "web", 3, false)
+	env.PDB(t, ns, "web", 2)
+	env.Deployment(t, ns, "api", 4, true)
+	env.PDB(t, ns, "api", 3)
+	for _, app := range []struct {
+		name string
+		n    int
+	}{{"web", 3}, {"api", 4}} {
+		testenv.Eventually(t, 30*time.Second, app.name+" Ready", func() (bool, error) {
+			n, err := env.ReadyPods(ctx, ns, app.name)
+			return n == app.n, err
+		})
+	}
+	env.PDBSettled(t, ns, "web", 1)
+	env.PDBSettled(t, ns, "api", 1)
+
+	// Sample the real disruption controller's view throughout the run.
+	var violations atomic.Int32
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, app := range []struct {
+				name string
+				min  int
+			}{{"web", 2}, {"api", 3}} {
+				if n, err := env.ReadyPods(ctx, ns, app.name); err == nil && n < app.min {
+					violations.Add(1)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	from := version.Pair{Talos: version.MustParse("v1.11.3"), Kubernetes: version.MustParse("v1.34.1")}
+	to := version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: version.MustParse("v1.34.1")}
+	p := plan.Build(plan.Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: 1})
+	kc := client()
+	hv := &testenv.Hypervisor{Kubelets: k, BootDelay: 300 * time.Millisecond}
+	eng := &rollout.Engine{
+		Cluster: kc, Replacer: hv, Health: &health.Gate{Client: env.Client, Clock: clock.Real{}},
+		Journal: &journal.Memory{}, Clock: clock.Real{}, RunID: "it",
+		Preflights: []rollout.Preflight{kube.DrainPreflightCheck{Client: kc}},
+		Policy: rollout.Policy{DrainTimeout: time.Minute, ReadyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second,
+			HealthAttempts: 10, HealthInterval: 500 * time.Millisecond, ControlPlaneSoak: time.Second},
+	}
+	rep, err := eng.Run(ctx, p)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, n := range rep.Nodes {
+		if n.Outcome != rollout.OutcomeUpgraded {
+			t.Errorf("%s: %s %s", n.Name, n.Outcome, n.Reason)
+		}
+		id, err := kc.Identity(ctx, n.Name)
+		if err != nil || id.OSImage != "Talos (v1.12.0)" || !id.Ready || id.Unschedulable {
+			t.Errorf("%s after the run: %+v %v", n.Name, id, err)
+		}
+	}
+	if len(hv.Created) != 5 || len(hv.Destroyed) != 5 {
+		t.Errorf("hypervisor created %v, destroyed %v", hv.Created, hv.Destroyed)
+	}
+	if v := violations.Load(); v != 0 {
+		t.Fatalf("%d samples saw a budget violated", v)
+	}
+	t.Logf("5-node cattle run against the real API server took %s", rep.Duration.Round(time.Millisecond))
+}

@@ -1,0 +1,120 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// Namespace creates a namespace for one test.
+func (e *Env) Namespace(t testing.TB, name string) string {
+	t.Helper()
+	_, err := e.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("namespace %s: %v", name, err)
+	}
+	return name
+}
+
+// Deployment creates a Deployment of replicas pods labelled app=name,
+// tolerating the control-plane taint when tolerateCP is set.
+func (e *Env) Deployment(t testing.TB, ns, name string, replicas int, tolerateCP bool) {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	spec := corev1.PodSpec{
+		Containers:                    []corev1.Container{{Name: name, Image: "registry.example/" + name + ":1"}},
+		TerminationGracePeriodSeconds: ptr.To(int64(1)),
+	}
+	if tolerateCP {
+		spec.Tolerations = []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(replicas)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec},
+		},
+	}
+	if _, err := e.Client.AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("deployment %s/%s: %v", ns, name, err)
+	}
+}
+
+// PDB creates a PodDisruptionBudget over app=name with minAvailable.
+func (e *Env) PDB(t testing.TB, ns, name string, minAvailable int) {
+	t.Helper()
+	v := intstr.FromInt32(int32(minAvailable))
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &v, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}},
+	}
+	if _, err := e.Client.PolicyV1().PodDisruptionBudgets(ns).Create(context.Background(), pdb, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("pdb %s/%s: %v", ns, name, err)
+	}
+}
+
+// ReadyPods counts the Ready, not terminating pods labelled app=name.
+func (e *Env) ReadyPods(ctx context.Context, ns, name string) (int, error) {
+	pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// Eventually polls cond every 50ms until it holds or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, last)
+}
+
+// PDBSettled waits until the disruption controller reports the budget's
+// status for its current generation with the wanted disruptions allowed.
+func (e *Env) PDBSettled(t testing.TB, ns, name string, allowed int) {
+	t.Helper()
+	Eventually(t, 30*time.Second, fmt.Sprintf("PDB %s/%s to allow %d disruption(s)", ns, name, allowed), func() (bool, error) {
+		pdb, err := e.Client.PolicyV1().PodDisruptionBudgets(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return pdb.Status.ObservedGeneration == pdb.Generation && int(pdb.Status.DisruptionsAllowed) == allowed, nil
+	})
+}
+
+// DeleteNodes removes test nodes at the end of a test.
+func (e *Env) DeleteNodes(names ...string) {
+	for _, n := range names {
+		_ = e.Client.CoreV1().Nodes().Delete(context.Background(), n, metav1.DeleteOptions{})
+	}
+}
