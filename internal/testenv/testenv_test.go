@@ -2,7 +2,12 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,4 +62,55 @@ func TestSimulatedKubeletKeepsANodeReady(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	_ = env.Client.CoreV1().Nodes().Delete(ctx, "tk-1", metav1.DeleteOptions{})
+}
+
+// TestNoStrayProcessAfterAPanic runs a child test process that starts a
+// control plane and panics; its etcd, kube-apiserver and
+// kube-controller-manager must die with it.
+func TestNoStrayProcessAfterAPanic(t *testing.T) {
+	Require(t, env)
+	if os.Getenv("DROVER_TESTENV_PANIC_CHILD") == "1" {
+		e, err := Start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range e.procs {
+			fmt.Printf("child-pid %d\n", p.cmd.Process.Pid)
+		}
+		panic("a test panicked with the control plane running")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNoStrayProcessAfterAPanic$")
+	cmd.Env = append(os.Environ(), "DROVER_TESTENV_PANIC_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the child did not panic:\n%s", out)
+	}
+	var pids []int
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "child-pid "); ok {
+			pid, _ := strconv.Atoi(strings.TrimSpace(rest))
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) != 3 {
+		t.Fatalf("child started %d processes, want 3:\n%s", len(pids), out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range pids {
+		for processAlive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d outlived the panicking test", pid)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// processAlive: signal 0 reaches a live process; a zombie has exited.
+func processAlive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(stat), ") Z ")
 }
