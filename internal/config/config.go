@@ -79,6 +79,9 @@ type Rollout struct {
 	ControlPlaneSoak   Duration `yaml:"controlPlaneSoak" json:"controlPlaneSoak"`
 	// DeleteEmptyDirData lets drain evict pods that use emptyDir volumes.
 	DeleteEmptyDirData bool `yaml:"deleteEmptyDirData" json:"deleteEmptyDirData"`
+	// ForceDrainAfterTimeout deletes the pods a PodDisruptionBudget still
+	// protects when the drain timeout passes. Off by default.
+	ForceDrainAfterTimeout bool `yaml:"forceDrainAfterTimeout" json:"forceDrainAfterTimeout"`
 	// StepDurations are the expected durations used for the plan's ETA.
 	StepDurations StepDurations `yaml:"stepDurations" json:"stepDurations"`
 }

@@ -14,7 +14,7 @@ import (
 // --skip-drain-preflight.
 func (l *Lab) Engine(j rollout.Journal, sink rollout.Sink, runID string) *rollout.Engine {
 	r := l.opts.Config.Rollout
-	kc := &kube.Client{Client: l.Client, Clock: l.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData}
+	kc := &kube.Client{Client: l.Client, Clock: l.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout}
 	return &rollout.Engine{
 		Cluster:    kc,
 		Preflights: []rollout.Preflight{kube.DrainPreflightCheck{Client: kc}},
