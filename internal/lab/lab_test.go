@@ -355,3 +355,18 @@ func TestDrainPreflightBlocksBeforeAnyChange(t *testing.T) {
 		t.Fatal("the preflight let a drain start")
 	}
 }
+
+// With forceDrainAfterTimeout the drain deletes the protected pod after the
+// timeout: the run goes on, and the lab counts the budget it broke.
+func TestForceDrainAfterTimeoutIsCountedAsAViolation(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rollout.ForceDrainAfterTimeout = true
+	cfg.Rollout.DrainTimeout = config.D(time.Minute)
+	r := upgradeWith(t, cfg, version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultDrainBlocked}, true)
+	if r.err != nil {
+		t.Fatalf("forced run failed: %v", r.err)
+	}
+	if got := r.lab.Stats().PDBViolations; got != 1 {
+		t.Fatalf("PDB violations %d, want 1 (the forced deletion)", got)
+	}
+}
