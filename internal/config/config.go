@@ -29,6 +29,43 @@ type Config struct {
 	Rollout       Rollout       `yaml:"rollout" json:"rollout"`
 	Approval      Approval      `yaml:"approval" json:"approval"`
 	Notifications Notifications `yaml:"notifications" json:"notifications"`
+	Terraform     Terraform     `yaml:"terraform" json:"terraform"`
+	Secrets       Secrets       `yaml:"secrets" json:"secrets"`
+}
+
+// Terraform configures cattle replacement through Terraform or OpenTofu.
+type Terraform struct {
+	// Binary is the terraform or tofu executable (a path or a name on PATH);
+	// empty means tofu, then terraform, on PATH.
+	Binary string `yaml:"binary" json:"binary"`
+	// WorkingDir is the root module, relative to the repository root.
+	WorkingDir string `yaml:"workingDir" json:"workingDir"`
+	// NodeAddress is the module address of one node; {name} is the node name.
+	NodeAddress string `yaml:"nodeAddress" json:"nodeAddress"`
+	// TemplatesAddress is the address of the VM templates.
+	TemplatesAddress string `yaml:"templatesAddress" json:"templatesAddress"`
+	// VMResourceType is the resource type of a node's VM.
+	VMResourceType string `yaml:"vmResourceType" json:"vmResourceType"`
+	// BackendConfig is passed to init as -backend-config key=value. Values
+	// are not secrets: credentials come from the environment (AWS_*, TF_VAR_*).
+	BackendConfig map[string]string `yaml:"backendConfig" json:"backendConfig"`
+	// LockTimeout is how long to wait for the state lock.
+	LockTimeout Duration `yaml:"lockTimeout" json:"lockTimeout"`
+	// WaitForLock waits up to LockTimeout for a lock held by someone else;
+	// false refuses the run at once (exit 4), naming the holder.
+	WaitForLock bool `yaml:"waitForLock" json:"waitForLock"`
+}
+
+// Secrets names the environment variables whose values drover masks.
+type Secrets struct {
+	Env []string `yaml:"env" json:"env"`
+}
+
+// DefaultSecretEnv are masked unless secrets.env says otherwise.
+var DefaultSecretEnv = []string{
+	"PROXMOX_USERNAME", "PROXMOX_PASSWORD", "TF_VAR_proxmox_password",
+	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TALOSCONFIG",
+	"DISCORD_WEBHOOK_URL", "GITHUB_APP_PRIVATE_KEY",
 }
 
 // Cluster names the cluster.
@@ -170,6 +207,14 @@ func Defaults() Config {
 			},
 		},
 		Notifications: Notifications{Discord: Discord{WebhookEnv: "DISCORD_WEBHOOK_URL"}},
+		Terraform: Terraform{
+			WorkingDir:       "terraform",
+			NodeAddress:      `module.nodes["{name}"]`,
+			TemplatesAddress: "module.templates",
+			VMResourceType:   "proxmox_virtual_environment_vm",
+			LockTimeout:      D(5 * time.Minute),
+		},
+		Secrets: Secrets{Env: append([]string(nil), DefaultSecretEnv...)},
 	}
 }
 

@@ -172,6 +172,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		{"rollout.stepDurations.upgrade", &r.StepDurations.Upgrade, false},
 		{"rollout.stepDurations.template", &r.StepDurations.Template, false},
 		{"rollout.stepDurations.health", &r.StepDurations.Health, false},
+		{"terraform.lockTimeout", &c.Terraform.LockTimeout, false},
 	}
 	for _, d := range durations {
 		switch {
@@ -184,6 +185,20 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		}
 	}
 
+	tf := c.Terraform
+	if !strings.Contains(tf.NodeAddress, "{name}") {
+		add("terraform.nodeAddress", "%q must contain {name}, which drover replaces with the node name", tf.NodeAddress)
+	}
+	for i, n := range c.Nodes {
+		if n.TerraformAddress != "" && strings.ContainsAny(n.TerraformAddress, " \t\n") {
+			add(fmt.Sprintf("nodes[%d].terraformAddress", i), "%q is not a Terraform address", n.TerraformAddress)
+		}
+	}
+	for i, e := range c.Secrets.Env {
+		if !variableNameRE.MatchString(e) {
+			add(fmt.Sprintf("secrets.env[%d]", i), "%q is not an environment variable name", e)
+		}
+	}
 	for i, v := range c.Approval.Versions {
 		if _, err := version.Parse(v, true); err != nil {
 			add(fmt.Sprintf("approval.versions[%d]", i), "%v", err)
