@@ -28,8 +28,9 @@ vet:
 # is required here: if it cannot start, the tests fail rather than skip.
 test: vet
 	@bin="$$(hack/testenv-binaries.sh | tail -n 1)" && \
-	  echo "testenv binaries: $$bin" && \
-	  DROVER_TESTENV_BIN="$$bin" DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -v ./...
+	  tf="$$(hack/tofu-binary.sh | tail -n 1)" && \
+	  echo "testenv binaries: $$bin; terraform binary: $$tf" && \
+	  DROVER_TESTENV_BIN="$$bin" DROVER_TF_BIN="$$tf" DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -v ./...
 
 # A full lab upgrade, as in the README.
 lab:

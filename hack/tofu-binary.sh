@@ -27,6 +27,6 @@ dir="$(GOFLAGS=-mod=mod go mod download -json "github.com/opentofu/opentofu@$TOF
 # The module has a replace directive, so `go install` refuses it; build
 # inside a writable copy of the module directory instead.
 cp -r "$dir" src && chmod -R u+w src && cd src
-go build -trimpath -ldflags "-s -w" -o "$CACHE/tofu.tmp" ./cmd/tofu
+go build -trimpath -ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no" -o "$CACHE/tofu.tmp" ./cmd/tofu
 mv "$CACHE/tofu.tmp" "$CACHE/tofu"
 echo "$CACHE/tofu"

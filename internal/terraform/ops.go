@@ -1,0 +1,223 @@
+package terraform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// PrepareTemplates applies the templates address with the target versions,
+// once per run. It first plans that apply and refuses if it would destroy
+// anything: old templates must stay, so a rollback can clone from them.
+func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
+	addr := r.settings.TemplatesAddress
+	if addr == "" {
+		return nil
+	}
+	planOpts := []tfexec.PlanOption{tfexec.Target(addr), tfexec.LockTimeout(r.lockTimeout())}
+	for _, v := range r.varOpts(to) {
+		planOpts = append(planOpts, tfexec.Var(v))
+	}
+	var deletes []string
+	err := r.run("templates", func() error {
+		tmp, err := os.MkdirTemp("", "drover-templates-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		planFile := filepath.Join(tmp, "templates.tfplan")
+		if _, err := r.tf.Plan(ctx, append(planOpts, tfexec.Out(planFile))...); err != nil {
+			return err
+		}
+		p, err := r.tf.ShowPlanFile(ctx, planFile)
+		if err != nil {
+			return err
+		}
+		for _, rc := range p.ResourceChanges {
+			if rc.Change != nil && rc.Change.Actions.Delete() || rc.Change != nil && rc.Change.Actions.Replace() {
+				deletes = append(deletes, rc.Address)
+			}
+		}
+		if len(deletes) > 0 {
+			return nil
+		}
+		return r.tf.Apply(ctx, tfexec.DirOrPlan(planFile))
+	})
+	if le, ok := asLocked(err); ok {
+		return le
+	}
+	if err != nil {
+		return r.wrap("apply "+addr, err)
+	}
+	if len(deletes) > 0 {
+		return fmt.Errorf("the templates apply would destroy %s; drover keeps old templates so a rollback can clone from them: change the templates module to keep one template per version", strings.Join(deletes, ", "))
+	}
+	return nil
+}
+
+// Destroy destroys the node's VM, after checking that the address holds
+// that node's VM. A node whose VM is not in the state is already gone.
+func (r *Runner) Destroy(ctx context.Context, n plan.Node) error {
+	exists, err := r.checkIdentity(ctx, n.Node)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return nil
+	}
+	addr := Address(r.settings, n.Node)
+	opts := []tfexec.DestroyOption{tfexec.Target(addr), tfexec.LockTimeout(r.lockTimeout()), tfexec.Refresh(false)}
+	for _, v := range r.varOpts(n.From) {
+		opts = append(opts, tfexec.Var(v))
+	}
+	err = r.run(n.Name, func() error { return r.tf.Destroy(ctx, opts...) })
+	if le, ok := asLocked(err); ok {
+		return le
+	}
+	return r.wrap("destroy "+addr, err)
+}
+
+// Create applies the node's address at the given versions, then checks
+// with a targeted plan that nothing is left to change.
+func (r *Runner) Create(ctx context.Context, n plan.Node, at version.Pair) error {
+	addr := Address(r.settings, n.Node)
+	applyOpts := []tfexec.ApplyOption{tfexec.Target(addr), tfexec.LockTimeout(r.lockTimeout())}
+	planOpts := []tfexec.PlanOption{tfexec.Target(addr), tfexec.LockTimeout(r.lockTimeout())}
+	for _, v := range r.varOpts(at) {
+		applyOpts = append(applyOpts, tfexec.Var(v))
+		planOpts = append(planOpts, tfexec.Var(v))
+	}
+	var changes bool
+	err := r.run(n.Name, func() error {
+		if err := r.tf.Apply(ctx, applyOpts...); err != nil {
+			return err
+		}
+		var err error
+		changes, err = r.tf.Plan(ctx, planOpts...)
+		return err
+	})
+	if le, ok := asLocked(err); ok {
+		return le
+	}
+	if err != nil {
+		return r.wrap("apply "+addr, err)
+	}
+	if changes {
+		return &DriftError{Address: addr}
+	}
+	return nil
+}
+
+// Preflight checks, before any change, that the state is readable and
+// not locked by someone else.
+type Preflight struct {
+	Runner *Runner
+	// At are the current versions, for a refresh-free plan.
+	At version.Pair
+}
+
+var _ rollout.Preflight = Preflight{}
+
+// Name names the preflight.
+func (Preflight) Name() string { return "terraform state" }
+
+// Check pulls the state, then runs a refresh-free plan that takes the
+// lock: a lock held elsewhere is a *LockedError naming the holder.
+func (p Preflight) Check(ctx context.Context, _ plan.Plan) error {
+	r := p.Runner
+	err := r.run("", func() error {
+		_, err := r.tf.StatePull(ctx)
+		return err
+	})
+	if err != nil {
+		return &StateUnavailableError{Err: r.wrap("state pull", err)}
+	}
+	opts := []tfexec.PlanOption{tfexec.Refresh(false), tfexec.Lock(true), tfexec.LockTimeout(r.lockTimeout())}
+	for _, v := range r.varOpts(p.At) {
+		opts = append(opts, tfexec.Var(v))
+	}
+	err = r.run("", func() error {
+		_, err := r.tf.Plan(ctx, opts...)
+		return err
+	})
+	if le, ok := asLocked(err); ok {
+		return le
+	}
+	if err != nil {
+		return &StateUnavailableError{Err: r.wrap("plan -refresh=false", err)}
+	}
+	return nil
+}
+
+// Discovered is what the state says of a node's VM.
+type Discovered struct {
+	VMID int
+	Host string
+}
+
+// Discover reads the VM id and Proxmox host of each node from the state.
+func (r *Runner) Discover(ctx context.Context, nodes []config.Node) (map[string]Discovered, error) {
+	st, err := r.show(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Discovered{}
+	var errs []error
+	for _, n := range nodes {
+		v, err := r.vmAt(st, Address(r.settings, n))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if v != nil {
+			out[n.Name] = Discovered{VMID: v.VMID, Host: v.Host}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// FillInventory fills each node's empty Proxmox host and VM id from the
+// state, and says where every value came from ("config", "state", or
+// "unknown").
+func FillInventory(nodes []config.Node, found map[string]Discovered) (filled []config.Node, sources map[string]string) {
+	sources = map[string]string{}
+	for _, n := range nodes {
+		d, ok := found[n.Name]
+		hostSrc, vmSrc := "config", "config"
+		if n.ProxmoxHost == "" {
+			hostSrc = "unknown"
+			if ok && d.Host != "" {
+				n.ProxmoxHost, hostSrc = d.Host, "state"
+			}
+		}
+		if n.VMID == 0 {
+			vmSrc = "unknown"
+			if ok && d.VMID != 0 {
+				n.VMID, vmSrc = d.VMID, "state"
+			}
+		}
+		sources[n.Name] = "host from " + hostSrc + ", VM id from " + vmSrc
+		filled = append(filled, n)
+	}
+	return filled, sources
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
