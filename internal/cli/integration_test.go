@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,5 +68,73 @@ nodes:
 	r = drover(t, "plan", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--context", "nope", "--from-talos", "v1.11.3", "--to-talos", "v1.12.0")
 	if r.code != ExitUsage || !strings.Contains(r.stderr, "nope") {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestPlanCompletesTheInventoryFromTerraformState: nodes without a Proxmox
+// host or VM id get them from the state, and the plan says so.
+func TestPlanCompletesTheInventoryFromTerraformState(t *testing.T) {
+	bin := os.Getenv("DROVER_TF_BIN")
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("terraform"); err != nil {
+			if bin, err = exec.LookPath("tofu"); err != nil {
+				t.Skip("no terraform or tofu binary; make test provides one")
+			}
+		}
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../terraform/testdata/prox-ops")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TF_VAR_vm_dir", t.TempDir())
+	for _, args := range [][]string{{"init", "-input=false"}, {"apply", "-auto-approve", "-input=false", "-var", "talos_version=v1.11.3"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", bin, args, err, out)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "drover.yaml")
+	write(t, cfg, `cluster: {name: it}
+nodes:
+  - {name: k8s-ctrl-1, role: controlplane, ip: 127.0.0.11}
+  - {name: k8s-work-1, role: worker, ip: 127.0.0.21}
+  - {name: k8s-work-2, role: worker, ip: 127.0.0.22, proxmoxHost: heimdall, vmId: 8102}
+terraform:
+  binary: `+bin+`
+  workingDir: `+dir+`
+  vmResourceType: terraform_data
+`)
+	r := drover(t, "plan", "--config", cfg, "--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--output", "json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var p struct {
+		Batches []struct {
+			Nodes []struct {
+				Name, Host, Source string
+				VMID               int `json:"vmId"`
+			} `json:"nodes"`
+		} `json:"batches"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, b := range p.Batches {
+		for _, n := range b.Nodes {
+			got[n.Name] = fmt.Sprintf("%s/%d/%s", n.Host, n.VMID, n.Source)
+		}
+	}
+	want := map[string]string{
+		"k8s-ctrl-1": "baldar/8001/host from state, VM id from state",
+		"k8s-work-1": "baldar/8101/host from state, VM id from state",
+		"k8s-work-2": "heimdall/8102/host from config, VM id from config",
+	}
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s: %s, want %s", n, got[n], w)
+		}
 	}
 }

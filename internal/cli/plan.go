@@ -38,10 +38,16 @@ The ETA comes from rollout.stepDurations.`,
 			}
 			defer p.close()
 			if f.out.json() {
-				return writeJSON(s.Out, planJSON(p.plan, p.decision))
+				return writeJSON(s.Out, planJSON(p.plan, p.decision, p.inventorySources))
 			}
 			printPlan(s.Out, p.plan, p.decision)
 			fmt.Fprintf(s.Out, "node versions read from: %s\n", p.clusterSource)
+			if p.tf != nil {
+				fmt.Fprintf(s.Out, "inventory completed from the Terraform state (%s %s):\n", p.tf.Binary, p.tf.Version)
+				for _, n := range p.cfg.Nodes {
+					fmt.Fprintf(s.Out, "  %s: %s (host %s, VM %d)\n", n.Name, p.inventorySources[n.Name], orNone(n.ProxmoxHost), n.VMID)
+				}
+			}
 			return nil
 		},
 	}
@@ -54,8 +60,11 @@ type planNodeJSON struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
 	Host string `json:"host"`
+	VMID int    `json:"vmId,omitempty"`
 	From string `json:"from"`
 	GPUs int    `json:"gpus,omitempty"`
+	// Source says where host and VM id came from, when the Terraform state filled some.
+	Source string `json:"source,omitempty"`
 }
 
 type planBatchJSON struct {
@@ -88,7 +97,7 @@ func kubeString(v version.Version) string {
 	return v.String()
 }
 
-func planJSON(p plan.Plan, d version.Decision) planOutput {
+func planJSON(p plan.Plan, d version.Decision, sources map[string]string) planOutput {
 	out := planOutput{
 		Strategy: p.Strategy, Label: d.Label, ApprovalRequired: d.ApprovalRequired, Rationale: d.Rationale,
 		From: p.From.Talos.String(), To: p.To.Talos.String(),
@@ -98,7 +107,7 @@ func planJSON(p plan.Plan, d version.Decision) planOutput {
 	for _, b := range p.Batches {
 		var jb planBatchJSON
 		for _, n := range b.Nodes {
-			jb.Nodes = append(jb.Nodes, planNodeJSON{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, From: n.From.Talos.String(), GPUs: n.GPUs})
+			jb.Nodes = append(jb.Nodes, planNodeJSON{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, VMID: n.VMID, From: n.From.Talos.String(), GPUs: n.GPUs, Source: sources[n.Name]})
 		}
 		out.Batches = append(out.Batches, jb)
 	}

@@ -12,6 +12,9 @@ import (
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/lab"
 	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/secrets"
+	"github.com/prox-ops/drover/internal/terraform"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -25,6 +28,13 @@ type prepared struct {
 	lab *lab.Lab
 	// clusterSource says where the node versions were read, or why not.
 	clusterSource string
+	// kube is the real cluster's client, nil in the lab or without access.
+	kube kubernetes.Interface
+	// inventorySources says where each node's host and VM id came from,
+	// when some were read from the Terraform state.
+	inventorySources map[string]string
+	// tf is the Terraform runner, when discovery ran.
+	tf *terraform.Runner
 }
 
 // prepare loads the configuration, resolves the versions, decides the
@@ -76,6 +86,12 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node,
 				return nil, fmt.Errorf("read node versions from %s: %w", from, err)
 			}
 			p.clusterSource = from
+			p.kube = cs
+		}
+		// Discovery is best effort for planning: a plan from a PR job
+		// without Terraform still shows, with the values it lacks.
+		if err := p.discover(ctx, src, s); err != nil {
+			fmt.Fprintf(s.Err, "drover: warning: could not complete the inventory from the Terraform state: %v\n", err)
 		}
 	}
 	r := cfg.Rollout
@@ -108,4 +124,58 @@ func nodeVersions(ctx context.Context, c kubernetes.Interface) (map[string]versi
 		out[n.Name] = version.Pair{Talos: t, Kubernetes: k}
 	}
 	return out, nil
+}
+
+// discover fills the Proxmox hosts and VM ids the configuration leaves
+// empty from the Terraform state.
+func (p *prepared) discover(ctx context.Context, src *sourceFlags, s Streams) error {
+	missing := false
+	for _, n := range p.cfg.Nodes {
+		if n.ProxmoxHost == "" || n.VMID == 0 {
+			missing = true
+		}
+	}
+	if !missing {
+		return nil
+	}
+	r, err := p.terraform(ctx, src, s)
+	if err != nil {
+		return err
+	}
+	found, err := r.Discover(ctx, p.cfg.Nodes)
+	if err != nil {
+		return fmt.Errorf("inventory discovery: %w", err)
+	}
+	p.cfg.Nodes, p.inventorySources = terraform.FillInventory(p.cfg.Nodes, found)
+	return nil
+}
+
+// terraform starts (once) the Terraform runner in the working directory
+// of the configuration, relative to --repo.
+func (p *prepared) terraform(ctx context.Context, src *sourceFlags, s Streams) (*terraform.Runner, error) {
+	if p.tf != nil {
+		return p.tf, nil
+	}
+	r, err := terraform.New(ctx, terraform.Options{
+		Settings: p.cfg.Terraform, RepoRoot: src.repoDir,
+		Vars:   version.VariableNames{Talos: p.cfg.Versions.TalosVariable, Kubernetes: p.cfg.Versions.KubernetesVariable},
+		Change: p.change, Out: s.Err, Masker: masker(p.cfg, s),
+	})
+	if err != nil {
+		return nil, usage(err)
+	}
+	if err := r.Init(ctx); err != nil {
+		return nil, &rollout.BlockedError{Reason: "terraform init", Err: err}
+	}
+	p.tf = r
+	return r, nil
+}
+
+// masker masks the configured secret environment variables.
+func masker(cfg *config.Config, s Streams) *secrets.Masker {
+	getenv := s.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	return secrets.FromEnv(getenv, cfg.Secrets.Env)
 }

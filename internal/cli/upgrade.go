@@ -83,7 +83,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		return err
 	}
 	if !f.src.lab {
-		return usage(errors.New("drover upgrade against a real cluster needs the Terraform (cattle) and Talos (pets) backends, which this release does not have yet; rehearse with --lab (add --config to use your inventory)"))
+		return usage(errors.New("drover upgrade against a real cluster needs the Talos backend (pets upgrades and the etcd guard for control-plane nodes), which this release does not have yet; rehearse with --lab (add --config to use your inventory)"))
 	}
 	progress := s.Out
 	if f.out.json() {

@@ -197,7 +197,7 @@ func (e *StateUnavailableError) Unwrap() error { return e.Err }
 // LockedError: someone else holds the state lock.
 type LockedError struct {
 	ID, Who, Operation, Created, Path string
-	Err                              error
+	Err                               error
 }
 
 func (e *LockedError) Error() string {
