@@ -103,6 +103,10 @@ type Talos struct {
 	// InstallerImage is the installer image with a {version} placeholder, in
 	// Image Factory form: factory.talos.dev/<platform>-installer/<schematic>:{version}.
 	InstallerImage string `yaml:"installerImage" json:"installerImage"`
+	// EtcdSnapshotDir receives an etcd snapshot before each control-plane node.
+	EtcdSnapshotDir string `yaml:"etcdSnapshotDir" json:"etcdSnapshotDir"`
+	// EtcdSnapshotsKeep is how many snapshots are kept.
+	EtcdSnapshotsKeep int `yaml:"etcdSnapshotsKeep" json:"etcdSnapshotsKeep"`
 }
 
 // Rollout is the rollout policy.
@@ -188,6 +192,7 @@ func Defaults() Config {
 			TalosVariable:      "talos_version",
 			KubernetesVariable: "kubernetes_version",
 		},
+		Talos: Talos{EtcdSnapshotDir: "etcd-snapshots", EtcdSnapshotsKeep: 3},
 		Rollout: Rollout{
 			MaxParallelWorkers: 1,
 			DrainTimeout:       D(5 * time.Minute),

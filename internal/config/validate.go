@@ -149,6 +149,9 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		}
 	}
 
+	if c.Talos.EtcdSnapshotsKeep < 1 {
+		add("talos.etcdSnapshotsKeep", "must be at least 1, got %d", c.Talos.EtcdSnapshotsKeep)
+	}
 	r := &c.Rollout
 	if r.MaxParallelWorkers < 1 {
 		add("rollout.maxParallelWorkers", "must be at least 1, got %d", r.MaxParallelWorkers)

@@ -1,9 +1,11 @@
 package lab
 
 import (
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/talos"
 )
 
 // Engine wires an upgrade engine to the lab: drover's real Kubernetes
@@ -14,10 +16,21 @@ import (
 // --skip-drain-preflight.
 func (l *Lab) Engine(j rollout.Journal, sink rollout.Sink, runID string) *rollout.Engine {
 	r := l.opts.Config.Rollout
+	var cp []config.Node
+	for _, n := range l.opts.Config.Nodes {
+		if n.IsControlPlane() {
+			cp = append(cp, n)
+		}
+	}
+	guard := &talos.Guard{
+		Etcd: l.Etcd(), ControlPlane: cp, Clock: l.Clock, SnapshotDir: l.snapshotDir,
+		Keep: l.opts.Config.Talos.EtcdSnapshotsKeep, Log: l.opts.Log,
+	}
 	kc := &kube.Client{Client: l.Client, Clock: l.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout}
 	return &rollout.Engine{
 		Cluster:    kc,
-		Preflights: []rollout.Preflight{kube.DrainPreflightCheck{Client: kc}},
+		Preflights: []rollout.Preflight{guard, kube.DrainPreflightCheck{Client: kc}},
+		Guard:      guard,
 		Replacer:   l.Hypervisor(),
 		Upgrader:   l.Talos(),
 		Health:     &health.Gate{Client: l.Client, Clock: l.Clock},

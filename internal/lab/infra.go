@@ -154,6 +154,9 @@ func (l *Lab) register(v *vm) {
 	if !ready {
 		l.log(v.node.Name, "kubelet up, but the node stays NotReady (lab fault never-ready)")
 	}
+	if v.node.IsControlPlane() {
+		l.etcdJoin(v.node.Name)
+	}
 	l.reconcile()
 }
 

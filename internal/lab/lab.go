@@ -12,6 +12,7 @@ package lab
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -154,6 +155,9 @@ type Lab struct {
 	stop     func()
 	stopped  bool
 	tmpl     map[string]bool
+	etcd     etcdState
+	// snapshotDir holds the lab's etcd snapshots; Close removes it.
+	snapshotDir string
 }
 
 var (
@@ -205,7 +209,13 @@ func New(opts Options) (*Lab, error) {
 		}
 		v.fault = f
 	}
+	dir, err := os.MkdirTemp("", "drover-lab-etcd-")
+	if err != nil {
+		return nil, err
+	}
+	l.snapshotDir = dir
 	l.installAPI()
+	l.seedEtcd()
 	if err := l.seed(); err != nil {
 		return nil, err
 	}
@@ -219,6 +229,7 @@ func (l *Lab) Close() {
 	l.stopped = true
 	l.mu.Unlock()
 	l.stop()
+	_ = os.RemoveAll(l.snapshotDir)
 }
 
 // Stats returns what the lab observed so far.

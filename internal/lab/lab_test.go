@@ -119,11 +119,27 @@ func TestFullRunsSucceed(t *testing.T) {
 			if st.Evictions == 0 {
 				t.Errorf("no evictions: drain did nothing")
 			}
-			// Control-plane nodes go first, one at a time, in batch order.
+			// Control-plane nodes go first, one at a time, in batch order,
+			// each behind an etcd snapshot.
 			for i, n := range r.report.Nodes[:3] {
 				if n.Role != "controlplane" || n.Batch != i+1 {
 					t.Errorf("node %d is %s (%s, batch %d)", i, n.Name, n.Role, n.Batch)
 				}
+				if !strings.Contains(n.EtcdSnapshot, "etcd-") || !strings.HasSuffix(n.EtcdSnapshot, n.Name+".snapshot") {
+					t.Errorf("%s: etcd snapshot %q", n.Name, n.EtcdSnapshot)
+				}
+			}
+			steps := map[string]bool{}
+			for _, e := range r.journal.Entries() {
+				if e.Status == rollout.StatusStarted {
+					steps[e.Node+"/"+string(e.Step)] = true
+				}
+			}
+			if tc.strategy == version.Cattle && (!steps["k8s-ctrl-1/etcd-leave"] || steps["k8s-work-1/etcd-leave"]) {
+				t.Errorf("etcd-leave must run before destroying a control-plane node, and only then: %v", steps)
+			}
+			if !steps["k8s-ctrl-3/etcd-rejoin"] {
+				t.Error("no wait for etcd membership after a control-plane node")
 			}
 		})
 	}

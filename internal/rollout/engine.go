@@ -39,6 +39,8 @@ type Engine struct {
 	RunID    string
 	// Preflights run after the node checks and before the first change.
 	Preflights []Preflight
+	// Guard, when set, protects etcd around control-plane nodes.
+	Guard ControlPlaneGuard
 
 	mu      sync.Mutex
 	started time.Time
@@ -174,6 +176,20 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 		e.setOutcome(nr, OutcomeFailed, "preflight: "+err.Error(), nil)
 		return &HaltError{Node: n.Name, Reason: "preflight failed: " + err.Error(), Err: err}
 	}
+	if n.IsControlPlane() && e.Guard != nil {
+		var snap string
+		err := e.step(ctx, n.Name, StepEtcdGuard, "", func() (err error) {
+			snap, err = e.Guard.BeforeNode(ctx, n)
+			return err
+		})
+		e.mu.Lock()
+		nr.EtcdSnapshot = snap
+		e.mu.Unlock()
+		if err != nil {
+			e.setOutcome(nr, OutcomeFailed, "etcd guard: "+err.Error(), nil)
+			return &HaltError{Node: n.Name, Reason: "etcd guard failed before the node was touched: " + err.Error(), Err: err}
+		}
+	}
 	e.setOutcome(nr, OutcomeFailed, "", nil) // touched from here on
 
 	if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(ctx, n.Name) }); err != nil {
@@ -227,6 +243,11 @@ func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v 
 	want := ReadyWant{Talos: v.Talos, Kubelet: v.Kubernetes}
 	switch s {
 	case version.Cattle:
+		if n.IsControlPlane() && e.Guard != nil {
+			if err := e.step(ctx, n.Name, StepEtcdLeave, "", func() error { return e.Guard.BeforeDestroy(ctx, n) }); err != nil {
+				return err
+			}
+		}
 		if err := e.step(ctx, n.Name, StepDestroy, "", func() error {
 			if err := e.Replacer.Destroy(ctx, n); err != nil {
 				return err
@@ -244,10 +265,16 @@ func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v 
 			return err
 		}
 	}
-	return e.step(ctx, n.Name, StepWaitReady, v.String(), func() error {
+	if err := e.step(ctx, n.Name, StepWaitReady, v.String(), func() error {
 		_, err := e.Cluster.WaitReady(ctx, n.Name, want, e.Policy.ReadyTimeout)
 		return err
-	})
+	}); err != nil {
+		return err
+	}
+	if n.IsControlPlane() && e.Guard != nil {
+		return e.step(ctx, n.Name, StepEtcdJoin, "", func() error { return e.Guard.AfterNode(ctx, n) })
+	}
+	return nil
 }
 
 // rollback brings a failed node back to its old version, checks its health

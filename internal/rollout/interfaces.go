@@ -129,6 +129,17 @@ type Entry struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
+// ControlPlaneGuard keeps etcd safe around each control-plane node.
+type ControlPlaneGuard interface {
+	// BeforeNode runs before the node is touched (snapshot, leadership)
+	// and returns the etcd snapshot's path.
+	BeforeNode(ctx context.Context, n plan.Node) (snapshot string, err error)
+	// BeforeDestroy takes the node's etcd member out before its VM goes.
+	BeforeDestroy(ctx context.Context, n plan.Node) error
+	// AfterNode waits until etcd is whole and healthy again.
+	AfterNode(ctx context.Context, n plan.Node) error
+}
+
 // Preflight is a check that must pass before anything changes. A failure
 // blocks the run (exit 4).
 type Preflight interface {

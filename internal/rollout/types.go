@@ -15,6 +15,9 @@ const (
 	StepRun       Step = "run"
 	StepTemplates Step = "templates"
 	StepPreflight Step = "preflight"
+	StepEtcdGuard Step = "etcd-guard"
+	StepEtcdLeave Step = "etcd-leave"
+	StepEtcdJoin  Step = "etcd-rejoin"
 	StepCordon    Step = "cordon"
 	StepDrain     Step = "drain"
 	StepDestroy   Step = "destroy"
@@ -177,7 +180,9 @@ type NodeReport struct {
 	Reason          string        `json:"reason,omitempty"`
 	FailedChecks    []string      `json:"failedChecks,omitempty"`
 	Health          *HealthResult `json:"health,omitempty"`
-	Steps           []StepRecord  `json:"steps,omitempty"`
+	// EtcdSnapshot is the snapshot taken before a control-plane node.
+	EtcdSnapshot string       `json:"etcdSnapshot,omitempty"`
+	Steps        []StepRecord `json:"steps,omitempty"`
 }
 
 // Report is what a run did.

@@ -1,0 +1,281 @@
+package talos
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/rollout"
+)
+
+// Member is an etcd member.
+type Member struct {
+	ID       uint64
+	Hostname string
+	Learner  bool
+}
+
+// Status is one member's view of etcd.
+type Status struct {
+	MemberID uint64
+	Leader   uint64
+	Errors   []string
+}
+
+// EtcdAPI is what the guard needs of etcd, asked through one node. The
+// Talos API implements it (Etcd), and so does the lab's simulated Talos.
+type EtcdAPI interface {
+	Members(ctx context.Context, n config.Node) ([]Member, error)
+	Status(ctx context.Context, n config.Node) (Status, error)
+	Snapshot(ctx context.Context, n config.Node, w io.Writer) error
+	ForfeitLeadership(ctx context.Context, n config.Node) error
+	LeaveCluster(ctx context.Context, n config.Node) error
+}
+
+// Guard keeps etcd safe around every control-plane change: it checks
+// health and membership before a run, snapshots etcd and moves leadership
+// away before a node is touched, takes the old member out before its VM is
+// destroyed, and waits for full, healthy membership before the next node.
+type Guard struct {
+	Etcd         EtcdAPI
+	ControlPlane []config.Node
+	Clock        clock.Clock
+	// SnapshotDir receives the snapshots; Keep of them are kept (default 3).
+	SnapshotDir string
+	Keep        int
+	// Timeout bounds the wait for membership to come back (default 10m).
+	Timeout      time.Duration
+	PollInterval time.Duration
+	Log          func(node, msg string)
+}
+
+var (
+	_ rollout.ControlPlaneGuard = (*Guard)(nil)
+	_ rollout.Preflight         = (*Guard)(nil)
+)
+
+// EtcdUnhealthyError is etcd not fit for a control-plane change.
+type EtcdUnhealthyError struct{ Detail string }
+
+func (e *EtcdUnhealthyError) Error() string { return "etcd is not healthy: " + e.Detail }
+
+func (g *Guard) log(node, format string, args ...any) {
+	if g.Log != nil {
+		g.Log(node, fmt.Sprintf(format, args...))
+	}
+}
+
+// Name names the preflight.
+func (g *Guard) Name() string { return "etcd health" }
+
+// Check is the preflight: before a plan that touches the control plane,
+// etcd must be healthy with one member per control-plane node.
+func (g *Guard) Check(ctx context.Context, p plan.Plan) error {
+	for _, b := range p.Batches {
+		for _, n := range b.Nodes {
+			if n.IsControlPlane() {
+				return g.healthy(ctx, "")
+			}
+		}
+	}
+	return nil
+}
+
+// healthy checks membership and every member's status, asking any
+// control-plane node but skip.
+func (g *Guard) healthy(ctx context.Context, skip string) error {
+	var asked []config.Node
+	for _, n := range g.ControlPlane {
+		if n.Name != skip {
+			asked = append(asked, n)
+		}
+	}
+	if len(asked) == 0 {
+		return &EtcdUnhealthyError{Detail: "no control-plane node to ask"}
+	}
+	members, err := g.Etcd.Members(ctx, asked[0])
+	if err != nil {
+		return &EtcdUnhealthyError{Detail: err.Error()}
+	}
+	want := len(g.ControlPlane)
+	var names []string
+	for _, m := range members {
+		names = append(names, m.Hostname)
+		if m.Learner {
+			return &EtcdUnhealthyError{Detail: fmt.Sprintf("member %s is still a learner", m.Hostname)}
+		}
+	}
+	sort.Strings(names)
+	if len(members) != want {
+		return &EtcdUnhealthyError{Detail: fmt.Sprintf("%d members (%s), want %d, one per control-plane node", len(members), strings.Join(names, ", "), want)}
+	}
+	leaders := map[uint64]bool{}
+	for _, n := range g.ControlPlane {
+		st, err := g.Etcd.Status(ctx, n)
+		if err != nil {
+			return &EtcdUnhealthyError{Detail: err.Error()}
+		}
+		if len(st.Errors) > 0 {
+			return &EtcdUnhealthyError{Detail: fmt.Sprintf("member on %s reports: %s", n.Name, strings.Join(st.Errors, "; "))}
+		}
+		if st.Leader == 0 {
+			return &EtcdUnhealthyError{Detail: fmt.Sprintf("member on %s sees no leader", n.Name)}
+		}
+		leaders[st.Leader] = true
+	}
+	if len(leaders) != 1 {
+		return &EtcdUnhealthyError{Detail: "members disagree on the leader"}
+	}
+	return nil
+}
+
+// BeforeNode runs before a control-plane node is touched: etcd healthy, a
+// snapshot written and rotated, leadership moved away if the node leads.
+func (g *Guard) BeforeNode(ctx context.Context, n plan.Node) (string, error) {
+	if err := g.healthy(ctx, ""); err != nil {
+		return "", err
+	}
+	path, err := g.snapshot(ctx, n.Node)
+	if err != nil {
+		return "", err
+	}
+	st, err := g.Etcd.Status(ctx, n.Node)
+	if err != nil {
+		return path, err
+	}
+	if st.MemberID != 0 && st.MemberID == st.Leader {
+		g.log(n.Name, "is the etcd leader: forfeiting leadership")
+		if err := g.Etcd.ForfeitLeadership(ctx, n.Node); err != nil {
+			return path, err
+		}
+	} else {
+		g.log(n.Name, "is not the etcd leader")
+	}
+	return path, nil
+}
+
+func (g *Guard) snapshot(ctx context.Context, n config.Node) (string, error) {
+	dir := g.SnapshotDir
+	if dir == "" {
+		dir = "etcd-snapshots"
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("etcd snapshot directory: %w", err)
+	}
+	name := fmt.Sprintf("etcd-%s-%s.snapshot", g.Clock.Now().UTC().Format("20060102T150405Z"), n.Name)
+	path := filepath.Join(dir, name)
+	tmp, err := os.CreateTemp(dir, ".partial-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := g.Etcd.Snapshot(ctx, n, tmp); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(tmp.Name())
+	if err != nil {
+		return "", err
+	}
+	if fi.Size() == 0 {
+		return "", fmt.Errorf("etcd snapshot from %s is empty", n.Name)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	g.log(n.Name, "etcd snapshot %s (%d bytes)", path, fi.Size())
+	return path, g.rotate(dir)
+}
+
+// rotate keeps the newest Keep snapshots.
+func (g *Guard) rotate(dir string) error {
+	keep := g.Keep
+	if keep <= 0 {
+		keep = 3
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "etcd-*.snapshot"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(files) // the timestamp in the name orders them
+	for len(files) > keep {
+		if err := os.Remove(files[0]); err != nil {
+			return err
+		}
+		files = files[1:]
+	}
+	return nil
+}
+
+// BeforeDestroy takes the node's member out of etcd before its VM goes.
+func (g *Guard) BeforeDestroy(ctx context.Context, n plan.Node) error {
+	members, err := g.Etcd.Members(ctx, n.Node)
+	if err != nil {
+		// The node may already be gone (a rollback of a node that never
+		// joined): ask the others whether it is still a member.
+		if members, err = g.membersFromOthers(ctx, n.Name); err != nil {
+			return err
+		}
+		for _, m := range members {
+			if m.Hostname == n.Name {
+				return fmt.Errorf("%s is still an etcd member but does not answer; remove it by hand (talosctl etcd remove-member)", n.Name)
+			}
+		}
+		return nil
+	}
+	for _, m := range members {
+		if m.Hostname == n.Name {
+			g.log(n.Name, "leaving the etcd cluster")
+			return g.Etcd.LeaveCluster(ctx, n.Node)
+		}
+	}
+	return nil
+}
+
+func (g *Guard) membersFromOthers(ctx context.Context, skip string) ([]Member, error) {
+	var last error
+	for _, o := range g.ControlPlane {
+		if o.Name == skip {
+			continue
+		}
+		m, err := g.Etcd.Members(ctx, o)
+		if err == nil {
+			return m, nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+// AfterNode waits until etcd has every member again and is healthy.
+func (g *Guard) AfterNode(ctx context.Context, n plan.Node) error {
+	timeout := g.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	interval := g.PollInterval
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	return clock.Poll(ctx, g.Clock, "etcd to have every member back and healthy", interval, timeout, func(ctx context.Context) (bool, string, error) {
+		if err := g.healthy(ctx, ""); err != nil {
+			return false, err.Error(), nil
+		}
+		return true, "", nil
+	})
+}
