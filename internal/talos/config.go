@@ -83,9 +83,8 @@ func (s ConfigSource) Resolve() (Resolved, error) {
 	return Resolved{}, ErrNoTalosconfig
 }
 
-// looksLikePath: a talosconfig in base64 never contains a '/' after
-// decoding checks... but base64 may contain '/', so decide by shape: a path
-// is short, has no newline and either exists or starts like a path.
+// looksLikePath tells a path from base64 (which may contain '/' too): a
+// path exists, or starts or ends like one.
 func looksLikePath(v string) bool {
 	if strings.ContainsAny(v, "\n") {
 		return false
@@ -107,9 +106,10 @@ func (s ConfigSource) decode(v string) (Resolved, error) {
 	if err != nil {
 		return Resolved{}, errors.New("TALOSCONFIG is neither a readable file nor base64 of a talosconfig")
 	}
-	if _, err := clientconfig.FromBytes(data); err != nil {
-		// Never echo the content: it holds the client key.
-		return Resolved{}, errors.New("TALOSCONFIG decodes from base64, but not into a talosconfig")
+	// Never echo the content in an error: it holds the client key.
+	cfg, err := clientconfig.FromBytes(data)
+	if err != nil || cfg.Context == "" || cfg.Contexts[cfg.Context] == nil {
+		return Resolved{}, errors.New("TALOSCONFIG decodes from base64, but not into a talosconfig with a current context")
 	}
 	f, err := os.CreateTemp(s.TempDir, "drover-talosconfig-*")
 	if err != nil {

@@ -1,0 +1,348 @@
+package talos
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/common"
+	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// fakeTalos is a Talos API server for tests: the services drover calls,
+// over mTLS, for several simulated nodes told apart by the "node" metadata
+// the real client sets (client.WithNode). Only the nodes are simulated;
+// the client, TLS and gRPC are real.
+type fakeTalos struct {
+	machineapi.UnimplementedMachineServiceServer
+
+	mu     sync.Mutex
+	nodes  map[string]*fakeNode // by IP
+	leader uint64
+	calls  []string
+	// fail makes a call fail: key "Method" or "Method ip".
+	fail map[string]error
+	// exitCode is the LifecycleService Upgrade exit code (per target tag).
+	exitCode map[string]int32
+	// rebootFor is how long a rebooting node does not answer.
+	rebootFor time.Duration
+}
+
+type fakeNode struct {
+	name, version, pending string
+	downUntil              time.Time
+	member                 uint64
+	etcdErrors             []string
+}
+
+func newFakeTalos() *fakeTalos {
+	return &fakeTalos{nodes: map[string]*fakeNode{}, fail: map[string]error{}, exitCode: map[string]int32{}, rebootFor: 300 * time.Millisecond}
+}
+
+func (f *fakeTalos) add(ip, name, version string, member uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[ip] = &fakeNode{name: name, version: version, member: member}
+}
+
+// node finds the target node and records the call; l must be held.
+func (f *fakeTalos) node(ctx context.Context, method string) (*fakeNode, string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	ips := md.Get("node")
+	if len(ips) != 1 {
+		return nil, "", status.Error(codes.InvalidArgument, "want exactly one node in the metadata")
+	}
+	ip := ips[0]
+	f.calls = append(f.calls, method+" "+ip)
+	n := f.nodes[ip]
+	if n == nil {
+		return nil, ip, status.Errorf(codes.NotFound, "no node %s", ip)
+	}
+	if time.Now().Before(n.downUntil) {
+		return nil, ip, status.Error(codes.Unavailable, "connection refused: rebooting")
+	}
+	if err := f.fail[method]; err != nil {
+		return nil, ip, err
+	}
+	if err := f.fail[method+" "+ip]; err != nil {
+		return nil, ip, err
+	}
+	return n, ip, nil
+}
+
+func (f *fakeTalos) callsOf(method string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, method+" ") {
+			out = append(out, strings.TrimPrefix(c, method+" "))
+		}
+	}
+	return out
+}
+
+func meta(ip string) *common.Metadata { return &common.Metadata{Hostname: ip} }
+
+func tagOf(image string) string { return image[strings.LastIndex(image, ":")+1:] }
+
+func (f *fakeTalos) Version(ctx context.Context, _ *emptypb.Empty) (*machineapi.VersionResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ip, err := f.node(ctx, "Version")
+	if err != nil {
+		return nil, err
+	}
+	return &machineapi.VersionResponse{Messages: []*machineapi.Version{{Metadata: meta(ip), Version: &machineapi.VersionInfo{Tag: n.version}}}}, nil
+}
+
+func (f *fakeTalos) Reboot(ctx context.Context, _ *machineapi.RebootRequest) (*machineapi.RebootResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ip, err := f.node(ctx, "Reboot")
+	if err != nil {
+		return nil, err
+	}
+	f.reboot(n)
+	return &machineapi.RebootResponse{Messages: []*machineapi.Reboot{{Metadata: meta(ip)}}}, nil
+}
+
+func (f *fakeTalos) reboot(n *fakeNode) {
+	n.downUntil = time.Now().Add(f.rebootFor)
+	if n.pending != "" {
+		n.version, n.pending = n.pending, ""
+	}
+}
+
+// Upgrade is the legacy MachineService Upgrade: install and reboot.
+func (f *fakeTalos) Upgrade(ctx context.Context, req *machineapi.UpgradeRequest) (*machineapi.UpgradeResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ip, err := f.node(ctx, "LegacyUpgrade")
+	if err != nil {
+		return nil, err
+	}
+	n.pending = tagOf(req.GetImage())
+	f.reboot(n)
+	return &machineapi.UpgradeResponse{Messages: []*machineapi.Upgrade{{Metadata: meta(ip), Ack: "Upgrade request received"}}}, nil
+}
+
+type imageServer struct {
+	machineapi.UnimplementedImageServiceServer
+	f *fakeTalos
+}
+
+func (i imageServer) Pull(req *machineapi.ImageServicePullRequest, srv grpc.ServerStreamingServer[machineapi.ImageServicePullResponse]) error {
+	return i.f.pull(req, srv)
+}
+
+func (f *fakeTalos) pull(req *machineapi.ImageServicePullRequest, srv grpc.ServerStreamingServer[machineapi.ImageServicePullResponse]) error {
+	f.mu.Lock()
+	_, _, err := f.node(srv.Context(), "ImagePull")
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(req.GetImageRef(), "-installer/") {
+		return status.Errorf(codes.InvalidArgument, "not an installer image: %s", req.GetImageRef())
+	}
+	return nil
+}
+
+// lifecycle is LifecycleService.Upgrade (wired through lifecycleServer).
+func (f *fakeTalos) lifecycle(req *machineapi.LifecycleServiceUpgradeRequest, srv grpc.ServerStreamingServer[machineapi.LifecycleServiceUpgradeResponse]) error {
+	f.mu.Lock()
+	n, _, err := f.node(srv.Context(), "LifecycleUpgrade")
+	tag := tagOf(req.GetSource().GetImageName())
+	code := f.exitCode[tag]
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	progress := func(p *machineapi.LifecycleServiceInstallProgress) error {
+		return srv.Send(&machineapi.LifecycleServiceUpgradeResponse{Progress: p})
+	}
+	for _, m := range []string{"verifying image", "writing " + tag + " to the boot partition"} {
+		if err := progress(&machineapi.LifecycleServiceInstallProgress{Response: &machineapi.LifecycleServiceInstallProgress_Message{Message: m}}); err != nil {
+			return err
+		}
+	}
+	if err := progress(&machineapi.LifecycleServiceInstallProgress{Response: &machineapi.LifecycleServiceInstallProgress_ExitCode{ExitCode: code}}); err != nil {
+		return err
+	}
+	if code == 0 {
+		f.mu.Lock()
+		n.pending = tag
+		f.mu.Unlock()
+	}
+	return nil
+}
+
+type lifecycleServer struct {
+	machineapi.UnimplementedLifecycleServiceServer
+	f *fakeTalos
+}
+
+func (l lifecycleServer) Upgrade(req *machineapi.LifecycleServiceUpgradeRequest, srv grpc.ServerStreamingServer[machineapi.LifecycleServiceUpgradeResponse]) error {
+	return l.f.lifecycle(req, srv)
+}
+
+func (f *fakeTalos) EtcdMemberList(ctx context.Context, _ *machineapi.EtcdMemberListRequest) (*machineapi.EtcdMemberListResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ip, err := f.node(ctx, "EtcdMemberList")
+	if err != nil {
+		return nil, err
+	}
+	var members []*machineapi.EtcdMember
+	for _, n := range f.nodes {
+		if n.member != 0 {
+			members = append(members, &machineapi.EtcdMember{Id: n.member, Hostname: n.name})
+		}
+	}
+	return &machineapi.EtcdMemberListResponse{Messages: []*machineapi.EtcdMembers{{Metadata: meta(ip), Members: members}}}, nil
+}
+
+func (f *fakeTalos) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdStatusResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ip, err := f.node(ctx, "EtcdStatus")
+	if err != nil {
+		return nil, err
+	}
+	return &machineapi.EtcdStatusResponse{Messages: []*machineapi.EtcdStatus{{Metadata: meta(ip), MemberStatus: &machineapi.EtcdMemberStatus{MemberId: n.member, Leader: f.leader, Errors: n.etcdErrors}}}}, nil
+}
+
+func (f *fakeTalos) EtcdSnapshot(_ *machineapi.EtcdSnapshotRequest, srv grpc.ServerStreamingServer[common.Data]) error {
+	f.mu.Lock()
+	n, _, err := f.node(srv.Context(), "EtcdSnapshot")
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for i := range 3 {
+		if err := srv.Send(&common.Data{Bytes: []byte(fmt.Sprintf("etcd-snapshot-chunk-%d-from-%s;", i, n.name))}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeTalos) EtcdForfeitLeadership(ctx context.Context, _ *machineapi.EtcdForfeitLeadershipRequest) (*machineapi.EtcdForfeitLeadershipResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ip, err := f.node(ctx, "EtcdForfeitLeadership")
+	if err != nil {
+		return nil, err
+	}
+	if f.leader == n.member {
+		for _, o := range f.nodes {
+			if o.member != 0 && o.member != n.member {
+				f.leader = o.member
+				break
+			}
+		}
+	}
+	return &machineapi.EtcdForfeitLeadershipResponse{Messages: []*machineapi.EtcdForfeitLeadership{{Metadata: meta(ip)}}}, nil
+}
+
+func (f *fakeTalos) EtcdLeaveCluster(ctx context.Context, _ *machineapi.EtcdLeaveClusterRequest) (*machineapi.EtcdLeaveClusterResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ip, err := f.node(ctx, "EtcdLeaveCluster")
+	if err != nil {
+		return nil, err
+	}
+	n.member = 0
+	return &machineapi.EtcdLeaveClusterResponse{Messages: []*machineapi.EtcdLeaveCluster{{Metadata: meta(ip)}}}, nil
+}
+
+// pki is a CA with a server and a client certificate.
+type pki struct {
+	caPEM, serverCert, serverKey, clientCert, clientKey []byte
+}
+
+func newPKI(t *testing.T) pki {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "talos-test-ca"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leaf := func(cn string, server bool) (certPEM, keyPEM []byte) {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"os:admin"}},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+		if server {
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		} else {
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kd, _ := x509.MarshalECPrivateKey(k)
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
+	}
+	p := pki{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
+	p.serverCert, p.serverKey = leaf("talos-test-server", true)
+	p.clientCert, p.clientKey = leaf("drover", false)
+	return p
+}
+
+// serve starts the fake on a loopback port over mTLS and returns a
+// talosconfig (its bytes) for it.
+func serve(t *testing.T, f *fakeTalos) []byte {
+	t.Helper()
+	p := newPKI(t)
+	cert, err := tls.X509KeyPair(p.serverCert, p.serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.caPEM)
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))
+	machineapi.RegisterMachineServiceServer(srv, f)
+	machineapi.RegisterImageServiceServer(srv, imageServer{f: f})
+	machineapi.RegisterLifecycleServiceServer(srv, lifecycleServer{f: f})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	b64 := base64.StdEncoding.EncodeToString
+	cfg := &clientconfig.Config{Context: "test", Contexts: map[string]*clientconfig.Context{"test": {
+		Endpoints: []string{l.Addr().String()}, CA: b64(p.caPEM), Crt: b64(p.clientCert), Key: b64(p.clientKey),
+	}}}
+	data, err := cfg.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

@@ -1,0 +1,425 @@
+package talos
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+const schematic = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+
+var talosCfg = config.Talos{InstallerImage: "factory.talos.dev/nocloud-installer/" + schematic + ":{version}"}
+
+var cps = []config.Node{
+	{Name: "cp-1", Role: config.RoleControlPlane, IP: "127.0.0.11"},
+	{Name: "cp-2", Role: config.RoleControlPlane, IP: "127.0.0.12"},
+	{Name: "cp-3", Role: config.RoleControlPlane, IP: "127.0.0.13"},
+}
+
+type logBuf struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logBuf) log(node, msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, node+": "+msg)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// connect serves f and returns a real machinery client through a
+// talosconfig file, as drover uses it.
+func connect(t *testing.T, f *fakeTalos) (*API, *logBuf) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "talosconfig")
+	if err := os.WriteFile(path, serve(t, f), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(context.Background(), client.WithConfigFromFile(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	logs := &logBuf{}
+	return &API{C: c, Clock: clock.Real{}, Talos: talosCfg, RebootTimeout: 15 * time.Second, PollInterval: 50 * time.Millisecond, Log: logs.log}, logs
+}
+
+func pn(n config.Node, from string) plan.Node {
+	return plan.Node{Node: n, From: version.Pair{Talos: version.MustParse(from)}}
+}
+
+func pair(v string) version.Pair { return version.Pair{Talos: version.MustParse(v)} }
+
+func TestUpgradePaths(t *testing.T) {
+	tests := []struct {
+		name, from, to string
+		wantCalls      []string
+		wantNot        string
+		wantLog        string
+	}{
+		{"Talos 1.13 takes the lifecycle path", "v1.13.0", "v1.13.1", []string{"ImagePull", "LifecycleUpgrade", "Reboot"}, "LegacyUpgrade", "LifecycleService"},
+		{"Talos 1.12 takes the legacy path", "v1.12.2", "v1.12.3", []string{"LegacyUpgrade"}, "LifecycleUpgrade", "legacy MachineService"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeTalos()
+			f.add("127.0.0.21", "w-1", tc.from, 0)
+			f.add("127.0.0.22", "w-2", tc.from, 0)
+			api, logs := connect(t, f)
+			n := config.Node{Name: "w-1", Role: config.RoleWorker, IP: "127.0.0.21"}
+			if err := api.Upgrade(context.Background(), pn(n, tc.from), pair(tc.to)); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range tc.wantCalls {
+				if got := f.callsOf(m); len(got) != 1 || got[0] != "127.0.0.21" {
+					t.Errorf("%s calls %v, want one to w-1", m, got)
+				}
+			}
+			if got := f.callsOf(tc.wantNot); len(got) != 0 {
+				t.Errorf("%s was called: %v", tc.wantNot, got)
+			}
+			v, err := api.NodeVersion(context.Background(), n)
+			if err != nil || v.String() != tc.to {
+				t.Fatalf("w-1 answers %s, %v; want %s", v, err, tc.to)
+			}
+			if other, _ := api.NodeVersion(context.Background(), config.Node{Name: "w-2", IP: "127.0.0.22"}); other.String() != tc.from {
+				t.Fatalf("w-2 was upgraded too: %s", other)
+			}
+			if !strings.Contains(logs.String(), tc.wantLog) || !strings.Contains(logs.String(), "installer image factory.talos.dev/nocloud-installer/"+schematic+":"+tc.to) {
+				t.Errorf("log does not say which path ran and what the image is:\n%s", logs)
+			}
+			if len(f.callsOf("Version")) < 2 {
+				t.Error("the upgrade did not wait for the node to answer at its new version")
+			}
+		})
+	}
+}
+
+// stubCluster is the engine's Kubernetes side for these tests: every node
+// is always there and Ready (the Kubernetes side is proven elsewhere).
+type stubCluster struct{}
+
+func (stubCluster) Identity(context.Context, string) (rollout.Identity, error) {
+	return rollout.Identity{Ready: true, UID: "u"}, nil
+}
+func (stubCluster) Cordon(context.Context, string) error               { return nil }
+func (stubCluster) Uncordon(context.Context, string) error             { return nil }
+func (stubCluster) Drain(context.Context, string, time.Duration) error { return nil }
+func (stubCluster) DeleteNode(context.Context, string) error           { return nil }
+func (stubCluster) WaitReady(context.Context, string, rollout.ReadyWant, time.Duration) (rollout.Identity, error) {
+	return rollout.Identity{Ready: true}, nil
+}
+
+type passGate struct{}
+
+func (passGate) Check(context.Context, rollout.GateInput) rollout.HealthResult {
+	return rollout.HealthResult{Checks: []rollout.CheckResult{{Name: "stub", Passed: true}}}
+}
+
+func engine(api *API, guard *Guard) *rollout.Engine {
+	e := &rollout.Engine{Cluster: stubCluster{}, Upgrader: api, Health: passGate{}, Journal: &journal.Memory{}, Clock: clock.Real{}, RunID: "t",
+		Policy: rollout.Policy{DrainTimeout: time.Second, ReadyTimeout: time.Second, HealthTimeout: time.Second, HealthAttempts: 1, HealthInterval: 10 * time.Millisecond}}
+	if guard != nil {
+		e.Guard = guard
+		e.Preflights = []rollout.Preflight{guard}
+	}
+	return e
+}
+
+func TestFailedUpgradeStreamIsRolledBack(t *testing.T) {
+	f := newFakeTalos()
+	f.add("127.0.0.21", "w-1", "v1.13.0", 0)
+	f.exitCode["v1.13.1"] = 1
+	api, _ := connect(t, f)
+	n := config.Node{Name: "w-1", Role: config.RoleWorker, IP: "127.0.0.21"}
+	p := plan.Build(plan.Input{Nodes: []config.Node{n}, Strategy: version.Pets, From: pair("v1.13.0"), To: pair("v1.13.1"), MaxParallelWorkers: 1})
+	rep, err := engine(api, nil).Run(context.Background(), p)
+	var halt *rollout.HaltError
+	if !errors.As(err, &halt) || !strings.Contains(err.Error(), "exited with code 1") {
+		t.Fatalf("err = %v, want a halt naming the exit code", err)
+	}
+	if got := rep.Node("w-1").Outcome; got != rollout.OutcomeRolledBack {
+		t.Fatalf("outcome %s", got)
+	}
+	if v, _ := api.NodeVersion(context.Background(), n); v.String() != "v1.13.0" {
+		t.Fatalf("w-1 at %s after the rollback", v)
+	}
+	if got := f.callsOf("LifecycleUpgrade"); len(got) != 2 {
+		t.Fatalf("lifecycle upgrade calls %v: want the failed one and the rollback", got)
+	}
+}
+
+func TestUpgradeErrors(t *testing.T) {
+	f := newFakeTalos()
+	f.add("127.0.0.21", "w-1", "v1.13.0", 0)
+	f.fail["ImagePull"] = status.Error(codes.NotFound, "image not found in the factory")
+	api, _ := connect(t, f)
+	n := config.Node{Name: "w-1", IP: "127.0.0.21"}
+	if err := api.Upgrade(context.Background(), pn(n, "v1.13.0"), pair("v1.13.1")); err == nil || !strings.Contains(err.Error(), "image not found") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := f.callsOf("LifecycleUpgrade"); len(got) != 0 {
+		t.Fatal("upgraded although the image pull failed")
+	}
+	bad := *api
+	bad.Talos = config.Talos{InstallerImage: "factory.talos.dev/nocloud-installer/not-a-schematic:{version}"}
+	if err := bad.Upgrade(context.Background(), pn(n, "v1.13.0"), pair("v1.13.1")); err == nil || !strings.Contains(err.Error(), "64-hex schematic") {
+		t.Fatalf("bad schematic: %v", err)
+	}
+}
+
+func newGuard(api *API, f *fakeTalos, dir string) *Guard {
+	return &Guard{Etcd: Etcd{API: api}, ControlPlane: cps, Clock: clock.Real{}, SnapshotDir: dir, Keep: 2, Timeout: 2 * time.Second, PollInterval: 50 * time.Millisecond, Log: api.Log}
+}
+
+func etcdCluster(f *fakeTalos) {
+	for i, n := range cps {
+		f.add(n.IP, n.Name, "v1.13.0", uint64(101+i))
+	}
+	f.leader = 102 // cp-2 leads
+}
+
+func TestUnhealthyEtcdBlocksBeforeAnyChange(t *testing.T) {
+	tests := []struct {
+		name   string
+		break_ func(f *fakeTalos)
+		want   string
+	}{
+		{"a member reports errors", func(f *fakeTalos) { f.nodes["127.0.0.13"].etcdErrors = []string{"etcdserver: no leader"} }, "no leader"},
+		{"a member is missing", func(f *fakeTalos) { f.nodes["127.0.0.13"].member = 0 }, "2 members"},
+		{"a node does not answer", func(f *fakeTalos) { f.fail["EtcdStatus 127.0.0.12"] = status.Error(codes.Unavailable, "down") }, "down"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeTalos()
+			etcdCluster(f)
+			tc.break_(f)
+			api, _ := connect(t, f)
+			p := plan.Build(plan.Input{Nodes: cps, Strategy: version.Pets, From: pair("v1.13.0"), To: pair("v1.13.1"), MaxParallelWorkers: 1})
+			rep, err := engine(api, newGuard(api, f, t.TempDir())).Run(context.Background(), p)
+			var blocked *rollout.BlockedError
+			var unhealthy *EtcdUnhealthyError
+			if !errors.As(err, &blocked) || !errors.As(err, &unhealthy) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a block naming %q", err, tc.want)
+			}
+			if rep.Result != rollout.ResultBlocked || len(f.callsOf("LifecycleUpgrade")) != 0 || len(f.callsOf("EtcdSnapshot")) != 0 {
+				t.Fatalf("something changed: result %s, calls %v", rep.Result, f.calls)
+			}
+		})
+	}
+}
+
+func TestSnapshotIsWrittenAndRotated(t *testing.T) {
+	f := newFakeTalos()
+	etcdCluster(f)
+	api, logs := connect(t, f)
+	dir := t.TempDir()
+	g := newGuard(api, f, dir)
+	v := clock.NewVirtual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	g.Clock = v
+	var paths []string
+	for i := range 3 {
+		path, err := g.BeforeNode(context.Background(), pn(cps[0], "v1.13.0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil || !bytes.Contains(data, []byte("etcd-snapshot-chunk-2-from-cp-1")) {
+			t.Fatalf("snapshot %d at %s: %q, %v", i, path, data, err)
+		}
+		if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+			t.Fatalf("snapshot mode %v", fi.Mode())
+		}
+		paths = append(paths, path)
+		_ = v.Sleep(context.Background(), time.Minute)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(left) != 2 || left[0] != paths[1] || left[1] != paths[2] {
+		t.Fatalf("kept %v, want the two newest of %v", left, paths)
+	}
+	if !strings.Contains(logs.String(), "etcd snapshot") {
+		t.Errorf("log: %s", logs)
+	}
+}
+
+func TestLeadershipForfeitedOnlyOnTheLeader(t *testing.T) {
+	f := newFakeTalos()
+	etcdCluster(f)
+	api, _ := connect(t, f)
+	g := newGuard(api, f, t.TempDir())
+	if _, err := g.BeforeNode(context.Background(), pn(cps[0], "v1.13.0")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.callsOf("EtcdForfeitLeadership"); len(got) != 0 {
+		t.Fatalf("cp-1 is not the leader but forfeited: %v", got)
+	}
+	if _, err := g.BeforeNode(context.Background(), pn(cps[1], "v1.13.0")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.callsOf("EtcdForfeitLeadership"); len(got) != 1 || got[0] != "127.0.0.12" {
+		t.Fatalf("forfeit calls %v, want one on cp-2", got)
+	}
+	if f.leader == 102 {
+		t.Fatal("cp-2 still leads")
+	}
+}
+
+func TestMemberLeavesBeforeDestroyAndComesBack(t *testing.T) {
+	f := newFakeTalos()
+	etcdCluster(f)
+	api, _ := connect(t, f)
+	g := newGuard(api, f, t.TempDir())
+	ctx := context.Background()
+	if err := g.BeforeDestroy(ctx, pn(cps[2], "v1.13.0")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.callsOf("EtcdLeaveCluster"); len(got) != 1 || got[0] != "127.0.0.13" {
+		t.Fatalf("leave calls %v", got)
+	}
+	// The member is gone, so the node must not count as back yet.
+	err := g.AfterNode(ctx, pn(cps[2], "v1.13.0"))
+	var te *clock.TimeoutError
+	if !errors.As(err, &te) || !strings.Contains(te.Last, "2 members") {
+		t.Fatalf("err = %v, want a timeout while a member is missing", err)
+	}
+	// The new VM joins: membership is whole again.
+	f.mu.Lock()
+	f.nodes["127.0.0.13"].member = 201
+	f.mu.Unlock()
+	if err := g.AfterNode(ctx, pn(cps[2], "v1.13.0")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResolveTalosconfig(t *testing.T) {
+	f := newFakeTalos()
+	f.add("127.0.0.21", "w-1", "v1.13.0", 0)
+	cfg := serve(t, f)
+	dir := t.TempDir()
+	flagFile := filepath.Join(dir, "flag")
+	envFile := filepath.Join(dir, "env")
+	home := filepath.Join(dir, "home")
+	inPod := filepath.Join(dir, "inpod")
+	for _, p := range []string{flagFile, envFile, filepath.Join(home, ".talos", "config"), inPod} {
+		_ = os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, cfg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "TALOSCONFIG" {
+				return v
+			}
+			return ""
+		}
+	}
+	tests := []struct {
+		name       string
+		src        ConfigSource
+		wantPath   string
+		wantSource string
+	}{
+		{"flag first", ConfigSource{Flag: flagFile, Getenv: env(envFile), Home: home, InPod: inPod}, flagFile, "--talosconfig"},
+		{"TALOSCONFIG as a path", ConfigSource{Getenv: env(envFile), Home: home, InPod: inPod}, envFile, "TALOSCONFIG="},
+		{"home", ConfigSource{Getenv: env(""), Home: home, InPod: inPod}, filepath.Join(home, ".talos", "config"), ".talos/config"},
+		{"in-pod mount last", ConfigSource{Getenv: env(""), Home: filepath.Join(dir, "nohome"), InPod: inPod}, inPod, "ServiceAccount"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := tc.src.Resolve()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Cleanup()
+			if r.Path != tc.wantPath || !strings.Contains(r.Source, tc.wantSource) {
+				t.Fatalf("got %s (%s)", r.Path, r.Source)
+			}
+		})
+	}
+	if _, err := (ConfigSource{Getenv: env(""), Home: filepath.Join(dir, "nohome"), InPod: filepath.Join(dir, "none")}).Resolve(); !errors.Is(err, ErrNoTalosconfig) {
+		t.Fatalf("nothing: %v", err)
+	}
+}
+
+// TestBase64Talosconfig: a TALOSCONFIG holding the file in base64 (as the
+// GitHub secret does) is decoded into a 0600 temporary file that works,
+// is removed afterwards, and whose content never shows in a message.
+func TestBase64Talosconfig(t *testing.T) {
+	f := newFakeTalos()
+	f.add("127.0.0.21", "w-1", "v1.13.0", 0)
+	cfg := serve(t, f)
+	const canary = "canary-talos-secret-7f3a"
+	cfg = append(cfg, []byte("# "+canary+"\n")...)
+	encoded := base64.StdEncoding.EncodeToString(cfg)
+	tmp := t.TempDir()
+	r, err := ConfigSource{Getenv: func(k string) string { return map[string]string{"TALOSCONFIG": encoded}[k] }, TempDir: tmp}.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(r.Path)
+	if err != nil || fi.Mode().Perm() != 0o600 || filepath.Dir(r.Path) != tmp {
+		t.Fatalf("decoded file %s: %v %v", r.Path, fi, err)
+	}
+	if strings.Contains(r.Source, canary) || strings.Contains(r.Source, encoded) {
+		t.Fatal("the source description shows the secret")
+	}
+	c, err := client.New(context.Background(), client.WithConfigFromFile(r.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &API{C: c, Clock: clock.Real{}, Talos: talosCfg}
+	if v, err := api.NodeVersion(context.Background(), config.Node{Name: "w-1", IP: "127.0.0.21"}); err != nil || v.String() != "v1.13.0" {
+		t.Fatalf("the decoded talosconfig does not work: %s %v", v, err)
+	}
+	_ = c.Close()
+	r.Cleanup()
+	if _, err := os.Stat(r.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the decoded talosconfig is still there: %v", err)
+	}
+
+	// Garbage that decodes but is no talosconfig: the error hides it.
+	bad := base64.StdEncoding.EncodeToString([]byte("key: " + canary))
+	_, err = ConfigSource{Getenv: func(k string) string { return map[string]string{"TALOSCONFIG": bad}[k] }, TempDir: tmp}.Resolve()
+	if err == nil || strings.Contains(err.Error(), canary) || strings.Contains(err.Error(), bad) {
+		t.Fatalf("err = %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+func TestInstallerImage(t *testing.T) {
+	if img, err := InstallerImage(talosCfg, version.MustParse("v1.13.1")); err != nil || img != "factory.talos.dev/nocloud-installer/"+schematic+":v1.13.1" {
+		t.Fatalf("%s %v", img, err)
+	}
+	for _, bad := range []string{"", "ghcr.io/siderolabs/installer:{version}", "factory.talos.dev/nocloud-installer/ABC:{version}"} {
+		if _, err := InstallerImage(config.Talos{InstallerImage: bad}, version.MustParse("v1.13.1")); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
