@@ -325,6 +325,28 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 }
 
+func TestCompatibilityGates(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"skipping a minor is refused", []string{"plan", "--lab", "--to-talos", "v1.13.0"}, ExitBlocked, "one minor at a time"},
+		{"unless allowed", []string{"plan", "--lab", "--to-talos", "v1.13.0", "--allow-skip-minor"}, ExitOK, "Talos minor hops: v1.11 -> v1.12 -> v1.13"},
+		{"an unsupported pair is refused", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--to-kubernetes", "v1.36.0"}, ExitBlocked, "supports Kubernetes v1.30 to v1.35"},
+		{"a supported pair plans", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--to-kubernetes", "v1.35.0"}, ExitOK, "Talos minor hops: v1.11 -> v1.12"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := drover(t, tc.args...)
+			if r.code != tc.wantCode || !strings.Contains(r.stdout+r.stderr, tc.want) {
+				t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
 func TestVersion(t *testing.T) {
 	r := drover(t, "version")
 	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "drover dev (commit none") {

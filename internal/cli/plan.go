@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -38,9 +39,14 @@ The ETA comes from rollout.stepDurations.`,
 			}
 			defer p.close()
 			if f.out.json() {
-				return writeJSON(s.Out, planJSON(p.plan, p.decision, p.inventorySources))
+				out := planJSON(p.plan, p.decision, p.inventorySources)
+				out.Hops = p.hops
+				return writeJSON(s.Out, out)
 			}
 			printPlan(s.Out, p.plan, p.decision)
+			if len(p.hops) > 0 {
+				fmt.Fprintf(s.Out, "Talos minor hops: v%d.%d -> %s\n", p.change.From.Talos.Major, p.change.From.Talos.Minor, strings.Join(p.hops, " -> "))
+			}
 			fmt.Fprintf(s.Out, "node versions read from: %s\n", p.clusterSource)
 			if p.tf != nil {
 				fmt.Fprintf(s.Out, "inventory completed from the Terraform state (%s %s):\n", p.tf.Binary, p.tf.Version)
@@ -88,6 +94,8 @@ type planOutput struct {
 	Batches          []planBatchJSON  `json:"batches"`
 	Skipped          []skippedJSON    `json:"skipped,omitempty"`
 	ETASeconds       float64          `json:"etaSeconds"`
+	// Hops are the Talos minors passed through, one per run.
+	Hops []string `json:"hops,omitempty"`
 }
 
 func kubeString(v version.Version) string {

@@ -33,6 +33,8 @@ type prepared struct {
 	// inventorySources says where each node's host and VM id came from,
 	// when some were read from the Terraform state.
 	inventorySources map[string]string
+	// hops are the Talos minors the upgrade passes through.
+	hops []string
 	// tf is the Terraform runner, when discovery ran.
 	tf *terraform.Runner
 }
@@ -54,6 +56,19 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node,
 	}
 	if p.decision, err = decide(cfg, p.change); err != nil {
 		return nil, err
+	}
+	if p.decision.Strategy != version.NoChange {
+		if err := version.CheckHops(p.change.From.Talos, p.change.To.Talos, src.skipMinor); err != nil {
+			return nil, &rollout.BlockedError{Reason: "Talos minor hops", Err: err}
+		}
+		warn, err := version.CheckCompatibility(p.change.To)
+		if err != nil {
+			return nil, &rollout.BlockedError{Reason: "unsupported Talos and Kubernetes pair", Err: err}
+		}
+		if warn != "" {
+			fmt.Fprintf(s.Err, "drover: warning: %s\n", warn)
+		}
+		p.hops = version.Hops(p.change.From.Talos, p.change.To.Talos)
 	}
 	var current map[string]version.Pair
 	if src.lab {

@@ -29,6 +29,7 @@ type sourceFlags struct {
 	repoDir    string
 	kubeconfig string
 	kubeCtx    string
+	skipMinor  bool
 }
 
 func (f *sourceFlags) register(fs *pflag.FlagSet) {
@@ -44,6 +45,7 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.gitRange, "git-range", "", "read the variables file (versions.variablesFile) at BASE and HEAD of a git range BASE..HEAD, e.g. the merged PR's base and merge commits")
 	fs.StringVar(&f.repoDir, "repo", ".", "git repository for --git-range")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; without it drover looks, like kubectl, at $KUBECONFIG, then ~/.kube/config, then the in-cluster service account")
+	fs.BoolVar(&f.skipMinor, "allow-skip-minor", false, "allow a Talos upgrade across more than one minor (1.11 -> 1.13); by default each minor is its own run")
 	fs.StringVar(&f.kubeCtx, "context", "", "kubeconfig context to use (default: the current context)")
 }
 
