@@ -94,10 +94,7 @@ func TestDrainHonoursPDB(t *testing.T) {
 	nodes(t, k, "v1.11.3", "dp-1", "dp-2")
 	env.Deployment(t, ns, "web", 3, false)
 	env.PDB(t, ns, "web", 2)
-	testenv.Eventually(t, 30*time.Second, "3 web replicas Ready", func() (bool, error) {
-		n, err := env.ReadyPods(ctx, ns, "web")
-		return n == 3, err
-	})
+	env.WaitReplicas(t, ns, "web", 3)
 	if got := podsOn(t, ns, "dp-1"); got != 2 {
 		t.Fatalf("dp-1 holds %d web pods, the fixture needs 2", got)
 	}
@@ -149,10 +146,7 @@ func TestDrainHonoursPDB(t *testing.T) {
 	if m := minReady.Load(); m < 2 {
 		t.Fatalf("at one moment only %d web replicas were Ready; the budget says 2", m)
 	}
-	testenv.Eventually(t, 30*time.Second, "3 web replicas Ready again", func() (bool, error) {
-		n, err := env.ReadyPods(ctx, ns, "web")
-		return n == 3, err
-	})
+	env.WaitReplicas(t, ns, "web", 3)
 	t.Logf("evictions refused while the budget was spent: %d; fewest Ready replicas seen: %d", refused.Load(), minReady.Load())
 }
 
@@ -165,10 +159,7 @@ func TestSingleReplicaPDBBlocksDrainAndPreflight(t *testing.T) {
 	nodes(t, k, "v1.11.3", "solo-1")
 	env.Deployment(t, ns, "ledger", 1, false)
 	env.PDB(t, ns, "ledger", 1)
-	testenv.Eventually(t, 30*time.Second, "ledger Ready", func() (bool, error) {
-		n, err := env.ReadyPods(ctx, ns, "ledger")
-		return n == 1, err
-	})
+	env.WaitReplicas(t, ns, "ledger", 1)
 	env.PDBSettled(t, ns, "ledger", 0)
 
 	c := client()
@@ -212,10 +203,7 @@ func TestForceAfterTimeoutDeletesAroundThePDB(t *testing.T) {
 	nodes(t, k, "v1.11.3", "force-1")
 	env.Deployment(t, ns, "stuck", 1, false)
 	env.PDB(t, ns, "stuck", 1)
-	testenv.Eventually(t, 30*time.Second, "stuck Ready", func() (bool, error) {
-		n, err := env.ReadyPods(ctx, ns, "stuck")
-		return n == 1, err
-	})
+	env.WaitReplicas(t, ns, "stuck", 1)
 	env.PDBSettled(t, ns, "stuck", 0)
 	c := client()
 	c.ForceAfterTimeout = true
@@ -360,15 +348,8 @@ func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 	env.PDB(t, ns, "web", 2)
 	env.Deployment(t, ns, "api", 4, true)
 	env.PDB(t, ns, "api", 3)
-	for _, app := range []struct {
-		name string
-		n    int
-	}{{"web", 3}, {"api", 4}} {
-		testenv.Eventually(t, 30*time.Second, app.name+" Ready", func() (bool, error) {
-			n, err := env.ReadyPods(ctx, ns, app.name)
-			return n == app.n, err
-		})
-	}
+	env.WaitReplicas(t, ns, "web", 3)
+	env.WaitReplicas(t, ns, "api", 4)
 	env.PDBSettled(t, ns, "web", 1)
 	env.PDBSettled(t, ns, "api", 1)
 

@@ -90,10 +90,7 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 	})
 	env.Deployment(t, ns, "web", 3, false)
 	env.PDB(t, ns, "web", 2)
-	testenv.Eventually(t, 30*time.Second, "web Ready", func() (bool, error) {
-		n, err := env.ReadyPods(ctx, ns, "web")
-		return n == 3, err
-	})
+	env.WaitReplicas(t, ns, "web", 3)
 	env.PDBSettled(t, ns, "web", 1)
 
 	var mu sync.Mutex

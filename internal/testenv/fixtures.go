@@ -118,3 +118,12 @@ func (e *Env) DeleteNodes(names ...string) {
 		_ = e.Client.CoreV1().Nodes().Delete(context.Background(), n, metav1.DeleteOptions{})
 	}
 }
+
+// WaitReplicas waits until n replicas of app=name are Ready.
+func (e *Env) WaitReplicas(t testing.TB, ns, name string, n int) {
+	t.Helper()
+	Eventually(t, 30*time.Second, fmt.Sprintf("%d %s replicas Ready", n, name), func() (bool, error) {
+		got, err := e.ReadyPods(context.Background(), ns, name)
+		return got == n, err
+	})
+}

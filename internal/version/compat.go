@@ -24,7 +24,9 @@ var kubernetesSupport = map[minor][2]minor{
 	{1, 13}: {{1, 31}, {1, 36}},
 }
 
-func (m minor) less(o minor) bool { return m.Major < o.Major || m.Major == o.Major && m.Minor < o.Minor }
+func (m minor) less(o minor) bool {
+	return m.Major < o.Major || m.Major == o.Major && m.Minor < o.Minor
+}
 
 // CompatibilityError is a Talos and Kubernetes pair Talos does not support.
 type CompatibilityError struct {
