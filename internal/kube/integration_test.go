@@ -92,6 +92,7 @@ func TestDrainHonoursPDB(t *testing.T) {
 	k := testenv.NewKubelets(env.Client, ns)
 	defer k.Close()
 	nodes(t, k, "v1.11.3", "dp-1", "dp-2")
+	env.WaitSchedulable(t, "dp-1", "dp-2")
 	env.Deployment(t, ns, "web", 3, false)
 	env.PDB(t, ns, "web", 2)
 	env.WaitReplicas(t, ns, "web", 3)

@@ -90,8 +90,8 @@ func IdentityOf(n *corev1.Node) rollout.Identity {
 		id.Labels[k] = v
 	}
 	for _, t := range n.Spec.Taints {
-		if t.Key == corev1.TaintNodeUnschedulable {
-			continue // cordon's own taint comes and goes with cordon
+		if strings.HasPrefix(t.Key, "node.kubernetes.io/") {
+			continue // condition taints (cordon, not-ready, unreachable) come and go by themselves
 		}
 		id.Taints = append(id.Taints, fmt.Sprintf("%s=%s:%s", t.Key, t.Value, t.Effect))
 	}

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +126,26 @@ func (e *Env) WaitReplicas(t testing.TB, ns, name string, n int) {
 	Eventually(t, 30*time.Second, fmt.Sprintf("%d %s replicas Ready", n, name), func() (bool, error) {
 		got, err := e.ReadyPods(context.Background(), ns, name)
 		return got == n, err
+	})
+}
+
+// WaitSchedulable waits until the node lifecycle controller has lifted its
+// node.kubernetes.io/* taints from freshly registered nodes, so a test that
+// depends on where pods land sees every node.
+func (e *Env) WaitSchedulable(t testing.TB, names ...string) {
+	t.Helper()
+	Eventually(t, 30*time.Second, fmt.Sprintf("nodes %v schedulable", names), func() (bool, error) {
+		for _, name := range names {
+			n, err := e.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, taint := range n.Spec.Taints {
+				if strings.HasPrefix(taint.Key, "node.kubernetes.io/") {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
 	})
 }

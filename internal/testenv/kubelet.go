@@ -120,17 +120,19 @@ func (k *Kubelets) StopNode(ctx context.Context, name string) error {
 		n.running = false
 	}
 	k.mu.Unlock()
-	n, err := k.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := k.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		setCondition(&n.Status, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown", Message: "Kubelet stopped posting node status.", LastHeartbeatTime: now, LastTransitionTime: now})
+		_, err = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 		return err
-	}
-	now := metav1.Now()
-	setCondition(&n.Status, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown", Message: "Kubelet stopped posting node status.", LastHeartbeatTime: now, LastTransitionTime: now})
-	_, err = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-	return err
+	})
 }
 
 // SetGPUs changes the allocatable GPUs a running node reports.
@@ -141,14 +143,16 @@ func (k *Kubelets) SetGPUs(ctx context.Context, name string, gpus int) error {
 		sn.spec.GPUs = gpus
 	}
 	k.mu.Unlock()
-	n, err := k.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := k.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.Allocatable[gpuResource] = *resource.NewQuantity(int64(gpus), resource.DecimalSI)
+		n.Status.Capacity[gpuResource] = *resource.NewQuantity(int64(gpus), resource.DecimalSI)
+		_, err = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 		return err
-	}
-	n.Status.Allocatable[gpuResource] = *resource.NewQuantity(int64(gpus), resource.DecimalSI)
-	n.Status.Capacity[gpuResource] = *resource.NewQuantity(int64(gpus), resource.DecimalSI)
-	_, err = k.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-	return err
+	})
 }
 
 const gpuResource corev1.ResourceName = "nvidia.com/gpu"
