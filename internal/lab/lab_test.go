@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +48,12 @@ func upgradeWith(t *testing.T, cfg config.Config, s version.Strategy, to version
 	p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: s, From: start, To: to, MaxParallelWorkers: cfg.Rollout.MaxParallelWorkers})
 	j := &journal.Memory{}
 	r := run{lab: l, journal: j}
-	eng := l.Engine(j, rollout.SinkFunc(func(e rollout.Event) { r.events = append(r.events, e) }), "test-run")
+	var mu sync.Mutex // parallel nodes emit concurrently
+	eng := l.Engine(j, rollout.SinkFunc(func(e rollout.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		r.events = append(r.events, e)
+	}), "test-run")
 	if skipDrainPreflight {
 		eng.Preflights = nil
 	}

@@ -147,7 +147,8 @@ type Preflight interface {
 	Check(ctx context.Context, p plan.Plan) error
 }
 
-// Sink receives the engine's events; the CLI decides what to show.
+// Sink receives the engine's events; the CLI decides what to show. Nodes of
+// one batch run in parallel, so Event may be called concurrently.
 type Sink interface {
 	Event(e Event)
 }
