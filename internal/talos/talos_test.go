@@ -21,6 +21,7 @@ import (
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/testenv"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -53,10 +54,10 @@ func (l *logBuf) String() string {
 
 // connect serves f and returns a real machinery client through a
 // talosconfig file, as drover uses it.
-func connect(t *testing.T, f *fakeTalos) (*API, *logBuf) {
+func connect(t *testing.T, f *testenv.TalosAPI) (*API, *logBuf) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "talosconfig")
-	if err := os.WriteFile(path, serve(t, f), 0o600); err != nil {
+	if err := os.WriteFile(path, f.Serve(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(context.Background(), client.WithConfigFromFile(path))
@@ -86,20 +87,20 @@ func TestUpgradePaths(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeTalos()
-			f.add("127.0.0.21", "w-1", tc.from, 0)
-			f.add("127.0.0.22", "w-2", tc.from, 0)
+			f := testenv.NewTalosAPI()
+			f.Add("127.0.0.21", "w-1", tc.from, 0)
+			f.Add("127.0.0.22", "w-2", tc.from, 0)
 			api, logs := connect(t, f)
 			n := config.Node{Name: "w-1", Role: config.RoleWorker, IP: "127.0.0.21"}
 			if err := api.Upgrade(context.Background(), pn(n, tc.from), pair(tc.to)); err != nil {
 				t.Fatal(err)
 			}
 			for _, m := range tc.wantCalls {
-				if got := f.callsOf(m); len(got) != 1 || got[0] != "127.0.0.21" {
+				if got := f.CallsOf(m); len(got) != 1 || got[0] != "127.0.0.21" {
 					t.Errorf("%s calls %v, want one to w-1", m, got)
 				}
 			}
-			if got := f.callsOf(tc.wantNot); len(got) != 0 {
+			if got := f.CallsOf(tc.wantNot); len(got) != 0 {
 				t.Errorf("%s was called: %v", tc.wantNot, got)
 			}
 			v, err := api.NodeVersion(context.Background(), n)
@@ -112,7 +113,7 @@ func TestUpgradePaths(t *testing.T) {
 			if !strings.Contains(logs.String(), tc.wantLog) || !strings.Contains(logs.String(), "installer image factory.talos.dev/nocloud-installer/"+schematic+":"+tc.to) {
 				t.Errorf("log does not say which path ran and what the image is:\n%s", logs)
 			}
-			if len(f.callsOf("Version")) < 2 {
+			if len(f.CallsOf("Version")) < 2 {
 				t.Error("the upgrade did not wait for the node to answer at its new version")
 			}
 		})
@@ -151,9 +152,9 @@ func engine(api *API, guard *Guard) *rollout.Engine {
 }
 
 func TestFailedUpgradeStreamIsRolledBack(t *testing.T) {
-	f := newFakeTalos()
-	f.add("127.0.0.21", "w-1", "v1.13.0", 0)
-	f.exitCode["v1.13.1"] = 1
+	f := testenv.NewTalosAPI()
+	f.Add("127.0.0.21", "w-1", "v1.13.0", 0)
+	f.SetExitCode("v1.13.1", 1)
 	api, _ := connect(t, f)
 	n := config.Node{Name: "w-1", Role: config.RoleWorker, IP: "127.0.0.21"}
 	p := plan.Build(plan.Input{Nodes: []config.Node{n}, Strategy: version.Pets, From: pair("v1.13.0"), To: pair("v1.13.1"), MaxParallelWorkers: 1})
@@ -168,21 +169,21 @@ func TestFailedUpgradeStreamIsRolledBack(t *testing.T) {
 	if v, _ := api.NodeVersion(context.Background(), n); v.String() != "v1.13.0" {
 		t.Fatalf("w-1 at %s after the rollback", v)
 	}
-	if got := f.callsOf("LifecycleUpgrade"); len(got) != 2 {
+	if got := f.CallsOf("LifecycleUpgrade"); len(got) != 2 {
 		t.Fatalf("lifecycle upgrade calls %v: want the failed one and the rollback", got)
 	}
 }
 
 func TestUpgradeErrors(t *testing.T) {
-	f := newFakeTalos()
-	f.add("127.0.0.21", "w-1", "v1.13.0", 0)
-	f.fail["ImagePull"] = status.Error(codes.NotFound, "image not found in the factory")
+	f := testenv.NewTalosAPI()
+	f.Add("127.0.0.21", "w-1", "v1.13.0", 0)
+	f.Fail("ImagePull", status.Error(codes.NotFound, "image not found in the factory"))
 	api, _ := connect(t, f)
 	n := config.Node{Name: "w-1", IP: "127.0.0.21"}
 	if err := api.Upgrade(context.Background(), pn(n, "v1.13.0"), pair("v1.13.1")); err == nil || !strings.Contains(err.Error(), "image not found") {
 		t.Fatalf("err = %v", err)
 	}
-	if got := f.callsOf("LifecycleUpgrade"); len(got) != 0 {
+	if got := f.CallsOf("LifecycleUpgrade"); len(got) != 0 {
 		t.Fatal("upgraded although the image pull failed")
 	}
 	bad := *api
@@ -192,53 +193,53 @@ func TestUpgradeErrors(t *testing.T) {
 	}
 }
 
-func newGuard(api *API, f *fakeTalos, dir string) *Guard {
+func newGuard(api *API, dir string) *Guard {
 	return &Guard{Etcd: Etcd{API: api}, ControlPlane: cps, Clock: clock.Real{}, SnapshotDir: dir, Keep: 2, Timeout: 2 * time.Second, PollInterval: 50 * time.Millisecond, Log: api.Log}
 }
 
-func etcdCluster(f *fakeTalos) {
+func etcdCluster(f *testenv.TalosAPI) {
 	for i, n := range cps {
-		f.add(n.IP, n.Name, "v1.13.0", uint64(101+i))
+		f.Add(n.IP, n.Name, "v1.13.0", uint64(101+i))
 	}
-	f.leader = 102 // cp-2 leads
+	f.SetLeader(102) // cp-2 leads
 }
 
 func TestUnhealthyEtcdBlocksBeforeAnyChange(t *testing.T) {
 	tests := []struct {
 		name   string
-		break_ func(f *fakeTalos)
+		break_ func(f *testenv.TalosAPI)
 		want   string
 	}{
-		{"a member reports errors", func(f *fakeTalos) { f.nodes["127.0.0.13"].etcdErrors = []string{"etcdserver: no leader"} }, "no leader"},
-		{"a member is missing", func(f *fakeTalos) { f.nodes["127.0.0.13"].member = 0 }, "2 members"},
-		{"a node does not answer", func(f *fakeTalos) { f.fail["EtcdStatus 127.0.0.12"] = status.Error(codes.Unavailable, "down") }, "down"},
+		{"a member reports errors", func(f *testenv.TalosAPI) { f.SetEtcdErrors("127.0.0.13", "etcdserver: no leader") }, "no leader"},
+		{"a member is missing", func(f *testenv.TalosAPI) { f.SetMember("127.0.0.13", 0) }, "2 members"},
+		{"a node does not answer", func(f *testenv.TalosAPI) { f.Fail("EtcdStatus 127.0.0.12", status.Error(codes.Unavailable, "down")) }, "down"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeTalos()
+			f := testenv.NewTalosAPI()
 			etcdCluster(f)
 			tc.break_(f)
 			api, _ := connect(t, f)
 			p := plan.Build(plan.Input{Nodes: cps, Strategy: version.Pets, From: pair("v1.13.0"), To: pair("v1.13.1"), MaxParallelWorkers: 1})
-			rep, err := engine(api, newGuard(api, f, t.TempDir())).Run(context.Background(), p)
+			rep, err := engine(api, newGuard(api, t.TempDir())).Run(context.Background(), p)
 			var blocked *rollout.BlockedError
 			var unhealthy *EtcdUnhealthyError
 			if !errors.As(err, &blocked) || !errors.As(err, &unhealthy) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want a block naming %q", err, tc.want)
 			}
-			if rep.Result != rollout.ResultBlocked || len(f.callsOf("LifecycleUpgrade")) != 0 || len(f.callsOf("EtcdSnapshot")) != 0 {
-				t.Fatalf("something changed: result %s, calls %v", rep.Result, f.calls)
+			if rep.Result != rollout.ResultBlocked || len(f.CallsOf("LifecycleUpgrade")) != 0 || len(f.CallsOf("EtcdSnapshot")) != 0 {
+				t.Fatalf("something changed: result %s, calls %v", rep.Result, f.Calls())
 			}
 		})
 	}
 }
 
 func TestSnapshotIsWrittenAndRotated(t *testing.T) {
-	f := newFakeTalos()
+	f := testenv.NewTalosAPI()
 	etcdCluster(f)
 	api, logs := connect(t, f)
 	dir := t.TempDir()
-	g := newGuard(api, f, dir)
+	g := newGuard(api, dir)
 	v := clock.NewVirtual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	g.Clock = v
 	var paths []string
@@ -267,37 +268,37 @@ func TestSnapshotIsWrittenAndRotated(t *testing.T) {
 }
 
 func TestLeadershipForfeitedOnlyOnTheLeader(t *testing.T) {
-	f := newFakeTalos()
+	f := testenv.NewTalosAPI()
 	etcdCluster(f)
 	api, _ := connect(t, f)
-	g := newGuard(api, f, t.TempDir())
+	g := newGuard(api, t.TempDir())
 	if _, err := g.BeforeNode(context.Background(), pn(cps[0], "v1.13.0")); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.callsOf("EtcdForfeitLeadership"); len(got) != 0 {
+	if got := f.CallsOf("EtcdForfeitLeadership"); len(got) != 0 {
 		t.Fatalf("cp-1 is not the leader but forfeited: %v", got)
 	}
 	if _, err := g.BeforeNode(context.Background(), pn(cps[1], "v1.13.0")); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.callsOf("EtcdForfeitLeadership"); len(got) != 1 || got[0] != "127.0.0.12" {
+	if got := f.CallsOf("EtcdForfeitLeadership"); len(got) != 1 || got[0] != "127.0.0.12" {
 		t.Fatalf("forfeit calls %v, want one on cp-2", got)
 	}
-	if f.leader == 102 {
+	if f.Leader() == 102 {
 		t.Fatal("cp-2 still leads")
 	}
 }
 
 func TestMemberLeavesBeforeDestroyAndComesBack(t *testing.T) {
-	f := newFakeTalos()
+	f := testenv.NewTalosAPI()
 	etcdCluster(f)
 	api, _ := connect(t, f)
-	g := newGuard(api, f, t.TempDir())
+	g := newGuard(api, t.TempDir())
 	ctx := context.Background()
 	if err := g.BeforeDestroy(ctx, pn(cps[2], "v1.13.0")); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.callsOf("EtcdLeaveCluster"); len(got) != 1 || got[0] != "127.0.0.13" {
+	if got := f.CallsOf("EtcdLeaveCluster"); len(got) != 1 || got[0] != "127.0.0.13" {
 		t.Fatalf("leave calls %v", got)
 	}
 	// The member is gone, so the node must not count as back yet.
@@ -307,18 +308,16 @@ func TestMemberLeavesBeforeDestroyAndComesBack(t *testing.T) {
 		t.Fatalf("err = %v, want a timeout while a member is missing", err)
 	}
 	// The new VM joins: membership is whole again.
-	f.mu.Lock()
-	f.nodes["127.0.0.13"].member = 201
-	f.mu.Unlock()
+	f.SetMember("127.0.0.13", 201)
 	if err := g.AfterNode(ctx, pn(cps[2], "v1.13.0")); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestResolveTalosconfig(t *testing.T) {
-	f := newFakeTalos()
-	f.add("127.0.0.21", "w-1", "v1.13.0", 0)
-	cfg := serve(t, f)
+	f := testenv.NewTalosAPI()
+	f.Add("127.0.0.21", "w-1", "v1.13.0", 0)
+	cfg := f.Serve(t)
 	dir := t.TempDir()
 	flagFile := filepath.Join(dir, "flag")
 	envFile := filepath.Join(dir, "env")
@@ -370,9 +369,9 @@ func TestResolveTalosconfig(t *testing.T) {
 // GitHub secret does) is decoded into a 0600 temporary file that works,
 // is removed afterwards, and whose content never shows in a message.
 func TestBase64Talosconfig(t *testing.T) {
-	f := newFakeTalos()
-	f.add("127.0.0.21", "w-1", "v1.13.0", 0)
-	cfg := serve(t, f)
+	f := testenv.NewTalosAPI()
+	f.Add("127.0.0.21", "w-1", "v1.13.0", 0)
+	cfg := f.Serve(t)
 	const canary = "canary-talos-secret-7f3a"
 	cfg = append(cfg, []byte("# "+canary+"\n")...)
 	encoded := base64.StdEncoding.EncodeToString(cfg)

@@ -1,4 +1,4 @@
-package talos
+package testenv
 
 import (
 	"context"
@@ -29,15 +29,15 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// fakeTalos is a Talos API server for tests: the services drover calls,
+// TalosAPI is a Talos API server for tests: the services drover calls,
 // over mTLS, for several simulated nodes told apart by the "node" metadata
 // the real client sets (client.WithNode). Only the nodes are simulated;
 // the client, TLS and gRPC are real.
-type fakeTalos struct {
+type TalosAPI struct {
 	machineapi.UnimplementedMachineServiceServer
 
 	mu     sync.Mutex
-	nodes  map[string]*fakeNode // by IP
+	nodes  map[string]*talosNode // by IP
 	leader uint64
 	calls  []string
 	// fail makes a call fail: key "Method" or "Method ip".
@@ -46,27 +46,30 @@ type fakeTalos struct {
 	exitCode map[string]int32
 	// rebootFor is how long a rebooting node does not answer.
 	rebootFor time.Duration
+	// OnBoot, when set, is told when a node comes back from a reboot, with
+	// the version it now runs (e.g. to update its simulated kubelet).
+	OnBoot func(ip, name, version string)
 }
 
-type fakeNode struct {
+type talosNode struct {
 	name, version, pending string
 	downUntil              time.Time
 	member                 uint64
 	etcdErrors             []string
 }
 
-func newFakeTalos() *fakeTalos {
-	return &fakeTalos{nodes: map[string]*fakeNode{}, fail: map[string]error{}, exitCode: map[string]int32{}, rebootFor: 300 * time.Millisecond}
+func NewTalosAPI() *TalosAPI {
+	return &TalosAPI{nodes: map[string]*talosNode{}, fail: map[string]error{}, exitCode: map[string]int32{}, rebootFor: 300 * time.Millisecond}
 }
 
-func (f *fakeTalos) add(ip, name, version string, member uint64) {
+func (f *TalosAPI) Add(ip, name, version string, member uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.nodes[ip] = &fakeNode{name: name, version: version, member: member}
+	f.nodes[ip] = &talosNode{name: name, version: version, member: member}
 }
 
 // node finds the target node and records the call; l must be held.
-func (f *fakeTalos) node(ctx context.Context, method string) (*fakeNode, string, error) {
+func (f *TalosAPI) node(ctx context.Context, method string) (*talosNode, string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	ips := md.Get("node")
 	if len(ips) != 1 {
@@ -90,7 +93,7 @@ func (f *fakeTalos) node(ctx context.Context, method string) (*fakeNode, string,
 	return n, ip, nil
 }
 
-func (f *fakeTalos) callsOf(method string) []string {
+func (f *TalosAPI) CallsOf(method string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
@@ -106,7 +109,7 @@ func meta(ip string) *common.Metadata { return &common.Metadata{Hostname: ip} }
 
 func tagOf(image string) string { return image[strings.LastIndex(image, ":")+1:] }
 
-func (f *fakeTalos) Version(ctx context.Context, _ *emptypb.Empty) (*machineapi.VersionResponse, error) {
+func (f *TalosAPI) Version(ctx context.Context, _ *emptypb.Empty) (*machineapi.VersionResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, ip, err := f.node(ctx, "Version")
@@ -116,7 +119,7 @@ func (f *fakeTalos) Version(ctx context.Context, _ *emptypb.Empty) (*machineapi.
 	return &machineapi.VersionResponse{Messages: []*machineapi.Version{{Metadata: meta(ip), Version: &machineapi.VersionInfo{Tag: n.version}}}}, nil
 }
 
-func (f *fakeTalos) Reboot(ctx context.Context, _ *machineapi.RebootRequest) (*machineapi.RebootResponse, error) {
+func (f *TalosAPI) Reboot(ctx context.Context, _ *machineapi.RebootRequest) (*machineapi.RebootResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, ip, err := f.node(ctx, "Reboot")
@@ -127,15 +130,27 @@ func (f *fakeTalos) Reboot(ctx context.Context, _ *machineapi.RebootRequest) (*m
 	return &machineapi.RebootResponse{Messages: []*machineapi.Reboot{{Metadata: meta(ip)}}}, nil
 }
 
-func (f *fakeTalos) reboot(n *fakeNode) {
+func (f *TalosAPI) reboot(n *talosNode) {
 	n.downUntil = time.Now().Add(f.rebootFor)
 	if n.pending != "" {
 		n.version, n.pending = n.pending, ""
 	}
+	if f.OnBoot != nil {
+		ip, name, v, d := "", n.name, n.version, f.rebootFor
+		for k, o := range f.nodes {
+			if o == n {
+				ip = k
+			}
+		}
+		go func() {
+			time.Sleep(d)
+			f.OnBoot(ip, name, v)
+		}()
+	}
 }
 
 // Upgrade is the legacy MachineService Upgrade: install and reboot.
-func (f *fakeTalos) Upgrade(ctx context.Context, req *machineapi.UpgradeRequest) (*machineapi.UpgradeResponse, error) {
+func (f *TalosAPI) Upgrade(ctx context.Context, req *machineapi.UpgradeRequest) (*machineapi.UpgradeResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, ip, err := f.node(ctx, "LegacyUpgrade")
@@ -147,16 +162,16 @@ func (f *fakeTalos) Upgrade(ctx context.Context, req *machineapi.UpgradeRequest)
 	return &machineapi.UpgradeResponse{Messages: []*machineapi.Upgrade{{Metadata: meta(ip), Ack: "Upgrade request received"}}}, nil
 }
 
-type imageServer struct {
+type talosImageServer struct {
 	machineapi.UnimplementedImageServiceServer
-	f *fakeTalos
+	f *TalosAPI
 }
 
-func (i imageServer) Pull(req *machineapi.ImageServicePullRequest, srv grpc.ServerStreamingServer[machineapi.ImageServicePullResponse]) error {
+func (i talosImageServer) Pull(req *machineapi.ImageServicePullRequest, srv grpc.ServerStreamingServer[machineapi.ImageServicePullResponse]) error {
 	return i.f.pull(req, srv)
 }
 
-func (f *fakeTalos) pull(req *machineapi.ImageServicePullRequest, srv grpc.ServerStreamingServer[machineapi.ImageServicePullResponse]) error {
+func (f *TalosAPI) pull(req *machineapi.ImageServicePullRequest, srv grpc.ServerStreamingServer[machineapi.ImageServicePullResponse]) error {
 	f.mu.Lock()
 	_, _, err := f.node(srv.Context(), "ImagePull")
 	f.mu.Unlock()
@@ -169,8 +184,8 @@ func (f *fakeTalos) pull(req *machineapi.ImageServicePullRequest, srv grpc.Serve
 	return nil
 }
 
-// lifecycle is LifecycleService.Upgrade (wired through lifecycleServer).
-func (f *fakeTalos) lifecycle(req *machineapi.LifecycleServiceUpgradeRequest, srv grpc.ServerStreamingServer[machineapi.LifecycleServiceUpgradeResponse]) error {
+// lifecycle is LifecycleService.Upgrade (wired through talosLifecycleServer).
+func (f *TalosAPI) lifecycle(req *machineapi.LifecycleServiceUpgradeRequest, srv grpc.ServerStreamingServer[machineapi.LifecycleServiceUpgradeResponse]) error {
 	f.mu.Lock()
 	n, _, err := f.node(srv.Context(), "LifecycleUpgrade")
 	tag := tagOf(req.GetSource().GetImageName())
@@ -198,16 +213,16 @@ func (f *fakeTalos) lifecycle(req *machineapi.LifecycleServiceUpgradeRequest, sr
 	return nil
 }
 
-type lifecycleServer struct {
+type talosLifecycleServer struct {
 	machineapi.UnimplementedLifecycleServiceServer
-	f *fakeTalos
+	f *TalosAPI
 }
 
-func (l lifecycleServer) Upgrade(req *machineapi.LifecycleServiceUpgradeRequest, srv grpc.ServerStreamingServer[machineapi.LifecycleServiceUpgradeResponse]) error {
+func (l talosLifecycleServer) Upgrade(req *machineapi.LifecycleServiceUpgradeRequest, srv grpc.ServerStreamingServer[machineapi.LifecycleServiceUpgradeResponse]) error {
 	return l.f.lifecycle(req, srv)
 }
 
-func (f *fakeTalos) EtcdMemberList(ctx context.Context, _ *machineapi.EtcdMemberListRequest) (*machineapi.EtcdMemberListResponse, error) {
+func (f *TalosAPI) EtcdMemberList(ctx context.Context, _ *machineapi.EtcdMemberListRequest) (*machineapi.EtcdMemberListResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	_, ip, err := f.node(ctx, "EtcdMemberList")
@@ -223,7 +238,7 @@ func (f *fakeTalos) EtcdMemberList(ctx context.Context, _ *machineapi.EtcdMember
 	return &machineapi.EtcdMemberListResponse{Messages: []*machineapi.EtcdMembers{{Metadata: meta(ip), Members: members}}}, nil
 }
 
-func (f *fakeTalos) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdStatusResponse, error) {
+func (f *TalosAPI) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdStatusResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, ip, err := f.node(ctx, "EtcdStatus")
@@ -233,7 +248,7 @@ func (f *fakeTalos) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machinea
 	return &machineapi.EtcdStatusResponse{Messages: []*machineapi.EtcdStatus{{Metadata: meta(ip), MemberStatus: &machineapi.EtcdMemberStatus{MemberId: n.member, Leader: f.leader, Errors: n.etcdErrors}}}}, nil
 }
 
-func (f *fakeTalos) EtcdSnapshot(_ *machineapi.EtcdSnapshotRequest, srv grpc.ServerStreamingServer[common.Data]) error {
+func (f *TalosAPI) EtcdSnapshot(_ *machineapi.EtcdSnapshotRequest, srv grpc.ServerStreamingServer[common.Data]) error {
 	f.mu.Lock()
 	n, _, err := f.node(srv.Context(), "EtcdSnapshot")
 	f.mu.Unlock()
@@ -248,7 +263,7 @@ func (f *fakeTalos) EtcdSnapshot(_ *machineapi.EtcdSnapshotRequest, srv grpc.Ser
 	return nil
 }
 
-func (f *fakeTalos) EtcdForfeitLeadership(ctx context.Context, _ *machineapi.EtcdForfeitLeadershipRequest) (*machineapi.EtcdForfeitLeadershipResponse, error) {
+func (f *TalosAPI) EtcdForfeitLeadership(ctx context.Context, _ *machineapi.EtcdForfeitLeadershipRequest) (*machineapi.EtcdForfeitLeadershipResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, ip, err := f.node(ctx, "EtcdForfeitLeadership")
@@ -266,7 +281,7 @@ func (f *fakeTalos) EtcdForfeitLeadership(ctx context.Context, _ *machineapi.Etc
 	return &machineapi.EtcdForfeitLeadershipResponse{Messages: []*machineapi.EtcdForfeitLeadership{{Metadata: meta(ip)}}}, nil
 }
 
-func (f *fakeTalos) EtcdLeaveCluster(ctx context.Context, _ *machineapi.EtcdLeaveClusterRequest) (*machineapi.EtcdLeaveClusterResponse, error) {
+func (f *TalosAPI) EtcdLeaveCluster(ctx context.Context, _ *machineapi.EtcdLeaveClusterRequest) (*machineapi.EtcdLeaveClusterResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, ip, err := f.node(ctx, "EtcdLeaveCluster")
@@ -277,12 +292,12 @@ func (f *fakeTalos) EtcdLeaveCluster(ctx context.Context, _ *machineapi.EtcdLeav
 	return &machineapi.EtcdLeaveClusterResponse{Messages: []*machineapi.EtcdLeaveCluster{{Metadata: meta(ip)}}}, nil
 }
 
-// pki is a CA with a server and a client certificate.
-type pki struct {
+// talosPKI is a CA with a server and a client certificate.
+type talosPKI struct {
 	caPEM, serverCert, serverKey, clientCert, clientKey []byte
 }
 
-func newPKI(t *testing.T) pki {
+func newTalosPKI(t testing.TB) talosPKI {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "talos-test-ca"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -309,7 +324,7 @@ func newPKI(t *testing.T) pki {
 		kd, _ := x509.MarshalECPrivateKey(k)
 		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
 	}
-	p := pki{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
+	p := talosPKI{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
 	p.serverCert, p.serverKey = leaf("talos-test-server", true)
 	p.clientCert, p.clientKey = leaf("drover", false)
 	return p
@@ -317,9 +332,9 @@ func newPKI(t *testing.T) pki {
 
 // serve starts the fake on a loopback port over mTLS and returns a
 // talosconfig (its bytes) for it.
-func serve(t *testing.T, f *fakeTalos) []byte {
+func (f *TalosAPI) Serve(t testing.TB) []byte {
 	t.Helper()
-	p := newPKI(t)
+	p := newTalosPKI(t)
 	cert, err := tls.X509KeyPair(p.serverCert, p.serverKey)
 	if err != nil {
 		t.Fatal(err)
@@ -328,8 +343,8 @@ func serve(t *testing.T, f *fakeTalos) []byte {
 	pool.AppendCertsFromPEM(p.caPEM)
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13})))
 	machineapi.RegisterMachineServiceServer(srv, f)
-	machineapi.RegisterImageServiceServer(srv, imageServer{f: f})
-	machineapi.RegisterLifecycleServiceServer(srv, lifecycleServer{f: f})
+	machineapi.RegisterImageServiceServer(srv, talosImageServer{f: f})
+	machineapi.RegisterLifecycleServiceServer(srv, talosLifecycleServer{f: f})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -345,4 +360,60 @@ func serve(t *testing.T, f *fakeTalos) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// SetExitCode makes the LifecycleService upgrade to tag exit with code.
+func (f *TalosAPI) SetExitCode(tag string, code int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exitCode[tag] = code
+}
+
+// Fail makes a call fail: key is "Method" or "Method ip".
+func (f *TalosAPI) Fail(key string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[key] = err
+}
+
+// SetLeader makes the member with this ID the etcd leader.
+func (f *TalosAPI) SetLeader(id uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leader = id
+}
+
+// Leader is the etcd leader's member ID.
+func (f *TalosAPI) Leader() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leader
+}
+
+// SetMember sets the etcd member ID of the node at ip (0: not a member).
+func (f *TalosAPI) SetMember(ip string, id uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[ip].member = id
+}
+
+// SetEtcdErrors makes the node's etcd member report errors.
+func (f *TalosAPI) SetEtcdErrors(ip string, errs ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[ip].etcdErrors = errs
+}
+
+// Calls lists every call as "Method ip".
+func (f *TalosAPI) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+// NodeVersion is the version the node at ip runs.
+func (f *TalosAPI) NodeVersion(ip string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[ip].version
 }
