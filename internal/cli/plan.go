@@ -96,6 +96,8 @@ type planOutput struct {
 	ETASeconds       float64          `json:"etaSeconds"`
 	// Hops are the Talos minors passed through, one per run.
 	Hops []string `json:"hops,omitempty"`
+	// KubernetesPhase: Kubernetes is upgraded after the nodes (pets).
+	KubernetesPhase bool `json:"kubernetesPhase,omitempty"`
 }
 
 func kubeString(v version.Version) string {
@@ -110,7 +112,7 @@ func planJSON(p plan.Plan, d version.Decision, sources map[string]string) planOu
 		Strategy: p.Strategy, Label: d.Label, ApprovalRequired: d.ApprovalRequired, Rationale: d.Rationale,
 		From: p.From.Talos.String(), To: p.To.Talos.String(),
 		FromKubernetes: kubeString(p.From.Kubernetes), ToKubernetes: kubeString(p.To.Kubernetes),
-		Batches: []planBatchJSON{}, ETASeconds: p.ETA.Seconds(),
+		Batches: []planBatchJSON{}, ETASeconds: p.ETA.Seconds(), KubernetesPhase: p.KubernetesPhase,
 	}
 	for _, b := range p.Batches {
 		var jb planBatchJSON
@@ -149,6 +151,9 @@ func printPlan(w io.Writer, p plan.Plan, d version.Decision) {
 	}
 	for _, s := range p.Skipped {
 		fmt.Fprintf(w, "skipped %s: %s\n", s.Node.Name, s.Reason)
+	}
+	if p.KubernetesPhase {
+		fmt.Fprintf(w, "then Kubernetes %s -> %s on every node (talosctl upgrade-k8s)\n", p.From.Kubernetes, p.To.Kubernetes)
 	}
 	fmt.Fprintf(w, "%d nodes in %d batches, %d skipped, ETA %s\n", p.NodeCount(), len(p.Batches), len(p.Skipped), human(p.ETA))
 }

@@ -102,7 +102,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	con = newConsole(progress, p.lab.Clock.Now)
 	runID := p.lab.Clock.Now().UTC().Format("20060102T150405Z") + "-" + string(uuid.NewUUID())[:8]
 
-	if p.decision.Strategy == version.NoChange || p.plan.NodeCount() == 0 {
+	if p.decision.Strategy == version.NoChange || p.plan.Empty() {
 		fmt.Fprintf(progress, "Nothing to do: every node is at %s.\n", p.change.To)
 		return f.report(s, p, &rollout.Report{RunID: runID, Result: rollout.ResultSucceeded, Strategy: string(p.decision.Strategy), From: p.change.From.String(), To: p.change.To.String(), Nodes: []rollout.NodeReport{}}, nil)
 	}

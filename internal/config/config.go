@@ -135,6 +135,8 @@ type StepDurations struct {
 	Upgrade  Duration `yaml:"upgrade" json:"upgrade"`
 	Template Duration `yaml:"template" json:"template"`
 	Health   Duration `yaml:"health" json:"health"`
+	// Kubernetes is the Kubernetes upgrade of a pets run (talosctl upgrade-k8s).
+	Kubernetes Duration `yaml:"kubernetes" json:"kubernetes"`
 }
 
 // Approval lists what needs an explicit approval.
@@ -203,12 +205,13 @@ func Defaults() Config {
 			ControlPlaneSoak:   D(5 * time.Minute),
 			DeleteEmptyDirData: true,
 			StepDurations: StepDurations{
-				Drain:    D(time.Minute),
-				Destroy:  D(20 * time.Second),
-				Create:   D(210 * time.Second),
-				Upgrade:  D(2 * time.Minute),
-				Template: D(10 * time.Minute),
-				Health:   D(30 * time.Second),
+				Drain:      D(time.Minute),
+				Destroy:    D(20 * time.Second),
+				Create:     D(210 * time.Second),
+				Upgrade:    D(2 * time.Minute),
+				Template:   D(10 * time.Minute),
+				Health:     D(30 * time.Second),
+				Kubernetes: D(10 * time.Minute),
 			},
 		},
 		Notifications: Notifications{Discord: Discord{WebhookEnv: "DISCORD_WEBHOOK_URL"}},

@@ -175,6 +175,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		{"rollout.stepDurations.upgrade", &r.StepDurations.Upgrade, false},
 		{"rollout.stepDurations.template", &r.StepDurations.Template, false},
 		{"rollout.stepDurations.health", &r.StepDurations.Health, false},
+		{"rollout.stepDurations.kubernetes", &r.StepDurations.Kubernetes, false},
 		{"terraform.lockTimeout", &c.Terraform.LockTimeout, false},
 	}
 	for _, d := range durations {

@@ -33,6 +33,7 @@ func (l *Lab) Engine(j rollout.Journal, sink rollout.Sink, runID string) *rollou
 		Guard:      guard,
 		Replacer:   l.Hypervisor(),
 		Upgrader:   l.Talos(),
+		Kubernetes: l.Talos(),
 		Health:     &health.Gate{Client: l.Client, Clock: l.Clock},
 		Journal:    j,
 		Clock:      l.Clock,

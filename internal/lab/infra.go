@@ -222,3 +222,32 @@ func (t *Talos) Upgrade(ctx context.Context, n plan.Node, to version.Pair) error
 	l.register(v)
 	return nil
 }
+
+var _ rollout.KubernetesUpgrader = (*Talos)(nil)
+
+// UpgradeKubernetes is talosctl upgrade-k8s on the lab: node by node, the
+// control plane first, each kubelet restarts at the new version.
+func (t *Talos) UpgradeKubernetes(ctx context.Context, _, to version.Version) error {
+	l := t.lab
+	for _, name := range l.order {
+		l.mu.Lock()
+		v := l.vms[name]
+		running := v.running
+		l.mu.Unlock()
+		if !running {
+			continue
+		}
+		l.log(name, "upgrading the kubelet (and, on the control plane, the static pods) to Kubernetes %s", to)
+		if err := l.Clock.Sleep(ctx, l.opts.Durations.KubeletRestart); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		v.at.Kubernetes = to
+		if n := l.node(name); n != nil {
+			n.Status.NodeInfo.KubeletVersion = to.String()
+			_ = l.Client.Tracker().Update(nodesGVR, n, "")
+		}
+		l.mu.Unlock()
+	}
+	return nil
+}

@@ -71,33 +71,35 @@ func ParseFault(s string) (node string, f Fault, err error) {
 
 // Durations are how long the simulated steps take.
 type Durations struct {
-	Destroy      time.Duration // stop and delete a VM
-	Clone        time.Duration // clone a VM from its template
-	Boot         time.Duration // boot Talos
-	Join         time.Duration // kubelet registers and turns Ready
-	Template     time.Duration // build the templates of a new version
-	ImagePull    time.Duration // pull the installer image (pets)
-	Install      time.Duration // write the new image (pets)
-	Reboot       time.Duration // reboot into it (pets)
-	PodStart     time.Duration // a scheduled pod turns Ready
-	ControlLoop  time.Duration // how often the simulated controllers run
-	FailureDelay time.Duration // how long a failing step runs before it fails
+	Destroy        time.Duration // stop and delete a VM
+	Clone          time.Duration // clone a VM from its template
+	Boot           time.Duration // boot Talos
+	Join           time.Duration // kubelet registers and turns Ready
+	Template       time.Duration // build the templates of a new version
+	ImagePull      time.Duration // pull the installer image (pets)
+	Install        time.Duration // write the new image (pets)
+	Reboot         time.Duration // reboot into it (pets)
+	PodStart       time.Duration // a scheduled pod turns Ready
+	KubeletRestart time.Duration // a kubelet restarts at a new Kubernetes version
+	ControlLoop    time.Duration // how often the simulated controllers run
+	FailureDelay   time.Duration // how long a failing step runs before it fails
 }
 
 // DefaultDurations are realistic for the prox-ops cluster.
 func DefaultDurations() Durations {
 	return Durations{
-		Destroy:      20 * time.Second,
-		Clone:        75 * time.Second,
-		Boot:         75 * time.Second,
-		Join:         60 * time.Second,
-		Template:     10 * time.Minute,
-		ImagePull:    30 * time.Second,
-		Install:      30 * time.Second,
-		Reboot:       60 * time.Second,
-		PodStart:     15 * time.Second,
-		ControlLoop:  10 * time.Second,
-		FailureDelay: 30 * time.Second,
+		Destroy:        20 * time.Second,
+		Clone:          75 * time.Second,
+		Boot:           75 * time.Second,
+		Join:           60 * time.Second,
+		Template:       10 * time.Minute,
+		ImagePull:      30 * time.Second,
+		Install:        30 * time.Second,
+		Reboot:         60 * time.Second,
+		PodStart:       15 * time.Second,
+		KubeletRestart: 40 * time.Second,
+		ControlLoop:    10 * time.Second,
+		FailureDelay:   30 * time.Second,
 	}
 }
 

@@ -392,3 +392,55 @@ func TestForceDrainAfterTimeoutIsCountedAsAViolation(t *testing.T) {
 		t.Fatalf("PDB violations %d, want 1 (the forced deletion)", got)
 	}
 }
+
+func TestPetsKubernetesUpgradeRunsAfterTheNodes(t *testing.T) {
+	tests := []struct {
+		name        string
+		to          version.Pair
+		wantNodes   int
+		wantKubelet string
+	}{
+		{"Talos and Kubernetes patches", version.Pair{Talos: version.MustParse("v1.11.4"), Kubernetes: version.MustParse("v1.34.2")}, 15, "v1.34.2"},
+		{"a Kubernetes patch alone touches no node's Talos", version.Pair{Talos: DefaultTalos, Kubernetes: version.MustParse("v1.34.2")}, 0, "v1.34.2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			l, err := New(Options{Config: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: version.Pets, From: start, To: tc.to, MaxParallelWorkers: 1})
+			if p.NodeCount() != tc.wantNodes || !p.KubernetesPhase || p.Empty() {
+				t.Fatalf("plan: %d nodes, kubernetes phase %v", p.NodeCount(), p.KubernetesPhase)
+			}
+			j := &journal.Memory{}
+			rep, err := l.Engine(j, nil, "k8s").Run(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Result != rollout.ResultSucceeded {
+				t.Fatalf("result %s", rep.Result)
+			}
+			for _, n := range cfg.Nodes {
+				id, _ := (&kube.Client{Client: l.Client, Clock: l.Clock}).Identity(context.Background(), n.Name)
+				if id.KubeletVersion != tc.wantKubelet || id.OSImage != "Talos ("+tc.to.Talos.String()+")" {
+					t.Errorf("%s: kubelet %s, %s", n.Name, id.KubeletVersion, id.OSImage)
+				}
+			}
+			last := ""
+			for _, e := range j.Entries() {
+				if e.Node != "" && e.Status == rollout.StatusStarted {
+					last = "node"
+				}
+				if e.Step == rollout.StepKubernetes && e.Status == rollout.StatusStarted {
+					last = "kubernetes"
+				}
+			}
+			if last != "kubernetes" {
+				t.Fatal("the Kubernetes phase did not run after every node")
+			}
+		})
+	}
+}

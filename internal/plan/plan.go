@@ -38,6 +38,9 @@ type Plan struct {
 	Skipped  []Skipped
 	// ETA is the expected duration of the run.
 	ETA time.Duration
+	// KubernetesPhase: after the nodes, Kubernetes itself is upgraded
+	// (pets only: cattle nodes come back at the new Kubernetes version).
+	KubernetesPhase bool
 }
 
 // Input is what a plan is built from.
@@ -63,7 +66,13 @@ func Build(in Input) Plan {
 		if v, ok := in.Current[cn.Name]; ok {
 			n.From = v
 		}
-		if in.Strategy == version.NoChange || AtTarget(n.From, in.To) {
+		at := AtTarget(n.From, in.To)
+		if in.Strategy == version.Pets {
+			// In place, a node's Talos is upgraded; its kubelet follows in
+			// the Kubernetes phase, for every node at once.
+			at = n.From.Talos.Compare(in.To.Talos) >= 0
+		}
+		if in.Strategy == version.NoChange || at {
 			p.Skipped = append(p.Skipped, Skipped{Node: n, Reason: "already at " + in.To.String()})
 			continue
 		}
@@ -81,6 +90,7 @@ func Build(in Input) Plan {
 		p.Batches = append(p.Batches, Batch{Nodes: []Node{n}})
 	}
 	p.Batches = append(p.Batches, batchWorkers(workers, max(1, in.MaxParallelWorkers))...)
+	p.KubernetesPhase = in.Strategy == version.Pets && !in.From.Kubernetes.IsZero() && !in.To.Kubernetes.IsZero() && in.From.Kubernetes.Compare(in.To.Kubernetes) < 0
 	p.ETA = eta(p, in)
 	return p
 }
@@ -118,12 +128,15 @@ func batchWorkers(workers []Node, size int) []Batch {
 }
 
 func eta(p Plan, in Input) time.Duration {
-	if len(p.Batches) == 0 {
-		return 0
-	}
 	s := in.Steps
 	var perNode time.Duration
 	var total time.Duration
+	if p.KubernetesPhase {
+		total += s.Kubernetes.Duration
+	}
+	if len(p.Batches) == 0 {
+		return total
+	}
 	switch in.Strategy {
 	case version.Cattle:
 		perNode = s.Drain.Duration + s.Destroy.Duration + s.Create.Duration + s.Health.Duration
@@ -139,6 +152,9 @@ func eta(p Plan, in Input) time.Duration {
 	}
 	return total
 }
+
+// Empty says there is nothing to do: no node and no Kubernetes phase.
+func (p Plan) Empty() bool { return p.NodeCount() == 0 && !p.KubernetesPhase }
 
 // NodeCount counts the planned nodes.
 func (p Plan) NodeCount() int {

@@ -189,3 +189,20 @@ func TestETA(t *testing.T) {
 		})
 	}
 }
+
+func TestPetsPlanComparesTalosOnlyAndAddsAKubernetesPhase(t *testing.T) {
+	inv := []config.Node{
+		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "b"},
+	}
+	k8s := version.Pair{Talos: from.Talos, Kubernetes: version.MustParse("v1.34.2")}
+	p := Build(Input{Nodes: inv, Strategy: version.Pets, From: from, To: k8s, MaxParallelWorkers: 1,
+		Steps: config.StepDurations{Kubernetes: config.D(10 * time.Minute)}})
+	if p.NodeCount() != 0 || !p.KubernetesPhase || p.Empty() || p.ETA != 10*time.Minute {
+		t.Fatalf("a Kubernetes-only pets plan: %d nodes, phase %v, ETA %s", p.NodeCount(), p.KubernetesPhase, p.ETA)
+	}
+	c := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: version.Pair{Talos: to.Talos, Kubernetes: k8s.Kubernetes}, MaxParallelWorkers: 1})
+	if c.KubernetesPhase || c.NodeCount() != 2 {
+		t.Fatalf("cattle: phase %v, %d nodes", c.KubernetesPhase, c.NodeCount())
+	}
+}

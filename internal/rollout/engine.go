@@ -41,6 +41,9 @@ type Engine struct {
 	Preflights []Preflight
 	// Guard, when set, protects etcd around control-plane nodes.
 	Guard ControlPlaneGuard
+	// Kubernetes upgrades Kubernetes after the nodes of a pets run that
+	// changes it.
+	Kubernetes KubernetesUpgrader
 
 	mu      sync.Mutex
 	started time.Time
@@ -90,12 +93,14 @@ func (e *Engine) check(p plan.Plan) error {
 		return errors.New("rollout: a cattle plan needs a node replacer")
 	case p.Strategy == version.Pets && e.Upgrader == nil:
 		return errors.New("rollout: a pets plan needs an in-place upgrader")
+	case p.KubernetesPhase && e.Kubernetes == nil:
+		return errors.New("rollout: a pets plan that changes Kubernetes needs a Kubernetes upgrader")
 	}
 	return nil
 }
 
 func (e *Engine) run(ctx context.Context, p plan.Plan) error {
-	if p.NodeCount() == 0 {
+	if p.Empty() {
 		return nil
 	}
 	if err := e.record(ctx, "", StepRun, StatusStarted, p.From.String()+" -> "+p.To.String()); err != nil {
@@ -147,6 +152,43 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 		if halt != nil {
 			return halt
 		}
+	}
+	if p.KubernetesPhase {
+		return e.kubernetes(ctx, p)
+	}
+	return nil
+}
+
+// kubernetes upgrades Kubernetes after every node runs the new Talos, then
+// waits for every node to report the new kubelet and the gate to pass.
+// It cannot be rolled back node by node: a failure needs a person.
+func (e *Engine) kubernetes(ctx context.Context, p plan.Plan) error {
+	var nodes []plan.Node
+	for _, b := range p.Batches {
+		nodes = append(nodes, b.Nodes...)
+	}
+	for _, s := range p.Skipped {
+		nodes = append(nodes, s.Node)
+	}
+	err := e.step(ctx, "", StepKubernetes, p.From.Kubernetes.String()+" -> "+p.To.Kubernetes.String(), func() error {
+		if err := e.Kubernetes.UpgradeKubernetes(ctx, p.From.Kubernetes, p.To.Kubernetes); err != nil {
+			return err
+		}
+		want := ReadyWant{Talos: p.To.Talos, Kubelet: p.To.Kubernetes}
+		for _, n := range nodes {
+			if _, err := e.Cluster.WaitReady(ctx, n.Name, want, e.Policy.ReadyTimeout); err != nil {
+				return err
+			}
+		}
+		for _, n := range nodes {
+			if _, err := e.gate(ctx, GateInput{Node: n, Want: p.To}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return &RollbackFailedError{Node: "(kubernetes)", Cause: "the Kubernetes upgrade to " + p.To.Kubernetes.String() + " failed", Err: err}
 	}
 	return nil
 }
@@ -206,7 +248,8 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 		return &HaltError{Node: n.Name, Reason: "drain failed, node left uncordoned on its old version: " + err.Error(), Err: err}
 	}
 
-	if err := e.change(ctx, p.Strategy, n, p.To, before.UID); err != nil {
+	target := nodeTarget(p, n)
+	if err := e.change(ctx, p.Strategy, n, target, before.UID); err != nil {
 		return e.rollback(ctx, p, n, nr, err)
 	}
 	if err := e.step(ctx, n.Name, StepUncordon, "", func() error { return e.Cluster.Uncordon(ctx, n.Name) }); err != nil {
@@ -214,7 +257,7 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 	}
 	var res HealthResult
 	if err := e.step(ctx, n.Name, StepHealth, "", func() (err error) {
-		res, err = e.gate(ctx, GateInput{Node: n, Want: p.To, Before: &before})
+		res, err = e.gate(ctx, GateInput{Node: n, Want: target, Before: &before})
 		return err
 	}); err != nil {
 		e.setHealth(nr, res)
@@ -223,7 +266,7 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 	e.setHealth(nr, res)
 	if n.IsControlPlane() && e.Policy.ControlPlaneSoak > 0 {
 		if err := e.step(ctx, n.Name, StepSoak, e.Policy.ControlPlaneSoak.String(), func() (err error) {
-			res, err = e.soak(ctx, GateInput{Node: n, Want: p.To, Before: &before})
+			res, err = e.soak(ctx, GateInput{Node: n, Want: target, Before: &before})
 			return err
 		}); err != nil {
 			e.setHealth(nr, res)
@@ -235,6 +278,16 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 	}
 	e.setOutcome(nr, OutcomeUpgraded, "", nil)
 	return nil
+}
+
+// nodeTarget is what the node must run after its own step: the target, or
+// for pets the target Talos with the node's kubelet unchanged (the
+// Kubernetes phase moves every kubelet afterwards).
+func nodeTarget(p plan.Plan, n plan.Node) version.Pair {
+	if p.Strategy == version.Pets {
+		return version.Pair{Talos: p.To.Talos, Kubernetes: n.From.Kubernetes}
+	}
+	return p.To
 }
 
 // change replaces (cattle) or upgrades (pets) the node to v and waits until

@@ -70,6 +70,12 @@ type Upgrader interface {
 	Upgrade(ctx context.Context, node plan.Node, to version.Pair) error
 }
 
+// KubernetesUpgrader upgrades Kubernetes itself, for every node at once
+// (pets runs; talosctl upgrade-k8s on a real cluster).
+type KubernetesUpgrader interface {
+	UpgradeKubernetes(ctx context.Context, from, to version.Version) error
+}
+
 // HealthGate decides whether the cluster is healthy after a node.
 type HealthGate interface {
 	Check(ctx context.Context, in GateInput) HealthResult
