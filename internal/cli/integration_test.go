@@ -138,3 +138,85 @@ terraform:
 		}
 	}
 }
+
+// TestPetsUpgradeOfARealCluster runs `drover upgrade --config` end to end
+// against the real control plane (Kubernetes side) and a Talos API server
+// over mTLS (the nodes' Talos side, simulated): every node is upgraded in
+// place behind an etcd snapshot, and the journal is written.
+func TestPetsUpgradeOfARealCluster(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	k := testenv.NewKubelets(env.Client, "none")
+	defer k.Close()
+	nodes := []struct {
+		name, ip string
+		cp       bool
+	}{{"e2e-cp-1", "127.0.0.31", true}, {"e2e-w-1", "127.0.0.41", false}, {"e2e-w-2", "127.0.0.42", false}}
+	ta := testenv.NewTalosAPI()
+	for i, n := range nodes {
+		var member uint64
+		if n.cp {
+			member = uint64(500 + i)
+		}
+		ta.Add(n.ip, n.name, "v1.13.0", member)
+		if err := k.AddNode(ctx, testenv.NodeSpec{Name: n.name, ControlPlane: n.cp, Talos: "v1.13.0", Kubelet: "v1.34.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ta.SetLeader(500)
+	t.Cleanup(func() { env.DeleteNodes("e2e-cp-1", "e2e-w-1", "e2e-w-2") })
+	// A node coming back from its reboot registers at the Talos it now runs.
+	ta.OnBoot = func(_, name, v string) {
+		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: name, ControlPlane: strings.Contains(name, "cp"), Talos: v, Kubelet: "v1.34.1"})
+	}
+	dir := t.TempDir()
+	talosconfig := filepath.Join(dir, "talosconfig")
+	write(t, talosconfig, string(ta.Serve(t)))
+	snapshots := filepath.Join(dir, "snapshots")
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: e2e}
+nodes:
+  - {name: e2e-cp-1, role: controlplane, ip: 127.0.0.31, proxmoxHost: a, vmId: 1}
+  - {name: e2e-w-1, role: worker, ip: 127.0.0.41, proxmoxHost: a, vmId: 2}
+  - {name: e2e-w-2, role: worker, ip: 127.0.0.42, proxmoxHost: b, vmId: 3}
+talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+snapshots+`
+rollout:
+  controlPlaneSoak: 1s
+  healthInterval: 1s
+  readyTimeout: 1m
+`)
+	journalPath := filepath.Join(dir, "journal.jsonl")
+	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--output", "json", "--journal", journalPath)
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 30))
+	}
+	rep := decodeReport(t, r)
+	if rep.Result != "succeeded" || rep.Strategy != "pets" || len(rep.Nodes) != 3 {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, n := range nodes {
+		if v := ta.NodeVersion(n.ip); v != "v1.13.1" {
+			t.Errorf("%s runs %s", n.name, v)
+		}
+	}
+	if rep.PDBViolations != nil {
+		t.Error("a real run reported lab counters")
+	}
+	snaps, _ := filepath.Glob(filepath.Join(snapshots, "etcd-*-e2e-cp-1.snapshot"))
+	if len(snaps) != 1 {
+		t.Fatalf("etcd snapshots %v", snaps)
+	}
+	if got := ta.CallsOf("EtcdForfeitLeadership"); len(got) != 1 || got[0] != "127.0.0.31" {
+		t.Errorf("the leading control-plane node did not forfeit leadership: %v", got)
+	}
+	data, err := os.ReadFile(journalPath)
+	if err != nil || !strings.Contains(string(data), `"step":"etcd-guard"`) || !strings.Contains(string(data), `"detail":"succeeded"`) {
+		t.Fatalf("journal: %v\n%s", err, data)
+	}
+	if !strings.Contains(r.stderr, "LifecycleService") || !strings.Contains(r.stderr, "talosconfig from --talosconfig") {
+		t.Errorf("progress does not say which Talos path ran or where the talosconfig came from:\n%s", r.stderr)
+	}
+}

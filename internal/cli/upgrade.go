@@ -3,10 +3,10 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -24,6 +24,7 @@ type upgradeFlags struct {
 	approve     bool
 	journalPath string
 	skipDrainPF bool
+	talosconfig string
 }
 
 func newUpgradeCmd(s Streams) *cobra.Command {
@@ -44,8 +45,11 @@ Without --yes, drover shows the plan and asks on a terminal; without a
 terminal it refuses (exit 4). A major upgrade, or a target on the approval
 list, also needs --approve (exit 4 without it).
 
-Real clusters need the Terraform (cattle) and Talos (pets) backends, which are
-not part of this release yet: rehearse with --lab.`,
+On a real cluster (--config without --lab) drover uses the cluster access of
+--kubeconfig/--context, the Talos API (--talosconfig) for pets and for the
+etcd guard of control-plane nodes, Terraform or OpenTofu for cattle, and
+talosctl for the Kubernetes phase of a pets run. The journal goes to
+drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
 		Example: `  drover upgrade --lab --to-talos v1.12.0 --yes
   drover upgrade --lab --to-talos v1.12.0 --yes --lab-fault k8s-work-1=health-fail
   drover upgrade --lab --to-talos v2.0.0 --approve --yes --output json`,
@@ -58,6 +62,7 @@ not part of this release yet: rehearse with --lab.`,
 	f.out.register(cmd.Flags())
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
+	cmd.Flags().StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
 	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
 	cmd.Flags().StringVar(&f.journalPath, "journal", "", "append the run's journal (JSON lines) to this file (default: kept in memory in the lab)")
 	return cmd
@@ -82,9 +87,6 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	if err := f.out.validate(); err != nil {
 		return err
 	}
-	if !f.src.lab {
-		return usage(errors.New("drover upgrade against a real cluster needs the Talos backend (pets upgrades and the etcd guard for control-plane nodes), which this release does not have yet; rehearse with --lab (add --config to use your inventory)"))
-	}
 	progress := s.Out
 	if f.out.json() {
 		progress = s.Err
@@ -99,8 +101,12 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		return err
 	}
 	defer p.close()
-	con = newConsole(progress, p.lab.Clock.Now)
-	runID := p.lab.Clock.Now().UTC().Format("20060102T150405Z") + "-" + string(uuid.NewUUID())[:8]
+	now := time.Now
+	if p.lab != nil {
+		now = p.lab.Clock.Now
+	}
+	con = newConsole(progress, now)
+	runID := now().UTC().Format("20060102T150405Z") + "-" + string(uuid.NewUUID())[:8]
 
 	if p.decision.Strategy == version.NoChange || p.plan.Empty() {
 		fmt.Fprintf(progress, "Nothing to do: every node is at %s.\n", p.change.To)
@@ -111,6 +117,9 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	}
 
 	var j rollout.Journal = &journal.Memory{}
+	if f.journalPath == "" && p.lab == nil {
+		f.journalPath = "drover-journal.jsonl"
+	}
 	if f.journalPath != "" {
 		fj, err := journal.OpenFile(f.journalPath)
 		if err != nil {
@@ -119,7 +128,18 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		defer fj.Close()
 		j = fj
 	}
-	eng := p.lab.Engine(j, con, runID)
+	var eng *rollout.Engine
+	if p.lab != nil {
+		eng = p.lab.Engine(j, con, runID)
+	} else {
+		var cleanup func()
+		eng, cleanup, err = f.realEngine(ctx, s, p, progress, con.labLog)
+		defer cleanup()
+		if err != nil {
+			return err
+		}
+		eng.Journal, eng.Sink, eng.RunID = j, con, runID
+	}
 	var skipped []string
 	if f.skipDrainPF {
 		eng.Preflights, skipped = without(eng.Preflights, kube.DrainPreflightCheck{}.Name())
