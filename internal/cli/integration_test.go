@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/prox-ops/drover/internal/testenv"
 )
@@ -74,15 +77,7 @@ nodes:
 // TestPlanCompletesTheInventoryFromTerraformState: nodes without a Proxmox
 // host or VM id get them from the state, and the plan says so.
 func TestPlanCompletesTheInventoryFromTerraformState(t *testing.T) {
-	bin := os.Getenv("DROVER_TF_BIN")
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("terraform"); err != nil {
-			if bin, err = exec.LookPath("tofu"); err != nil {
-				t.Skip("no terraform or tofu binary; make test provides one")
-			}
-		}
-	}
+	bin := tfBinary(t)
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("../terraform/testdata/prox-ops")); err != nil {
 		t.Fatal(err)
@@ -219,4 +214,112 @@ rollout:
 	if !strings.Contains(r.stderr, "LifecycleService") || !strings.Contains(r.stderr, "talosconfig from --talosconfig") {
 		t.Errorf("progress does not say which Talos path ran or where the talosconfig came from:\n%s", r.stderr)
 	}
+}
+
+// TestCattleUpgradeOfARealCluster runs `drover upgrade --config` for a
+// minor release end to end: Terraform (a real binary, on the prox-ops-shaped
+// fixture) replaces each VM, the nodes re-register in the real API server,
+// and the control-plane node's etcd member leaves before its VM is
+// destroyed and is back before the workers start.
+func TestCattleUpgradeOfARealCluster(t *testing.T) {
+	testenv.Require(t, env)
+	bin := tfBinary(t)
+	ctx := context.Background()
+	tfDir := t.TempDir()
+	vmDir := t.TempDir()
+	if err := os.CopyFS(tfDir, os.DirFS("../terraform/testdata/prox-ops")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TF_VAR_vm_dir", vmDir)
+	ta := testenv.NewTalosAPI()
+	ta.Add("127.0.0.61", "k8s-ctrl-1", "v1.11.3", 700)
+	ta.SetLeader(700)
+	k := testenv.NewKubelets(env.Client, "none")
+	defer k.Close()
+	members := uint64(700)
+	// A control-plane VM that boots joins etcd as a new member.
+	testenv.WatchVMs(t, vmDir, k, func(name, _ string) {
+		if name == "k8s-ctrl-1" {
+			members++
+			ta.SetMember("127.0.0.61", members)
+		}
+	})
+	names := []string{"k8s-ctrl-1", "k8s-work-1", "k8s-work-2", "k8s-work-3", "k8s-work-4"}
+	t.Cleanup(func() { env.DeleteNodes(names...) })
+	for _, args := range [][]string{{"init", "-input=false"}, {"apply", "-auto-approve", "-input=false", "-var", "talos_version=v1.11.3"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = tfDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	testenv.Eventually(t, 20*time.Second, "the fixture's nodes to register", func() (bool, error) {
+		for _, n := range names {
+			if _, err := env.Client.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{}); err != nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	dir := t.TempDir()
+	talosconfig := filepath.Join(dir, "talosconfig")
+	write(t, talosconfig, string(ta.Serve(t)))
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: e2e-cattle}
+nodes:
+  - {name: k8s-ctrl-1, role: controlplane, ip: 127.0.0.61, proxmoxHost: baldar, vmId: 8001}
+  - {name: k8s-work-1, role: worker, ip: 127.0.0.71, proxmoxHost: baldar, vmId: 8101}
+  - {name: k8s-work-2, role: worker, ip: 127.0.0.72, proxmoxHost: heimdall, vmId: 8102}
+  - {name: k8s-work-3, role: worker, ip: 127.0.0.73, proxmoxHost: odin, vmId: 8103}
+  - {name: k8s-work-4, role: worker, ip: 127.0.0.74, proxmoxHost: thor, vmId: 8104}
+talos:
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+terraform:
+  binary: `+bin+`
+  workingDir: `+tfDir+`
+  vmResourceType: terraform_data
+rollout:
+  maxParallelWorkers: 2
+  controlPlaneSoak: 1s
+  healthInterval: 1s
+  readyTimeout: 1m
+`)
+	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+		"--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes", "--output", "json", "--journal", filepath.Join(dir, "j.jsonl"))
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 40))
+	}
+	rep := decodeReport(t, r)
+	if rep.Result != "succeeded" || rep.Strategy != "cattle" {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, n := range names {
+		data, _ := os.ReadFile(filepath.Join(vmDir, n+".vm"))
+		if string(data) != "v1.12.0 v1.34.1" {
+			t.Errorf("VM %s is %q", n, data)
+		}
+	}
+	if got := ta.CallsOf("EtcdLeaveCluster"); len(got) != 1 || got[0] != "127.0.0.61" {
+		t.Errorf("etcd leave calls %v", got)
+	}
+	if !strings.Contains(r.stderr, "[terraform k8s-work-1]") || !strings.Contains(r.stderr, "cattle through ") {
+		t.Errorf("Terraform's output and binary are not shown:\n%s", lastLines(r.stderr, 20))
+	}
+}
+
+func tfBinary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("DROVER_TF_BIN"); b != "" {
+		return b
+	}
+	for _, b := range []string{"tofu", "terraform"} {
+		if p, err := exec.LookPath(b); err == nil {
+			return p
+		}
+	}
+	if os.Getenv(testenv.EnvRequired) != "" {
+		t.Fatal("no terraform or tofu binary, and the integration tier is required")
+	}
+	t.Skip("no terraform or tofu binary; make test provides one")
+	return ""
 }

@@ -3,7 +3,6 @@ package terraform
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,46 +22,6 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
-// hypervisor turns the fixture's <node>.vm files into simulated kubelets on
-// the real API server: a file that appears boots a node at the versions it
-// holds, a file that goes away stops the node.
-func hypervisor(t *testing.T, dir string, k *testenv.Kubelets) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	go func() {
-		defer close(done)
-		seen := map[string]string{}
-		for ctx.Err() == nil {
-			now := map[string]string{}
-			files, _ := filepath.Glob(filepath.Join(dir, "*.vm"))
-			for _, f := range files {
-				data, err := os.ReadFile(f)
-				if err != nil {
-					continue
-				}
-				now[strings.TrimSuffix(filepath.Base(f), ".vm")] = string(data)
-			}
-			for name, v := range now {
-				if seen[name] != v {
-					parts := strings.Fields(v)
-					if len(parts) == 2 {
-						_ = k.AddNode(ctx, testenv.NodeSpec{Name: name, ControlPlane: strings.Contains(name, "ctrl"), Talos: parts[0], Kubelet: parts[1]})
-					}
-				}
-			}
-			for name := range seen {
-				if _, ok := now[name]; !ok {
-					_ = k.StopNode(ctx, name)
-				}
-			}
-			seen = now
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-}
-
 // TestCattleRunThroughTerraform: the engine upgrades the 5-node fixture
 // through a real terraform/tofu binary, each node registering again in the
 // real API server at the new version.
@@ -73,7 +32,7 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 	ns := env.Namespace(t, "tf-cattle")
 	k := testenv.NewKubelets(env.Client, ns)
 	defer k.Close()
-	hypervisor(t, f.vmDir, k)
+	testenv.WatchVMs(t, f.vmDir, k, nil)
 	var names []string
 	for _, n := range fixtureNodes {
 		names = append(names, n.Name)
