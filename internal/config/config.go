@@ -30,6 +30,7 @@ type Config struct {
 	Approval      Approval      `yaml:"approval" json:"approval"`
 	Notifications Notifications `yaml:"notifications" json:"notifications"`
 	Terraform     Terraform     `yaml:"terraform" json:"terraform"`
+	Health        Health        `yaml:"health" json:"health"`
 	Secrets       Secrets       `yaml:"secrets" json:"secrets"`
 }
 
@@ -54,6 +55,43 @@ type Terraform struct {
 	// WaitForLock waits up to LockTimeout for a lock held by someone else;
 	// false refuses the run at once (exit 4), naming the holder.
 	WaitForLock bool `yaml:"waitForLock" json:"waitForLock"`
+}
+
+// Health configures the health gate.
+type Health struct {
+	// CriticalNamespaces must have every pod Running and Ready (or Succeeded).
+	CriticalNamespaces []string `yaml:"criticalNamespaces" json:"criticalNamespaces"`
+	// PendingGrace is how long a pod may be Pending anywhere.
+	PendingGrace Duration `yaml:"pendingGrace" json:"pendingGrace"`
+	// CheckTimeout bounds one run of one check.
+	CheckTimeout Duration `yaml:"checkTimeout" json:"checkTimeout"`
+	// CephCheckInterval is Rook's health check interval; status older than
+	// twice it is stale.
+	CephCheckInterval Duration `yaml:"cephCheckInterval" json:"cephCheckInterval"`
+	// CephAcceptWarn lists HEALTH_WARN reasons (status.ceph.details keys,
+	// such as MON_CLOCK_SKEW) that do not fail the gate.
+	CephAcceptWarn []string `yaml:"cephAcceptWarn" json:"cephAcceptWarn"`
+	// ProbeImage runs the DNS and network probe pods.
+	ProbeImage string `yaml:"probeImage" json:"probeImage"`
+	// ProbeNamespace is drover's namespace, where probe pods run.
+	ProbeNamespace string `yaml:"probeNamespace" json:"probeNamespace"`
+	// Custom are extra checks: a CEL expression over each selected object.
+	Custom []CustomCheck `yaml:"custom" json:"custom"`
+}
+
+// CustomCheck is a health check written as data.
+type CustomCheck struct {
+	Name       string `yaml:"name" json:"name"`
+	APIVersion string `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string `yaml:"kind" json:"kind"`
+	// Namespace limits the objects to one namespace ("" = all).
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// Name selects one object; LabelSelector selects by labels.
+	ObjectName    string `yaml:"objectName" json:"objectName"`
+	LabelSelector string `yaml:"labelSelector" json:"labelSelector"`
+	// Expression is CEL over the object's fields, e.g.
+	// status.ceph.health in ['HEALTH_OK']; it must be true for every object.
+	Expression string `yaml:"expression" json:"expression"`
 }
 
 // Secrets names the environment variables whose values drover masks.
@@ -223,6 +261,14 @@ func Defaults() Config {
 			LockTimeout:      D(5 * time.Minute),
 		},
 		Secrets: Secrets{Env: append([]string(nil), DefaultSecretEnv...)},
+		Health: Health{
+			CriticalNamespaces: []string{"kube-system", "flux-system", "rook-ceph"},
+			PendingGrace:       D(5 * time.Minute),
+			CheckTimeout:       D(30 * time.Second),
+			CephCheckInterval:  D(60 * time.Second),
+			ProbeImage:         "busybox:1.37",
+			ProbeNamespace:     "drover",
+		},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/prox-ops/drover/internal/celcheck"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -177,6 +178,9 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		{"rollout.stepDurations.health", &r.StepDurations.Health, false},
 		{"rollout.stepDurations.kubernetes", &r.StepDurations.Kubernetes, false},
 		{"terraform.lockTimeout", &c.Terraform.LockTimeout, false},
+		{"health.pendingGrace", &c.Health.PendingGrace, true},
+		{"health.checkTimeout", &c.Health.CheckTimeout, true},
+		{"health.cephCheckInterval", &c.Health.CephCheckInterval, true},
 	}
 	for _, d := range durations {
 		switch {
@@ -201,6 +205,25 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	for i, e := range c.Secrets.Env {
 		if !variableNameRE.MatchString(e) {
 			add(fmt.Sprintf("secrets.env[%d]", i), "%q is not an environment variable name", e)
+		}
+	}
+	seenCheck := map[string]bool{}
+	for i, cc := range c.Health.Custom {
+		f := fmt.Sprintf("health.custom[%d]", i)
+		switch {
+		case cc.Name == "":
+			add(f+".name", "is required")
+		case seenCheck[cc.Name]:
+			add(f+".name", "duplicate check name %q", cc.Name)
+		}
+		seenCheck[cc.Name] = true
+		if cc.APIVersion == "" || cc.Kind == "" {
+			add(f, "apiVersion and kind are required")
+		}
+		if cc.Expression == "" {
+			add(f+".expression", "is required")
+		} else if err := CompileCEL(cc.Expression); err != nil {
+			add(f+".expression", "%v", err)
 		}
 	}
 	for i, v := range c.Approval.Versions {
@@ -273,4 +296,10 @@ func yamlProblems(err error) []Problem {
 		probs = append(probs, p)
 	}
 	return probs
+}
+
+// CompileCEL checks a custom check's expression.
+func CompileCEL(expr string) error {
+	_, err := celcheck.Compile(expr)
+	return err
 }
