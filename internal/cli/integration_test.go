@@ -181,6 +181,9 @@ rollout:
   controlPlaneSoak: 1s
   healthInterval: 1s
   readyTimeout: 1m
+health:
+  # The probes need a kubelet that runs containers; internal/health tests them.
+  disable: [DNS Resolution, Network Connectivity]
 `)
 	journalPath := filepath.Join(dir, "journal.jsonl")
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
@@ -283,6 +286,8 @@ rollout:
   controlPlaneSoak: 1s
   healthInterval: 1s
   readyTimeout: 1m
+health:
+  disable: [DNS Resolution, Network Connectivity]
 `)
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
 		"--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes", "--output", "json", "--journal", filepath.Join(dir, "j.jsonl"))

@@ -7,6 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/kube"
@@ -30,6 +31,8 @@ type prepared struct {
 	clusterSource string
 	// kube is the real cluster's client, nil in the lab or without access.
 	kube kubernetes.Interface
+	// rest is the real cluster's access, for the dynamic client.
+	rest *rest.Config
 	// inventorySources says where each node's host and VM id came from,
 	// when some were read from the Terraform state.
 	inventorySources map[string]string
@@ -101,7 +104,7 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node,
 				return nil, fmt.Errorf("read node versions from %s: %w", from, err)
 			}
 			p.clusterSource = from
-			p.kube = cs
+			p.kube, p.rest = cs, rc
 		}
 		// Discovery is best effort for planning: a plan from a PR job
 		// without Terraform still shows, with the values it lacks.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/client"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
@@ -55,8 +56,12 @@ func (f *upgradeFlags) realEngine(ctx context.Context, s Streams, p *prepared, p
 	}
 	guard := &talos.Guard{Etcd: talos.Etcd{API: api}, ControlPlane: cps, Clock: real, SnapshotDir: cfg.Talos.EtcdSnapshotDir,
 		Keep: cfg.Talos.EtcdSnapshotsKeep, Timeout: r.ReadyTimeout.Duration, PollInterval: 2 * time.Second, Log: log}
+	dyn, err := dynamic.NewForConfig(p.rest)
+	if err != nil {
+		return nil, cleanup, usage(err)
+	}
 	eng := &rollout.Engine{
-		Cluster: kc, Upgrader: api, Health: &health.Gate{Client: p.kube, Clock: real},
+		Cluster: kc, Upgrader: api, Health: &health.Gate{Client: p.kube, Dynamic: dyn, Clock: real, Settings: cfg.Health},
 		Clock: real, Guard: guard, Policy: rollout.PolicyFrom(r),
 		Preflights: []rollout.Preflight{guard, kube.DrainPreflightCheck{Client: kc}},
 	}

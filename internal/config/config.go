@@ -77,7 +77,12 @@ type Health struct {
 	ProbeNamespace string `yaml:"probeNamespace" json:"probeNamespace"`
 	// Custom are extra checks: a CEL expression over each selected object.
 	Custom []CustomCheck `yaml:"custom" json:"custom"`
+	// Disable names built-in checks not to run (reported as skipped).
+	Disable []string `yaml:"disable" json:"disable"`
 }
+
+// BuiltinChecks names the built-in health checks.
+var BuiltinChecks = []string{"Node Readiness", "Pod Health", "Storage Health", "Flux Reconciliation", "DNS Resolution", "Network Connectivity", "GPU Availability"}
 
 // CustomCheck is a health check written as data.
 type CustomCheck struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -205,6 +206,11 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	for i, e := range c.Secrets.Env {
 		if !variableNameRE.MatchString(e) {
 			add(fmt.Sprintf("secrets.env[%d]", i), "%q is not an environment variable name", e)
+		}
+	}
+	for i, name := range c.Health.Disable {
+		if !slices.Contains(BuiltinChecks, name) {
+			add(fmt.Sprintf("health.disable[%d]", i), "unknown check %q; built-in checks are %s", name, strings.Join(BuiltinChecks, ", "))
 		}
 	}
 	seenCheck := map[string]bool{}

@@ -1,29 +1,39 @@
 // Package health implements the engine's health gate: named checks that
-// read the cluster API and say what is wrong and where.
+// read the cluster API (and, for DNS and the network, run a short-lived
+// probe pod) and say, in at most ten lines, what is wrong and where.
 package health
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
 )
 
-// Check names.
+// Check names, as they appear in reports.
 const (
 	CheckNodeReadiness = "Node Readiness"
 	CheckPodHealth     = "Pod Health"
+	CheckStorage       = "Storage Health"
+	CheckFlux          = "Flux Reconciliation"
+	CheckDNS           = "DNS Resolution"
+	CheckNetwork       = "Network Connectivity"
+	CheckGPU           = "GPU Availability"
 )
 
 // maxDiagnostics bounds each failure's explanation.
@@ -31,12 +41,14 @@ const maxDiagnostics = 10
 
 // Gate runs every check concurrently and collects their results.
 type Gate struct {
-	Client kubernetes.Interface
-	Clock  clock.Clock
-	// CriticalNamespaces must have every pod Running and Ready (or Succeeded).
-	CriticalNamespaces []string
-	// PendingGrace is how long a pod may be Pending anywhere. Default 5m.
-	PendingGrace time.Duration
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface
+	Clock   clock.Clock
+	// Settings are health: from drover.yaml; zero values take the defaults.
+	Settings config.Health
+	// Resolve, when set, resolves a name from where drover runs (inside a
+	// pod); otherwise DNS is tested by a probe pod on the node.
+	Resolve func(ctx context.Context, host string) error
 }
 
 var _ rollout.HealthGate = (*Gate)(nil)
@@ -44,34 +56,104 @@ var _ rollout.HealthGate = (*Gate)(nil)
 // DefaultCriticalNamespaces are checked when none are configured.
 var DefaultCriticalNamespaces = []string{"kube-system", "flux-system", "rook-ceph"}
 
+// outcome is what one check found.
+type outcome struct {
+	diags   []string
+	notes   []string
+	skipped string
+}
+
 type check struct {
 	name string
-	run  func(ctx context.Context, in rollout.GateInput) (diags []string, err error)
+	run  func(ctx context.Context, in rollout.GateInput) (outcome, error)
+}
+
+func (g *Gate) settings() config.Health {
+	s := g.Settings
+	d := config.Defaults().Health
+	if s.CriticalNamespaces == nil {
+		s.CriticalNamespaces = d.CriticalNamespaces
+	}
+	if s.PendingGrace.Duration <= 0 {
+		s.PendingGrace = d.PendingGrace
+	}
+	if s.CheckTimeout.Duration <= 0 {
+		s.CheckTimeout = d.CheckTimeout
+	}
+	if s.CephCheckInterval.Duration <= 0 {
+		s.CephCheckInterval = d.CephCheckInterval
+	}
+	if s.ProbeImage == "" {
+		s.ProbeImage = d.ProbeImage
+	}
+	if s.ProbeNamespace == "" {
+		s.ProbeNamespace = d.ProbeNamespace
+	}
+	return s
 }
 
 func (g *Gate) checks() []check {
-	return []check{
+	cs := []check{
 		{CheckNodeReadiness, g.nodeReadiness},
 		{CheckPodHealth, g.podHealth},
+		{CheckStorage, g.storage},
+		{CheckFlux, g.flux},
+		{CheckDNS, g.dns},
+		{CheckNetwork, g.network},
+		{CheckGPU, g.gpu},
 	}
+	s := g.settings()
+	for i, c := range cs {
+		if slices.Contains(s.Disable, c.name) {
+			cs[i].run = func(context.Context, rollout.GateInput) (outcome, error) {
+				return outcome{skipped: "disabled in the configuration (health.disable)"}, nil
+			}
+		}
+	}
+	for _, c := range s.Custom {
+		cs = append(cs, check{c.Name, g.custom(c)})
+	}
+	return cs
 }
 
-// Check runs every check once.
+// Names lists the checks the gate runs, in order.
+func (g *Gate) Names() []string {
+	var out []string
+	for _, c := range g.checks() {
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// Check runs every check once, concurrently, each within CheckTimeout.
 func (g *Gate) Check(ctx context.Context, in rollout.GateInput) rollout.HealthResult {
 	cs := g.checks()
+	timeout := g.settings().CheckTimeout.Duration
 	res := make([]rollout.CheckResult, len(cs))
 	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Add(1)
-		go func() { // the checks only read the API: no clock waits inside
+		run := func() {
 			defer wg.Done()
 			start := time.Now()
-			diags, err := c.run(ctx, in)
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			o, err := c.run(cctx, in)
 			if err != nil {
-				diags = append([]string{"check could not run: " + err.Error()}, diags...)
+				o.diags = append([]string{"check could not run: " + err.Error()}, o.diags...)
 			}
-			res[i] = rollout.CheckResult{Name: c.name, Passed: len(diags) == 0, Attempts: 1, Diagnostics: clip(diags), Duration: time.Since(start)}
-		}()
+			took := time.Since(start)
+			res[i] = rollout.CheckResult{
+				Name: c.name, Passed: len(o.diags) == 0 && o.skipped == "", Skipped: o.skipped != "" && len(o.diags) == 0, SkipReason: o.skipped,
+				Attempts: 1, Diagnostics: clip(o.diags), Notes: clip(o.notes), Duration: took, DurationMs: took.Milliseconds(),
+			}
+		}
+		// Probes wait on the clock; a virtual clock must account for them.
+		if c.name == CheckDNS || c.name == CheckNetwork {
+			run()
+			continue
+		}
+		go run()
 	}
 	wg.Wait()
 	return rollout.HealthResult{Checks: res}
@@ -85,10 +167,10 @@ func clip(d []string) []string {
 	return append(out, fmt.Sprintf("... and %d more", len(d)-maxDiagnostics+1))
 }
 
-func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) ([]string, error) {
+func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) (outcome, error) {
 	n, err := g.Client.CoreV1().Nodes().Get(ctx, in.Node.Name, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return outcome{}, err
 	}
 	var d []string
 	if !kube.IsReady(n) {
@@ -97,8 +179,10 @@ func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) ([]strin
 	if n.Spec.Unschedulable {
 		d = append(d, fmt.Sprintf("node %s is still cordoned", n.Name))
 	}
-	if v, ok := kube.TalosVersion(n.Status.NodeInfo.OSImage); !ok || v.Compare(in.Want.Talos) != 0 {
-		d = append(d, fmt.Sprintf("node %s runs %q, want Talos %s", n.Name, n.Status.NodeInfo.OSImage, in.Want.Talos))
+	if !in.Want.Talos.IsZero() {
+		if v, ok := kube.TalosVersion(n.Status.NodeInfo.OSImage); !ok || v.Compare(in.Want.Talos) != 0 {
+			d = append(d, fmt.Sprintf("node %s runs %q, want Talos %s", n.Name, n.Status.NodeInfo.OSImage, in.Want.Talos))
+		}
 	}
 	if !in.Want.Kubernetes.IsZero() {
 		if v, err := version.Parse(n.Status.NodeInfo.KubeletVersion, true); err != nil || v.Compare(in.Want.Kubernetes) != 0 {
@@ -110,55 +194,61 @@ func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) ([]strin
 			d = append(d, "node "+n.Name+": "+l)
 		}
 	}
-	return d, nil
+	return outcome{diags: d}, nil
 }
 
 var badWaiting = map[string]bool{"CrashLoopBackOff": true, "ImagePullBackOff": true, "ErrImagePull": true, "CreateContainerConfigError": true}
 
-func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) ([]string, error) {
+func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, error) {
+	s := g.settings()
 	var d []string
-	onNode, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", in.Node.Name).String(),
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range onNode.Items {
-		if p.Spec.NodeName != in.Node.Name {
-			continue
+	if in.Node.Name != "" {
+		onNode, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("spec.nodeName", in.Node.Name).String(),
+		})
+		if err != nil {
+			return outcome{}, err
 		}
-		if why := brokenPod(&p); why != "" {
-			d = append(d, fmt.Sprintf("pod %s/%s on %s: %s", p.Namespace, p.Name, in.Node.Name, why))
+		for _, p := range onNode.Items {
+			if p.Spec.NodeName != in.Node.Name || isProbe(&p) {
+				continue
+			}
+			if why := brokenPod(&p); why != "" {
+				d = append(d, fmt.Sprintf("pod %s/%s on %s: %s", p.Namespace, p.Name, in.Node.Name, why))
+			}
 		}
 	}
 	all, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, err
-	}
-	grace := g.PendingGrace
-	if grace <= 0 {
-		grace = 5 * time.Minute
+		return outcome{}, err
 	}
 	critical := map[string]bool{}
-	nss := g.CriticalNamespaces
-	if nss == nil {
-		nss = DefaultCriticalNamespaces
-	}
-	for _, ns := range nss {
+	for _, ns := range s.CriticalNamespaces {
 		critical[ns] = true
 	}
 	now := g.Clock.Now()
+	var more []string
 	for _, p := range all.Items {
-		if p.Status.Phase == corev1.PodPending && now.Sub(p.CreationTimestamp.Time) > grace {
-			d = append(d, fmt.Sprintf("pod %s/%s Pending for %s", p.Namespace, p.Name, now.Sub(p.CreationTimestamp.Time).Round(time.Second)))
+		if isProbe(&p) {
+			continue
+		}
+		if p.Status.Phase == corev1.PodPending && now.Sub(p.CreationTimestamp.Time) > s.PendingGrace.Duration {
+			more = append(more, fmt.Sprintf("pod %s/%s Pending for %s", p.Namespace, p.Name, now.Sub(p.CreationTimestamp.Time).Round(time.Second)))
 			continue
 		}
 		if critical[p.Namespace] && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && !(p.Status.Phase == corev1.PodRunning && podReady(&p)) {
-			d = append(d, fmt.Sprintf("critical pod %s/%s is %s and not Ready (node %s)", p.Namespace, p.Name, p.Status.Phase, p.Spec.NodeName))
+			more = append(more, fmt.Sprintf("critical pod %s/%s is %s and not Ready (node %s)", p.Namespace, p.Name, p.Status.Phase, orNone(p.Spec.NodeName)))
 		}
 	}
-	sort.Strings(d)
-	return d, nil
+	sort.Strings(more)
+	return outcome{diags: append(d, more...)}, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // brokenPod says why a pod is broken, or "".
@@ -184,4 +274,35 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+func (g *Gate) gpu(ctx context.Context, in rollout.GateInput) (outcome, error) {
+	if in.Node.GPUs <= 0 {
+		return outcome{skipped: "no GPUs in the inventory for this node"}, nil
+	}
+	n, err := g.Client.CoreV1().Nodes().Get(ctx, in.Node.Name, metav1.GetOptions{})
+	if err != nil {
+		return outcome{}, err
+	}
+	var d []string
+	q := n.Status.Allocatable[kube.GPUResource]
+	if q.Value() < int64(in.Node.GPUs) {
+		d = append(d, fmt.Sprintf("node %s has allocatable %s %s, the inventory says %d", n.Name, kube.GPUResource, q.String(), in.Node.GPUs))
+	}
+	pods, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", in.Node.Name).String(),
+	})
+	if err != nil {
+		return outcome{}, err
+	}
+	running := false
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == in.Node.Name && strings.Contains(p.Name, "nvidia-device-plugin") && p.Status.Phase == corev1.PodRunning {
+			running = true
+		}
+	}
+	if !running {
+		d = append(d, fmt.Sprintf("no NVIDIA device plugin pod Running on %s", n.Name))
+	}
+	return outcome{diags: d}, nil
 }

@@ -313,7 +313,7 @@ func TestIdentityDiffFindsLostLabelTaintAndGPU(t *testing.T) {
 		}
 	}
 	// And the Node Readiness check fails on it.
-	g := &health.Gate{Client: env.Client, Clock: clock.Real{}, CriticalNamespaces: []string{}}
+	g := &health.Gate{Client: env.Client, Clock: clock.Real{}, Settings: config.Health{CriticalNamespaces: []string{}}}
 	n := plan.Node{Node: config.Node{Name: "gpu-1", Role: config.RoleWorker}}
 	res := g.Check(ctx, rollout.GateInput{Node: n, Want: version.Pair{Talos: version.MustParse("v1.11.3")}, Before: &before})
 	if res.Passed() || res.Failed()[0] != health.CheckNodeReadiness {
@@ -385,7 +385,7 @@ func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 	kc := client()
 	hv := &testenv.Hypervisor{Kubelets: k, BootDelay: 300 * time.Millisecond}
 	eng := &rollout.Engine{
-		Cluster: kc, Replacer: hv, Health: &health.Gate{Client: env.Client, Clock: clock.Real{}},
+		Cluster: kc, Replacer: hv, Health: &health.Gate{Client: env.Client, Clock: clock.Real{}, Settings: withoutProbes},
 		Journal: &journal.Memory{}, Clock: clock.Real{}, RunID: "it",
 		Preflights: []rollout.Preflight{kube.DrainPreflightCheck{Client: kc}},
 		Policy: rollout.Policy{DrainTimeout: time.Minute, ReadyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second,
@@ -414,3 +414,8 @@ func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 	}
 	t.Logf("5-node cattle run against the real API server took %s", rep.Duration.Round(time.Millisecond))
 }
+
+// withoutProbes: the DNS and network probes and the GPU device plugin need
+// a kubelet that runs containers, which this test's simulated kubelets do
+// not; internal/health tests those checks on their own fixtures.
+var withoutProbes = config.Health{Disable: []string{health.CheckDNS, health.CheckNetwork, health.CheckGPU}}

@@ -36,15 +36,20 @@ type app struct {
 	emptyDir   bool
 	// pinned places the pods on one node only.
 	pinned string
-	// crashOnFault makes this app's pod crash-loop on a node whose health
-	// fault is active.
-	crashOnFault   bool
+	// crashOn makes this app's pod crash-loop on a node whose fault of one
+	// of these kinds is active.
+	crashOn        []Fault
+	extraLabels    map[string]string
 	minAvailable   *intstr.IntOrString
 	maxUnavailable *intstr.IntOrString
 }
 
 func (a *app) labels() map[string]string {
-	return map[string]string{"app.kubernetes.io/name": a.name}
+	l := map[string]string{"app.kubernetes.io/name": a.name}
+	for k, v := range a.extraLabels {
+		l[k] = v
+	}
+	return l
 }
 
 func (a *app) key() string { return a.ns + "/" + a.name }
@@ -62,11 +67,11 @@ func (l *Lab) workloads() []*app {
 		{ns: "kube-system", name: "kube-apiserver", static: true},
 		{ns: "kube-system", name: "kube-controller-manager", static: true},
 		{ns: "kube-system", name: "kube-scheduler", static: true},
-		{ns: "kube-system", name: "cilium", daemon: true, tolerateCP: true, crashOnFault: true},
+		{ns: "kube-system", name: "cilium", daemon: true, tolerateCP: true, crashOn: []Fault{FaultHealthFail, FaultRollbackFails}},
 		{ns: "kube-system", name: "nvidia-device-plugin", daemon: true, gpu: true},
-		{ns: "monitoring", name: "node-exporter", daemon: true, tolerateCP: true},
+		{ns: "monitoring", name: "node-exporter", daemon: true, tolerateCP: true, crashOn: []Fault{FaultCrashloop}},
 		{ns: "rook-ceph", name: "csi-rbdplugin", daemon: true},
-		{ns: "kube-system", name: "coredns", replicas: 2, tolerateCP: true, minAvailable: intOrStr(1)},
+		{ns: "kube-system", name: "coredns", replicas: 2, tolerateCP: true, minAvailable: intOrStr(1), extraLabels: map[string]string{"k8s-app": "kube-dns"}},
 		{ns: "flux-system", name: "source-controller", replicas: 1},
 		{ns: "flux-system", name: "kustomize-controller", replicas: 1},
 		{ns: "flux-system", name: "helm-controller", replicas: 1},
@@ -253,12 +258,39 @@ func (l *Lab) reconcileWith(startNow bool) {
 		}
 		if n := l.schedule(a, nodes, pods); n != nil {
 			p.Spec.NodeName = n.Name
+			p.Status.PodIP = l.podIP(n.Name)
 			_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
 			l.startLater(p.Namespace, p.Name)
 		}
 	}
 	l.syncPodReadiness(pods, byName)
+	l.syncDNSSlice(pods)
 	l.observe(pods)
+}
+
+// podIP hands out pod addresses from the node's pod CIDR (data: nothing
+// dials them).
+func (l *Lab) podIP(node string) string {
+	idx := 0
+	for i, name := range l.order {
+		if name == node {
+			idx = i + 1
+		}
+	}
+	return fmt.Sprintf("10.244.%d.%d", idx, 2+l.seq%250)
+}
+
+// crashes says whether a's pod crash-loops on node; l.mu must be held.
+func (l *Lab) crashes(a *app, node string) bool {
+	if a == nil {
+		return false
+	}
+	for _, f := range a.crashOn {
+		if l.nodeFaultActive(node, f) {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Lab) appOf(p *corev1.Pod) *app {
@@ -367,6 +399,7 @@ func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) *corev1.Pod {
 	}
 	if n != nil {
 		p.Spec.NodeName = n.Name
+		p.Status.PodIP = l.podIP(n.Name)
 	}
 	if err := l.Client.Tracker().Add(p); err != nil {
 		return nil
@@ -402,7 +435,7 @@ func (l *Lab) startLater(ns, name string) {
 // crash-looping when n's health fault is active.
 func (l *Lab) setPodRunning(p *corev1.Pod, n *corev1.Node) {
 	a := l.appOf(p)
-	crash := a != nil && a.crashOnFault && l.healthFaultActive(n.Name)
+	crash := l.crashes(a, n.Name)
 	start := l.now()
 	p.Status.Phase = corev1.PodRunning
 	p.Status.StartTime = &start
@@ -437,7 +470,7 @@ func (l *Lab) syncPodReadiness(pods []*corev1.Pod, nodes map[string]*corev1.Node
 		}
 		wasReady := podReady(p)
 		a := l.appOf(p)
-		crash := a != nil && a.crashOnFault && l.healthFaultActive(n.Name)
+		crash := l.crashes(a, n.Name)
 		switch {
 		case !nodeReady(n) && wasReady:
 			for i := range p.Status.Conditions {
@@ -583,5 +616,6 @@ func (l *Lab) controlLoop() {
 		return
 	}
 	l.reconcile()
+	l.refreshResources()
 	l.Client.ClearActions()
 }

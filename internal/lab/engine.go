@@ -34,11 +34,16 @@ func (l *Lab) Engine(j rollout.Journal, sink rollout.Sink, runID string) *rollou
 		Replacer:   l.Hypervisor(),
 		Upgrader:   l.Talos(),
 		Kubernetes: l.Talos(),
-		Health:     &health.Gate{Client: l.Client, Clock: l.Clock},
+		Health:     l.Health(),
 		Journal:    j,
 		Clock:      l.Clock,
 		Sink:       sink,
 		Policy:     rollout.PolicyFrom(r),
 		RunID:      runID,
 	}
+}
+
+// Health is the health gate over the lab's API, with the configured settings.
+func (l *Lab) Health() *health.Gate {
+	return &health.Gate{Client: l.Client, Dynamic: l.Dynamic, Clock: l.Clock, Settings: l.opts.Config.Health}
 }

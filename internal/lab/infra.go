@@ -11,16 +11,6 @@ import (
 	"github.com/prox-ops/drover/internal/version"
 )
 
-// healthFaultActive: the node's health fault shows once it left its
-// starting version. l.mu must be held.
-func (l *Lab) healthFaultActive(node string) bool {
-	v := l.vms[node]
-	if v == nil || (v.fault != FaultHealthFail && v.fault != FaultRollbackFails) {
-		return false
-	}
-	return v.at != v.initial
-}
-
 // failing says whether the fault makes moving the node to `to` fail: the
 // forward step for replace-fails, the way back for rollback-fails.
 func (v *vm) failing(to version.Pair) bool {

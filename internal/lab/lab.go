@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/prox-ops/drover/internal/clock"
@@ -46,10 +47,21 @@ const (
 	FaultReplaceFails Fault = "replace-fails"
 	// FaultRollbackFails: health-fail, and the rollback fails too.
 	FaultRollbackFails Fault = "rollback-fails"
+	// FaultDNSDown: pods on the node cannot resolve or reach services.
+	FaultDNSDown Fault = "dns-down"
+	// FaultCephWarn: Ceph goes HEALTH_WARN with an OSD on the node down.
+	FaultCephWarn Fault = "ceph-warn"
+	// FaultFluxFailed: a HelmRelease fails to reconcile.
+	FaultFluxFailed Fault = "flux-failed"
+	// FaultGPULost: the node comes back without its GPUs.
+	FaultGPULost Fault = "gpu-lost"
+	// FaultCrashloop: a pod on the node crash-loops (node-exporter).
+	FaultCrashloop Fault = "crashloop"
 )
 
 // Faults lists every fault kind.
-var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails}
+var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
+	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {
@@ -113,6 +125,10 @@ type Options struct {
 	Durations  Durations
 	// Log, when set, is told what the simulated infrastructure does.
 	Log func(node, msg string)
+	// FaultsNow makes the health faults (dns-down, ceph-warn, flux-failed,
+	// gpu-lost, crashloop) show from the start instead of after the node's
+	// upgrade: `drover health --lab` uses it.
+	FaultsNow bool
 }
 
 // DefaultTalos and DefaultKubernetes are the lab's starting versions.
@@ -145,6 +161,8 @@ type vm struct {
 type Lab struct {
 	Clock  *clock.Virtual
 	Client *fake.Clientset
+	// Dynamic serves the custom resources (CephCluster, Flux objects).
+	Dynamic *dynamicfake.FakeDynamicClient
 
 	opts     Options
 	mu       sync.Mutex
@@ -217,8 +235,13 @@ func New(opts Options) (*Lab, error) {
 	}
 	l.snapshotDir = dir
 	l.installAPI()
+	l.installProbes()
+	l.newDynamic()
 	l.seedEtcd()
 	if err := l.seed(); err != nil {
+		return nil, err
+	}
+	if err := l.seedResources(); err != nil {
 		return nil, err
 	}
 	l.stop = l.every(opts.Durations.ControlLoop, l.controlLoop)
@@ -313,6 +336,9 @@ func (l *Lab) nodeObject(v *vm, ready bool) *corev1.Node {
 	if n.GPUs > 0 {
 		labels["nvidia.com/gpu.present"] = "true"
 		alloc[gpu] = mustQty(fmt.Sprint(n.GPUs))
+		if l.nodeFaultActive(n.Name, FaultGPULost) {
+			alloc[gpu] = mustQty("0") // the driver did not load
+		}
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: l.newUID(), Labels: labels, CreationTimestamp: l.now()},

@@ -97,13 +97,19 @@ type HealthResult struct {
 
 // CheckResult is one named check.
 type CheckResult struct {
-	Name     string `json:"name"`
-	Passed   bool   `json:"passed"`
-	Skipped  bool   `json:"skipped"`
-	Attempts int    `json:"attempts,omitempty"`
+	Name    string `json:"name"`
+	Passed  bool   `json:"passed"`
+	Skipped bool   `json:"skipped"`
+	// SkipReason says why a skipped check did not apply.
+	SkipReason string `json:"skipReason,omitempty"`
+	Attempts   int    `json:"attempts"`
 	// Diagnostics say what is wrong and where, at most ten lines.
-	Diagnostics []string      `json:"diagnostics,omitempty"`
-	Duration    time.Duration `json:"-"`
+	Diagnostics []string `json:"diagnostics,omitempty"`
+	// Notes are worth knowing but fail nothing (a suspended Flux object).
+	Notes    []string      `json:"notes,omitempty"`
+	Duration time.Duration `json:"-"`
+	// DurationMs mirrors Duration for JSON.
+	DurationMs int64 `json:"durationMs"`
 }
 
 // Passed reports whether no check failed.

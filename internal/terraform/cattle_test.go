@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
@@ -76,7 +77,7 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 	r := f.runner(t, f.settings())
 	p := plan.Build(plan.Input{Nodes: fixtureNodes, Strategy: version.Cattle, From: v1113, To: v1120, MaxParallelWorkers: 2})
 	eng := &rollout.Engine{
-		Cluster: kc, Replacer: r, Health: &health.Gate{Client: env.Client, Clock: clock.Real{}},
+		Cluster: kc, Replacer: r, Health: &health.Gate{Client: env.Client, Clock: clock.Real{}, Settings: withoutProbes},
 		Journal: &journal.Memory{}, Clock: clock.Real{}, RunID: "tf",
 		Preflights: []rollout.Preflight{Preflight{Runner: r, At: v1113}, kube.DrainPreflightCheck{Client: kc}},
 		Policy: rollout.Policy{DrainTimeout: time.Minute, ReadyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second,
@@ -108,3 +109,8 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 	}
 	t.Logf("5-node cattle run through %s took %s", r.Binary, rep.Duration.Round(100*time.Millisecond))
 }
+
+// withoutProbes: the DNS and network probes and the GPU device plugin need
+// a kubelet that runs containers, which this test's simulated kubelets do
+// not; internal/health tests those checks on their own fixtures.
+var withoutProbes = config.Health{Disable: []string{health.CheckDNS, health.CheckNetwork, health.CheckGPU}}
