@@ -35,6 +35,7 @@ func ExitCode(err error) int {
 		hf *rollout.HaltError
 		rf *rollout.RollbackFailedError
 		bl *rollout.BlockedError
+		uh *UnhealthyError
 	)
 	switch {
 	case err == nil:
@@ -43,7 +44,7 @@ func ExitCode(err error) int {
 		return ExitRollbackFailed
 	case errors.As(err, &bl):
 		return ExitBlocked
-	case errors.As(err, &hf):
+	case errors.As(err, &hf), errors.As(err, &uh):
 		return ExitHalted
 	case errors.As(err, &ue), errors.As(err, &ce), errors.As(err, &pe), errors.As(err, &de):
 		return ExitUsage

@@ -62,7 +62,7 @@ func (f *upgradeFlags) realEngine(ctx context.Context, s Streams, p *prepared, p
 	}
 	eng := &rollout.Engine{
 		Cluster: kc, Upgrader: api, Health: &health.Gate{Client: p.kube, Dynamic: dyn, Clock: real, Settings: cfg.Health},
-		Clock: real, Guard: guard, Policy: rollout.PolicyFrom(r),
+		Clock: real, Guard: guard, Policy: rollout.PolicyFrom(r), PreflightHealth: true,
 		Preflights: []rollout.Preflight{guard, kube.DrainPreflightCheck{Client: kc}},
 	}
 	switch {

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 
@@ -72,7 +73,7 @@ Exit codes:
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
-	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s))
+	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s))
 	return root
 }
 
@@ -81,7 +82,8 @@ func Run(ctx context.Context, s Streams, args []string) int {
 	root := NewRoot(s)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	if err != nil {
+	var uh *UnhealthyError
+	if err != nil && !errors.As(err, &uh) { // drover health already printed its verdict
 		printError(s.Err, err)
 	}
 	return ExitCode(err)

@@ -24,6 +24,7 @@ type upgradeFlags struct {
 	approve     bool
 	journalPath string
 	skipDrainPF bool
+	skipHealth  bool
 	talosconfig string
 }
 
@@ -63,6 +64,7 @@ drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
 	cmd.Flags().StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
+	cmd.Flags().BoolVar(&f.skipHealth, "skip-preflight-health", false, "do not stop before any change when the cluster is already unhealthy (the report says it was skipped)")
 	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
 	cmd.Flags().StringVar(&f.journalPath, "journal", "", "append the run's journal (JSON lines) to this file (default: kept in memory in the lab)")
 	return cmd
@@ -143,6 +145,10 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	var skipped []string
 	if f.skipDrainPF {
 		eng.Preflights, skipped = without(eng.Preflights, kube.DrainPreflightCheck{}.Name())
+	}
+	if f.skipHealth {
+		eng.PreflightHealth = false
+		skipped = append(skipped, "preflight health")
 	}
 	rep, runErr := eng.Run(ctx, p.plan)
 	if rep == nil {

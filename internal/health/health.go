@@ -168,6 +168,23 @@ func clip(d []string) []string {
 }
 
 func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) (outcome, error) {
+	if in.Node.Name == "" {
+		// The whole cluster: every node Ready and schedulable.
+		nodes, err := g.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return outcome{}, err
+		}
+		var d []string
+		for _, n := range nodes.Items {
+			if !kube.IsReady(&n) {
+				d = append(d, fmt.Sprintf("node %s is not Ready", n.Name))
+			}
+			if n.Spec.Unschedulable {
+				d = append(d, fmt.Sprintf("node %s is cordoned", n.Name))
+			}
+		}
+		return outcome{diags: d}, nil
+	}
 	n, err := g.Client.CoreV1().Nodes().Get(ctx, in.Node.Name, metav1.GetOptions{})
 	if err != nil {
 		return outcome{}, err
@@ -277,6 +294,9 @@ func podReady(p *corev1.Pod) bool {
 }
 
 func (g *Gate) gpu(ctx context.Context, in rollout.GateInput) (outcome, error) {
+	if in.Node.Name == "" {
+		return outcome{skipped: "needs a node"}, nil
+	}
 	if in.Node.GPUs <= 0 {
 		return outcome{skipped: "no GPUs in the inventory for this node"}, nil
 	}

@@ -31,15 +31,17 @@ func (l *Lab) Engine(j rollout.Journal, sink rollout.Sink, runID string) *rollou
 		Cluster:    kc,
 		Preflights: []rollout.Preflight{guard, kube.DrainPreflightCheck{Client: kc}},
 		Guard:      guard,
-		Replacer:   l.Hypervisor(),
-		Upgrader:   l.Talos(),
-		Kubernetes: l.Talos(),
-		Health:     l.Health(),
-		Journal:    j,
-		Clock:      l.Clock,
-		Sink:       sink,
-		Policy:     rollout.PolicyFrom(r),
-		RunID:      runID,
+		// An already unhealthy cluster blocks the run before any change.
+		PreflightHealth: true,
+		Replacer:        l.Hypervisor(),
+		Upgrader:        l.Talos(),
+		Kubernetes:      l.Talos(),
+		Health:          l.Health(),
+		Journal:         j,
+		Clock:           l.Clock,
+		Sink:            sink,
+		Policy:          rollout.PolicyFrom(r),
+		RunID:           runID,
 	}
 }
 

@@ -44,6 +44,9 @@ type Engine struct {
 	// Kubernetes upgrades Kubernetes after the nodes of a pets run that
 	// changes it.
 	Kubernetes KubernetesUpgrader
+	// PreflightHealth runs the health gate over the whole cluster before any
+	// change; an unhealthy cluster blocks the run.
+	PreflightHealth bool
 
 	mu      sync.Mutex
 	started time.Time
@@ -116,6 +119,12 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 			if !id.Ready {
 				return &BlockedError{Reason: fmt.Sprintf("preflight: node %s is not Ready; fix it before upgrading", n.Name)}
 			}
+		}
+	}
+	if e.PreflightHealth {
+		e.emit(Event{Kind: EventLog, Step: StepPreflight, Message: "cluster health"})
+		if res, err := e.gate(ctx, GateInput{}); err != nil {
+			return &BlockedError{Reason: "preflight health: the cluster is already unhealthy (" + res.Summary("") + ")", Err: err}
 		}
 	}
 	for _, pf := range e.Preflights {
@@ -370,7 +379,11 @@ func (e *Engine) gate(ctx context.Context, in GateInput) (HealthResult, error) {
 	var res HealthResult
 	for a := 1; a <= attempts; a++ {
 		res = e.Health.Check(ctx, in)
+		for i := range res.Checks {
+			res.Checks[i].Attempts = a
+		}
 		if res.Passed() {
+			e.emit(Event{Kind: EventLog, Node: in.Node.Name, Step: StepHealth, Message: res.Summary(in.Node.Name)})
 			return res, nil
 		}
 		if a == attempts || !e.Clock.Now().Add(e.Policy.HealthInterval).Before(deadline) {
@@ -382,7 +395,14 @@ func (e *Engine) gate(ctx context.Context, in GateInput) (HealthResult, error) {
 			return res, err
 		}
 	}
+	e.emit(Event{Kind: EventLog, Node: in.Node.Name, Step: StepHealth, Message: res.Summary(in.Node.Name)})
 	return res, &HealthFailedError{Node: in.Node.Name, Result: res}
+}
+
+// CheckHealth runs the health gate as the engine does between nodes: up to
+// HealthAttempts times, HealthInterval apart, within HealthTimeout.
+func (e *Engine) CheckHealth(ctx context.Context, in GateInput) (HealthResult, error) {
+	return e.gate(ctx, in)
 }
 
 // soak re-runs the health checks every HealthInterval across the soak

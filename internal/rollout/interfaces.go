@@ -7,6 +7,8 @@ package rollout
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prox-ops/drover/internal/plan"
@@ -114,6 +116,40 @@ type CheckResult struct {
 
 // Passed reports whether no check failed.
 func (r HealthResult) Passed() bool { return len(r.Failed()) == 0 }
+
+// Summary is the one-line verdict, e.g.
+// "✅ Node k8s-work-1: 7/7 health checks passed" or
+// "❌ Node k8s-work-1: 5/7 health checks passed (failed: Storage Health, DNS Resolution)".
+func (r HealthResult) Summary(node string) string {
+	ran, passed, skipped := 0, 0, 0
+	for _, c := range r.Checks {
+		switch {
+		case c.Skipped:
+			skipped++
+		case c.Passed:
+			ran++
+			passed++
+		default:
+			ran++
+		}
+	}
+	who := "Cluster"
+	if node != "" {
+		who = "Node " + node
+	}
+	mark := "✅"
+	if !r.Passed() {
+		mark = "❌"
+	}
+	s := fmt.Sprintf("%s %s: %d/%d health checks passed", mark, who, passed, ran)
+	if f := r.Failed(); len(f) > 0 {
+		s += " (failed: " + strings.Join(f, ", ") + ")"
+	}
+	if skipped > 0 {
+		s += fmt.Sprintf(", %d skipped", skipped)
+	}
+	return s
+}
 
 // Failed names the checks that failed.
 func (r HealthResult) Failed() []string {
