@@ -128,7 +128,7 @@ func (g *Gate) probe(ctx context.Context, node, kind string, command []string) (
 		_ = pods.Delete(dctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	}()
 	var final *corev1.Pod
-	err = clock.Poll(ctx, g.Clock, "probe pod "+name, time.Second, s.CheckTimeout.Duration, func(ctx context.Context) (bool, string, error) {
+	err = clock.Poll(ctx, g.Clock, "probe pod "+name, 500*time.Millisecond, s.CheckTimeout.Duration, func(ctx context.Context) (bool, string, error) {
 		p, err := pods.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error(), nil

@@ -44,8 +44,13 @@ type Kubelets struct {
 	// Namespace, when set, limits the scheduler and pod handling to one
 	// namespace, so tests sharing a control plane do not see each other.
 	Namespace string
+	// ProbeResult decides how a drover probe pod (label
+	// drover.prox-ops.io/probe) ends, since nothing runs its command here.
+	// Nil: it succeeds.
+	ProbeResult func(p *corev1.Pod) (ok bool, message string)
 
 	mu      sync.Mutex
+	ips     int
 	nodes   map[string]*simNode
 	pending map[string]time.Time
 	cancel  context.CancelFunc
@@ -291,7 +296,11 @@ func (k *Kubelets) syncPods(ctx context.Context) {
 				_ = k.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))})
 				continue
 			}
-			if p.Status.Phase == corev1.PodRunning {
+			if p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			if _, probe := p.Labels["drover.prox-ops.io/probe"]; probe {
+				k.finishProbe(ctx, p)
 				continue
 			}
 			k.mu.Lock()
@@ -311,9 +320,29 @@ func (k *Kubelets) syncPods(ctx context.Context) {
 	}
 }
 
+// finishProbe ends a probe pod as ProbeResult says.
+func (k *Kubelets) finishProbe(ctx context.Context, p *corev1.Pod) {
+	ok, msg := true, ""
+	if k.ProbeResult != nil {
+		ok, msg = k.ProbeResult(p)
+	}
+	exit, phase := int32(0), corev1.PodSucceeded
+	if !ok {
+		exit, phase = 1, corev1.PodFailed
+	}
+	p.Status.Phase = phase
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "probe", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, Message: msg}}}}
+	_, _ = k.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+}
+
 func (k *Kubelets) startPod(ctx context.Context, p *corev1.Pod) {
 	now := metav1.Now()
 	p.Status.Phase = corev1.PodRunning
+	k.mu.Lock()
+	k.ips++
+	p.Status.PodIP = fmt.Sprintf("10.244.%d.%d", k.ips/250, 2+k.ips%250)
+	k.mu.Unlock()
+	p.Status.PodIPs = []corev1.PodIP{{IP: p.Status.PodIP}}
 	p.Status.StartTime = &now
 	p.Status.Conditions = []corev1.PodCondition{
 		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},

@@ -54,6 +54,7 @@ const (
 var Controllers = []string{
 	"disruption-controller", "replicaset-controller", "deployment-controller",
 	"node-lifecycle-controller", "pod-garbage-collector-controller", "daemonset-controller",
+	"endpointslice-controller",
 }
 
 // Env is a running control plane.
