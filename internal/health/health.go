@@ -218,26 +218,20 @@ var badWaiting = map[string]bool{"CrashLoopBackOff": true, "ImagePullBackOff": t
 
 func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, error) {
 	s := g.settings()
-	var d []string
-	if in.Node.Name != "" {
-		onNode, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-			FieldSelector: fields.OneTermEqualSelector("spec.nodeName", in.Node.Name).String(),
-		})
-		if err != nil {
-			return outcome{}, err
-		}
-		for _, p := range onNode.Items {
-			if p.Spec.NodeName != in.Node.Name || isProbe(&p) {
-				continue
-			}
-			if why := brokenPod(&p); why != "" {
-				d = append(d, fmt.Sprintf("pod %s/%s on %s: %s", p.Namespace, p.Name, in.Node.Name, why))
-			}
-		}
-	}
+	// One list serves both the node's pods and the cluster-wide rules.
 	all, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return outcome{}, err
+	}
+	var d []string
+	for i := range all.Items {
+		p := &all.Items[i]
+		if in.Node.Name == "" || p.Spec.NodeName != in.Node.Name || isProbe(p) {
+			continue
+		}
+		if why := brokenPod(p); why != "" {
+			d = append(d, fmt.Sprintf("pod %s/%s on %s: %s", p.Namespace, p.Name, in.Node.Name, why))
+		}
 	}
 	critical := map[string]bool{}
 	for _, ns := range s.CriticalNamespaces {
@@ -245,15 +239,16 @@ func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, er
 	}
 	now := g.Clock.Now()
 	var more []string
-	for _, p := range all.Items {
-		if isProbe(&p) {
+	for i := range all.Items {
+		p := &all.Items[i]
+		if isProbe(p) {
 			continue
 		}
 		if p.Status.Phase == corev1.PodPending && now.Sub(p.CreationTimestamp.Time) > s.PendingGrace.Duration {
 			more = append(more, fmt.Sprintf("pod %s/%s Pending for %s", p.Namespace, p.Name, now.Sub(p.CreationTimestamp.Time).Round(time.Second)))
 			continue
 		}
-		if critical[p.Namespace] && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && !(p.Status.Phase == corev1.PodRunning && podReady(&p)) {
+		if critical[p.Namespace] && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && !(p.Status.Phase == corev1.PodRunning && podReady(p)) {
 			more = append(more, fmt.Sprintf("critical pod %s/%s is %s and not Ready (node %s)", p.Namespace, p.Name, p.Status.Phase, orNone(p.Spec.NodeName)))
 		}
 	}
