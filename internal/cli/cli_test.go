@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -395,5 +396,66 @@ func testStreams(t *testing.T, out, errb *bytes.Buffer) Streams {
 		In: strings.NewReader(""), Out: out, Err: errb, IsTerminal: func() bool { return false },
 		Getenv: func(string) string { return "" }, Home: t.TempDir(),
 		InCluster: func() (*rest.Config, error) { return nil, rest.ErrNotInCluster },
+	}
+}
+
+func TestHealthCommand(t *testing.T) {
+	r := drover(t, "health", "--lab", "--node", "k8s-work-4", "--output", "json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var h struct {
+		Node   string `json:"node"`
+		Passed bool   `json:"passed"`
+		Checks []struct {
+			Name        string   `json:"name"`
+			Passed      bool     `json:"passed"`
+			Skipped     bool     `json:"skipped"`
+			Attempts    int      `json:"attempts"`
+			DurationMs  *int64   `json:"durationMs"`
+			Diagnostics []string `json:"diagnostics"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Node != "k8s-work-4" || !h.Passed || len(h.Checks) != 7 {
+		t.Fatalf("%+v", h)
+	}
+	for _, c := range h.Checks {
+		if !c.Passed || c.Skipped || c.Attempts != 1 || c.DurationMs == nil {
+			t.Errorf("check %+v on a healthy GPU node", c)
+		}
+	}
+
+	r = drover(t, "health", "--lab", "--node", "k8s-work-1", "--lab-fault", "k8s-work-1=dns-down", "--lab-fault", "k8s-work-2=flux-failed", "--output", "markdown")
+	if r.code != ExitHalted {
+		t.Fatalf("exit %d, want 1", r.code)
+	}
+	for _, want := range []string{"### ❌ Node k8s-work-1:", "(failed: Flux Reconciliation, DNS Resolution, Network Connectivity)", "| DNS Resolution | FAILED | 3 |", "| GPU Availability | skipped |"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r.stderr != "" {
+		t.Errorf("the verdict was printed twice: %q", r.stderr)
+	}
+}
+
+func TestPreflightHealthBlocksAnUnhealthyCluster(t *testing.T) {
+	// --lab-faults-now makes a health fault show before any upgrade: the
+	// cluster is already unhealthy.
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--output", "json", "--lab-fault", "k8s-work-1=ceph-warn", "--lab-faults-now")
+	if r.code != ExitBlocked {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	rep := decodeReport(t, r)
+	if !strings.Contains(rep.Error, "preflight health") || !strings.Contains(rep.Error, "Storage Health") {
+		t.Fatalf("error %q", rep.Error)
+	}
+	r = drover(t, "upgrade", "--lab", "--to-talos", "v1.11.4", "--yes", "--output", "json", "--lab-fault", "k8s-work-1=ceph-warn", "--lab-faults-now", "--skip-preflight-health")
+	rep = decodeReport(t, r)
+	if !slices.Contains(rep.SkippedPreflights, "preflight health") {
+		t.Fatalf("skipped %v", rep.SkippedPreflights)
 	}
 }

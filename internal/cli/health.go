@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -106,7 +107,7 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 		if err != nil {
 			return usage(err)
 		}
-		gate = &health.Gate{Client: cs, Dynamic: dyn, Clock: clk, Settings: cfg.Health}
+		gate = &health.Gate{Client: cs, Dynamic: dyn, Clock: clk, Settings: cfg.Health, Resolve: inPodResolver(s)}
 	}
 	in := rollout.GateInput{}
 	if f.node != "" {
@@ -177,4 +178,16 @@ func checkResult(c rollout.CheckResult) string {
 		return "passed"
 	}
 	return "FAILED"
+}
+
+// inPodResolver resolves names itself when drover runs inside a pod (the
+// runner pod), so the DNS check needs no probe pod there.
+func inPodResolver(s Streams) func(ctx context.Context, host string) error {
+	if s.Getenv == nil || s.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil
+	}
+	return func(ctx context.Context, host string) error {
+		_, err := net.DefaultResolver.LookupHost(ctx, host)
+		return err
+	}
 }

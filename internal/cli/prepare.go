@@ -80,7 +80,7 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node,
 				return nil, usage(fmt.Errorf("--lab-fault: no node %q in the inventory", node))
 			}
 		}
-		p.lab, err = lab.New(lab.Options{Config: *cfg, Talos: p.change.From.Talos, Kubernetes: p.change.From.Kubernetes, Faults: faults, Log: labLog})
+		p.lab, err = lab.New(lab.Options{Config: *cfg, Talos: p.change.From.Talos, Kubernetes: p.change.From.Kubernetes, Faults: faults, Log: labLog, FaultsNow: src.faultsNow})
 		if err != nil {
 			return nil, err
 		}

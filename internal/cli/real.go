@@ -61,7 +61,7 @@ func (f *upgradeFlags) realEngine(ctx context.Context, s Streams, p *prepared, p
 		return nil, cleanup, usage(err)
 	}
 	eng := &rollout.Engine{
-		Cluster: kc, Upgrader: api, Health: &health.Gate{Client: p.kube, Dynamic: dyn, Clock: real, Settings: cfg.Health},
+		Cluster: kc, Upgrader: api, Health: &health.Gate{Client: p.kube, Dynamic: dyn, Clock: real, Settings: cfg.Health, Resolve: inPodResolver(s)},
 		Clock: real, Guard: guard, Policy: rollout.PolicyFrom(r), PreflightHealth: true,
 		Preflights: []rollout.Preflight{guard, kube.DrainPreflightCheck{Client: kc}},
 	}

@@ -92,7 +92,7 @@ func benchCluster(b *testing.B, nodes, pods int) (*Gate, rollout.GateInput) {
 		for _, k := range []struct{ apiVersion, kind string }{{"kustomize.toolkit.fluxcd.io/v1", "Kustomization"}, {"helm.toolkit.fluxcd.io/v2", "HelmRelease"}} {
 			dyn = append(dyn, &unstructured.Unstructured{Object: map[string]any{"apiVersion": k.apiVersion, "kind": k.kind,
 				"metadata": map[string]any{"namespace": "flux-system", "name": fmt.Sprintf("x-%d", i), "generation": int64(1)},
-				"status": map[string]any{"observedGeneration": int64(1), "conditions": []any{map[string]any{"type": "Ready", "status": "True", "reason": "ok", "message": "ok"}}}}})
+				"status":   map[string]any{"observedGeneration": int64(1), "conditions": []any{map[string]any{"type": "Ready", "status": "True", "reason": "ok", "message": "ok"}}}}})
 		}
 	}
 	d := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{

@@ -131,10 +131,9 @@ func (g *Gate) Check(ctx context.Context, in rollout.GateInput) rollout.HealthRe
 	timeout := g.settings().CheckTimeout.Duration
 	res := make([]rollout.CheckResult, len(cs))
 	var wg sync.WaitGroup
+	var probes []func()
 	for i, c := range cs {
-		wg.Add(1)
 		run := func() {
-			defer wg.Done()
 			start := time.Now()
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
@@ -148,13 +147,20 @@ func (g *Gate) Check(ctx context.Context, in rollout.GateInput) rollout.HealthRe
 				Attempts: 1, Diagnostics: clip(o.diags), Notes: clip(o.notes), Duration: took, DurationMs: took.Milliseconds(),
 			}
 		}
-		// Probes wait on the clock; a virtual clock must account for them.
+		// Probes wait on the clock, so they run through it (a virtual clock
+		// must account for every goroutine that waits on it); the other
+		// checks only read the API.
 		if c.name == CheckDNS || c.name == CheckNetwork {
-			run()
+			probes = append(probes, run)
 			continue
 		}
-		go run()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run()
+		}()
 	}
+	clock.Parallel(g.Clock, probes...)
 	wg.Wait()
 	return rollout.HealthResult{Checks: res}
 }

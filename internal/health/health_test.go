@@ -333,7 +333,9 @@ func TestSuspendedFluxObjectsAreListedNotFailed(t *testing.T) {
 	if _, err := r.Patch(ctx, "cilium", types.MergePatchType, []byte(`{"spec":{"suspend":true}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _, _ = r.Patch(ctx, "cilium", types.MergePatchType, []byte(`{"spec":{"suspend":false}}`), metav1.PatchOptions{}) }()
+	defer func() {
+		_, _ = r.Patch(ctx, "cilium", types.MergePatchType, []byte(`{"spec":{"suspend":false}}`), metav1.PatchOptions{})
+	}()
 	res := f.g.Check(ctx, f.input())
 	for _, c := range res.Checks {
 		if c.Name == CheckFlux && (!c.Passed || len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "suspended")) {
