@@ -313,10 +313,10 @@ func TestIdentityDiffFindsLostLabelTaintAndGPU(t *testing.T) {
 		}
 	}
 	// And the Node Readiness check fails on it.
-	g := &health.Gate{Client: env.Client, Clock: clock.Real{}, Settings: config.Health{CriticalNamespaces: []string{}}}
+	g := &health.Gate{Client: env.Client, Clock: clock.Real{}, Settings: config.Health{CriticalNamespaces: []string{}, Disable: withoutProbes.Disable}}
 	n := plan.Node{Node: config.Node{Name: "gpu-1", Role: config.RoleWorker}}
 	res := g.Check(ctx, rollout.GateInput{Node: n, Want: version.Pair{Talos: version.MustParse("v1.11.3")}, Before: &before})
-	if res.Passed() || res.Failed()[0] != health.CheckNodeReadiness {
+	if f := res.Failed(); len(f) != 1 || f[0] != health.CheckNodeReadiness {
 		t.Fatalf("health %+v", res)
 	}
 }
