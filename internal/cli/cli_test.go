@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prox-ops/drover/internal/config"
 	"k8s.io/client-go/rest"
 )
 
@@ -457,5 +459,75 @@ func TestPreflightHealthBlocksAnUnhealthyCluster(t *testing.T) {
 	rep = decodeReport(t, r)
 	if !slices.Contains(rep.SkippedPreflights, "preflight health") {
 		t.Fatalf("skipped %v", rep.SkippedPreflights)
+	}
+}
+
+// TestCanarySecretNeverLeaves: a secret value set in every secret variable
+// (and, as an operator slip, used as the cluster name, so drover really
+// has it to print) appears in zero bytes of stdout, stderr, journal or
+// report, across a halted run; in GitHub Actions it is registered with
+// ::add-mask:: before anything else and appears nowhere else.
+func TestCanarySecretNeverLeaves(t *testing.T) {
+	const canary = "canary-s3cr3t-9d1f"
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "drover.yaml")
+	data, err := os.ReadFile("../../examples/prox-ops/drover.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, cfg, strings.Replace(string(data), "name: prox-ops", "name: "+canary, 1))
+	for _, gha := range []bool{false, true} {
+		t.Run(map[bool]string{false: "terminal", true: "github actions"}[gha], func(t *testing.T) {
+			summary := filepath.Join(dir, fmt.Sprintf("summary-%v.md", gha))
+			outputs := filepath.Join(dir, fmt.Sprintf("outputs-%v.txt", gha))
+			env := map[string]string{"GITHUB_STEP_SUMMARY": summary, "GITHUB_OUTPUT": outputs}
+			for _, k := range config.DefaultSecretEnv {
+				env[k] = canary
+			}
+			if gha {
+				env["GITHUB_ACTIONS"] = "true"
+			}
+			var out, errb bytes.Buffer
+			s := testStreams(t, &out, &errb)
+			s.Getenv = func(k string) string { return env[k] }
+			journalPath := filepath.Join(dir, fmt.Sprintf("journal-%v.jsonl", gha))
+			code := Run(context.Background(), s, []string{"upgrade", "--lab", "--config", cfg, "--to-talos", "v1.12.0", "--yes",
+				"--lab-fault", "k8s-work-1=health-fail", "--journal", journalPath, "--output", "json"})
+			if code != ExitHalted {
+				t.Fatalf("exit %d\n%s", code, lastLines(errb.String(), 5))
+			}
+			stdout := out.String()
+			if gha {
+				// The masks come first; strip them, and the canary must be gone.
+				lines := strings.Split(stdout, "\n")
+				i := 0
+				for ; i < len(lines) && strings.HasPrefix(lines[i], "::add-mask::"); i++ {
+				}
+				if i == 0 {
+					t.Fatal("no ::add-mask:: before the output")
+				}
+				stdout = strings.Join(lines[i:], "\n")
+				if !strings.Contains(errb.String(), "::group::drover: node k8s-ctrl-1") || !strings.Contains(errb.String(), "::error title=drover%3A node k8s-work-1 rolled-back::") {
+					t.Errorf("no groups or error annotations:\n%s", lastLines(errb.String(), 10))
+				}
+				sum, _ := os.ReadFile(summary)
+				outs, _ := os.ReadFile(outputs)
+				if !strings.Contains(string(sum), "| k8s-work-1 | cattle | v1.11.3 → v1.12.0 |") || !strings.Contains(string(outs), "result=halted\nfailed_node=k8s-work-1\nrun_id=") {
+					t.Errorf("step summary or outputs wrong:\n%s\n%s", sum, outs)
+				}
+				if strings.Contains(string(sum)+string(outs), canary) {
+					t.Error("the canary reached the GitHub files")
+				}
+			}
+			j, _ := os.ReadFile(journalPath)
+			for name, text := range map[string]string{"stdout": stdout, "stderr": errb.String(), "journal": string(j)} {
+				if strings.Contains(text, canary) {
+					t.Errorf("the canary secret leaked into %s", name)
+				}
+			}
+			if !strings.Contains(errb.String(), "cluster ***") {
+				t.Errorf("the masked cluster name is not in the progress: the test did not exercise masking")
+			}
+		})
 	}
 }

@@ -53,6 +53,7 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node,
 	if err != nil {
 		return nil, err
 	}
+	s.addSecrets(cfg.Secrets.Env)
 	p := &prepared{cfg: cfg}
 	if p.change, err = src.change(ctx, cfg); err != nil {
 		return nil, err
@@ -191,9 +192,9 @@ func (p *prepared) terraform(ctx context.Context, src *sourceFlags, s Streams) (
 
 // masker masks the configured secret environment variables.
 func masker(cfg *config.Config, s Streams) *secrets.Masker {
-	getenv := s.Getenv
-	if getenv == nil {
-		getenv = func(string) string { return "" }
+	if s.Masker == nil {
+		return secrets.FromEnv(s.getenv, cfg.Secrets.Env)
 	}
-	return secrets.FromEnv(getenv, cfg.Secrets.Env)
+	s.addSecrets(cfg.Secrets.Env)
+	return s.Masker
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
 )
 
@@ -17,6 +18,9 @@ type console struct {
 	w     io.Writer
 	now   func() time.Time
 	start time.Time
+	// github adds GitHub Actions annotations; groups only when nodes run
+	// one at a time (log groups cannot interleave).
+	github, groups bool
 }
 
 func newConsole(w io.Writer, now func() time.Time) *console {
@@ -41,6 +45,11 @@ func (c *console) Event(e rollout.Event) {
 	case rollout.EventRunStarted:
 		c.line("", e.Message)
 	case rollout.EventStep:
+		if c.groups && e.Step == rollout.StepPreflight && e.Status == rollout.StatusStarted && e.Node != "" {
+			c.mu.Lock()
+			notify.Group(c.w, "drover: node "+e.Node)
+			c.mu.Unlock()
+		}
 		switch e.Status {
 		case rollout.StatusStarted:
 			msg := string(e.Step)
@@ -60,10 +69,23 @@ func (c *console) Event(e rollout.Event) {
 			mark = "✗"
 		}
 		c.line(e.Node, fmt.Sprintf("%s %s in %s (%s -> %s)", mark, n.Outcome, human(n.Duration), n.From, n.To))
+		c.mu.Lock()
+		if c.github && n.Outcome != rollout.OutcomeUpgraded {
+			notify.Error(c.w, "drover: node "+n.Name+" "+string(n.Outcome), n.Reason)
+		}
+		if c.groups {
+			notify.EndGroup(c.w)
+		}
+		c.mu.Unlock()
 	case rollout.EventLog:
 		c.line(e.Node, e.Message)
 	case rollout.EventRunFinished:
 		c.line("", "run "+e.Message)
+		if c.github && e.Report != nil && e.Report.Result != rollout.ResultSucceeded {
+			c.mu.Lock()
+			notify.Error(c.w, "drover: run "+string(e.Report.Result), e.Report.Error)
+			c.mu.Unlock()
+		}
 	}
 }
 

@@ -11,6 +11,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"k8s.io/client-go/rest"
+
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/notify"
+	"github.com/prox-ops/drover/internal/secrets"
 )
 
 // Build information, set with -ldflags "-X github.com/prox-ops/drover/internal/cli.Version=...".
@@ -32,6 +36,30 @@ type Streams struct {
 	Home string
 	// InCluster returns the in-cluster service-account config.
 	InCluster func() (*rest.Config, error)
+	// Masker masks secret values in everything drover writes; Run sets it.
+	Masker *secrets.Masker
+	// raw is the unmasked stdout, for GitHub's ::add-mask:: commands only.
+	raw io.Writer
+}
+
+// addSecrets learns the values of more secret variables (the ones
+// drover.yaml names) and, in GitHub Actions, registers them with the runner.
+func (s Streams) addSecrets(names []string) {
+	if s.Masker == nil {
+		return
+	}
+	before := len(s.Masker.Values())
+	s.Masker.AddEnv(s.getenv, names)
+	if vals := s.Masker.Values(); len(vals) != before && s.raw != nil && s.getenv("GITHUB_ACTIONS") == "true" {
+		notify.AddMasks(s.raw, vals)
+	}
+}
+
+func (s Streams) getenv(k string) string {
+	if s.Getenv == nil {
+		return ""
+	}
+	return s.Getenv(k)
 }
 
 // OSStreams are the process's standard streams.
@@ -77,8 +105,21 @@ Exit codes:
 	return root
 }
 
-// Run executes drover with args and returns the exit code.
+// Run executes drover with args and returns the exit code. Everything it
+// writes is masked: the values of the secret environment variables (and
+// their encoded forms) never leave the process. In GitHub Actions they are
+// registered with ::add-mask:: before anything else is printed.
 func Run(ctx context.Context, s Streams, args []string) int {
+	s.Masker = secrets.FromEnv(s.getenv, config.DefaultSecretEnv)
+	if s.getenv("GITHUB_ACTIONS") == "true" {
+		notify.AddMasks(s.Out, s.Masker.Values())
+	}
+	out, errw := s.Masker.NewWriter(s.Out, ""), s.Masker.NewWriter(s.Err, "")
+	s.raw, s.Out, s.Err = s.Out, out, errw
+	defer func() {
+		_ = out.Flush()
+		_ = errw.Flush()
+	}()
 	root := NewRoot(s)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -108,6 +109,8 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		now = p.lab.Clock.Now
 	}
 	con = newConsole(progress, now)
+	con.github = s.getenv("GITHUB_ACTIONS") == "true"
+	con.groups = con.github && p.cfg.Rollout.MaxParallelWorkers == 1
 	runID := now().UTC().Format("20060102T150405Z") + "-" + string(uuid.NewUUID())[:8]
 
 	if p.decision.Strategy == version.NoChange || p.plan.Empty() {
@@ -118,6 +121,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		return f.report(s, p, blockedReport(runID, p, err), err)
 	}
 
+	fmt.Fprintf(progress, "drover %s: cluster %s, run %s\n", Version, p.cfg.Cluster.Name, runID)
 	var j rollout.Journal = &journal.Memory{}
 	if f.journalPath == "" && p.lab == nil {
 		f.journalPath = "drover-journal.jsonl"
@@ -127,6 +131,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		if err != nil {
 			return usage(err)
 		}
+		fj.Mask = s.Masker.Mask
 		defer fj.Close()
 		j = fj
 	}
@@ -171,6 +176,9 @@ func (f *upgradeFlags) confirm(s Streams, p *prepared, progress io.Writer) error
 	}
 	printPlan(progress, p.plan, p.decision)
 	fmt.Fprintf(progress, "\nUpgrade %d nodes of cluster %s? Type yes to go on: ", p.plan.NodeCount(), p.cfg.Cluster.Name)
+	if f, ok := progress.(interface{ Flush() error }); ok {
+		_ = f.Flush()
+	}
 	answer, _ := bufio.NewReader(s.In).ReadString('\n')
 	if strings.TrimSpace(strings.ToLower(answer)) != "yes" {
 		return &rollout.BlockedError{Reason: "not confirmed"}
@@ -190,6 +198,11 @@ func blockedReport(runID string, p *prepared, err error) *rollout.Report {
 
 // report prints the outcome in the chosen format and passes runErr on.
 func (f *upgradeFlags) report(s Streams, p *prepared, rep *rollout.Report, runErr error) error {
+	if s.getenv("GITHUB_ACTIONS") == "true" {
+		if err := notify.WriteGitHubFiles(s.getenv, rep, s.Masker.Mask); err != nil {
+			fmt.Fprintf(s.Err, "drover: warning: %v\n", err)
+		}
+	}
 	var stats *labStats
 	if p.lab != nil {
 		st := p.lab.Stats()

@@ -21,6 +21,8 @@ type File struct {
 	mu   sync.Mutex
 	f    *os.File
 	path string
+	// Mask, when set, masks secrets in each entry's detail.
+	Mask func(string) string
 }
 
 var _ rollout.Journal = (*File)(nil)
@@ -36,6 +38,9 @@ func OpenFile(path string) (*File, error) {
 
 // Record appends one entry.
 func (j *File) Record(_ context.Context, e rollout.Entry) error {
+	if j.Mask != nil {
+		e.Detail = j.Mask(e.Detail)
+	}
 	line, err := json.Marshal(e)
 	if err != nil {
 		return err

@@ -20,29 +20,45 @@ const Mask = "***"
 // output would hide everything else too.
 const minLen = 4
 
-// Masker replaces secret values in text.
+// Masker replaces secret values in text. It is safe for concurrent use,
+// and values can be added as they become known (after the configuration
+// names more secret variables).
 type Masker struct {
+	mu     sync.RWMutex
 	values []string // longest first, so a value inside another is not half-masked
+	seen   map[string]bool
 }
 
 // FromEnv builds a Masker from the values of the named variables.
 func FromEnv(getenv func(string) string, names []string) *Masker {
-	var vals []string
-	for _, n := range names {
-		if v := getenv(n); v != "" {
-			vals = append(vals, v)
-		}
-	}
-	return New(vals...)
+	m := New()
+	m.AddEnv(getenv, names)
+	return m
 }
 
 // New builds a Masker for the given values and their encoded forms.
 func New(values ...string) *Masker {
-	seen := map[string]bool{}
-	m := &Masker{}
+	m := &Masker{seen: map[string]bool{}}
+	m.Add(values...)
+	return m
+}
+
+// AddEnv adds the values of the named environment variables.
+func (m *Masker) AddEnv(getenv func(string) string, names []string) {
+	for _, n := range names {
+		if v := getenv(n); v != "" {
+			m.Add(v)
+		}
+	}
+}
+
+// Add adds secret values (and their encoded forms).
+func (m *Masker) Add(values ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	add := func(s string) {
-		if len(s) >= minLen && !seen[s] {
-			seen[s] = true
+		if len(s) >= minLen && !m.seen[s] {
+			m.seen[s] = true
 			m.values = append(m.values, s)
 		}
 	}
@@ -59,14 +75,15 @@ func New(values ...string) *Masker {
 		}
 	}
 	sort.Slice(m.values, func(i, j int) bool { return len(m.values[i]) > len(m.values[j]) })
-	return m
 }
 
-// Values returns the raw values to mask, longest first (for ::add-mask::).
+// Values returns every form to mask, longest first (for ::add-mask::).
 func (m *Masker) Values() []string {
 	if m == nil {
 		return nil
 	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	return append([]string(nil), m.values...)
 }
 
@@ -75,6 +92,8 @@ func (m *Masker) Mask(s string) string {
 	if m == nil {
 		return s
 	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	for _, v := range m.values {
 		if strings.Contains(s, v) {
 			s = strings.ReplaceAll(s, v, Mask)
@@ -115,7 +134,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 }
 
-// Flush writes what is left of an unfinished line.
+// Flush writes what is left of an unfinished line (a prompt, say).
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -124,6 +143,6 @@ func (w *Writer) Flush() error {
 	}
 	line := w.buf.String()
 	w.buf.Reset()
-	_, err := io.WriteString(w.w, w.prefix+w.m.Mask(line)+"\n")
+	_, err := io.WriteString(w.w, w.prefix+w.m.Mask(line))
 	return err
 }

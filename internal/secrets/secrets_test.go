@@ -62,6 +62,9 @@ func TestWriterMasksAcrossWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := out.String()
+	if strings.HasSuffix(got, "\n") {
+		t.Errorf("Flush added a newline to an unfinished line: %q", got)
+	}
 	if strings.Contains(got, canary[:half]+canary[half:]) || strings.Count(got, Mask) != 2 {
 		t.Fatalf("output %q", got)
 	}
