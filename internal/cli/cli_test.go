@@ -5,14 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/notify"
 	"k8s.io/client-go/rest"
 )
 
@@ -529,5 +533,62 @@ func TestCanarySecretNeverLeaves(t *testing.T) {
 				t.Errorf("the masked cluster name is not in the progress: the test did not exercise masking")
 			}
 		})
+	}
+}
+
+// TestDiscordNotificationsOfALabRun: the webhook from DISCORD_WEBHOOK_URL
+// gets the run's events, and the report says what was delivered; a webhook
+// that fails does not fail the run.
+func TestDiscordNotificationsOfALabRun(t *testing.T) {
+	var mu sync.Mutex
+	var titles []string
+	fail := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m notify.Message
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range m.Embeds {
+			titles = append(titles, e.Title)
+		}
+		if fail {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	for _, failing := range []bool{false, true} {
+		fail = failing
+		var out, errb bytes.Buffer
+		s := testStreams(t, &out, &errb)
+		s.Getenv = func(k string) string { return map[string]string{"DISCORD_WEBHOOK_URL": srv.URL}[k] }
+		code := Run(context.Background(), s, []string{"upgrade", "--lab", "--to-talos", "v1.11.4", "--yes", "--output", "json"})
+		if code != ExitOK {
+			t.Fatalf("failing webhook %v: exit %d", failing, code)
+		}
+		var rep struct {
+			Notifications []notify.Delivery `json:"notifications"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Notifications) != 17 { // start, 15 nodes, summary
+			t.Fatalf("%d notifications: %+v", len(rep.Notifications), rep.Notifications)
+		}
+		for _, d := range rep.Notifications {
+			if d.Delivered == failing {
+				t.Fatalf("failing webhook %v: %+v", failing, d)
+			}
+		}
+		if failing {
+			break
+		}
+		mu.Lock()
+		got := strings.Join(titles, "|")
+		mu.Unlock()
+		if !strings.Contains(got, "drover: upgrade started") || !strings.Contains(got, "✅ k8s-work-14 upgraded") || !strings.Contains(got, "drover: run succeeded") {
+			t.Fatalf("titles %s", got)
+		}
 	}
 }

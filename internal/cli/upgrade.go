@@ -27,6 +27,7 @@ type upgradeFlags struct {
 	skipDrainPF bool
 	skipHealth  bool
 	talosconfig string
+	deliveries  []notify.Delivery
 }
 
 func newUpgradeCmd(s Streams) *cobra.Command {
@@ -84,6 +85,17 @@ type upgradeOutput struct {
 	*labStats
 	Rationale        string `json:"rationale,omitempty"`
 	ApprovalRequired bool   `json:"approvalRequired"`
+	// Notifications says which notifications were delivered.
+	Notifications []notify.Delivery `json:"notifications,omitempty"`
+}
+
+// sinks fans events out to several sinks.
+type sinks []rollout.Sink
+
+func (ss sinks) Event(e rollout.Event) {
+	for _, s := range ss {
+		s.Event(e)
+	}
 }
 
 func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
@@ -147,6 +159,11 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		}
 		eng.Journal, eng.Sink, eng.RunID = j, con, runID
 	}
+	var discord *notify.Discord
+	if env := p.cfg.Notifications.Discord.WebhookEnv; env != "" && s.getenv(env) != "" {
+		discord = &notify.Discord{URL: s.getenv(env), Mask: s.Masker.Mask}
+		eng.Sink = sinks{con, discord}
+	}
 	var skipped []string
 	if f.skipDrainPF {
 		eng.Preflights, skipped = without(eng.Preflights, kube.DrainPreflightCheck{}.Name())
@@ -160,6 +177,9 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		return runErr
 	}
 	rep.SkippedPreflights = skipped
+	if discord != nil {
+		f.deliveries = discord.Close(30 * time.Second)
+	}
 	return f.report(s, p, rep, runErr)
 }
 
@@ -209,13 +229,18 @@ func (f *upgradeFlags) report(s Streams, p *prepared, rep *rollout.Report, runEr
 		stats = &labStats{SimulatedDurationSeconds: rep.Duration.Seconds(), PDBViolations: st.PDBViolations, MaxControlPlaneDown: st.MaxControlPlaneDown}
 	}
 	if f.out.json() {
-		if err := writeJSON(s.Out, upgradeOutput{Report: rep, labStats: stats, Rationale: p.decision.Rationale, ApprovalRequired: p.decision.ApprovalRequired}); err != nil {
+		if err := writeJSON(s.Out, upgradeOutput{Report: rep, labStats: stats, Rationale: p.decision.Rationale, ApprovalRequired: p.decision.ApprovalRequired, Notifications: f.deliveries}); err != nil {
 			return err
 		}
 		return runErr
 	}
 	if rep.Result != rollout.ResultBlocked && len(rep.Nodes) > 0 {
 		printSummary(s.Out, rep, p.lab != nil, stats)
+	}
+	for _, d := range f.deliveries {
+		if !d.Delivered {
+			fmt.Fprintf(s.Out, "notification %s not delivered after %d attempts: %s\n", d.Event, d.Attempts, d.Error)
+		}
 	}
 	return runErr
 }
