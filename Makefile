@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 LDFLAGS := -X $(PKG)/internal/cli.Version=$(VERSION) -X $(PKG)/internal/cli.Commit=$(COMMIT)
 
-.PHONY: all build test vet lab bench testenv
+.PHONY: all build test vet lab bench testenv fuzz
 
 # Real control-plane binaries for the integration tier (built once, cached
 # in $${XDG_CACHE_HOME:-~/.cache}/drover, keyed by version).
@@ -31,6 +31,14 @@ test: vet
 	  tf="$$(hack/tofu-binary.sh | tail -n 1)" && \
 	  echo "testenv binaries: $$bin; terraform binary: $$tf" && \
 	  DROVER_TESTENV_BIN="$$bin" DROVER_TF_BIN="$$tf" DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -v ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# Short fuzzing of the parsers (config, versions, journal); longer with FUZZTIME=10m.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/version
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./internal/journal
 
 # A full lab upgrade, as in the README.
 lab:
