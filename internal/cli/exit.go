@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -36,13 +37,14 @@ func ExitCode(err error) int {
 		rf *rollout.RollbackFailedError
 		bl *rollout.BlockedError
 		uh *UnhealthyError
+		lk *journal.LockedError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &rf):
 		return ExitRollbackFailed
-	case errors.As(err, &bl):
+	case errors.As(err, &bl), errors.As(err, &lk):
 		return ExitBlocked
 	case errors.As(err, &hf), errors.As(err, &uh):
 		return ExitHalted

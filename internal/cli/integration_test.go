@@ -13,6 +13,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/testenv"
 )
 
@@ -327,4 +329,34 @@ func tfBinary(t *testing.T) string {
 	}
 	t.Skip("no terraform or tofu binary; make test provides one")
 	return ""
+}
+
+// TestRunLockRefusesASecondRunAndUnlockBreaksIt: a run whose lock another
+// runner holds exits 4 naming the holder, and drover unlock breaks it.
+func TestRunLockRefusesASecondRunAndUnlockBreaksIt(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	l := &journal.LeaseLock{Client: env.Client, Clock: clock.Real{}, Namespace: "drover-lock-test", Name: "drover-upgrade", TTL: time.Minute}
+	release, err := l.Acquire(ctx, journal.Holder{Runner: "runner-other", RunID: "run-42", Started: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	cfg := filepath.Join(t.TempDir(), "drover.yaml")
+	write(t, cfg, "cluster: {name: lk}\nnodes:\n  - {name: lk-cp-1, role: controlplane, ip: 127.0.0.81, proxmoxHost: a, vmId: 1}\n")
+	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--lock-namespace", "drover-lock-test",
+		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--output", "json")
+	if r.code != ExitBlocked {
+		t.Fatalf("exit %d, want 4\n%s", r.code, r.stderr)
+	}
+	if rep := decodeReport(t, r); rep.Result != "blocked" || !strings.Contains(rep.Error, "runner=runner-other run=run-42") {
+		t.Fatalf("report %+v", rep)
+	}
+	r = drover(t, "unlock", "--kubeconfig", env.Kubeconfig, "--lock-namespace", "drover-lock-test")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "held by runner=runner-other run=run-42") {
+		t.Fatalf("unlock: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := env.Client.CoordinationV1().Leases("drover-lock-test").Get(ctx, "drover-upgrade", metav1.GetOptions{}); err == nil {
+		t.Fatal("the lease is still there")
+	}
 }

@@ -5,12 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/notify"
@@ -28,6 +31,7 @@ type upgradeFlags struct {
 	skipHealth  bool
 	talosconfig string
 	deliveries  []notify.Delivery
+	lock        lockFlags
 }
 
 func newUpgradeCmd(s Streams) *cobra.Command {
@@ -65,6 +69,7 @@ drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
 	f.out.register(cmd.Flags())
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
+	f.lock.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
 	cmd.Flags().BoolVar(&f.skipHealth, "skip-preflight-health", false, "do not stop before any change when the cluster is already unhealthy (the report says it was skipped)")
 	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
@@ -134,6 +139,21 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	}
 
 	fmt.Fprintf(progress, "drover %s: cluster %s, run %s\n", Version, p.cfg.Cluster.Name, runID)
+	var kc kubernetes.Interface = p.kube
+	var lockClock clock.Clock = clock.Real{}
+	if p.lab != nil {
+		kc, lockClock = p.lab.Client, p.lab.Clock
+	}
+	if kc == nil {
+		return usage(fmt.Errorf("%w; an upgrade needs the cluster (rehearse with --lab)", kube.ErrNoCluster))
+	}
+	holder := journal.Holder{Runner: runnerName(s), RunID: runID, Started: now()}
+	release, err := f.lock.lease(kc, lockClock, s).Acquire(ctx, holder)
+	if err != nil {
+		blocked := &rollout.BlockedError{Reason: "run lock", Err: err}
+		return f.report(s, p, blockedReport(runID, p, blocked), blocked)
+	}
+	defer release()
 	var j rollout.Journal = &journal.Memory{}
 	if f.journalPath == "" && p.lab == nil {
 		f.journalPath = "drover-journal.jsonl"
@@ -255,4 +275,17 @@ func without(pfs []rollout.Preflight, name string) (kept []rollout.Preflight, sk
 		kept = append(kept, pf)
 	}
 	return kept, skipped
+}
+
+// runnerName names this runner in the lock: the GitHub runner, else the host.
+func runnerName(s Streams) string {
+	for _, k := range []string{"RUNNER_NAME", "HOSTNAME"} {
+		if v := s.getenv(k); v != "" {
+			return v
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "unknown"
 }
