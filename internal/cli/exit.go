@@ -16,6 +16,8 @@ const (
 	ExitUsage          = 2
 	ExitRollbackFailed = 3
 	ExitBlocked        = 4
+	// ExitInterrupted is 128+SIGINT, as shells report a run stopped by a signal.
+	ExitInterrupted = 130
 )
 
 // UsageError is bad input: nothing was touched. Exit 2.
@@ -38,10 +40,13 @@ func ExitCode(err error) int {
 		bl *rollout.BlockedError
 		uh *UnhealthyError
 		lk *journal.LockedError
+		ie *rollout.InterruptedError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &ie):
+		return ExitInterrupted
 	case errors.As(err, &rf):
 		return ExitRollbackFailed
 	case errors.As(err, &bl), errors.As(err, &lk):

@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -358,5 +361,90 @@ func TestRunLockRefusesASecondRunAndUnlockBreaksIt(t *testing.T) {
 	}
 	if _, err := env.Client.CoordinationV1().Leases("drover-lock-test").Get(ctx, "drover-upgrade", metav1.GetOptions{}); err == nil {
 		t.Fatal("the lease is still there")
+	}
+}
+
+// TestSIGTERMStopsARealRunSafely builds drover, runs a real pets upgrade,
+// sends SIGTERM once the first worker is in progress (as a cancelled
+// workflow does), and checks: exit 130, the stop in the journal, the node
+// not left cordoned, the run lock released.
+func TestSIGTERMStopsARealRunSafely(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "drover")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/drover").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	k := testenv.NewKubelets(env.Client, "none")
+	defer k.Close()
+	ta := testenv.NewTalosAPI()
+	names := []string{"sig-cp-1", "sig-w-1", "sig-w-2", "sig-w-3"}
+	for i, n := range names {
+		var member uint64
+		if i == 0 {
+			member = 900
+		}
+		ta.Add(fmt.Sprintf("127.0.0.%d", 91+i), n, "v1.13.0", member)
+		if err := k.AddNode(ctx, testenv.NodeSpec{Name: n, ControlPlane: i == 0, Talos: "v1.13.0", Kubelet: "v1.34.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ta.SetLeader(900)
+	ta.OnBoot = func(_, name, v string) {
+		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: name, ControlPlane: strings.Contains(name, "cp"), Talos: v, Kubelet: "v1.34.1"})
+	}
+	t.Cleanup(func() { env.DeleteNodes(names...) })
+	talosconfig := filepath.Join(dir, "talosconfig")
+	write(t, talosconfig, string(ta.Serve(t)))
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: sig}
+nodes:
+  - {name: sig-cp-1, role: controlplane, ip: 127.0.0.91, proxmoxHost: a, vmId: 1}
+  - {name: sig-w-1, role: worker, ip: 127.0.0.92, proxmoxHost: a, vmId: 2}
+  - {name: sig-w-2, role: worker, ip: 127.0.0.93, proxmoxHost: b, vmId: 3}
+  - {name: sig-w-3, role: worker, ip: 127.0.0.94, proxmoxHost: c, vmId: 4}
+talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+health: {disable: [DNS Resolution, Network Connectivity]}
+`)
+	journalPath := filepath.Join(dir, "journal.jsonl")
+	cmd := exec.Command(bin, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--journal", journalPath, "--lock-namespace", "drover-sig")
+	cmd.Env = append(os.Environ(), "KUBECONFIG=", "TALOSCONFIG=")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, "the first worker to start", func() (bool, error) {
+		data, _ := os.ReadFile(journalPath)
+		return strings.Contains(string(data), `"node":"sig-w-1"`), nil
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted {
+		t.Fatalf("exit %v, want 130\n%s", err, out.String())
+	}
+	data, _ := os.ReadFile(journalPath)
+	if !strings.Contains(string(data), `"status":"interrupted"`) {
+		t.Fatalf("the journal does not record the stop:\n%s", data)
+	}
+	for _, n := range names {
+		node, err := env.Client.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err == nil && node.Spec.Unschedulable {
+			t.Errorf("%s was left cordoned", n)
+		}
+	}
+	if _, err := env.Client.CoordinationV1().Leases("drover-sig").Get(ctx, "drover-upgrade", metav1.GetOptions{}); err == nil {
+		t.Error("the run lock was not released")
+	}
+	if !strings.Contains(out.String(), "interrupted") {
+		t.Errorf("output does not say the run was interrupted:\n%s", lastLines(out.String(), 10))
 	}
 }

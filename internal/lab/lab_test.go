@@ -478,3 +478,69 @@ func TestHealthFaultsFailTheirCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestStopMidStepLeavesTheNodeSafe: a stop (SIGINT/SIGTERM cancel the run's
+// context) lets the current atomic step finish, leaves the node safe and
+// says so in the journal.
+func TestStopMidStepLeavesTheNodeSafe(t *testing.T) {
+	tests := []struct {
+		name     string
+		faults   map[string]Fault
+		stopAt   rollout.Step // stop when this step of k8s-work-1 starts
+		wantStep rollout.Step
+		wantVM   bool
+	}{
+		{"mid-drain", map[string]Fault{"k8s-work-1": FaultDrainBlocked}, rollout.StepDrain, rollout.StepDrain, true},
+		{"during destroy", nil, rollout.StepDestroy, rollout.StepDestroy, false},
+		// The lab node is Ready as wait-ready starts, so the wait ends at once
+		// and the stop lands in the health gate.
+		{"during wait-ready", nil, rollout.StepWaitReady, rollout.StepHealth, true},
+		{"never-ready wait", map[string]Fault{"k8s-work-1": FaultNeverReady}, rollout.StepWaitReady, rollout.StepWaitReady, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			l, err := New(Options{Config: cfg, Faults: tc.faults})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			j := &journal.Memory{}
+			eng := l.Engine(j, rollout.SinkFunc(func(e rollout.Event) {
+				if e.Kind == rollout.EventStep && e.Node == "k8s-work-1" && e.Step == tc.stopAt && e.Status == rollout.StatusStarted {
+					stop()
+				}
+			}), "stop")
+			eng.Preflights = nil
+			p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: version.Cattle, From: start, To: minor, MaxParallelWorkers: 1})
+			rep, err := eng.Run(ctx, p)
+			var ie *rollout.InterruptedError
+			if !errors.As(err, &ie) || ie.Node != "k8s-work-1" || ie.Step != tc.wantStep || ie.VMExists != tc.wantVM {
+				t.Fatalf("err = %#v", err)
+			}
+			if rep.Result != rollout.ResultInterrupted || rep.Node("k8s-work-1").Outcome != rollout.OutcomeInterrupted || rep.Node("k8s-work-2").Outcome != rollout.OutcomeUntouched {
+				t.Fatalf("result %s, k8s-work-1 %s, k8s-work-2 %s", rep.Result, rep.Node("k8s-work-1").Outcome, rep.Node("k8s-work-2").Outcome)
+			}
+			found := false
+			for _, e := range j.Entries() {
+				if e.Node == "k8s-work-1" && e.Status == rollout.StatusInterrupted {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatal("the journal does not record the stop")
+			}
+			_, running := l.Versions("k8s-work-1")
+			if running != tc.wantVM {
+				t.Fatalf("VM running %v, want %v", running, tc.wantVM)
+			}
+			if tc.wantVM {
+				if _, cordoned, _ := nodeState(t, l, "k8s-work-1"); cordoned {
+					t.Fatal("the node was left cordoned")
+				}
+			}
+		})
+	}
+}

@@ -141,6 +141,10 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 		}
 	}
 	for _, b := range p.Batches {
+		if ctx.Err() != nil {
+			_ = e.record(ctx, "", StepRun, StatusInterrupted, "between batches")
+			return &InterruptedError{}
+		}
 		errs := make([]error, len(b.Nodes))
 		fns := make([]func(), len(b.Nodes))
 		for i, n := range b.Nodes {
@@ -151,7 +155,8 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 		var halt error
 		for _, err := range errs {
 			var rf *RollbackFailedError
-			if errors.As(err, &rf) {
+			var ie *InterruptedError
+			if errors.As(err, &rf) || errors.As(err, &ie) {
 				return err
 			}
 			if err != nil && halt == nil {
@@ -242,15 +247,23 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 		}
 	}
 	e.setOutcome(nr, OutcomeFailed, "", nil) // touched from here on
+	// Atomic steps run to their end even when the run is stopped.
+	actx := context.WithoutCancel(ctx)
 
-	if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(ctx, n.Name) }); err != nil {
+	if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(actx, n.Name) }); err != nil {
 		e.uncordon(ctx, n.Name)
 		e.setOutcome(nr, OutcomeFailed, "cordon: "+err.Error(), nil)
 		return &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err}
 	}
+	if ctx.Err() != nil {
+		return e.interrupt(actx, n, nr, StepCordon, true)
+	}
 	if err := e.step(ctx, n.Name, StepDrain, "", func() error {
 		return e.Cluster.Drain(ctx, n.Name, e.Policy.DrainTimeout)
 	}); err != nil {
+		if ctx.Err() != nil {
+			return e.interrupt(actx, n, nr, StepDrain, true)
+		}
 		// Nothing was changed on the node: put it back into service.
 		e.uncordon(ctx, n.Name)
 		e.setOutcome(nr, OutcomeFailed, "drain: "+err.Error(), nil)
@@ -259,18 +272,25 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 
 	target := nodeTarget(p, n)
 	if err := e.change(ctx, p.Strategy, n, target, before.UID); err != nil {
-		return e.rollback(ctx, p, n, nr, err)
+		var intr *interruption
+		if errors.As(err, &intr) {
+			return e.interrupt(actx, n, nr, intr.step, intr.vmExists)
+		}
+		return e.rollback(actx, p, n, nr, err)
 	}
-	if err := e.step(ctx, n.Name, StepUncordon, "", func() error { return e.Cluster.Uncordon(ctx, n.Name) }); err != nil {
-		return e.rollback(ctx, p, n, nr, err)
+	if err := e.step(ctx, n.Name, StepUncordon, "", func() error { return e.Cluster.Uncordon(actx, n.Name) }); err != nil {
+		return e.rollback(actx, p, n, nr, err)
 	}
 	var res HealthResult
 	if err := e.step(ctx, n.Name, StepHealth, "", func() (err error) {
 		res, err = e.gate(ctx, GateInput{Node: n, Want: target, Before: &before})
 		return err
 	}); err != nil {
+		if ctx.Err() != nil {
+			return e.interrupt(actx, n, nr, StepHealth, true)
+		}
 		e.setHealth(nr, res)
-		return e.rollback(ctx, p, n, nr, err)
+		return e.rollback(actx, p, n, nr, err)
 	}
 	e.setHealth(nr, res)
 	if n.IsControlPlane() && e.Policy.ControlPlaneSoak > 0 {
@@ -278,8 +298,11 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 			res, err = e.soak(ctx, GateInput{Node: n, Want: target, Before: &before})
 			return err
 		}); err != nil {
+			if ctx.Err() != nil {
+				return e.interrupt(actx, n, nr, StepSoak, true)
+			}
 			e.setHealth(nr, res)
-			return e.rollback(ctx, p, n, nr, err)
+			return e.rollback(actx, p, n, nr, err)
 		}
 	}
 	if err := e.record(ctx, n.Name, StepDone, StatusDone, p.To.String()); err != nil {
@@ -287,6 +310,29 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 	}
 	e.setOutcome(nr, OutcomeUpgraded, "", nil)
 	return nil
+}
+
+// interruption: the run was stopped inside change, after an atomic step.
+type interruption struct {
+	step     Step
+	vmExists bool
+}
+
+func (i *interruption) Error() string { return "interrupted after " + string(i.step) }
+
+// interrupt leaves the node safe after a stop: uncordoned if its VM still
+// exists, and recorded in the journal.
+func (e *Engine) interrupt(ctx context.Context, n plan.Node, nr *NodeReport, s Step, vmExists bool) error {
+	if vmExists {
+		e.uncordon(ctx, n.Name)
+	}
+	detail := "after " + string(s) + "; VM exists"
+	if !vmExists {
+		detail = "after " + string(s) + "; VM destroyed, not yet created"
+	}
+	_ = e.record(ctx, n.Name, s, StatusInterrupted, detail)
+	e.setOutcome(nr, OutcomeInterrupted, "interrupted "+detail, nil)
+	return &InterruptedError{Node: n.Name, Step: s, VMExists: vmExists}
 }
 
 // nodeTarget is what the node must run after its own step: the target, or
@@ -302,28 +348,35 @@ func nodeTarget(p plan.Plan, n plan.Node) version.Pair {
 // change replaces (cattle) or upgrades (pets) the node to v and waits until
 // it is back and Ready.
 func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v version.Pair, oldUID string) error {
+	actx := context.WithoutCancel(ctx) // atomic steps finish even when the run is stopped
 	want := ReadyWant{Talos: v.Talos, Kubelet: v.Kubernetes}
 	switch s {
 	case version.Cattle:
 		if n.IsControlPlane() && e.Guard != nil {
-			if err := e.step(ctx, n.Name, StepEtcdLeave, "", func() error { return e.Guard.BeforeDestroy(ctx, n) }); err != nil {
+			if err := e.step(ctx, n.Name, StepEtcdLeave, "", func() error { return e.Guard.BeforeDestroy(actx, n) }); err != nil {
 				return err
 			}
 		}
+		if ctx.Err() != nil {
+			return &interruption{step: StepEtcdLeave, vmExists: true}
+		}
 		if err := e.step(ctx, n.Name, StepDestroy, "", func() error {
-			if err := e.Replacer.Destroy(ctx, n); err != nil {
+			if err := e.Replacer.Destroy(actx, n); err != nil {
 				return err
 			}
-			return e.Cluster.DeleteNode(ctx, n.Name)
+			return e.Cluster.DeleteNode(actx, n.Name)
 		}); err != nil {
 			return err
 		}
-		if err := e.step(ctx, n.Name, StepCreate, v.String(), func() error { return e.Replacer.Create(ctx, n, v) }); err != nil {
+		if ctx.Err() != nil {
+			return &interruption{step: StepDestroy, vmExists: false}
+		}
+		if err := e.step(ctx, n.Name, StepCreate, v.String(), func() error { return e.Replacer.Create(actx, n, v) }); err != nil {
 			return err
 		}
 		want.NotUID = oldUID
 	default:
-		if err := e.step(ctx, n.Name, StepUpgrade, v.String(), func() error { return e.Upgrader.Upgrade(ctx, n, v) }); err != nil {
+		if err := e.step(ctx, n.Name, StepUpgrade, v.String(), func() error { return e.Upgrader.Upgrade(actx, n, v) }); err != nil {
 			return err
 		}
 	}
@@ -331,6 +384,9 @@ func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v 
 		_, err := e.Cluster.WaitReady(ctx, n.Name, want, e.Policy.ReadyTimeout)
 		return err
 	}); err != nil {
+		if ctx.Err() != nil {
+			return &interruption{step: StepWaitReady, vmExists: true}
+		}
 		return err
 	}
 	if n.IsControlPlane() && e.Guard != nil {
@@ -450,7 +506,7 @@ func (e *Engine) step(ctx context.Context, node string, s Step, detail string, a
 }
 
 func (e *Engine) record(ctx context.Context, node string, s Step, st Status, detail string) error {
-	err := e.Journal.Record(ctx, Entry{Time: e.Clock.Now(), RunID: e.RunID, Node: node, Step: s, Status: st, Detail: detail})
+	err := e.Journal.Record(context.WithoutCancel(ctx), Entry{Time: e.Clock.Now(), RunID: e.RunID, Node: node, Step: s, Status: st, Detail: detail})
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
@@ -471,9 +527,12 @@ func (e *Engine) finish(err error) *Report {
 	r.DurationSeconds = r.Duration.Seconds()
 	var rf *RollbackFailedError
 	var bl *BlockedError
+	var ie *InterruptedError
 	switch {
 	case err == nil:
 		r.Result = ResultSucceeded
+	case errors.As(err, &ie):
+		r.Result = ResultInterrupted
 	case errors.As(err, &rf):
 		r.Result = ResultRollbackFailed
 	case errors.As(err, &bl):

@@ -40,6 +40,8 @@ const (
 	StatusStarted Status = "started"
 	StatusDone    Status = "done"
 	StatusFailed  Status = "failed"
+	// StatusInterrupted: the run was stopped (SIGINT/SIGTERM) after the step.
+	StatusInterrupted Status = "interrupted"
 )
 
 // Outcome is what happened to one node.
@@ -52,6 +54,8 @@ const (
 	OutcomeSkipped    Outcome = "skipped"
 	OutcomeUntouched  Outcome = "untouched"
 	OutcomeFailed     Outcome = "failed"
+	// OutcomeInterrupted: the run was stopped while the node was in progress.
+	OutcomeInterrupted Outcome = "interrupted"
 )
 
 // Result is how a run ended.
@@ -63,6 +67,7 @@ const (
 	ResultHalted         Result = "halted"
 	ResultRollbackFailed Result = "rollback-failed"
 	ResultBlocked        Result = "blocked"
+	ResultInterrupted    Result = "interrupted"
 )
 
 // EventKind says what an Event is about.
@@ -122,6 +127,27 @@ func (e *RollbackFailedError) Error() string {
 }
 
 func (e *RollbackFailedError) Unwrap() error { return e.Err }
+
+// InterruptedError means the run was stopped by a signal: the current
+// atomic step finished, the node was left safe, the journal says where. The
+// CLI exits 130.
+type InterruptedError struct {
+	Node string
+	Step Step
+	// VMExists is false when the node's VM was destroyed and not yet created.
+	VMExists bool
+}
+
+func (e *InterruptedError) Error() string {
+	if e.Node == "" {
+		return "interrupted between batches; resume with drover upgrade --resume"
+	}
+	state := "uncordoned on its current VM"
+	if !e.VMExists {
+		state = "its VM is destroyed and not yet created; --resume creates it"
+	}
+	return fmt.Sprintf("interrupted during %s of node %s: %s; resume with drover upgrade --resume", e.Step, e.Node, state)
+}
 
 // BlockedError means the run was refused before any change. The CLI exits 4.
 type BlockedError struct {
