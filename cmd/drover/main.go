@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // maintenance windows name IANA zones; do not depend on the host's database
 
 	"github.com/prox-ops/drover/internal/cli"
 )

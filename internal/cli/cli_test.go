@@ -592,3 +592,46 @@ func TestDiscordNotificationsOfALabRun(t *testing.T) {
 		}
 	}
 }
+
+// TestMaintenanceWindow: the lab's clock starts Thursday 2026-01-01 02:00
+// UTC. A run outside the window is blocked; one that outlives it pauses
+// between batches with exit 4.
+func TestMaintenanceWindow(t *testing.T) {
+	data, err := os.ReadFile("../../examples/prox-ops/drover.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgWith := func(window string) string {
+		p := filepath.Join(t.TempDir(), "drover.yaml")
+		write(t, p, string(data)+"\nmaintenanceWindow:\n"+window)
+		return p
+	}
+	closed := cfgWith("  days: [Sat, Sun]\n  start: \"01:00\"\n  end: \"05:00\"\n  timezone: UTC\n")
+	r := drover(t, "upgrade", "--lab", "--config", closed, "--to-talos", "v1.12.0", "--yes", "--output", "json")
+	if r.code != ExitBlocked || !strings.Contains(decodeReport(t, r).Error, "outside the maintenance window") {
+		t.Fatalf("exit %d: %s", r.code, r.stdout)
+	}
+	if r := drover(t, "upgrade", "--lab", "--config", closed, "--to-talos", "v1.11.4", "--yes", "--force-window"); r.code != ExitOK {
+		t.Fatalf("--force-window: exit %d", r.code)
+	}
+	short := cfgWith("  start: \"01:30\"\n  end: \"03:00\"\n  timezone: Europe/London\n")
+	r = drover(t, "upgrade", "--lab", "--config", short, "--to-talos", "v1.12.0", "--yes", "--output", "json")
+	rep := decodeReport(t, r)
+	if r.code != ExitBlocked || rep.Result != "paused" {
+		t.Fatalf("exit %d, result %s", r.code, rep.Result)
+	}
+	upgraded, untouched := 0, 0
+	for _, n := range rep.Nodes {
+		switch n.Outcome {
+		case "upgraded":
+			upgraded++
+		case "untouched":
+			untouched++
+		default:
+			t.Errorf("%s is %s after a pause", n.Name, n.Outcome)
+		}
+	}
+	if upgraded == 0 || untouched == 0 {
+		t.Fatalf("%d upgraded, %d untouched: the pause did not fall between batches", upgraded, untouched)
+	}
+}

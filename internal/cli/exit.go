@@ -41,6 +41,7 @@ func ExitCode(err error) int {
 		uh *UnhealthyError
 		lk *journal.LockedError
 		ie *rollout.InterruptedError
+		pz *rollout.PausedError
 	)
 	switch {
 	case err == nil:
@@ -49,7 +50,7 @@ func ExitCode(err error) int {
 		return ExitInterrupted
 	case errors.As(err, &rf):
 		return ExitRollbackFailed
-	case errors.As(err, &bl), errors.As(err, &lk):
+	case errors.As(err, &bl), errors.As(err, &lk), errors.As(err, &pz):
 		return ExitBlocked
 	case errors.As(err, &hf), errors.As(err, &uh):
 		return ExitHalted

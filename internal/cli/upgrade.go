@@ -29,6 +29,7 @@ type upgradeFlags struct {
 	journalPath string
 	skipDrainPF bool
 	skipHealth  bool
+	forceWindow bool
 	talosconfig string
 	deliveries  []notify.Delivery
 	lock        lockFlags
@@ -71,6 +72,7 @@ drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
 	f.lock.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
+	cmd.Flags().BoolVar(&f.forceWindow, "force-window", false, "run outside the configured maintenance window (and do not pause when it closes)")
 	cmd.Flags().BoolVar(&f.skipHealth, "skip-preflight-health", false, "do not stop before any change when the cluster is already unhealthy (the report says it was skipped)")
 	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
 	cmd.Flags().StringVar(&f.journalPath, "journal", "", "append the run's journal (JSON lines) to this file (default: kept in memory in the lab)")
@@ -134,6 +136,10 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		fmt.Fprintf(progress, "Nothing to do: every node is at %s.\n", p.change.To)
 		return f.report(s, p, &rollout.Report{RunID: runID, Result: rollout.ResultSucceeded, Strategy: string(p.decision.Strategy), From: p.change.From.String(), To: p.change.To.String(), Nodes: []rollout.NodeReport{}}, nil)
 	}
+	if w := p.cfg.MaintenanceWindow; w.Set() && !f.forceWindow && !w.Open(now()) {
+		err := &rollout.BlockedError{Reason: "outside the maintenance window (" + w.String() + "); wait for it or pass --force-window"}
+		return f.report(s, p, blockedReport(runID, p, err), err)
+	}
 	if err := f.confirm(s, p, progress); err != nil {
 		return f.report(s, p, blockedReport(runID, p, err), err)
 	}
@@ -187,6 +193,9 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	var skipped []string
 	if f.skipDrainPF {
 		eng.Preflights, skipped = without(eng.Preflights, kube.DrainPreflightCheck{}.Name())
+	}
+	if w := p.cfg.MaintenanceWindow; w.Set() && !f.forceWindow {
+		eng.Window, eng.WindowName = w.Open, w.String()
 	}
 	if f.skipHealth {
 		eng.PreflightHealth = false

@@ -31,7 +31,9 @@ type Config struct {
 	Notifications Notifications `yaml:"notifications" json:"notifications"`
 	Terraform     Terraform     `yaml:"terraform" json:"terraform"`
 	Health        Health        `yaml:"health" json:"health"`
-	Secrets       Secrets       `yaml:"secrets" json:"secrets"`
+	// MaintenanceWindow limits when a run may start and go on.
+	MaintenanceWindow MaintenanceWindow `yaml:"maintenanceWindow" json:"maintenanceWindow"`
+	Secrets           Secrets           `yaml:"secrets" json:"secrets"`
 }
 
 // Terraform configures cattle replacement through Terraform or OpenTofu.

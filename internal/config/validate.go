@@ -213,6 +213,9 @@ func (c *Config) validate(lines map[string]int) []Problem {
 			add(fmt.Sprintf("health.disable[%d]", i), "unknown check %q; built-in checks are %s", name, strings.Join(BuiltinChecks, ", "))
 		}
 	}
+	for field, msg := range c.MaintenanceWindow.problems() {
+		add("maintenanceWindow."+field, "%s", msg)
+	}
 	seenCheck := map[string]bool{}
 	for i, cc := range c.Health.Custom {
 		f := fmt.Sprintf("health.custom[%d]", i)

@@ -47,6 +47,10 @@ type Engine struct {
 	// PreflightHealth runs the health gate over the whole cluster before any
 	// change; an unhealthy cluster blocks the run.
 	PreflightHealth bool
+	// Window, when set, says whether the maintenance window is open; the
+	// run pauses between batches when it closes. WindowName describes it.
+	Window     func(time.Time) bool
+	WindowName string
 
 	mu      sync.Mutex
 	started time.Time
@@ -140,10 +144,14 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 			return &HaltError{Node: "(templates)", Reason: "creating the new templates failed: " + err.Error(), Err: err}
 		}
 	}
-	for _, b := range p.Batches {
+	for i, b := range p.Batches {
 		if ctx.Err() != nil {
 			_ = e.record(ctx, "", StepRun, StatusInterrupted, "between batches")
 			return &InterruptedError{}
+		}
+		if i > 0 && e.Window != nil && !e.Window(e.Clock.Now()) {
+			_ = e.record(ctx, "", StepRun, StatusInterrupted, "maintenance window closed")
+			return &PausedError{Window: e.WindowName}
 		}
 		errs := make([]error, len(b.Nodes))
 		fns := make([]func(), len(b.Nodes))
@@ -528,11 +536,14 @@ func (e *Engine) finish(err error) *Report {
 	var rf *RollbackFailedError
 	var bl *BlockedError
 	var ie *InterruptedError
+	var pe *PausedError
 	switch {
 	case err == nil:
 		r.Result = ResultSucceeded
 	case errors.As(err, &ie):
 		r.Result = ResultInterrupted
+	case errors.As(err, &pe):
+		r.Result = ResultPaused
 	case errors.As(err, &rf):
 		r.Result = ResultRollbackFailed
 	case errors.As(err, &bl):

@@ -68,6 +68,7 @@ const (
 	ResultRollbackFailed Result = "rollback-failed"
 	ResultBlocked        Result = "blocked"
 	ResultInterrupted    Result = "interrupted"
+	ResultPaused         Result = "paused"
 )
 
 // EventKind says what an Event is about.
@@ -147,6 +148,15 @@ func (e *InterruptedError) Error() string {
 		state = "its VM is destroyed and not yet created; --resume creates it"
 	}
 	return fmt.Sprintf("interrupted during %s of node %s: %s; resume with drover upgrade --resume", e.Step, e.Node, state)
+}
+
+// PausedError means the maintenance window closed between batches: the run
+// stopped with every finished node healthy and a journal to resume from.
+// The CLI exits 4.
+type PausedError struct{ Window string }
+
+func (e *PausedError) Error() string {
+	return "the maintenance window (" + e.Window + ") closed: the run paused between batches; resume with drover upgrade --resume in the next window"
 }
 
 // BlockedError means the run was refused before any change. The CLI exits 4.
