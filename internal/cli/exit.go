@@ -42,6 +42,7 @@ func ExitCode(err error) int {
 		lk *journal.LockedError
 		ie *rollout.InterruptedError
 		pz *rollout.PausedError
+		je *rollout.JournalError
 	)
 	switch {
 	case err == nil:
@@ -54,7 +55,7 @@ func ExitCode(err error) int {
 		return ExitBlocked
 	case errors.As(err, &hf), errors.As(err, &uh):
 		return ExitHalted
-	case errors.As(err, &ue), errors.As(err, &ce), errors.As(err, &pe), errors.As(err, &de):
+	case errors.As(err, &ue), errors.As(err, &ce), errors.As(err, &pe), errors.As(err, &de), errors.As(err, &je):
 		return ExitUsage
 	}
 	// Anything unexpected happened before or outside a node's state machine.

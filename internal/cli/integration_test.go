@@ -372,10 +372,7 @@ func TestSIGTERMStopsARealRunSafely(t *testing.T) {
 	testenv.Require(t, env)
 	ctx := context.Background()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "drover")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/drover").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := droverBinary(t)
 	k := testenv.NewKubelets(env.Client, "none")
 	defer k.Close()
 	ta := testenv.NewTalosAPI()

@@ -38,6 +38,8 @@ type prepared struct {
 	inventorySources map[string]string
 	// hops are the Talos minors the upgrade passes through.
 	hops []string
+	// current are the node versions read from the cluster.
+	current map[string]version.Pair
 	// tf is the Terraform runner, when discovery ran.
 	tf *terraform.Runner
 }
@@ -81,7 +83,13 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node,
 				return nil, usage(fmt.Errorf("--lab-fault: no node %q in the inventory", node))
 			}
 		}
-		p.lab, err = lab.New(lab.Options{Config: *cfg, Talos: p.change.From.Talos, Kubernetes: p.change.From.Kubernetes, Faults: faults, Log: labLog, FaultsNow: src.faultsNow})
+		var saved *lab.State
+		if src.labState != "" {
+			if saved, err = lab.LoadState(src.labState); err != nil {
+				return nil, usage(err)
+			}
+		}
+		p.lab, err = lab.New(lab.Options{Config: *cfg, Talos: p.change.From.Talos, Kubernetes: p.change.From.Kubernetes, Faults: faults, Log: labLog, FaultsNow: src.faultsNow, State: saved})
 		if err != nil {
 			return nil, err
 		}
@@ -113,12 +121,25 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node,
 			fmt.Fprintf(s.Err, "drover: warning: could not complete the inventory from the Terraform state: %v\n", err)
 		}
 	}
-	r := cfg.Rollout
+	p.current = current
+	p.rebuildPlan(nil)
+	return p, nil
+}
+
+// rebuildPlan builds the plan; nodes in inFlight are planned whatever
+// version they report (a resumed node at the target still owes its checks).
+func (p *prepared) rebuildPlan(inFlight map[string]bool) {
+	current := map[string]version.Pair{}
+	for k, v := range p.current {
+		if !inFlight[k] {
+			current[k] = v
+		}
+	}
+	r := p.cfg.Rollout
 	p.plan = plan.Build(plan.Input{
-		Nodes: cfg.Nodes, Strategy: p.decision.Strategy, From: p.change.From, To: p.change.To,
+		Nodes: p.cfg.Nodes, Strategy: p.decision.Strategy, From: p.change.From, To: p.change.To,
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
 	})
-	return p, nil
 }
 
 func (p *prepared) close() {

@@ -31,12 +31,16 @@ type sourceFlags struct {
 	kubeCtx    string
 	skipMinor  bool
 	faultsNow  bool
+	labState   string
+	crashAt    string
 }
 
 func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.configPath, "config", "c", "", "drover.yaml describing the cluster (see examples/prox-ops/drover.yaml)")
 	fs.BoolVar(&f.lab, "lab", false, "use the embedded lab: a simulated prox-ops cluster (15 nodes, Talos v1.11.3, Kubernetes v1.34.1) on a virtual clock; with --config, the lab takes that inventory")
 	fs.StringArrayVar(&f.labFaults, "lab-fault", nil, "inject a lab fault, NODE=KIND, repeatable; KIND is never-ready, health-fail, drain-blocked, replace-fails or rollback-fails")
+	fs.StringVar(&f.labState, "lab-state", "", "keep the lab cluster in this file between runs (a crashed rehearsal can then be resumed)")
+	fs.StringVar(&f.crashAt, "lab-crash-at", "", "rehearse a crash: kill drover abruptly right after the journal records NODE:STEP (e.g. k8s-work-2:destroy)")
 	fs.BoolVar(&f.faultsNow, "lab-faults-now", false, "make the lab's health faults (dns-down, ceph-warn, flux-failed, gpu-lost, crashloop) show from the start, to rehearse a cluster that is already unhealthy")
 	fs.StringVar(&f.fromTalos, "from-talos", "", "current Talos version (default: read from --vars-before/--git-range; in the lab v1.11.3)")
 	fs.StringVar(&f.toTalos, "to-talos", "", "target Talos version (default: read from --vars-after/--git-range)")

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/lab"
 	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
@@ -33,6 +35,8 @@ type upgradeFlags struct {
 	talosconfig string
 	deliveries  []notify.Delivery
 	lock        lockFlags
+	resume      bool
+	retryNodes  []string
 }
 
 func newUpgradeCmd(s Streams) *cobra.Command {
@@ -72,6 +76,8 @@ drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
 	f.lock.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
+	cmd.Flags().BoolVar(&f.resume, "resume", false, "continue the interrupted or halted run of --journal: finished nodes are skipped, a node caught mid-step starts again where it stood, halted nodes stay halted")
+	cmd.Flags().StringArrayVar(&f.retryNodes, "retry-node", nil, "with --resume, try this halted node again (repeatable)")
 	cmd.Flags().BoolVar(&f.forceWindow, "force-window", false, "run outside the configured maintenance window (and do not pause when it closes)")
 	cmd.Flags().BoolVar(&f.skipHealth, "skip-preflight-health", false, "do not stop before any change when the cluster is already unhealthy (the report says it was skipped)")
 	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
@@ -132,6 +138,26 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	con.groups = con.github && p.cfg.Rollout.MaxParallelWorkers == 1
 	runID := now().UTC().Format("20060102T150405Z") + "-" + string(uuid.NewUUID())[:8]
 
+	var resume *rollout.ResumeState
+	if f.resume {
+		if resume, err = f.readResume(p); err != nil {
+			return err
+		}
+		if resume.Finished {
+			fmt.Fprintf(progress, "Nothing to resume: run %s finished.\n", resume.RunID)
+			return nil
+		}
+		runID = resume.RunID
+		inFlight := map[string]bool{}
+		for name, ns := range resume.Nodes {
+			if !ns.Done {
+				inFlight[name] = true
+			}
+		}
+		p.rebuildPlan(inFlight)
+	} else if len(f.retryNodes) > 0 {
+		return usage(errors.New("--retry-node goes with --resume"))
+	}
 	if p.decision.Strategy == version.NoChange || p.plan.Empty() {
 		fmt.Fprintf(progress, "Nothing to do: every node is at %s.\n", p.change.To)
 		return f.report(s, p, &rollout.Report{RunID: runID, Result: rollout.ResultSucceeded, Strategy: string(p.decision.Strategy), From: p.change.From.String(), To: p.change.To.String(), Nodes: []rollout.NodeReport{}}, nil)
@@ -164,6 +190,9 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	if f.journalPath == "" && p.lab == nil {
 		f.journalPath = "drover-journal.jsonl"
 	}
+	if f.journalPath == "" && (f.src.labState != "" || f.src.crashAt != "") {
+		return usage(errors.New("--lab-state and --lab-crash-at need --journal, to resume from"))
+	}
 	if f.journalPath != "" {
 		fj, err := journal.OpenFile(f.journalPath)
 		if err != nil {
@@ -172,6 +201,13 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		fj.Mask = s.Masker.Mask
 		defer fj.Close()
 		j = fj
+	}
+	if p.lab != nil && (f.src.labState != "" || f.src.crashAt != "") {
+		cj, err := f.crashJournal(j, p)
+		if err != nil {
+			return err
+		}
+		j = cj
 	}
 	var eng *rollout.Engine
 	if p.lab != nil {
@@ -185,6 +221,8 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		}
 		eng.Journal, eng.Sink, eng.RunID = j, con, runID
 	}
+	eng.Header = rollout.RunHeader{Cluster: p.cfg.Cluster.Name, Strategy: string(p.plan.Strategy), From: p.plan.From.String(), To: p.plan.To.String()}
+	eng.Resume = resume
 	var discord *notify.Discord
 	if env := p.cfg.Notifications.Discord.WebhookEnv; env != "" && s.getenv(env) != "" {
 		discord = &notify.Discord{URL: s.getenv(env), Mask: s.Masker.Mask}
@@ -206,6 +244,11 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		return runErr
 	}
 	rep.SkippedPreflights = skipped
+	if p.lab != nil && f.src.labState != "" {
+		if err := p.lab.SaveState(f.src.labState); err != nil {
+			fmt.Fprintf(s.Err, "drover: warning: save the lab state: %v\n", err)
+		}
+	}
 	if discord != nil {
 		f.deliveries = discord.Close(30 * time.Second)
 	}
@@ -297,4 +340,87 @@ func runnerName(s Streams) string {
 		return h
 	}
 	return "unknown"
+}
+
+// readResume reads --journal for --resume and checks it is this run's.
+func (f *upgradeFlags) readResume(p *prepared) (*rollout.ResumeState, error) {
+	if f.journalPath == "" {
+		return nil, usage(errors.New("--resume needs --journal: the journal of the run to continue"))
+	}
+	fh, err := os.Open(f.journalPath)
+	if err != nil {
+		return nil, usage(fmt.Errorf("--resume: %w", err))
+	}
+	defer fh.Close()
+	entries, err := journal.Read(fh)
+	if err != nil {
+		return nil, usage(&rollout.JournalError{Why: err.Error()})
+	}
+	st, err := rollout.ReadResume(entries)
+	if err != nil {
+		return nil, usage(err)
+	}
+	want := rollout.RunHeader{Cluster: p.cfg.Cluster.Name, Strategy: string(p.plan.Strategy), From: p.plan.From.String(), To: p.plan.To.String()}
+	if st.Header != want {
+		return nil, usage(&rollout.JournalError{Why: fmt.Sprintf("the journal is for %s %s %s -> %s, this run is %s %s %s -> %s",
+			st.Header.Cluster, st.Header.Strategy, st.Header.From, st.Header.To, want.Cluster, want.Strategy, want.From, want.To)})
+	}
+	for _, n := range f.retryNodes {
+		ns, ok := st.Nodes[n]
+		if !ok || !ns.Halted {
+			return nil, usage(fmt.Errorf("--retry-node %s: the journal has no halted node of that name", n))
+		}
+		delete(st.Nodes, n)
+	}
+	return st, nil
+}
+
+// crashJournal saves the lab after every record (--lab-state) and kills
+// the process right after it records --lab-crash-at NODE:STEP.
+func (f *upgradeFlags) crashJournal(inner rollout.Journal, p *prepared) (rollout.Journal, error) {
+	cj := &labJournal{inner: inner, lab: p.lab, state: f.src.labState}
+	if f.src.crashAt != "" {
+		node, step, ok := strings.Cut(f.src.crashAt, ":")
+		if !ok || node == "" || step == "" {
+			return nil, usage(fmt.Errorf("--lab-crash-at %q: want NODE:STEP, such as k8s-work-2:destroy", f.src.crashAt))
+		}
+		if _, ok := p.cfg.NodeByName(node); !ok {
+			return nil, usage(fmt.Errorf("--lab-crash-at: no node %q in the inventory", node))
+		}
+		if step == "replace" { // the replacement as a whole: it starts with the destroy (or the in-place upgrade)
+			step = string(rollout.StepDestroy)
+			if p.plan.Strategy == version.Pets {
+				step = string(rollout.StepUpgrade)
+			}
+		}
+		if !rollout.IsNodeStep(rollout.Step(step)) {
+			return nil, usage(fmt.Errorf("--lab-crash-at: unknown step %q; steps are %s", step, rollout.NodeSteps()))
+		}
+		cj.node, cj.step = node, rollout.Step(step)
+	}
+	return cj, nil
+}
+
+type labJournal struct {
+	inner rollout.Journal
+	lab   *lab.Lab
+	state string
+	node  string
+	step  rollout.Step
+}
+
+func (j *labJournal) Record(ctx context.Context, e rollout.Entry) error {
+	if err := j.inner.Record(ctx, e); err != nil {
+		return err
+	}
+	if j.state != "" {
+		if err := j.lab.SaveState(j.state); err != nil {
+			return fmt.Errorf("save the lab state: %w", err)
+		}
+	}
+	if j.node != "" && e.Node == j.node && e.Step == j.step && e.Status == rollout.StatusStarted {
+		// The rehearsed crash: no cleanup, no lock release, nothing flushed.
+		os.Exit(137)
+	}
+	return nil
 }

@@ -149,7 +149,15 @@ func (l *Lab) installAPI() {
 // seed registers every node and places every workload, all Running.
 func (l *Lab) seed() error {
 	for _, name := range l.order {
-		if err := l.Client.Tracker().Add(l.nodeObject(l.vms[name], true)); err != nil {
+		v := l.vms[name]
+		if !v.running {
+			continue // destroyed (a restored lab): no Node object
+		}
+		n := l.nodeObject(v, !(v.fault == FaultNeverReady && v.at != v.initial))
+		if st := l.opts.State; st != nil {
+			n.Spec.Unschedulable = st.VMs[name].Unschedulable
+		}
+		if err := l.Client.Tracker().Add(n); err != nil {
 			return err
 		}
 	}

@@ -125,6 +125,8 @@ type Options struct {
 	Durations  Durations
 	// Log, when set, is told what the simulated infrastructure does.
 	Log func(node, msg string)
+	// State, when set, is a saved lab (--lab-state) to continue from.
+	State *State
 	// FaultsNow makes the health faults (dns-down, ceph-warn, flux-failed,
 	// gpu-lost, crashloop) show from the start instead of after the node's
 	// upgrade: `drover health --lab` uses it.
@@ -200,6 +202,9 @@ func New(opts Options) (*Lab, error) {
 	if opts.Start.IsZero() {
 		opts.Start = time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
 	}
+	if opts.State != nil {
+		opts.Start = opts.State.Clock
+	}
 	if opts.Durations == (Durations{}) {
 		opts.Durations = DefaultDurations()
 	}
@@ -238,6 +243,11 @@ func New(opts Options) (*Lab, error) {
 	l.installProbes()
 	l.newDynamic()
 	l.seedEtcd()
+	if opts.State != nil {
+		if err := l.restore(opts.State); err != nil {
+			return nil, err
+		}
+	}
 	if err := l.seed(); err != nil {
 		return nil, err
 	}

@@ -51,6 +51,12 @@ type Engine struct {
 	// run pauses between batches when it closes. WindowName describes it.
 	Window     func(time.Time) bool
 	WindowName string
+	// Header describes the run in its journal.
+	Header RunHeader
+	// Resume, when set, continues the run its journal describes: finished
+	// nodes are skipped, halted ones stop the run, a node caught mid-step
+	// starts again at its resume point. RunID must be the journal's.
+	Resume *ResumeState
 
 	mu      sync.Mutex
 	started time.Time
@@ -110,12 +116,37 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 	if p.Empty() {
 		return nil
 	}
-	if err := e.record(ctx, "", StepRun, StatusStarted, p.From.String()+" -> "+p.To.String()); err != nil {
-		return err
+	h := e.Header
+	if h == (RunHeader{}) {
+		h = RunHeader{Strategy: string(p.Strategy), From: p.From.String(), To: p.To.String()}
+	}
+	detail := p.From.String() + " -> " + p.To.String()
+	if e.Resume != nil {
+		detail = "resumed"
+	}
+	if err := e.Journal.Record(context.WithoutCancel(ctx), Entry{Time: e.Clock.Now(), RunID: e.RunID, Step: StepRun, Status: StatusStarted, Detail: detail, Header: &h}); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	inFlight := false
+	if e.Resume != nil {
+		for _, ns := range e.Resume.Nodes {
+			if !ns.Done && !ns.Halted && ns.ResumeAt != "" {
+				inFlight = true
+			}
+		}
+	}
+	if inFlight {
+		// A node is mid-step (destroyed, cordoned, rebooting): the run-level
+		// preflights would see it and refuse. Finish it first.
+		e.emit(Event{Kind: EventLog, Message: "resuming a node caught mid-step: the run-level preflights are skipped"})
+		return e.batches(ctx, p)
 	}
 	// Every planned node must be there and Ready before anything changes.
 	for _, b := range p.Batches {
 		for _, n := range b.Nodes {
+			if e.resumed(n.Name) != nil {
+				continue
+			}
 			id, err := e.Cluster.Identity(ctx, n.Name)
 			if err != nil {
 				return &BlockedError{Reason: "preflight: node " + n.Name, Err: err}
@@ -137,9 +168,30 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 			return &BlockedError{Reason: pf.Name(), Err: err}
 		}
 	}
-	if p.Strategy == version.Cattle {
+	if p.Strategy == version.Cattle && e.Resume == nil {
 		if err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
 			return e.Replacer.PrepareTemplates(ctx, p.To)
+		}); err != nil {
+			return &HaltError{Node: "(templates)", Reason: "creating the new templates failed: " + err.Error(), Err: err}
+		}
+	}
+	return e.batches(ctx, p)
+}
+
+// resumed is a node's state from the journal being resumed, or nil.
+func (e *Engine) resumed(node string) *NodeState {
+	if e.Resume == nil {
+		return nil
+	}
+	return e.Resume.Nodes[node]
+}
+
+// batches runs the batches, then the Kubernetes phase.
+func (e *Engine) batches(ctx context.Context, p plan.Plan) error {
+	if p.Strategy == version.Cattle && e.Resume != nil {
+		// Templates are idempotent: make sure they exist before any create.
+		if err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
+			return e.Replacer.PrepareTemplates(context.WithoutCancel(ctx), p.To)
 		}); err != nil {
 			return &HaltError{Node: "(templates)", Reason: "creating the new templates failed: " + err.Error(), Err: err}
 		}
@@ -217,8 +269,29 @@ func (e *Engine) kubernetes(ctx context.Context, p plan.Plan) error {
 
 // node takes one node through its state machine.
 func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
-	start := e.Clock.Now()
 	nr := e.nodeReport(n.Name)
+	from := StepPreflight
+	if rs := e.resumed(n.Name); rs != nil {
+		switch {
+		case rs.Done:
+			e.setOutcome(nr, OutcomeUpgraded, "upgraded before the resume", nil)
+			return nil
+		case rs.Halted:
+			e.setOutcome(nr, OutcomeFailed, "halted in an earlier attempt: "+rs.Reason, nil)
+			return &HaltError{Node: n.Name, Reason: "halted in an earlier attempt (" + rs.Reason + "); pass --retry-node " + n.Name + " to try it again"}
+		case rs.ResumeAt != "":
+			from = rs.ResumeAt
+			e.emit(Event{Kind: EventLog, Node: n.Name, Message: "resuming at " + string(from)})
+		}
+	}
+	return e.nodeFrom(ctx, p, n, nr, from)
+}
+
+// nodeFrom runs the node's state machine from step from on.
+func (e *Engine) nodeFrom(ctx context.Context, p plan.Plan, n plan.Node, nr *NodeReport, from Step) error {
+	start := e.Clock.Now()
+	at := stepIndex(from)
+	runs := func(s Step) bool { return stepIndex(s) >= at }
 	defer func() {
 		e.mu.Lock()
 		nr.Duration = e.Clock.Now().Sub(start)
@@ -230,17 +303,19 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 	}()
 
 	var before Identity
-	if err := e.step(ctx, n.Name, StepPreflight, "", func() (err error) {
-		before, err = e.Cluster.Identity(ctx, n.Name)
-		if err == nil && !before.Ready {
-			err = fmt.Errorf("node %s is not Ready", n.Name)
+	if runs(StepPreflight) {
+		if err := e.step(ctx, n.Name, StepPreflight, "", func() (err error) {
+			before, err = e.Cluster.Identity(ctx, n.Name)
+			if err == nil && !before.Ready {
+				err = fmt.Errorf("node %s is not Ready", n.Name)
+			}
+			return err
+		}); err != nil {
+			e.setOutcome(nr, OutcomeFailed, "preflight: "+err.Error(), nil)
+			return &HaltError{Node: n.Name, Reason: "preflight failed: " + err.Error(), Err: err}
 		}
-		return err
-	}); err != nil {
-		e.setOutcome(nr, OutcomeFailed, "preflight: "+err.Error(), nil)
-		return &HaltError{Node: n.Name, Reason: "preflight failed: " + err.Error(), Err: err}
 	}
-	if n.IsControlPlane() && e.Guard != nil {
+	if n.IsControlPlane() && e.Guard != nil && runs(StepEtcdGuard) {
 		var snap string
 		err := e.step(ctx, n.Name, StepEtcdGuard, "", func() (err error) {
 			snap, err = e.Guard.BeforeNode(ctx, n)
@@ -258,28 +333,30 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 	// Atomic steps run to their end even when the run is stopped.
 	actx := context.WithoutCancel(ctx)
 
-	if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(actx, n.Name) }); err != nil {
-		e.uncordon(ctx, n.Name)
-		e.setOutcome(nr, OutcomeFailed, "cordon: "+err.Error(), nil)
-		return &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err}
-	}
-	if ctx.Err() != nil {
-		return e.interrupt(actx, n, nr, StepCordon, true)
-	}
-	if err := e.step(ctx, n.Name, StepDrain, "", func() error {
-		return e.Cluster.Drain(ctx, n.Name, e.Policy.DrainTimeout)
-	}); err != nil {
-		if ctx.Err() != nil {
-			return e.interrupt(actx, n, nr, StepDrain, true)
+	if runs(StepCordon) {
+		if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(actx, n.Name) }); err != nil {
+			e.uncordon(ctx, n.Name)
+			e.setOutcome(nr, OutcomeFailed, "cordon: "+err.Error(), nil)
+			return &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err}
 		}
-		// Nothing was changed on the node: put it back into service.
-		e.uncordon(ctx, n.Name)
-		e.setOutcome(nr, OutcomeFailed, "drain: "+err.Error(), nil)
-		return &HaltError{Node: n.Name, Reason: "drain failed, node left uncordoned on its old version: " + err.Error(), Err: err}
+		if ctx.Err() != nil {
+			return e.interrupt(actx, n, nr, StepCordon, true)
+		}
+		if err := e.step(ctx, n.Name, StepDrain, "", func() error {
+			return e.Cluster.Drain(ctx, n.Name, e.Policy.DrainTimeout)
+		}); err != nil {
+			if ctx.Err() != nil {
+				return e.interrupt(actx, n, nr, StepDrain, true)
+			}
+			// Nothing was changed on the node: put it back into service.
+			e.uncordon(ctx, n.Name)
+			e.setOutcome(nr, OutcomeFailed, "drain: "+err.Error(), nil)
+			return &HaltError{Node: n.Name, Reason: "drain failed, node left uncordoned on its old version: " + err.Error(), Err: err}
+		}
 	}
 
 	target := nodeTarget(p, n)
-	if err := e.change(ctx, p.Strategy, n, target, before.UID); err != nil {
+	if err := e.change(ctx, p.Strategy, n, target, before.UID, from); err != nil {
 		var intr *interruption
 		if errors.As(err, &intr) {
 			return e.interrupt(actx, n, nr, intr.step, intr.vmExists)
@@ -291,7 +368,7 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 	}
 	var res HealthResult
 	if err := e.step(ctx, n.Name, StepHealth, "", func() (err error) {
-		res, err = e.gate(ctx, GateInput{Node: n, Want: target, Before: &before})
+		res, err = e.gate(ctx, GateInput{Node: n, Want: target, Before: beforeIf(before)})
 		return err
 	}); err != nil {
 		if ctx.Err() != nil {
@@ -303,7 +380,7 @@ func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
 	e.setHealth(nr, res)
 	if n.IsControlPlane() && e.Policy.ControlPlaneSoak > 0 {
 		if err := e.step(ctx, n.Name, StepSoak, e.Policy.ControlPlaneSoak.String(), func() (err error) {
-			res, err = e.soak(ctx, GateInput{Node: n, Want: target, Before: &before})
+			res, err = e.soak(ctx, GateInput{Node: n, Want: target, Before: beforeIf(before)})
 			return err
 		}); err != nil {
 			if ctx.Err() != nil {
@@ -353,14 +430,25 @@ func nodeTarget(p plan.Plan, n plan.Node) version.Pair {
 	return p.To
 }
 
+// beforeIf is the node's identity before the change, when it was read (a
+// node resumed past its preflight has none).
+func beforeIf(id Identity) *Identity {
+	if id.UID == "" {
+		return nil
+	}
+	return &id
+}
+
 // change replaces (cattle) or upgrades (pets) the node to v and waits until
 // it is back and Ready.
-func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v version.Pair, oldUID string) error {
+func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v version.Pair, oldUID string, from Step) error {
 	actx := context.WithoutCancel(ctx) // atomic steps finish even when the run is stopped
+	at := stepIndex(from)
+	runs := func(st Step) bool { return stepIndex(st) >= at }
 	want := ReadyWant{Talos: v.Talos, Kubelet: v.Kubernetes}
 	switch s {
 	case version.Cattle:
-		if n.IsControlPlane() && e.Guard != nil {
+		if n.IsControlPlane() && e.Guard != nil && runs(StepEtcdLeave) {
 			if err := e.step(ctx, n.Name, StepEtcdLeave, "", func() error { return e.Guard.BeforeDestroy(actx, n) }); err != nil {
 				return err
 			}
@@ -368,24 +456,30 @@ func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v 
 		if ctx.Err() != nil {
 			return &interruption{step: StepEtcdLeave, vmExists: true}
 		}
-		if err := e.step(ctx, n.Name, StepDestroy, "", func() error {
-			if err := e.Replacer.Destroy(actx, n); err != nil {
+		if runs(StepDestroy) {
+			if err := e.step(ctx, n.Name, StepDestroy, "", func() error {
+				if err := e.Replacer.Destroy(actx, n); err != nil {
+					return err
+				}
+				return e.Cluster.DeleteNode(actx, n.Name)
+			}); err != nil {
 				return err
 			}
-			return e.Cluster.DeleteNode(actx, n.Name)
-		}); err != nil {
-			return err
 		}
 		if ctx.Err() != nil {
 			return &interruption{step: StepDestroy, vmExists: false}
 		}
-		if err := e.step(ctx, n.Name, StepCreate, v.String(), func() error { return e.Replacer.Create(actx, n, v) }); err != nil {
-			return err
+		if runs(StepCreate) {
+			if err := e.step(ctx, n.Name, StepCreate, v.String(), func() error { return e.Replacer.Create(actx, n, v) }); err != nil {
+				return err
+			}
 		}
 		want.NotUID = oldUID
 	default:
-		if err := e.step(ctx, n.Name, StepUpgrade, v.String(), func() error { return e.Upgrader.Upgrade(actx, n, v) }); err != nil {
-			return err
+		if runs(StepUpgrade) {
+			if err := e.step(ctx, n.Name, StepUpgrade, v.String(), func() error { return e.Upgrader.Upgrade(actx, n, v) }); err != nil {
+				return err
+			}
 		}
 	}
 	if err := e.step(ctx, n.Name, StepWaitReady, v.String(), func() error {
@@ -418,7 +512,7 @@ func (e *Engine) rollback(ctx context.Context, p plan.Plan, n plan.Node, nr *Nod
 		if id, err := e.Cluster.Identity(ctx, n.Name); err == nil {
 			uid = id.UID
 		}
-		if err := e.change(ctx, p.Strategy, n, old, uid); err != nil {
+		if err := e.change(ctx, p.Strategy, n, old, uid, StepPreflight); err != nil {
 			return err
 		}
 		if err := e.Cluster.Uncordon(ctx, n.Name); err != nil {

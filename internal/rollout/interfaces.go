@@ -175,6 +175,8 @@ type Entry struct {
 	Step   Step      `json:"step"`
 	Status Status    `json:"status"`
 	Detail string    `json:"detail,omitempty"`
+	// Header is set on a run's first entry.
+	Header *RunHeader `json:"header,omitempty"`
 }
 
 // ControlPlaneGuard keeps etcd safe around each control-plane node.

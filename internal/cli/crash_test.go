@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/prox-ops/drover/internal/lab"
+)
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+)
+
+// droverBinary builds drover once for the tests that need a real process
+// (a crash, a signal).
+func droverBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "drover-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "drover")
+		if out, err := exec.Command("go", "build", "-o", buildBin, "../../cmd/drover").CombinedOutput(); err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build drover: %v", buildErr)
+	}
+	return buildBin
+}
+
+// TestCrashAtEveryStepThenResume is the lab's crash rehearsal, as a fault
+// matrix: for a control-plane and a worker cattle node and a pets worker,
+// drover is killed right after the journal records each step; the same
+// command with --resume then finishes. Every run ends with every node at
+// the target, no PDB violation, and at most one control-plane node down.
+func TestCrashAtEveryStepThenResume(t *testing.T) {
+	bin := droverBinary(t)
+	cattleCP := []string{"preflight", "etcd-guard", "cordon", "drain", "etcd-leave", "destroy", "create", "wait-ready", "etcd-rejoin", "uncordon", "health", "soak"}
+	cattleWorker := []string{"preflight", "cordon", "drain", "destroy", "create", "wait-ready", "uncordon", "health"}
+	petsWorker := []string{"preflight", "cordon", "drain", "upgrade", "wait-ready", "uncordon", "health"}
+	type tc struct{ node, step, to string }
+	var cases []tc
+	for _, s := range cattleCP {
+		cases = append(cases, tc{"k8s-ctrl-2", s, "v1.12.0"})
+	}
+	for _, s := range cattleWorker {
+		cases = append(cases, tc{"k8s-work-2", s, "v1.12.0"})
+	}
+	for _, s := range petsWorker {
+		cases = append(cases, tc{"k8s-work-3", s, "v1.11.4"})
+	}
+	for _, c := range cases {
+		t.Run(c.node+":"+c.step+"@"+c.to, func(t *testing.T) {
+			dir := t.TempDir()
+			state, jpath := filepath.Join(dir, "s.json"), filepath.Join(dir, "j.jsonl")
+			args := []string{"upgrade", "--lab", "--lab-state", state, "--journal", jpath, "--to-talos", c.to, "--yes", "--output", "json"}
+			crash := exec.Command(bin, append(args, "--lab-crash-at", c.node+":"+c.step)...)
+			out, err := crash.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 137 {
+				t.Fatalf("the crash run: %v\n%s", err, lastLines(string(out), 5))
+			}
+			resume := exec.Command(bin, append(args, "--resume")...)
+			stdout, err := resume.Output()
+			if err != nil {
+				t.Fatalf("the resumed run: %v\n%s", err, stdout)
+			}
+			var rep struct {
+				Result string `json:"result"`
+				Nodes  []struct {
+					Name, Outcome string
+				} `json:"nodes"`
+				PDBViolations       int `json:"pdbViolations"`
+				MaxControlPlaneDown int `json:"maxControlPlaneDown"`
+			}
+			if err := json.Unmarshal(stdout, &rep); err != nil {
+				t.Fatalf("%v\n%s", err, stdout)
+			}
+			if rep.Result != "succeeded" || rep.PDBViolations != 0 || rep.MaxControlPlaneDown > 1 {
+				t.Fatalf("result %s, PDB violations %d, control-plane down %d", rep.Result, rep.PDBViolations, rep.MaxControlPlaneDown)
+			}
+			st, err := lab.LoadState(state)
+			if err != nil || st == nil {
+				t.Fatalf("lab state: %v", err)
+			}
+			if len(st.VMs) != 15 {
+				t.Fatalf("%d VMs: a node was lost", len(st.VMs))
+			}
+			for name, vm := range st.VMs {
+				if !vm.Running || vm.Talos != c.to || vm.Unschedulable {
+					t.Errorf("%s after the resume: %+v", name, vm)
+				}
+			}
+			if len(st.Etcd.Members) != 3 {
+				t.Errorf("etcd has %d members after the resume", len(st.Etcd.Members))
+			}
+		})
+	}
+}

@@ -1,0 +1,118 @@
+package lab
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// State is the lab cluster saved between processes (--lab-state), so a
+// crashed rehearsal can be resumed: the VMs and their versions, which
+// nodes are cordoned, the templates, etcd, and the virtual time.
+type State struct {
+	Clock     time.Time          `json:"clock"`
+	VMs       map[string]VMState `json:"vms"`
+	Templates []string           `json:"templates"`
+	Etcd      EtcdState          `json:"etcd"`
+	// Stats carry the safety counters across processes.
+	Stats Stats `json:"stats"`
+}
+
+// VMState is one VM.
+type VMState struct {
+	Running       bool   `json:"running"`
+	Talos         string `json:"talos"`
+	Kubernetes    string `json:"kubernetes"`
+	Unschedulable bool   `json:"unschedulable,omitempty"`
+}
+
+// EtcdState is the simulated etcd.
+type EtcdState struct {
+	Members map[string]uint64 `json:"members"`
+	Leader  uint64            `json:"leader"`
+	NextID  uint64            `json:"nextID"`
+}
+
+// Snapshot captures the lab's state.
+func (l *Lab) Snapshot() State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := State{Clock: l.Clock.Now(), VMs: map[string]VMState{}, Etcd: EtcdState{Members: map[string]uint64{}, Leader: l.etcd.leader, NextID: l.etcd.nextID}, Stats: l.stats}
+	for name, v := range l.vms {
+		vs := VMState{Running: v.running, Talos: v.at.Talos.String(), Kubernetes: v.at.Kubernetes.String()}
+		if n := l.node(name); n != nil {
+			vs.Unschedulable = n.Spec.Unschedulable
+		}
+		st.VMs[name] = vs
+	}
+	for t := range l.tmpl {
+		st.Templates = append(st.Templates, t)
+	}
+	sort.Strings(st.Templates)
+	for k, v := range l.etcd.members {
+		st.Etcd.Members[k] = v
+	}
+	return st
+}
+
+// SaveState writes the lab's state to path (atomically).
+func (l *Lab) SaveState(path string) error {
+	data, err := json.MarshalIndent(l.Snapshot(), "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// LoadState reads a saved lab state; a missing file is (nil, nil).
+func LoadState(path string) (*State, error) {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("lab state %s: %w", path, err)
+	}
+	return &st, nil
+}
+
+// restore applies a saved state before the cluster is seeded; l.mu need
+// not be held (the lab is not shared yet).
+func (l *Lab) restore(st *State) error {
+	for name, vs := range st.VMs {
+		v, ok := l.vms[name]
+		if !ok {
+			return fmt.Errorf("lab state: node %s is not in the inventory", name)
+		}
+		t, err := version.Parse(vs.Talos, true)
+		if err != nil {
+			return fmt.Errorf("lab state: %s: %w", name, err)
+		}
+		k, err := version.Parse(vs.Kubernetes, true)
+		if err != nil {
+			return fmt.Errorf("lab state: %s: %w", name, err)
+		}
+		v.running, v.at = vs.Running, version.Pair{Talos: t, Kubernetes: k}
+	}
+	for _, t := range st.Templates {
+		l.tmpl[t] = true
+	}
+	l.stats = st.Stats
+	l.etcd = etcdState{members: map[string]uint64{}, leader: st.Etcd.Leader, nextID: st.Etcd.NextID}
+	for k, v := range st.Etcd.Members {
+		l.etcd.members[k] = v
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package rollout
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// stepOrder is the state machine's order; a resumed node starts at a step
+// and skips the ones before it.
+var stepOrder = []Step{StepPreflight, StepEtcdGuard, StepCordon, StepDrain, StepEtcdLeave, StepDestroy, StepCreate, StepUpgrade, StepWaitReady, StepEtcdJoin, StepUncordon, StepHealth, StepSoak, StepDone}
+
+func stepIndex(s Step) int { return slices.Index(stepOrder, s) }
+
+// RunHeader is the first journal entry of a run: what it is about.
+type RunHeader struct {
+	Cluster  string `json:"cluster"`
+	Strategy string `json:"strategy"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+}
+
+// NodeState is where a node stood when the journal ends.
+type NodeState struct {
+	// Done: upgraded and healthy.
+	Done bool
+	// Halted: rolled back, failed or stopped by its own failure; it stays
+	// so until the operator retries it.
+	Halted bool
+	Reason string
+	// ResumeAt is the step to start from ("" for a node never touched).
+	ResumeAt Step
+}
+
+// ResumeState is a journal read back for --resume.
+type ResumeState struct {
+	RunID    string
+	Header   RunHeader
+	Finished bool
+	Nodes    map[string]*NodeState
+}
+
+// JournalError is a journal that cannot be resumed from. The CLI exits 2.
+type JournalError struct{ Why string }
+
+func (e *JournalError) Error() string { return "cannot resume: " + e.Why }
+
+// ReadResume rebuilds the run's state from its journal entries.
+func ReadResume(entries []Entry) (*ResumeState, error) {
+	if len(entries) == 0 {
+		return nil, &JournalError{Why: "the journal is empty"}
+	}
+	first := entries[0]
+	if first.Step != StepRun || first.Status != StatusStarted || first.Header == nil {
+		return nil, &JournalError{Why: "the journal does not start with a run header; it is not a drover run journal"}
+	}
+	st := &ResumeState{RunID: first.RunID, Header: *first.Header, Nodes: map[string]*NodeState{}}
+	for i, e := range entries {
+		if e.RunID != st.RunID {
+			return nil, &JournalError{Why: fmt.Sprintf("entry %d belongs to run %s, not %s: the journal mixes runs", i+1, e.RunID, st.RunID)}
+		}
+		if e.Header != nil && *e.Header != st.Header {
+			return nil, &JournalError{Why: fmt.Sprintf("entry %d starts a different run (%+v)", i+1, *e.Header)}
+		}
+		if e.Node == "" {
+			if e.Step == StepRun && e.Status == StatusDone {
+				st.Finished = true
+			}
+			continue
+		}
+		if stepIndex(e.Step) < 0 && e.Step != StepRollback {
+			return nil, &JournalError{Why: fmt.Sprintf("entry %d has an unknown step %q", i+1, e.Step)}
+		}
+		n := st.Nodes[e.Node]
+		if n == nil {
+			n = &NodeState{}
+			st.Nodes[e.Node] = n
+		}
+		apply(n, e)
+	}
+	return st, nil
+}
+
+// apply moves a node's state by one journal entry.
+func apply(n *NodeState, e Entry) {
+	switch {
+	case e.Step == StepDone && e.Status == StatusDone:
+		*n = NodeState{Done: true}
+	case e.Step == StepRollback:
+		n.Halted, n.Reason = true, "rolled back ("+string(e.Status)+")"
+	case e.Status == StatusInterrupted:
+		n.Halted = false
+		n.ResumeAt = resumePoint(e.Step, false)
+	case e.Status == StatusFailed && (e.Step == StepCordon || e.Step == StepDrain || e.Step == StepPreflight || e.Step == StepEtcdGuard):
+		n.Halted, n.Reason = true, string(e.Step)+" failed: "+e.Detail
+	case e.Status == StatusStarted:
+		n.ResumeAt = resumePoint(e.Step, true)
+	case e.Status == StatusDone && !n.Halted:
+		n.ResumeAt = next(e.Step)
+	}
+}
+
+// resumePoint is where to start again when step was in progress (started)
+// or stopped after it.
+func resumePoint(s Step, inProgress bool) Step {
+	switch s {
+	case StepPreflight, StepEtcdGuard, StepCordon, StepDrain:
+		return StepCordon // cordon and drain are safe to repeat
+	case StepWaitReady, StepEtcdJoin, StepUncordon, StepHealth, StepSoak:
+		return StepWaitReady
+	case StepDestroy:
+		if inProgress {
+			return StepDestroy // it may or may not have happened: destroy is idempotent
+		}
+		return StepCreate
+	}
+	if inProgress {
+		return s
+	}
+	return next(s)
+}
+
+func next(s Step) Step {
+	i := stepIndex(s)
+	if i < 0 || i+1 >= len(stepOrder) {
+		return StepDone
+	}
+	return stepOrder[i+1]
+}
+
+// ErrNothingToResume: the journal's run finished.
+var ErrNothingToResume = errors.New("the journal's run finished; there is nothing to resume")
+
+// IsNodeStep reports whether s is a step of a node's state machine.
+func IsNodeStep(s Step) bool { return stepIndex(s) >= 0 && s != StepDone }
+
+// NodeSteps lists the node steps, for messages.
+func NodeSteps() string {
+	var out []string
+	for _, s := range stepOrder[:len(stepOrder)-1] {
+		out = append(out, string(s))
+	}
+	return strings.Join(out, ", ")
+}
