@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -106,5 +107,44 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 				t.Errorf("etcd has %d members after the resume", len(st.Etcd.Members))
 			}
 		})
+	}
+}
+
+// TestResumeHaltedNodesAndBadJournals: a halted node stays halted on
+// --resume until --retry-node names it; a corrupted or foreign journal is
+// refused with exit 2.
+func TestResumeHaltedNodesAndBadJournals(t *testing.T) {
+	dir := t.TempDir()
+	state, jpath := filepath.Join(dir, "s.json"), filepath.Join(dir, "j.jsonl")
+	args := []string{"upgrade", "--lab", "--lab-state", state, "--journal", jpath, "--to-talos", "v1.12.0", "--yes", "--output", "json"}
+	r := drover(t, append(args, "--lab-fault", "k8s-work-1=health-fail")...)
+	if r.code != ExitHalted {
+		t.Fatalf("first run: exit %d", r.code)
+	}
+	// The fault is gone (say the operator fixed the cause), but the node
+	// stays halted without --retry-node.
+	r = drover(t, append(args, "--resume")...)
+	if r.code != ExitHalted || !strings.Contains(decodeReport(t, r).Error, "--retry-node k8s-work-1") {
+		t.Fatalf("resume without retry: exit %d %s", r.code, r.stdout)
+	}
+	r = drover(t, append(args, "--resume", "--retry-node", "k8s-work-1")...)
+	if r.code != ExitOK {
+		t.Fatalf("resume with retry: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	if r := drover(t, append(args, "--resume")...); r.code != ExitOK || !strings.Contains(r.stderr, "Nothing to resume") {
+		t.Fatalf("resume of a finished run: %d %s", r.code, r.stderr)
+	}
+
+	bad := filepath.Join(dir, "bad.jsonl")
+	for name, content := range map[string]string{
+		"corrupted": "{\"run\":\"r\",\"step\":\"run\",\"status\":\"started\"\ngarbage\n",
+		"foreign":   "{\"time\":\"2026-01-01T00:00:00Z\",\"run\":\"r\",\"step\":\"run\",\"status\":\"started\",\"header\":{\"cluster\":\"other\",\"strategy\":\"cattle\",\"from\":\"x\",\"to\":\"y\"}}\n",
+		"no header": "{\"time\":\"2026-01-01T00:00:00Z\",\"run\":\"r\",\"node\":\"k8s-work-1\",\"step\":\"drain\",\"status\":\"started\"}\n",
+	} {
+		write(t, bad, content)
+		r := drover(t, "upgrade", "--lab", "--journal", bad, "--resume", "--to-talos", "v1.12.0", "--yes")
+		if r.code != ExitUsage || !strings.Contains(r.stderr, "resume") {
+			t.Errorf("%s journal: exit %d %s", name, r.code, r.stderr)
+		}
 	}
 }
