@@ -484,7 +484,8 @@ func TestCanarySecretNeverLeaves(t *testing.T) {
 		t.Run(map[bool]string{false: "terminal", true: "github actions"}[gha], func(t *testing.T) {
 			summary := filepath.Join(dir, fmt.Sprintf("summary-%v.md", gha))
 			outputs := filepath.Join(dir, fmt.Sprintf("outputs-%v.txt", gha))
-			env := map[string]string{"GITHUB_STEP_SUMMARY": summary, "GITHUB_OUTPUT": outputs}
+			env := map[string]string{"GITHUB_STEP_SUMMARY": summary, "GITHUB_OUTPUT": outputs, "GITHUB_ACTOR": "octocat", "GITHUB_REF": "refs/pull/42/merge"}
+			reportPath := filepath.Join(dir, fmt.Sprintf("report-%v.json", gha))
 			for _, k := range config.DefaultSecretEnv {
 				env[k] = canary
 			}
@@ -496,7 +497,7 @@ func TestCanarySecretNeverLeaves(t *testing.T) {
 			s.Getenv = func(k string) string { return env[k] }
 			journalPath := filepath.Join(dir, fmt.Sprintf("journal-%v.jsonl", gha))
 			code := Run(context.Background(), s, []string{"upgrade", "--lab", "--config", cfg, "--to-talos", "v1.12.0", "--yes",
-				"--lab-fault", "k8s-work-1=health-fail", "--journal", journalPath, "--output", "json"})
+				"--lab-fault", "k8s-work-1=health-fail", "--journal", journalPath, "--output", "json", "--report", reportPath})
 			if code != ExitHalted {
 				t.Fatalf("exit %d\n%s", code, lastLines(errb.String(), 5))
 			}
@@ -524,7 +525,11 @@ func TestCanarySecretNeverLeaves(t *testing.T) {
 				}
 			}
 			j, _ := os.ReadFile(journalPath)
-			for name, text := range map[string]string{"stdout": stdout, "stderr": errb.String(), "journal": string(j)} {
+			report, _ := os.ReadFile(reportPath)
+			if !strings.Contains(string(report), `"actor": "octocat"`) || !strings.Contains(string(report), `"pullRequest": "42"`) || !strings.Contains(string(report), `"steps"`) {
+				t.Errorf("audit report lacks the trigger or the steps:\n%s", report)
+			}
+			for name, text := range map[string]string{"stdout": stdout, "stderr": errb.String(), "journal": string(j), "report": string(report)} {
 				if strings.Contains(text, canary) {
 					t.Errorf("the canary secret leaked into %s", name)
 				}

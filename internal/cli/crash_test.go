@@ -148,3 +148,29 @@ func TestResumeHaltedNodesAndBadJournals(t *testing.T) {
 		}
 	}
 }
+
+func TestHistoryListsTheRuns(t *testing.T) {
+	dir := t.TempDir()
+	jpath := filepath.Join(dir, "j.jsonl")
+	if r := drover(t, "upgrade", "--lab", "--journal", jpath, "--to-talos", "v1.11.4", "--yes"); r.code != ExitOK {
+		t.Fatal(r.stderr)
+	}
+	if r := drover(t, "upgrade", "--lab", "--journal", jpath, "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-1=health-fail"); r.code != ExitHalted {
+		t.Fatal(r.stderr)
+	}
+	r := drover(t, "history", "--journal", jpath, "--output", "json")
+	var runs []struct {
+		Header   struct{ Strategy, To string } `json:"header"`
+		Result   string                         `json:"result"`
+		Attempts int                            `json:"attempts"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &runs); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].Header.Strategy != "pets" || runs[0].Result != "succeeded" || runs[1].Header.To != "Talos v1.12.0, Kubernetes v1.34.1" || runs[1].Result != "halted" {
+		t.Fatalf("%+v", runs)
+	}
+	if r := drover(t, "history", "--journal", jpath); !strings.Contains(r.stdout, "RESULT") || !strings.Contains(r.stdout, "halted") {
+		t.Fatal(r.stdout)
+	}
+}

@@ -101,7 +101,7 @@ Exit codes:
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
-	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s))
+	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s))
 	return root
 }
 

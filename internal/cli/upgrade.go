@@ -37,6 +37,7 @@ type upgradeFlags struct {
 	lock        lockFlags
 	resume      bool
 	retryNodes  []string
+	reportPath  string
 }
 
 func newUpgradeCmd(s Streams) *cobra.Command {
@@ -76,6 +77,7 @@ drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
 	f.lock.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
+	cmd.Flags().StringVar(&f.reportPath, "report", "", "write the audit report (JSON: trigger, versions, strategy, approval, every node's steps, snapshots, notifications) to this file (default for a real cluster: drover-report.json)")
 	cmd.Flags().BoolVar(&f.resume, "resume", false, "continue the interrupted or halted run of --journal: finished nodes are skipped, a node caught mid-step starts again where it stood, halted nodes stay halted")
 	cmd.Flags().StringArrayVar(&f.retryNodes, "retry-node", nil, "with --resume, try this halted node again (repeatable)")
 	cmd.Flags().BoolVar(&f.forceWindow, "force-window", false, "run outside the configured maintenance window (and do not pause when it closes)")
@@ -100,6 +102,40 @@ type upgradeOutput struct {
 	ApprovalRequired bool   `json:"approvalRequired"`
 	// Notifications says which notifications were delivered.
 	Notifications []notify.Delivery `json:"notifications,omitempty"`
+	// Approved: the run was approved with --approve.
+	Approved bool `json:"approved"`
+	// Trigger says who and what started the run.
+	Trigger *Trigger `json:"trigger,omitempty"`
+}
+
+// Trigger is who and what started a run, from the GitHub Actions
+// environment when there is one.
+type Trigger struct {
+	Actor      string `json:"actor,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	PR         string `json:"pullRequest,omitempty"`
+	SHA        string `json:"commit,omitempty"`
+	Workflow   string `json:"workflow,omitempty"`
+	RunURL     string `json:"runUrl,omitempty"`
+}
+
+func triggerOf(s Streams) *Trigger {
+	t := &Trigger{Actor: s.getenv("GITHUB_ACTOR"), Repository: s.getenv("GITHUB_REPOSITORY"), SHA: s.getenv("GITHUB_SHA"),
+		Workflow: s.getenv("GITHUB_WORKFLOW"), PR: s.getenv("DROVER_PR_NUMBER")}
+	if ref := s.getenv("GITHUB_REF"); t.PR == "" && strings.HasPrefix(ref, "refs/pull/") {
+		t.PR = strings.Split(strings.TrimPrefix(ref, "refs/pull/"), "/")[0]
+	}
+	if srv, id := s.getenv("GITHUB_SERVER_URL"), s.getenv("GITHUB_RUN_ID"); srv != "" && id != "" && t.Repository != "" {
+		t.RunURL = srv + "/" + t.Repository + "/actions/runs/" + id
+	}
+	if *t == (Trigger{}) {
+		u := s.getenv("USER")
+		if u == "" {
+			u = "unknown"
+		}
+		t.Actor = u + " (command line)"
+	}
+	return t
 }
 
 // sinks fans events out to several sinks.
@@ -225,8 +261,12 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	eng.Resume = resume
 	var discord *notify.Discord
 	if env := p.cfg.Notifications.Discord.WebhookEnv; env != "" && s.getenv(env) != "" {
-		discord = &notify.Discord{URL: s.getenv(env), Mask: s.Masker.Mask}
-		eng.Sink = sinks{con, discord}
+		if u := s.getenv(env); strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://") {
+			discord = &notify.Discord{URL: u, Mask: s.Masker.Mask}
+			eng.Sink = sinks{con, discord}
+		} else {
+			fmt.Fprintf(progress, "drover: warning: %s is not an http(s) URL; Discord notifications are off\n", env)
+		}
 	}
 	var skipped []string
 	if f.skipDrainPF {
@@ -300,8 +340,22 @@ func (f *upgradeFlags) report(s Streams, p *prepared, rep *rollout.Report, runEr
 		st := p.lab.Stats()
 		stats = &labStats{SimulatedDurationSeconds: rep.Duration.Seconds(), PDBViolations: st.PDBViolations, MaxControlPlaneDown: st.MaxControlPlaneDown}
 	}
+	full := upgradeOutput{Report: rep, labStats: stats, Rationale: p.decision.Rationale, ApprovalRequired: p.decision.ApprovalRequired,
+		Notifications: f.deliveries, Approved: f.approve, Trigger: triggerOf(s)}
+	path := f.reportPath
+	if path == "" && p.lab == nil {
+		path = "drover-report.json"
+	}
+	if path != "" {
+		var b strings.Builder
+		if err := writeJSON(&b, full); err == nil {
+			if err := os.WriteFile(path, []byte(s.Masker.Mask(b.String())), 0o600); err != nil {
+				fmt.Fprintf(s.Err, "drover: warning: write the report: %v\n", err)
+			}
+		}
+	}
 	if f.out.json() {
-		if err := writeJSON(s.Out, upgradeOutput{Report: rep, labStats: stats, Rationale: p.decision.Rationale, ApprovalRequired: p.decision.ApprovalRequired, Notifications: f.deliveries}); err != nil {
+		if err := writeJSON(s.Out, full); err != nil {
 			return err
 		}
 		return runErr
@@ -356,7 +410,7 @@ func (f *upgradeFlags) readResume(p *prepared) (*rollout.ResumeState, error) {
 	if err != nil {
 		return nil, usage(&rollout.JournalError{Why: err.Error()})
 	}
-	st, err := rollout.ReadResume(entries)
+	st, err := rollout.ReadResume(rollout.LastRun(entries))
 	if err != nil {
 		return nil, usage(err)
 	}

@@ -45,6 +45,10 @@ func (j *File) Record(_ context.Context, e rollout.Entry) error {
 	if err != nil {
 		return err
 	}
+	if j.Mask != nil {
+		// Any other field (the run header names the cluster) too.
+		line = []byte(j.Mask(string(line)))
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if _, err := j.f.Write(append(line, '\n')); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // stepOrder is the state machine's order; a resumed node starts at a step
@@ -142,4 +143,53 @@ func NodeSteps() string {
 		out = append(out, string(s))
 	}
 	return strings.Join(out, ", ")
+}
+
+// RunSummary is one run in a journal, for drover history.
+type RunSummary struct {
+	RunID    string    `json:"runId"`
+	Header   RunHeader `json:"header"`
+	Started  time.Time `json:"started"`
+	Ended    time.Time `json:"ended"`
+	Result   string    `json:"result"`
+	Attempts int       `json:"attempts"`
+}
+
+// Runs splits a journal into its runs, oldest first.
+func Runs(entries []Entry) []RunSummary {
+	var out []RunSummary
+	idx := map[string]int{}
+	for _, e := range entries {
+		i, ok := idx[e.RunID]
+		if !ok {
+			i = len(out)
+			idx[e.RunID] = i
+			out = append(out, RunSummary{RunID: e.RunID, Started: e.Time, Result: "incomplete (crashed or still running)"})
+		}
+		r := &out[i]
+		r.Ended = e.Time
+		if e.Header != nil {
+			r.Header = *e.Header
+			r.Attempts++
+		}
+		if e.Node == "" && e.Step == StepRun && e.Status != StatusStarted {
+			r.Result = e.Detail
+		}
+	}
+	return out
+}
+
+// LastRun keeps the entries of the journal's most recent run.
+func LastRun(entries []Entry) []Entry {
+	if len(entries) == 0 {
+		return nil
+	}
+	id := entries[len(entries)-1].RunID
+	var out []Entry
+	for _, e := range entries {
+		if e.RunID == id {
+			out = append(out, e)
+		}
+	}
+	return out
 }
