@@ -161,8 +161,8 @@ func TestHistoryListsTheRuns(t *testing.T) {
 	r := drover(t, "history", "--journal", jpath, "--output", "json")
 	var runs []struct {
 		Header   struct{ Strategy, To string } `json:"header"`
-		Result   string                         `json:"result"`
-		Attempts int                            `json:"attempts"`
+		Result   string                        `json:"result"`
+		Attempts int                           `json:"attempts"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &runs); err != nil {
 		t.Fatal(err)
