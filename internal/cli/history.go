@@ -5,7 +5,9 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/rollout"
 )
@@ -13,6 +15,8 @@ import (
 func newHistoryCmd(s Streams) *cobra.Command {
 	var path string
 	var out outputFlag
+	var src sourceFlags
+	var lock lockFlags
 	cmd := &cobra.Command{
 		Use:   "history",
 		Short: "List the runs recorded in a journal",
@@ -22,18 +26,38 @@ ended. A run that crashed or is still going shows as incomplete.`,
 		Example: `  drover history --journal drover-journal.jsonl
   drover history --journal drover-journal.jsonl --output json`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := out.validate(); err != nil {
 				return err
 			}
-			f, err := os.Open(path)
-			if err != nil {
-				return usage(fmt.Errorf("--journal: %w", err))
-			}
-			defer f.Close()
-			entries, err := journal.Read(f)
-			if err != nil {
-				return usage(err)
+			var entries []rollout.Entry
+			if ns, name, ok, err := journal.ParseConfigMapRef(path, ""); ok {
+				if err != nil {
+					return usage(err)
+				}
+				rc, _, err := src.access(s).RESTConfig()
+				if err != nil {
+					return usage(err)
+				}
+				cs, err := kubernetes.NewForConfig(rc)
+				if err != nil {
+					return usage(err)
+				}
+				if ns == "" {
+					ns = lock.lease(cs, clock.Real{}, s).Namespace
+				}
+				if entries, err = (&journal.ConfigMap{Client: cs, Namespace: ns, Name: name}).Entries(cmd.Context()); err != nil {
+					return err
+				}
+			} else {
+				f, err := os.Open(path)
+				if err != nil {
+					return usage(fmt.Errorf("--journal: %w", err))
+				}
+				defer f.Close()
+				if entries, err = journal.Read(f); err != nil {
+					return usage(err)
+				}
 			}
 			runs := rollout.Runs(entries)
 			if out.json() {
@@ -51,7 +75,10 @@ ended. A run that crashed or is still going shows as incomplete.`,
 			return t.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&path, "journal", "drover-journal.jsonl", "the journal file")
+	cmd.Flags().StringVar(&path, "journal", "drover-journal.jsonl", "the journal: a file, or configmap[:NAMESPACE/NAME]")
+	cmd.Flags().StringVar(&src.kubeconfig, "kubeconfig", "", "kubeconfig file, for a ConfigMap journal (default: like kubectl)")
+	cmd.Flags().StringVar(&src.kubeCtx, "context", "", "kubeconfig context")
+	lock.register(cmd.Flags())
 	out.register(cmd.Flags())
 	return cmd
 }

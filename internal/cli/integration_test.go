@@ -192,7 +192,8 @@ health:
 `)
 	journalPath := filepath.Join(dir, "journal.jsonl")
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
-		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--output", "json", "--journal", journalPath)
+		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--output", "json", "--journal", journalPath,
+		"--report", filepath.Join(dir, "report.json"))
 	if r.code != ExitOK {
 		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 30))
 	}
@@ -443,5 +444,50 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 	}
 	if !strings.Contains(out.String(), "interrupted") {
 		t.Errorf("output does not say the run was interrupted:\n%s", lastLines(out.String(), 10))
+	}
+}
+
+// TestConfigMapJournalAndHistory: a run keeps its journal in a ConfigMap on
+// the real API server, and drover history reads it back from there.
+func TestConfigMapJournalAndHistory(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	k := testenv.NewKubelets(env.Client, "none")
+	defer k.Close()
+	ta := testenv.NewTalosAPI()
+	ta.Add("127.0.0.101", "cm-w-1", "v1.13.0", 0)
+	ta.Add("127.0.0.100", "cm-cp-1", "v1.13.1", 950) // the control plane is already at the target
+	ta.SetLeader(950)
+	for _, n := range []testenv.NodeSpec{{Name: "cm-cp-1", ControlPlane: true, Talos: "v1.13.1", Kubelet: "v1.34.1"}, {Name: "cm-w-1", Talos: "v1.13.0", Kubelet: "v1.34.1"}} {
+		if err := k.AddNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ta.OnBoot = func(_, name, v string) {
+		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: name, ControlPlane: strings.Contains(name, "cp"), Talos: v, Kubelet: "v1.34.1"})
+	}
+	t.Cleanup(func() { env.DeleteNodes("cm-cp-1", "cm-w-1") })
+	dir := t.TempDir()
+	talosconfig := filepath.Join(dir, "talosconfig")
+	write(t, talosconfig, string(ta.Serve(t)))
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: cmj}
+nodes:
+  - {name: cm-cp-1, role: controlplane, ip: 127.0.0.100, proxmoxHost: a, vmId: 1}
+  - {name: cm-w-1, role: worker, ip: 127.0.0.101, proxmoxHost: b, vmId: 2}
+talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+health: {disable: [DNS Resolution, Network Connectivity]}
+`)
+	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig, "--lock-namespace", "drover-cmj",
+		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--journal", "configmap", "--report", filepath.Join(dir, "r.json"))
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 20))
+	}
+	r = drover(t, "history", "--kubeconfig", env.Kubeconfig, "--lock-namespace", "drover-cmj", "--journal", "configmap", "--output", "json")
+	if r.code != ExitOK || !strings.Contains(r.stdout, `"result": "succeeded"`) || !strings.Contains(r.stdout, `"cluster": "cmj"`) {
+		t.Fatalf("history: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -83,7 +83,7 @@ drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
 	cmd.Flags().BoolVar(&f.forceWindow, "force-window", false, "run outside the configured maintenance window (and do not pause when it closes)")
 	cmd.Flags().BoolVar(&f.skipHealth, "skip-preflight-health", false, "do not stop before any change when the cluster is already unhealthy (the report says it was skipped)")
 	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
-	cmd.Flags().StringVar(&f.journalPath, "journal", "", "append the run's journal (JSON lines) to this file (default: kept in memory in the lab)")
+	cmd.Flags().StringVar(&f.journalPath, "journal", "", "where the run's journal goes: a file (JSON lines; default drover-journal.jsonl, in memory in the lab), or configmap[:NAMESPACE/NAME] (default drover-journal in the lock's namespace) so a new runner pod can --resume")
 	return cmd
 }
 
@@ -176,7 +176,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 
 	var resume *rollout.ResumeState
 	if f.resume {
-		if resume, err = f.readResume(p); err != nil {
+		if resume, err = f.readResume(ctx, s, p); err != nil {
 			return err
 		}
 		if resume.Finished {
@@ -229,7 +229,9 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	if f.journalPath == "" && (f.src.labState != "" || f.src.crashAt != "") {
 		return usage(errors.New("--lab-state and --lab-crash-at need --journal, to resume from"))
 	}
-	if f.journalPath != "" {
+	if cm := f.configMapJournal(s, p, kc); cm != nil {
+		j = cm
+	} else if f.journalPath != "" {
 		fj, err := journal.OpenFile(f.journalPath)
 		if err != nil {
 			return usage(err)
@@ -397,18 +399,16 @@ func runnerName(s Streams) string {
 }
 
 // readResume reads --journal for --resume and checks it is this run's.
-func (f *upgradeFlags) readResume(p *prepared) (*rollout.ResumeState, error) {
-	if f.journalPath == "" {
+func (f *upgradeFlags) readResume(ctx context.Context, s Streams, p *prepared) (*rollout.ResumeState, error) {
+	if f.journalPath == "" && p.lab != nil {
 		return nil, usage(errors.New("--resume needs --journal: the journal of the run to continue"))
 	}
-	fh, err := os.Open(f.journalPath)
-	if err != nil {
-		return nil, usage(fmt.Errorf("--resume: %w", err))
+	if f.journalPath == "" {
+		f.journalPath = "drover-journal.jsonl"
 	}
-	defer fh.Close()
-	entries, err := journal.Read(fh)
+	entries, err := f.journalEntries(ctx, s, p)
 	if err != nil {
-		return nil, usage(&rollout.JournalError{Why: err.Error()})
+		return nil, err
 	}
 	st, err := rollout.ReadResume(rollout.LastRun(entries))
 	if err != nil {
@@ -477,4 +477,44 @@ func (j *labJournal) Record(ctx context.Context, e rollout.Entry) error {
 		os.Exit(137)
 	}
 	return nil
+}
+
+// configMapJournal is the --journal configmap[:NS/NAME] store, or nil.
+func (f *upgradeFlags) configMapJournal(s Streams, p *prepared, kc kubernetes.Interface) *journal.ConfigMap {
+	ns, name, ok, err := journal.ParseConfigMapRef(f.journalPath, f.lock.lease(kc, clock.Real{}, s).Namespace)
+	if !ok || err != nil || kc == nil {
+		return nil
+	}
+	return &journal.ConfigMap{Client: kc, Namespace: ns, Name: name, Mask: s.Masker.Mask}
+}
+
+// journalEntries reads the journal of --journal (a file or a ConfigMap).
+func (f *upgradeFlags) journalEntries(ctx context.Context, s Streams, p *prepared) ([]rollout.Entry, error) {
+	if _, _, ok, err := journal.ParseConfigMapRef(f.journalPath, ""); ok {
+		if err != nil {
+			return nil, usage(err)
+		}
+		kc := p.kube
+		if p.lab != nil {
+			kc = p.lab.Client
+		}
+		if kc == nil {
+			return nil, usage(fmt.Errorf("--journal %s needs cluster access", f.journalPath))
+		}
+		entries, err := f.configMapJournal(s, p, kc).Entries(ctx)
+		if err != nil {
+			return nil, usage(&rollout.JournalError{Why: err.Error()})
+		}
+		return entries, nil
+	}
+	fh, err := os.Open(f.journalPath)
+	if err != nil {
+		return nil, usage(fmt.Errorf("--resume: %w", err))
+	}
+	defer fh.Close()
+	entries, err := journal.Read(fh)
+	if err != nil {
+		return nil, usage(&rollout.JournalError{Why: err.Error()})
+	}
+	return entries, nil
 }
