@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/lab"
 )
 
@@ -61,21 +62,45 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 	for _, s := range petsWorker {
 		cases = append(cases, tc{"k8s-work-3", s, "v1.11.4"})
 	}
+	// A canary secret in every secret variable, and (an operator slip) as
+	// the cluster name, so drover really has it to print.
+	const canary = "canary-crash-s3cret"
+	example, err := os.ReadFile("../../examples/prox-ops/drover.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := os.Environ()
+	for _, k := range config.DefaultSecretEnv {
+		env = append(env, k+"="+canary)
+	}
 	for _, c := range cases {
 		t.Run(c.node+":"+c.step+"@"+c.to, func(t *testing.T) {
 			dir := t.TempDir()
-			state, jpath := filepath.Join(dir, "s.json"), filepath.Join(dir, "j.jsonl")
-			args := []string{"upgrade", "--lab", "--lab-state", state, "--journal", jpath, "--to-talos", c.to, "--yes", "--output", "json"}
+			cfg := filepath.Join(dir, "drover.yaml")
+			write(t, cfg, strings.Replace(string(example), "name: prox-ops", "name: "+canary, 1))
+			state, jpath, report := filepath.Join(dir, "s.json"), filepath.Join(dir, "j.jsonl"), filepath.Join(dir, "r.json")
+			args := []string{"upgrade", "--lab", "--config", cfg, "--lab-state", state, "--journal", jpath, "--report", report, "--to-talos", c.to, "--yes", "--output", "json"}
 			crash := exec.Command(bin, append(args, "--lab-crash-at", c.node+":"+c.step)...)
+			crash.Env = env
 			out, err := crash.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 137 {
 				t.Fatalf("the crash run: %v\n%s", err, lastLines(string(out), 5))
 			}
 			resume := exec.Command(bin, append(args, "--resume")...)
+			resume.Env = env
+			var stderr strings.Builder
+			resume.Stderr = &stderr
 			stdout, err := resume.Output()
 			if err != nil {
 				t.Fatalf("the resumed run: %v\n%s", err, stdout)
+			}
+			j, _ := os.ReadFile(jpath)
+			r, _ := os.ReadFile(report)
+			for name, text := range map[string]string{"crash output": string(out), "stdout": string(stdout), "stderr": stderr.String(), "journal": string(j), "report": string(r)} {
+				if strings.Contains(text, canary) {
+					t.Errorf("the canary secret leaked into %s", name)
+				}
 			}
 			var rep struct {
 				Result string `json:"result"`

@@ -415,6 +415,8 @@ func (f *upgradeFlags) readResume(ctx context.Context, s Streams, p *prepared) (
 		return nil, usage(err)
 	}
 	want := rollout.RunHeader{Cluster: p.cfg.Cluster.Name, Strategy: string(p.plan.Strategy), From: p.plan.From.String(), To: p.plan.To.String()}
+	// The journal is written masked: compare what it could hold.
+	want.Cluster = s.Masker.Mask(want.Cluster)
 	if st.Header != want {
 		return nil, usage(&rollout.JournalError{Why: fmt.Sprintf("the journal is for %s %s %s -> %s, this run is %s %s %s -> %s",
 			st.Header.Cluster, st.Header.Strategy, st.Header.From, st.Header.To, want.Cluster, want.Strategy, want.From, want.To)})
