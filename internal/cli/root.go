@@ -93,7 +93,10 @@ Exit codes:
   1  a node failed, was rolled back, and the run halted
   2  usage or configuration error; nothing was touched
   3  a rollback failed: manual intervention required
-  4  blocked before any change (approval needed, confirmation refused, preflight failed)`,
+  4  blocked before any change (approval needed, confirmation refused, preflight
+     failed, run lock held, outside the maintenance window), or paused when the
+     window closed
+  130 stopped by SIGINT/SIGTERM: the node is safe, resume with --resume`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
