@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
@@ -95,13 +94,9 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 		defer l.Close()
 		gate, clk = l.Health(), l.Clock
 	} else {
-		rc, _, err := f.src.access(s).RESTConfig()
+		cs, rc, err := f.src.clientset(s)
 		if err != nil {
-			return usage(err)
-		}
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return usage(err)
+			return err
 		}
 		dyn, err := dynamic.NewForConfig(rc)
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
@@ -35,13 +34,9 @@ ended. A run that crashed or is still going shows as incomplete.`,
 				if err != nil {
 					return usage(err)
 				}
-				rc, _, err := src.access(s).RESTConfig()
+				cs, _, err := src.clientset(s)
 				if err != nil {
-					return usage(err)
-				}
-				cs, err := kubernetes.NewForConfig(rc)
-				if err != nil {
-					return usage(err)
+					return err
 				}
 				if ns == "" {
 					ns = lock.lease(cs, clock.Real{}, s).Namespace

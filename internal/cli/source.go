@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/kube"
@@ -170,4 +172,17 @@ func decide(cfg *config.Config, c version.Change) (version.Decision, error) {
 		list = append(list, v)
 	}
 	return version.Decide(c.From, c.To, list)
+}
+
+// clientset reaches the cluster the flags name (kubectl's order).
+func (f *sourceFlags) clientset(s Streams) (kubernetes.Interface, *rest.Config, error) {
+	rc, _, err := f.access(s).RESTConfig()
+	if err != nil {
+		return nil, nil, usage(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, usage(err)
+	}
+	return cs, rc, nil
 }

@@ -48,13 +48,9 @@ itself after --lock-ttl. Use unlock only when you are sure no upgrade runs:
 cancel the workflow first (see docs/runbooks).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rc, _, err := src.access(s).RESTConfig()
+			cs, _, err := src.clientset(s)
 			if err != nil {
-				return usage(err)
-			}
-			cs, err := kubernetes.NewForConfig(rc)
-			if err != nil {
-				return usage(err)
+				return err
 			}
 			l := lock.lease(cs, clock.Real{}, s)
 			holder, err := l.Break(cmd.Context())
