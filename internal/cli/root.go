@@ -104,7 +104,7 @@ Exit codes:
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
-	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s))
+	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s), newInitCmd(s))
 	return root
 }
 
