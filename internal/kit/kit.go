@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"text/template"
@@ -45,7 +46,11 @@ func Render(v Values) (map[string][]byte, error) {
 			return err
 		}
 		// [[ ]] delimiters: GitHub's own ${{ }} expressions pass through.
-		t, err := template.New(path).Delims("[[", "]]").Option("missingkey=error").Parse(string(src))
+		funcs := template.FuncMap{
+			// pattern quotes a path as a regular expression inside a JSON string.
+			"pattern": func(p string) string { return strings.ReplaceAll(regexp.QuoteMeta(p), `\`, `\\`) },
+		}
+		t, err := template.New(path).Delims("[[", "]]").Funcs(funcs).Option("missingkey=error").Parse(string(src))
 		if err != nil {
 			return fmt.Errorf("kit template %s: %w", path, err)
 		}

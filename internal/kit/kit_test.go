@@ -1,11 +1,13 @@
 package kit
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -152,4 +154,80 @@ func TestWriteRefusesChangedFiles(t *testing.T) {
 	if actions[".github/workflows/pr-plan.yml"] != "updated" || actions[".github/workflows/health-check.yml"] != "unchanged" {
 		t.Fatalf("%v", actions)
 	}
+}
+
+// TestRenovateRegexesExtractTheVersions runs the customManagers' regexes
+// (RE2, as Go runs them) on variables files in both forms Renovate bumps.
+func TestRenovateRegexesExtractTheVersions(t *testing.T) {
+	files, err := Render(exampleValues(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(files[".github/renovate.json5"])
+	for _, want := range []string{`customType: "regex"`, "managerFilePatterns", "separateMinorPatch: true", "automerge: false", `groupName: "Talos Linux"`, `groupName: "Kubernetes"`, `"upgrade-pets"`, `"upgrade-cattle"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("renovate.json5 lacks %s", want)
+		}
+	}
+	if !strings.Contains(text, `managerFilePatterns: ["/(^|/)terraform/variables\\.tf$/"]`) {
+		t.Errorf("the file pattern does not quote the path")
+	}
+	if strings.Contains(text, "fileMatch") {
+		t.Error("renovate.json5 uses the deprecated fileMatch")
+	}
+	res := renovatePatterns(t, text)
+	if len(res) != 4 {
+		t.Fatalf("%d matchStrings, want 4", len(res))
+	}
+	fixtures := []struct {
+		name, src string
+		want      []string
+	}{
+		{"variable blocks", `variable "talos_version" {
+  description = "Talos"
+  type        = string
+  default     = "v1.11.3"
+}
+variable "kubernetes_version" {
+  type    = string
+  default = "1.12.0"
+}
+`, []string{"v1.11.3", "1.12.0"}},
+		{"tfvars assignments", "talos_version = \"2.0.0\"\nkubernetes_version = \"v1.34.1\"\n", []string{"2.0.0", "v1.34.1"}},
+		{"pre-releases are ignored", "talos_version = \"v1.12.0-beta.1\"\nvariable \"kubernetes_version\" {\n  default = \"1.35.0-rc.0\"\n}\n", nil},
+	}
+	for _, f := range fixtures {
+		var got []string
+		for _, re := range res {
+			for _, m := range re.FindAllStringSubmatch(f.src, -1) {
+				got = append(got, m[re.SubexpIndex("currentValue")])
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(f.want, ",") {
+			t.Errorf("%s: extracted %v, want %v", f.name, got, f.want)
+		}
+	}
+}
+
+// renovatePatterns pulls the matchStrings out of the JSON5 text and
+// compiles them as RE2.
+func renovatePatterns(t *testing.T, text string) []*regexp.Regexp {
+	t.Helper()
+	var out []*regexp.Regexp
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, `"`) || !strings.Contains(line, "currentValue") {
+			continue
+		}
+		var s string
+		if err := json.Unmarshal([]byte(strings.TrimSuffix(line, ",")), &s); err != nil {
+			t.Fatalf("matchString %s: %v", line, err)
+		}
+		re, err := regexp.Compile(s)
+		if err != nil {
+			t.Fatalf("matchString %q is not RE2: %v", s, err)
+		}
+		out = append(out, re)
+	}
+	return out
 }
