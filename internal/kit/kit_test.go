@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -230,4 +231,34 @@ func renovatePatterns(t *testing.T, text string) []*regexp.Regexp {
 		out = append(out, re)
 	}
 	return out
+}
+
+// TestRenovateConfigValidator runs renovate-config-validator --strict (the
+// pinned npm package renovate, which make test installs) on the rendered
+// configuration.
+func TestRenovateConfigValidator(t *testing.T) {
+	bin := os.Getenv("DROVER_RENOVATE_VALIDATOR")
+	if bin == "" {
+		if os.Getenv("DROVER_TESTENV_REQUIRED") != "" {
+			t.Fatal("DROVER_RENOVATE_VALIDATOR is not set: make test installs it with hack/renovate-validator.sh")
+		}
+		t.Skip("renovate-config-validator not installed (hack/renovate-validator.sh; make test does it)")
+	}
+	files, err := Render(exampleValues(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, ".github"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".github/renovate.json5"), files[".github/renovate.json5"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--strict", ".github/renovate.json5")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "validated successfully") {
+		t.Fatalf("renovate-config-validator: %v\n%s", err, out)
+	}
 }
