@@ -296,7 +296,8 @@ health:
   disable: [DNS Resolution, Network Connectivity]
 `)
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
-		"--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes", "--output", "json", "--journal", filepath.Join(dir, "j.jsonl"))
+		"--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes", "--output", "json", "--journal", filepath.Join(dir, "j.jsonl"),
+		"--report", filepath.Join(dir, "report.json"))
 	if r.code != ExitOK {
 		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 40))
 	}
@@ -349,7 +350,7 @@ func TestRunLockRefusesASecondRunAndUnlockBreaksIt(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "drover.yaml")
 	write(t, cfg, "cluster: {name: lk}\nnodes:\n  - {name: lk-cp-1, role: controlplane, ip: 127.0.0.81, proxmoxHost: a, vmId: 1}\n")
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--lock-namespace", "drover-lock-test",
-		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--output", "json")
+		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--output", "json", "--report", filepath.Join(t.TempDir(), "report.json"))
 	if r.code != ExitBlocked {
 		t.Fatalf("exit %d, want 4\n%s", r.code, r.stderr)
 	}
@@ -412,6 +413,7 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 	cmd := exec.Command(bin, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
 		"--from-talos", "v1.13.0", "--to-talos", "v1.13.1", "--yes", "--journal", journalPath, "--lock-namespace", "drover-sig")
 	cmd.Env = append(os.Environ(), "KUBECONFIG=", "TALOSCONFIG=")
+	cmd.Dir = dir // its default report lands in the test's directory
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
