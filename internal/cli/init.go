@@ -24,13 +24,15 @@ func newInitCmd(s Streams) *cobra.Command {
 	f := &initFlags{}
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Render the GitOps kit (workflows) into your infrastructure repository",
+		Short: "Render the GitOps kit (workflows, Renovate, runner manifests) into your repository",
 		Long: `Render drover's GitOps kit with your names: the upgrade-cattle and
 upgrade-pets workflows (one drover upgrade per merged version bump), the
-reusable health-check workflow and the pr-plan workflow that labels and
-comments on version-bump pull requests. Files that exist with other
-content are left alone unless --force; init prints what it wrote and the
-secrets you must create.`,
+reusable health-check workflow, the pr-plan workflow that labels and
+comments on version-bump pull requests, the actionlint and Renovate
+configuration, and the in-cluster runner manifests under
+kubernetes/apps/github-actions (Flux, ARC, External Secrets, RBAC, a Talos
+ServiceAccount). Files that exist with other content are left alone unless
+--force; init prints what it wrote and the secrets you must create.`,
 		Example: `  drover init --config drover.yaml --repo-url https://github.com/prox-ops/infrastructure --output .`,
 		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
