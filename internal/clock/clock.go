@@ -114,3 +114,52 @@ func Poll(ctx context.Context, c Clock, what string, interval, timeout time.Dura
 		}
 	}
 }
+
+// afterFuncer is a clock that runs timers itself (Virtual).
+type afterFuncer interface {
+	AfterFunc(d time.Duration, fn func()) (cancel func())
+}
+
+// Every calls fn every d until stop is called. On a virtual clock fn runs
+// as a timer of that clock (so it never races the clock's accounting); on
+// any other clock, on a ticker goroutine.
+func Every(c Clock, d time.Duration, fn func()) (stop func()) {
+	if af, ok := c.(afterFuncer); ok {
+		var mu sync.Mutex
+		stopped := false
+		var cancel func()
+		var tick func()
+		tick = func() {
+			fn()
+			mu.Lock()
+			defer mu.Unlock()
+			if !stopped {
+				cancel = af.AfterFunc(d, tick)
+			}
+		}
+		mu.Lock()
+		cancel = af.AfterFunc(d, tick)
+		mu.Unlock()
+		return func() {
+			mu.Lock()
+			defer mu.Unlock()
+			stopped = true
+			cancel()
+		}
+	}
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}

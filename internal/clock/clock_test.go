@@ -121,3 +121,22 @@ func TestPoll(t *testing.T) {
 		})
 	}
 }
+
+func TestEvery(t *testing.T) {
+	v := NewVirtual(epoch)
+	var at []time.Duration
+	stop := Every(v, 10*time.Second, func() { at = append(at, v.Now().Sub(epoch)) })
+	if err := v.Sleep(context.Background(), 35*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := v.Sleep(context.Background(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if len(at) != 3 || at[0] != 10*time.Second || at[2] != 30*time.Second {
+		t.Fatalf("ticks at %v, want 10s, 20s, 30s and none after stop", at)
+	}
+	if v.Pending() != 0 {
+		t.Fatalf("%d timers left after stop", v.Pending())
+	}
+}

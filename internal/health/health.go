@@ -116,15 +116,6 @@ func (g *Gate) checks() []check {
 	return cs
 }
 
-// Names lists the checks the gate runs, in order.
-func (g *Gate) Names() []string {
-	var out []string
-	for _, c := range g.checks() {
-		out = append(out, c.name)
-	}
-	return out
-}
-
 // Check runs every check once, concurrently, each within CheckTimeout.
 func (g *Gate) Check(ctx context.Context, in rollout.GateInput) rollout.HealthResult {
 	cs := g.checks()

@@ -130,11 +130,6 @@ func (l *LeaseLock) held(cur *coordinationv1.Lease) *LockedError {
 	return le
 }
 
-// afterFuncer is a clock that runs timers itself (the lab's virtual clock).
-type afterFuncer interface {
-	AfterFunc(d time.Duration, fn func()) (cancel func())
-}
-
 // renew renews the lease every TTL/3 until stopped.
 func (l *LeaseLock) renew(h Holder) (stop func()) {
 	every := l.ttl() / 3
@@ -155,34 +150,7 @@ func (l *LeaseLock) renew(h Holder) (stop func()) {
 			l.OnLost(err)
 		}
 	}
-	if af, ok := l.Clock.(afterFuncer); ok {
-		var cancel func()
-		stopped := false
-		var tick func()
-		tick = func() {
-			if stopped {
-				return
-			}
-			renewOnce()
-			cancel = af.AfterFunc(every, tick)
-		}
-		cancel = af.AfterFunc(every, tick)
-		return func() { stopped = true; cancel() }
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				renewOnce()
-			}
-		}
-	}()
-	return func() { close(done) }
+	return clock.Every(l.Clock, every, renewOnce)
 }
 
 func (l *LeaseLock) ensureNamespace(ctx context.Context) error {

@@ -254,7 +254,7 @@ func New(opts Options) (*Lab, error) {
 	if err := l.seedResources(); err != nil {
 		return nil, err
 	}
-	l.stop = l.every(opts.Durations.ControlLoop, l.controlLoop)
+	l.stop = clock.Every(l.Clock, opts.Durations.ControlLoop, l.controlLoop)
 	return l, nil
 }
 
@@ -291,31 +291,6 @@ func (l *Lab) Config() config.Config { return l.opts.Config }
 func (l *Lab) log(node, format string, args ...any) {
 	if l.opts.Log != nil {
 		l.opts.Log(node, fmt.Sprintf(format, args...))
-	}
-}
-
-// every runs fn each d on the virtual clock until the returned stop is called.
-func (l *Lab) every(d time.Duration, fn func()) (stop func()) {
-	var mu sync.Mutex
-	var cancel func()
-	stopped := false
-	var tick func()
-	tick = func() {
-		fn()
-		mu.Lock()
-		defer mu.Unlock()
-		if !stopped {
-			cancel = l.Clock.AfterFunc(d, tick)
-		}
-	}
-	mu.Lock()
-	cancel = l.Clock.AfterFunc(d, tick)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		cancel()
 	}
 }
 

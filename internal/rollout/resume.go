@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -129,9 +128,6 @@ func next(s Step) Step {
 	}
 	return stepOrder[i+1]
 }
-
-// ErrNothingToResume: the journal's run finished.
-var ErrNothingToResume = errors.New("the journal's run finished; there is nothing to resume")
 
 // IsNodeStep reports whether s is a step of a node's state machine.
 func IsNodeStep(s Step) bool { return stepIndex(s) >= 0 && s != StepDone }
