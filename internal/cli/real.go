@@ -11,7 +11,6 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/prox-ops/drover/internal/clock"
-	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/rollout"
@@ -48,12 +47,7 @@ func (f *upgradeFlags) realEngine(ctx context.Context, s Streams, p *prepared, p
 	r := cfg.Rollout
 	kc := &kube.Client{Client: p.kube, Clock: real, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout}
 	api := &talos.API{C: tcl, Clock: real, Talos: cfg.Talos, RebootTimeout: r.ReadyTimeout.Duration, PollInterval: 2 * time.Second, Log: log}
-	var cps []config.Node
-	for _, n := range cfg.Nodes {
-		if n.IsControlPlane() {
-			cps = append(cps, n)
-		}
-	}
+	cps := cfg.ControlPlaneNodes()
 	guard := &talos.Guard{Etcd: talos.Etcd{API: api}, ControlPlane: cps, Clock: real, SnapshotDir: cfg.Talos.EtcdSnapshotDir,
 		Keep: cfg.Talos.EtcdSnapshotsKeep, Timeout: r.ReadyTimeout.Duration, PollInterval: 2 * time.Second, Log: log}
 	dyn, err := dynamic.NewForConfig(p.rest)

@@ -321,16 +321,19 @@ func (c Config) NodeByName(name string) (Node, bool) {
 	return Node{}, false
 }
 
-// ControlPlaneCount counts the control-plane nodes.
-func (c Config) ControlPlaneCount() int {
-	k := 0
+// ControlPlaneNodes lists the control-plane nodes, in inventory order.
+func (c Config) ControlPlaneNodes() []Node {
+	var out []Node
 	for _, n := range c.Nodes {
 		if n.IsControlPlane() {
-			k++
+			out = append(out, n)
 		}
 	}
-	return k
+	return out
 }
+
+// ControlPlaneCount counts the control-plane nodes.
+func (c Config) ControlPlaneCount() int { return len(c.ControlPlaneNodes()) }
 
 // indexLines records the line of every mapping key and sequence item under a
 // dotted path such as "nodes[3].role".

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/rollout"
@@ -16,14 +15,8 @@ import (
 // --skip-drain-preflight.
 func (l *Lab) Engine(j rollout.Journal, sink rollout.Sink, runID string) *rollout.Engine {
 	r := l.opts.Config.Rollout
-	var cp []config.Node
-	for _, n := range l.opts.Config.Nodes {
-		if n.IsControlPlane() {
-			cp = append(cp, n)
-		}
-	}
 	guard := &talos.Guard{
-		Etcd: l.Etcd(), ControlPlane: cp, Clock: l.Clock, SnapshotDir: l.snapshotDir,
+		Etcd: l.Etcd(), ControlPlane: l.opts.Config.ControlPlaneNodes(), Clock: l.Clock, SnapshotDir: l.snapshotDir,
 		Keep: l.opts.Config.Talos.EtcdSnapshotsKeep, Log: l.opts.Log,
 	}
 	kc := &kube.Client{Client: l.Client, Clock: l.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout}
