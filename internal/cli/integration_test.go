@@ -145,33 +145,11 @@ terraform:
 // place behind an etcd snapshot, and the journal is written.
 func TestPetsUpgradeOfARealCluster(t *testing.T) {
 	testenv.Require(t, env)
-	ctx := context.Background()
-	k := testenv.NewKubelets(env.Client, "none")
-	defer k.Close()
-	nodes := []struct {
-		name, ip string
-		cp       bool
-	}{{"e2e-cp-1", "127.0.0.31", true}, {"e2e-w-1", "127.0.0.41", false}, {"e2e-w-2", "127.0.0.42", false}}
-	ta := testenv.NewTalosAPI()
-	for i, n := range nodes {
-		var member uint64
-		if n.cp {
-			member = uint64(500 + i)
-		}
-		ta.Add(n.ip, n.name, "v1.13.0", member)
-		if err := k.AddNode(ctx, testenv.NodeSpec{Name: n.name, ControlPlane: n.cp, Talos: "v1.13.0", Kubelet: "v1.34.1"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ta.SetLeader(500)
-	t.Cleanup(func() { env.DeleteNodes("e2e-cp-1", "e2e-w-1", "e2e-w-2") })
-	// A node coming back from its reboot registers at the Talos it now runs.
-	ta.OnBoot = func(_, name, v string) {
-		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: name, ControlPlane: strings.Contains(name, "cp"), Talos: v, Kubelet: "v1.34.1"})
-	}
 	dir := t.TempDir()
-	talosconfig := filepath.Join(dir, "talosconfig")
-	write(t, talosconfig, string(ta.Serve(t)))
+	ta, talosconfig := talosCluster(t, dir, []e2eNode{
+		{"e2e-cp-1", "127.0.0.31", "v1.13.0", 500}, {"e2e-w-1", "127.0.0.41", "v1.13.0", 0}, {"e2e-w-2", "127.0.0.42", "v1.13.0", 0},
+	})
+	nodes := []struct{ name, ip string }{{"e2e-cp-1", "127.0.0.31"}, {"e2e-w-1", "127.0.0.41"}, {"e2e-w-2", "127.0.0.42"}}
 	snapshots := filepath.Join(dir, "snapshots")
 	cfg := filepath.Join(dir, "drover.yaml")
 	write(t, cfg, `cluster: {name: e2e}
@@ -375,27 +353,11 @@ func TestSIGTERMStopsARealRunSafely(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	bin := droverBinary(t)
-	k := testenv.NewKubelets(env.Client, "none")
-	defer k.Close()
-	ta := testenv.NewTalosAPI()
 	names := []string{"sig-cp-1", "sig-w-1", "sig-w-2", "sig-w-3"}
-	for i, n := range names {
-		var member uint64
-		if i == 0 {
-			member = 900
-		}
-		ta.Add(fmt.Sprintf("127.0.0.%d", 91+i), n, "v1.13.0", member)
-		if err := k.AddNode(ctx, testenv.NodeSpec{Name: n, ControlPlane: i == 0, Talos: "v1.13.0", Kubelet: "v1.34.1"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ta.SetLeader(900)
-	ta.OnBoot = func(_, name, v string) {
-		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: name, ControlPlane: strings.Contains(name, "cp"), Talos: v, Kubelet: "v1.34.1"})
-	}
-	t.Cleanup(func() { env.DeleteNodes(names...) })
-	talosconfig := filepath.Join(dir, "talosconfig")
-	write(t, talosconfig, string(ta.Serve(t)))
+	_, talosconfig := talosCluster(t, dir, []e2eNode{
+		{"sig-cp-1", "127.0.0.91", "v1.13.0", 900}, {"sig-w-1", "127.0.0.92", "v1.13.0", 0},
+		{"sig-w-2", "127.0.0.93", "v1.13.0", 0}, {"sig-w-3", "127.0.0.94", "v1.13.0", 0},
+	})
 	cfg := filepath.Join(dir, "drover.yaml")
 	write(t, cfg, `cluster: {name: sig}
 nodes:
@@ -453,25 +415,9 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 // the real API server, and drover history reads it back from there.
 func TestConfigMapJournalAndHistory(t *testing.T) {
 	testenv.Require(t, env)
-	ctx := context.Background()
-	k := testenv.NewKubelets(env.Client, "none")
-	defer k.Close()
-	ta := testenv.NewTalosAPI()
-	ta.Add("127.0.0.101", "cm-w-1", "v1.13.0", 0)
-	ta.Add("127.0.0.100", "cm-cp-1", "v1.13.1", 950) // the control plane is already at the target
-	ta.SetLeader(950)
-	for _, n := range []testenv.NodeSpec{{Name: "cm-cp-1", ControlPlane: true, Talos: "v1.13.1", Kubelet: "v1.34.1"}, {Name: "cm-w-1", Talos: "v1.13.0", Kubelet: "v1.34.1"}} {
-		if err := k.AddNode(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ta.OnBoot = func(_, name, v string) {
-		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: name, ControlPlane: strings.Contains(name, "cp"), Talos: v, Kubelet: "v1.34.1"})
-	}
-	t.Cleanup(func() { env.DeleteNodes("cm-cp-1", "cm-w-1") })
 	dir := t.TempDir()
-	talosconfig := filepath.Join(dir, "talosconfig")
-	write(t, talosconfig, string(ta.Serve(t)))
+	// The control plane is already at the target; only the worker moves.
+	_, talosconfig := talosCluster(t, dir, []e2eNode{{"cm-cp-1", "127.0.0.100", "v1.13.1", 950}, {"cm-w-1", "127.0.0.101", "v1.13.0", 0}})
 	cfg := filepath.Join(dir, "drover.yaml")
 	write(t, cfg, `cluster: {name: cmj}
 nodes:
@@ -492,4 +438,45 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 	if r.code != ExitOK || !strings.Contains(r.stdout, `"result": "succeeded"`) || !strings.Contains(r.stdout, `"cluster": "cmj"`) {
 		t.Fatalf("history: %d %s %s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// e2eNode is a node of an end-to-end test, both in the API server (a
+// simulated kubelet) and behind the test's Talos API server. A node with an
+// etcd member is a control-plane node; the first one leads etcd.
+type e2eNode struct {
+	name, ip, talos string
+	member          uint64
+}
+
+// talosCluster registers the nodes in both places, makes a node that comes
+// back from its reboot register at the Talos it now runs, and writes a
+// talosconfig for the Talos API into dir. The nodes go at the test's end.
+func talosCluster(t *testing.T, dir string, nodes []e2eNode) (*testenv.TalosAPI, string) {
+	t.Helper()
+	ctx := context.Background()
+	k := testenv.NewKubelets(env.Client, "none")
+	t.Cleanup(k.Close)
+	ta := testenv.NewTalosAPI()
+	cp := map[string]bool{}
+	var names []string
+	for _, n := range nodes {
+		ta.Add(n.ip, n.name, n.talos, n.member)
+		if n.member != 0 {
+			if len(cp) == 0 {
+				ta.SetLeader(n.member)
+			}
+			cp[n.name] = true
+		}
+		if err := k.AddNode(ctx, testenv.NodeSpec{Name: n.name, ControlPlane: cp[n.name], Talos: n.talos, Kubelet: "v1.34.1"}); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n.name)
+	}
+	t.Cleanup(func() { env.DeleteNodes(names...) })
+	ta.OnBoot = func(_, name, v string) {
+		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: name, ControlPlane: cp[name], Talos: v, Kubelet: "v1.34.1"})
+	}
+	talosconfig := filepath.Join(dir, "talosconfig")
+	write(t, talosconfig, string(ta.Serve(t)))
+	return ta, talosconfig
 }
