@@ -3,6 +3,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,8 +14,25 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, cli.OSStreams(), os.Args[1:])
-	stop()
+	s := cli.OSStreams()
+	s.Where = &cli.Whereabouts{}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first signal stops the run at its next safe point; a second
+		// one stops drover at once, saying where it left each node.
+		sig := <-sigs
+		cancel(fmt.Errorf("%w: %s", errSignal, sig))
+		fmt.Fprintf(os.Stderr, "drover: %s: finishing the current atomic step, then stopping safely (signal again to stop at once)\n", sig)
+		sig = <-sigs
+		fmt.Fprintf(os.Stderr, "drover: %s again: stopping at once. Where the run stood: %s. The journal has every step that started; "+
+			"the run lock expires after its TTL; resume with drover upgrade --resume.\n", sig, s.Where)
+		os.Exit(cli.ExitInterrupted)
+	}()
+	code := cli.Run(ctx, s, os.Args[1:])
+	signal.Stop(sigs)
 	os.Exit(code)
 }
+
+var errSignal = errors.New("signal")

@@ -28,7 +28,7 @@ Talos and Kubernetes both change, the larger change decides.`,
 		Example: `  drover classify --from v1.11.3 --to v1.12.0
   drover classify --config drover.yaml --vars-before old.tf --vars-after new.tf --output json
   drover classify --config drover.yaml --git-range origin/main~1..origin/main`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.out.validate(); err != nil {
 				return err
@@ -37,7 +37,19 @@ Talos and Kubernetes both change, the larger change decides.`,
 			if err != nil {
 				return err
 			}
-			c, err := f.src.change(cmd.Context(), cfg)
+			claim, err := f.src.claim(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if f.src.lab && claim.From.Talos.IsZero() {
+				// The lab's nodes start at its starting versions.
+				if claim.From, err = f.src.labStart(); err != nil {
+					return err
+				}
+			}
+			// Classify judges the change a pull request claims; plan and
+			// upgrade check the claim against the nodes.
+			c, err := resolve(claim, nil)
 			if err != nil {
 				return err
 			}

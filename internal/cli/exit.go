@@ -5,6 +5,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/observe"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -43,15 +44,20 @@ func ExitCode(err error) int {
 		ie *rollout.InterruptedError
 		pz *rollout.PausedError
 		je *rollout.JournalError
+		ll *journal.LockLostError
+		ae *observe.AccessError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &ll):
+		// Stopped safely because another run may now hold the lock.
+		return ExitBlocked
 	case errors.As(err, &ie):
 		return ExitInterrupted
 	case errors.As(err, &rf):
 		return ExitRollbackFailed
-	case errors.As(err, &bl), errors.As(err, &lk), errors.As(err, &pz):
+	case errors.As(err, &bl), errors.As(err, &lk), errors.As(err, &pz), errors.As(err, &ae):
 		return ExitBlocked
 	case errors.As(err, &hf), errors.As(err, &uh):
 		return ExitHalted

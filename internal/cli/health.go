@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/prox-ops/drover/internal/assemble"
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
@@ -49,7 +50,7 @@ gpu-lost|crashloop breaks a category from the start.`,
 		Example: `  drover health --lab --node k8s-work-1
   drover health --lab --lab-fault k8s-work-1=dns-down --node k8s-work-1 --output json
   drover health --config drover.yaml --node k8s-work-4 --output markdown >> "$GITHUB_STEP_SUMMARY"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd.Context(), s) },
 	}
 	fs := cmd.Flags()
@@ -115,8 +116,7 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 		}
 		in.Node = plan.Node{Node: n}
 	}
-	eng := &rollout.Engine{Health: gate, Clock: clk, Policy: rollout.PolicyFrom(cfg.Rollout)}
-	res, gerr := eng.CheckHealth(ctx, in)
+	res, gerr := rollout.GateFrom(assemble.Policy(*cfg), gate, clk).Run(ctx, in)
 	var hf *rollout.HealthFailedError
 	if gerr != nil && !errors.As(gerr, &hf) {
 		return gerr

@@ -24,7 +24,7 @@ it started and last wrote, how many attempts (resumes) it took, and how it
 ended. A run that crashed or is still going shows as incomplete.`,
 		Example: `  drover history --journal drover-journal.jsonl
   drover history --journal drover-journal.jsonl --output json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := out.validate(); err != nil {
 				return err
@@ -50,9 +50,14 @@ ended. A run that crashed or is still going shows as incomplete.`,
 					return usage(fmt.Errorf("--journal: %w", err))
 				}
 				defer f.Close()
-				if entries, err = journal.Read(f); err != nil {
+				log, err := journal.Read(f)
+				if err != nil {
 					return usage(err)
 				}
+				for _, w := range log.Warnings {
+					fmt.Fprintf(s.Err, "drover: warning: %s\n", w)
+				}
+				entries = log.Entries
 			}
 			runs := rollout.Runs(entries)
 			if out.json() {

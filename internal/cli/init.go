@@ -34,7 +34,7 @@ kubernetes/apps/github-actions (Flux, ARC, External Secrets, RBAC, a Talos
 ServiceAccount). Files that exist with other content are left alone unless
 --force; init prints what it wrote and the secrets you must create.`,
 		Example: `  drover init --config drover.yaml --repo-url https://github.com/prox-ops/infrastructure --output .`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if f.repoURL == "" || f.output == "" {
 				return usage(errors.New("--repo-url and --output are required"))

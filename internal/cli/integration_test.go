@@ -292,8 +292,12 @@ health:
 	if got := ta.CallsOf("EtcdLeaveCluster"); len(got) != 1 || got[0] != "127.0.0.61" {
 		t.Errorf("etcd leave calls %v", got)
 	}
-	if !strings.Contains(r.stderr, "[terraform k8s-work-1]") || !strings.Contains(r.stderr, "cattle through ") {
-		t.Errorf("Terraform's output and binary are not shown:\n%s", lastLines(r.stderr, 20))
+	if !strings.Contains(r.stderr, "[terraform k8s-work-1,k8s-work-2]") || !strings.Contains(r.stderr, "cattle through ") {
+		t.Errorf("Terraform's output (one run per batch of two workers) and binary are not shown:\n%s", lastLines(r.stderr, 20))
+	}
+	// One state, one lock: each batch is one destroy and one apply.
+	if n := strings.Count(r.stderr, "[terraform k8s-work-3,k8s-work-4] Destroy complete!"); n != 1 {
+		t.Errorf("the second batch ran %d destroys, want one", n)
 	}
 }
 

@@ -28,12 +28,12 @@ Proxmox host in a batch. Nodes already at the target version are skipped.
 The ETA comes from rollout.stepDurations.`,
 		Example: `  drover plan --lab --to-talos v1.12.0
   drover plan --config drover.yaml --git-range "$BASE_SHA..$MERGE_SHA" --output json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.out.validate(); err != nil {
 				return err
 			}
-			p, err := prepare(cmd.Context(), s, &f.src, nil)
+			p, err := prepare(cmd.Context(), s, &f.src, prepareOptions{})
 			if err != nil {
 				return err
 			}

@@ -4,17 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/siderolabs/talos/pkg/machinery/client"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/prox-ops/drover/internal/assemble"
+	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/lab"
+	"github.com/prox-ops/drover/internal/observe"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/secrets"
+	"github.com/prox-ops/drover/internal/talos"
 	"github.com/prox-ops/drover/internal/terraform"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -22,6 +27,7 @@ import (
 // prepared is everything a plan or an upgrade needs, checked, before any change.
 type prepared struct {
 	cfg      *config.Config
+	claim    observe.Claim
 	change   version.Change
 	decision version.Decision
 	plan     plan.Plan
@@ -33,20 +39,35 @@ type prepared struct {
 	kube kubernetes.Interface
 	// rest is the real cluster's access, for the dynamic client.
 	rest *rest.Config
+	// talos is the real cluster's Talos API client, when a talosconfig was found.
+	talos     *client.Client
+	talosConf talos.Resolved
 	// inventorySources says where each node's host and VM id came from,
 	// when some were read from the Terraform state.
 	inventorySources map[string]string
 	// hops are the Talos minors the upgrade passes through.
 	hops []string
-	// current are the node versions read from the cluster.
-	current map[string]version.Pair
+	// observed are the node versions read from the cluster, and who said so.
+	observed map[string]rollout.Observed
+	// resume is the journal of the run being resumed, read before planning.
+	resume *rollout.ResumeState
 	// tf is the Terraform runner, when discovery ran.
 	tf *terraform.Runner
 }
 
-// prepare loads the configuration, resolves the versions, decides the
-// strategy, starts the lab when asked and builds the plan. It changes nothing.
-func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node, msg string)) (*prepared, error) {
+// prepareOptions shape prepare for the command at hand.
+type prepareOptions struct {
+	// labLog is told what the lab's simulated infrastructure does.
+	labLog func(node, msg string)
+	// resume, when set, reads the journal of the run to resume, once the
+	// cluster is reachable (a ConfigMap journal lives there).
+	resume func(p *prepared) (*rollout.ResumeState, error)
+}
+
+// prepare loads the configuration, reads what the nodes run, checks the
+// claimed versions against it, decides the strategy and builds the plan.
+// It changes nothing.
+func prepare(ctx context.Context, s Streams, src *sourceFlags, o prepareOptions) (*prepared, error) {
 	faults, err := src.faults()
 	if err != nil {
 		return nil, err
@@ -57,82 +78,187 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, labLog func(node,
 	}
 	s.addSecrets(cfg.Secrets.Env)
 	p := &prepared{cfg: cfg}
-	if p.change, err = src.change(ctx, cfg); err != nil {
+	if p.claim, err = src.claim(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if p.decision, err = decide(cfg, p.change); err != nil {
+	reader, err := p.connect(ctx, s, src, faults, o)
+	if err != nil {
+		p.close()
 		return nil, err
+	}
+	if err := p.settle(ctx, s, src, reader, o); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// settle reads the nodes, resolves the change and builds the plan.
+func (p *prepared) settle(ctx context.Context, s Streams, src *sourceFlags, reader *observe.Reader, o prepareOptions) error {
+	cfg := p.cfg
+	var err error
+	if o.resume != nil {
+		if p.resume, err = o.resume(p); err != nil {
+			return err
+		}
+	}
+	// The Node objects, and the Talos API of the control plane; for an
+	// in-place (pets) change the Talos API of every node, then decide again.
+	for _, inPlace := range []bool{false, true} {
+		if reader != nil {
+			obs, err := reader.All(ctx, cfg.Nodes, inPlace)
+			if err != nil {
+				return p.accessError(err)
+			}
+			p.observed = obs
+		}
+		if p.change, err = resolve(p.claim, p.observed); err != nil {
+			return err
+		}
+		if err := p.resumeChange(); err != nil {
+			return err
+		}
+		if p.decision, err = decide(cfg, p.change); err != nil {
+			return err
+		}
+		if p.decision.Strategy != version.Pets || reader == nil || reader.Talos == nil {
+			break
+		}
 	}
 	if p.decision.Strategy != version.NoChange {
 		if err := version.CheckHops(p.change.From.Talos, p.change.To.Talos, src.skipMinor); err != nil {
-			return nil, &rollout.BlockedError{Reason: "Talos minor hops", Err: err}
+			return &rollout.BlockedError{Reason: "Talos minor hops", Err: err}
 		}
 		warn, err := version.CheckCompatibility(p.change.To)
 		if err != nil {
-			return nil, &rollout.BlockedError{Reason: "unsupported Talos and Kubernetes pair", Err: err}
+			return &rollout.BlockedError{Reason: "unsupported Talos and Kubernetes pair", Err: err}
 		}
 		if warn != "" {
 			fmt.Fprintf(s.Err, "drover: warning: %s\n", warn)
 		}
 		p.hops = version.Hops(p.change.From.Talos, p.change.To.Talos)
 	}
-	var current map[string]version.Pair
-	if src.lab {
-		for node := range faults {
-			if _, ok := cfg.NodeByName(node); !ok {
-				return nil, usage(fmt.Errorf("--lab-fault: no node %q in the inventory", node))
-			}
-		}
-		var saved *lab.State
-		if src.labState != "" {
-			if saved, err = lab.LoadState(src.labState); err != nil {
-				return nil, usage(err)
-			}
-		}
-		p.lab, err = lab.New(lab.Options{Config: *cfg, Talos: p.change.From.Talos, Kubernetes: p.change.From.Kubernetes, Faults: faults, Log: labLog, FaultsNow: src.faultsNow, State: saved})
-		if err != nil {
-			return nil, err
-		}
-		if current, err = nodeVersions(ctx, p.lab.Client); err != nil {
-			return nil, err
-		}
-		p.clusterSource = "the lab"
-	} else {
-		rc, from, err := src.access(s).RESTConfig()
-		switch {
-		case errors.Is(err, kube.ErrNoCluster) && src.kubeconfig == "" && src.kubeCtx == "":
-			p.clusterSource = "none (no cluster access: every node is assumed at the current version)"
-		case err != nil:
-			return nil, usage(err)
-		default:
-			cs, err := kubernetes.NewForConfig(rc)
-			if err != nil {
-				return nil, usage(err)
-			}
-			if current, err = nodeVersions(ctx, cs); err != nil {
-				return nil, fmt.Errorf("read node versions from %s: %w", from, err)
-			}
-			p.clusterSource = from
-			p.kube, p.rest = cs, rc
-		}
+	if p.lab == nil {
 		// Discovery is best effort for planning: a plan from a PR job
 		// without Terraform still shows, with the values it lacks.
 		if err := p.discover(ctx, src, s); err != nil {
 			fmt.Fprintf(s.Err, "drover: warning: could not complete the inventory from the Terraform state: %v\n", err)
 		}
 	}
-	p.current = current
-	p.rebuildPlan(nil)
-	return p, nil
+	p.buildPlan()
+	return nil
 }
 
-// rebuildPlan builds the plan; nodes in inFlight are planned whatever
-// version they report (a resumed node at the target still owes its checks).
-func (p *prepared) rebuildPlan(inFlight map[string]bool) {
+// connect reaches the cluster: the lab, or a real one when there is access.
+// It returns the reader of node versions (nil without cluster access).
+func (p *prepared) connect(ctx context.Context, s Streams, src *sourceFlags, faults map[string]lab.Fault, o prepareOptions) (*observe.Reader, error) {
+	cfg := p.cfg
+	if src.lab {
+		return p.startLab(src, faults, o.labLog)
+	}
+	rc, from, err := src.access(s).RESTConfig()
+	switch {
+	case errors.Is(err, kube.ErrNoCluster) && src.kubeconfig == "" && src.kubeCtx == "":
+		p.clusterSource = "none (no cluster access: every node is assumed at the claimed version)"
+		return nil, nil
+	case err != nil:
+		return nil, usage(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, usage(err)
+	}
+	p.kube, p.rest, p.clusterSource = cs, rc, from
+	reader := &observe.Reader{Client: cs}
+	tc, err := talos.ConfigSource{Flag: src.talosconfig, Getenv: s.Getenv, Home: s.Home}.Resolve()
+	switch {
+	case err != nil:
+		// An upgrade stops later, before any change, for want of it.
+		p.clusterSource += " (Node objects; no talosconfig, so the Talos API was not asked)"
+	default:
+		p.talosConf = tc
+		if p.talos, err = client.New(ctx, client.WithConfigFromFile(tc.Path)); err != nil {
+			return nil, usage(fmt.Errorf("talosconfig from %s: %w", tc.Source, err))
+		}
+		reader.Talos = assemble.TalosAPI(*cfg, p.talos, clock.Real{}, nil)
+	}
+	return reader, nil
+}
+
+// startLab builds the lab at its starting versions (or its saved state).
+func (p *prepared) startLab(src *sourceFlags, faults map[string]lab.Fault, log func(node, msg string)) (*observe.Reader, error) {
+	cfg := p.cfg
+	for node := range faults {
+		if _, ok := cfg.NodeByName(node); !ok {
+			return nil, usage(fmt.Errorf("--lab-fault: no node %q in the inventory", node))
+		}
+	}
+	start, err := src.labStart()
+	if err != nil {
+		return nil, err
+	}
+	var saved *lab.State
+	if src.labState != "" {
+		if saved, err = lab.LoadState(src.labState); err != nil {
+			return nil, usage(err)
+		}
+	}
+	p.lab, err = lab.New(lab.Options{Config: *cfg, Talos: start.Talos, Kubernetes: start.Kubernetes, Faults: faults, Log: log, FaultsNow: src.faultsNow, State: saved})
+	if err != nil {
+		return nil, usage(err)
+	}
+	p.clusterSource = "the lab"
+	return &observe.Reader{Client: p.lab.Client, Talos: p.lab.Talos()}, nil
+}
+
+// accessError says why the cluster could not be read: exit 4, nothing
+// was touched.
+func (p *prepared) accessError(err error) error {
+	if p.lab != nil {
+		return err
+	}
+	var ae *observe.AccessError
+	if errors.As(err, &ae) && p.rest != nil {
+		ae.Endpoint = p.rest.Host
+	}
+	return &rollout.BlockedError{Reason: "read what the nodes run", Err: err}
+}
+
+// resumeChange: a resumed run keeps the versions its journal started with
+// (its nodes may all be past the start by now); a different target is
+// refused.
+func (p *prepared) resumeChange() error {
+	if p.resume == nil || p.resume.Finished {
+		return nil
+	}
+	h := p.resume.Header
+	from, err := version.ParsePair(h.From)
+	if err != nil {
+		return usage(&rollout.JournalError{Why: "its run header: " + err.Error()})
+	}
+	to, err := version.ParsePair(h.To)
+	if err != nil {
+		return usage(&rollout.JournalError{Why: "its run header: " + err.Error()})
+	}
+	if to != p.change.To {
+		return usage(&rollout.JournalError{Why: fmt.Sprintf("the journal's run goes to %s, this run to %s: resume with the same target", to, p.change.To)})
+	}
+	p.change.From = from
+	return nil
+}
+
+// buildPlan builds the plan from what the nodes run; the nodes a resumed
+// run caught mid-step are planned from the run's start whatever they report
+// (a node at the target still owes its checks).
+func (p *prepared) buildPlan() {
 	current := map[string]version.Pair{}
-	for k, v := range p.current {
-		if !inFlight[k] {
-			current[k] = v
+	var inFlight []string
+	if p.resume != nil {
+		inFlight = p.resume.InFlight()
+	}
+	for k, o := range p.observed {
+		if !slices.Contains(inFlight, k) {
+			current[k] = o.Versions
 		}
 	}
 	r := p.cfg.Rollout
@@ -140,30 +266,35 @@ func (p *prepared) rebuildPlan(inFlight map[string]bool) {
 		Nodes: p.cfg.Nodes, Strategy: p.decision.Strategy, From: p.change.From, To: p.change.To,
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
 	})
+	p.plan.InFlight = inFlight
+}
+
+// versionSources says, per node, where its version came from.
+func (p *prepared) versionSources() map[string]string {
+	out := map[string]string{}
+	for _, n := range p.cfg.Nodes {
+		switch o, ok := p.observed[n.Name]; {
+		case ok:
+			out[n.Name] = o.Source
+		case p.observed == nil:
+			out[n.Name] = "claimed (" + orNone(p.claim.Source) + ")"
+		default:
+			out[n.Name] = "no Node object: assumed at " + p.change.From.Talos.String()
+		}
+	}
+	return out
 }
 
 func (p *prepared) close() {
 	if p.lab != nil {
 		p.lab.Close()
 	}
-}
-
-// nodeVersions reads each node's Talos and kubelet versions from the cluster.
-func nodeVersions(ctx context.Context, c kubernetes.Interface) (map[string]version.Pair, error) {
-	list, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
+	if p.talos != nil {
+		_ = p.talos.Close()
 	}
-	out := map[string]version.Pair{}
-	for _, n := range list.Items {
-		t, ok := kube.TalosVersion(n.Status.NodeInfo.OSImage)
-		if !ok {
-			continue
-		}
-		k, _ := version.Parse(n.Status.NodeInfo.KubeletVersion, true)
-		out[n.Name] = version.Pair{Talos: t, Kubernetes: k}
+	if p.talosConf.Cleanup != nil {
+		p.talosConf.Cleanup()
 	}
-	return out, nil
 }
 
 // discover fills the Proxmox hosts and VM ids the configuration leaves

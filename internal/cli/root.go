@@ -1,12 +1,15 @@
 // Package cli holds drover's commands, one file each. Commands return
-// errors; ExitCode turns them into exit codes. No command calls os.Exit.
+// errors; ExitCode turns them into exit codes. No command calls os.Exit:
+// the lab's rehearsed crash goes through Streams.Crash.
 package cli
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -38,8 +41,23 @@ type Streams struct {
 	InCluster func() (*rest.Config, error)
 	// Masker masks secret values in everything drover writes; Run sets it.
 	Masker *secrets.Masker
+	// Where, when set, follows each node's step, so a second signal can
+	// say where the run stood when it stopped at once.
+	Where *Whereabouts
+	// Crash ends the process at once, with no cleanup: the lab's rehearsed
+	// crash (--lab-crash-at). OSStreams exits with 137, as a SIGKILL would.
+	Crash func()
 	// raw is the unmasked stdout, for GitHub's ::add-mask:: commands only.
 	raw io.Writer
+}
+
+// crash plays the rehearsed crash.
+func (s Streams) crash() {
+	if s.Crash != nil {
+		s.Crash()
+		return
+	}
+	panic("drover: a rehearsed crash (--lab-crash-at) needs Streams.Crash")
 }
 
 // addSecrets learns the values of more secret variables (the ones
@@ -65,7 +83,8 @@ func (s Streams) getenv(k string) string {
 // OSStreams are the process's standard streams.
 func OSStreams() Streams {
 	home, _ := os.UserHomeDir()
-	return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Home: home, InCluster: rest.InClusterConfig}
+	return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Home: home, InCluster: rest.InClusterConfig,
+		Crash: func() { os.Exit(137) }} //nolint:revive // the rehearsed crash is an abrupt exit by design, like a SIGKILL
 }
 
 func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
@@ -94,9 +113,11 @@ Exit codes:
   2  usage or configuration error; nothing was touched
   3  a rollback failed: manual intervention required
   4  blocked before any change (approval needed, confirmation refused, preflight
-     failed, run lock held, outside the maintenance window), or paused when the
-     window closed
-  130 stopped by SIGINT/SIGTERM: the node is safe, resume with --resume`,
+     failed, versions claimed that the nodes contradict, run lock held, outside
+     the maintenance window, the cluster unreachable or forbidden), paused when
+     the window closed, or stopped because the run lock was lost
+  130 stopped by SIGINT/SIGTERM: the node is safe, resume with --resume (a
+     second signal stops at once)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -104,6 +125,18 @@ Exit codes:
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
+	// An unknown command is bad input (exit 2), with cobra's suggestion.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if sugg := cmd.SuggestionsFor(args[0]); len(sugg) > 0 {
+			msg += "; did you mean " + strings.Join(sugg, " or ") + "?"
+		}
+		return usage(errors.New(msg + " (see drover --help)"))
+	}
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s), newInitCmd(s))
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
@@ -13,28 +14,33 @@ import (
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/lab"
+	"github.com/prox-ops/drover/internal/observe"
+	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
 )
 
 // sourceFlags say which cluster and which version change a command is about.
 type sourceFlags struct {
-	configPath string
-	lab        bool
-	labFaults  []string
-	fromTalos  string
-	toTalos    string
-	fromKube   string
-	toKube     string
-	varsBefore string
-	varsAfter  string
-	gitRange   string
-	repoDir    string
-	kubeconfig string
-	kubeCtx    string
-	skipMinor  bool
-	faultsNow  bool
-	labState   string
-	crashAt    string
+	configPath  string
+	lab         bool
+	labFaults   []string
+	fromTalos   string
+	toTalos     string
+	fromKube    string
+	toKube      string
+	varsBefore  string
+	varsAfter   string
+	gitRange    string
+	repoDir     string
+	kubeconfig  string
+	kubeCtx     string
+	skipMinor   bool
+	faultsNow   bool
+	labState    string
+	crashAt     string
+	labTalos    string
+	labKube     string
+	talosconfig string
 }
 
 func (f *sourceFlags) register(fs *pflag.FlagSet) {
@@ -44,9 +50,11 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.labState, "lab-state", "", "keep the lab cluster in this file between runs (a crashed rehearsal can then be resumed)")
 	fs.StringVar(&f.crashAt, "lab-crash-at", "", "rehearse a crash: kill drover abruptly right after the journal records NODE:STEP (e.g. k8s-work-2:destroy)")
 	fs.BoolVar(&f.faultsNow, "lab-faults-now", false, "make the lab's health faults (dns-down, ceph-warn, flux-failed, gpu-lost, crashloop) show from the start, to rehearse a cluster that is already unhealthy")
-	fs.StringVar(&f.fromTalos, "from-talos", "", "current Talos version (default: read from --vars-before/--git-range; in the lab v1.11.3)")
+	fs.StringVar(&f.fromTalos, "from-talos", "", "the Talos version the cluster runs now, as a cross-check: drover reads what each node runs and stops (exit 4) if this disagrees (default: from --vars-before/--git-range, if given)")
 	fs.StringVar(&f.toTalos, "to-talos", "", "target Talos version (default: read from --vars-after/--git-range)")
-	fs.StringVar(&f.fromKube, "from-kubernetes", "", "current Kubernetes version (default: read like --from-talos; in the lab v1.34.1)")
+	fs.StringVar(&f.fromKube, "from-kubernetes", "", "the Kubernetes version the cluster runs now, as a cross-check like --from-talos")
+	fs.StringVar(&f.labTalos, "lab-talos", lab.DefaultTalos.String(), "with --lab, the Talos version the lab's nodes start at")
+	fs.StringVar(&f.labKube, "lab-kubernetes", lab.DefaultKubernetes.String(), "with --lab, the Kubernetes version the lab's nodes start at")
 	fs.StringVar(&f.toKube, "to-kubernetes", "", "target Kubernetes version (default: unchanged)")
 	fs.StringVar(&f.varsBefore, "vars-before", "", "the Terraform variables file before the version bump")
 	fs.StringVar(&f.varsAfter, "vars-after", "", "the Terraform variables file after the version bump")
@@ -55,6 +63,7 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; without it drover looks, like kubectl, at $KUBECONFIG, then ~/.kube/config, then the in-cluster service account")
 	fs.BoolVar(&f.skipMinor, "allow-skip-minor", false, "allow a Talos upgrade across more than one minor (1.11 -> 1.13); by default each minor is its own run")
 	fs.StringVar(&f.kubeCtx, "context", "", "kubeconfig context to use (default: the current context)")
+	fs.StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
 }
 
 // access is the cluster access the flags describe.
@@ -94,12 +103,25 @@ func (f *sourceFlags) faults() (map[string]lab.Fault, error) {
 	return out, nil
 }
 
-// change resolves the version change: from the variables file's two
-// revisions when given, then overridden by explicit flags; in the lab the
-// current versions default to the lab's.
-func (f *sourceFlags) change(ctx context.Context, cfg *config.Config) (version.Change, error) {
+// labStart is the versions the lab's nodes start at.
+func (f *sourceFlags) labStart() (version.Pair, error) {
+	t, err := version.Parse(f.labTalos, true)
+	if err != nil {
+		return version.Pair{}, usage(fmt.Errorf("--lab-talos: %w", err))
+	}
+	k, err := version.Parse(f.labKube, true)
+	if err != nil {
+		return version.Pair{}, usage(fmt.Errorf("--lab-kubernetes: %w", err))
+	}
+	return version.Pair{Talos: t, Kubernetes: k}, nil
+}
+
+// claim is what the version flags and the variables file say: where the
+// cluster stands (a cross-check, since drover reads that from the nodes)
+// and where it should go. A From left zero was not claimed.
+func (f *sourceFlags) claim(ctx context.Context, cfg *config.Config) (observe.Claim, error) {
 	allowPre := cfg.Versions.AllowPrerelease
-	var c version.Change
+	var c observe.Claim
 	names := version.VariableNames{Talos: cfg.Versions.TalosVariable, Kubernetes: cfg.Versions.KubernetesVariable}
 	switch {
 	case (f.varsBefore == "") != (f.varsAfter == ""):
@@ -107,26 +129,24 @@ func (f *sourceFlags) change(ctx context.Context, cfg *config.Config) (version.C
 	case f.varsBefore != "" && f.gitRange != "":
 		return c, usage(errors.New("use either --vars-before/--vars-after or --git-range, not both"))
 	case f.varsBefore != "":
-		var err error
-		c, err = version.ChangeFromSources(version.NewFileSource(f.varsBefore, os.ReadFile), version.NewFileSource(f.varsAfter, os.ReadFile), names, allowPre)
+		ch, err := version.ChangeFromSources(version.NewFileSource(f.varsBefore, os.ReadFile), version.NewFileSource(f.varsAfter, os.ReadFile), names, allowPre)
 		if err != nil {
 			return c, usage(err)
 		}
+		c.From, c.To, c.Source = ch.From, ch.To, "--vars-before "+f.varsBefore
 	case f.gitRange != "":
 		base, head, err := version.ParseRange(f.gitRange)
 		if err != nil {
 			return c, usage(fmt.Errorf("--git-range: %w", err))
 		}
 		path := cfg.Versions.VariablesFile
-		c, err = version.ChangeFromSources(
+		ch, err := version.ChangeFromSources(
 			version.GitSource{Ctx: ctx, Dir: f.repoDir, Rev: base, Path: path},
 			version.GitSource{Ctx: ctx, Dir: f.repoDir, Rev: head, Path: path}, names, allowPre)
 		if err != nil {
 			return c, usage(err)
 		}
-	case f.lab:
-		c.From = version.Pair{Talos: lab.DefaultTalos, Kubernetes: lab.DefaultKubernetes}
-		c.To = c.From
+		c.From, c.To, c.Source = ch.From, ch.To, path+" at "+base
 	}
 	for _, o := range []struct {
 		flag, val string
@@ -145,20 +165,40 @@ func (f *sourceFlags) change(ctx context.Context, cfg *config.Config) (version.C
 			return c, usage(fmt.Errorf("%s: %w", o.flag, err))
 		}
 		*o.dst = v
-	}
-	if c.From.Talos.IsZero() {
-		return c, usage(errors.New("no current Talos version: pass --from-talos, --vars-before/--vars-after or --git-range"))
-	}
-	if c.To.Talos.IsZero() {
-		c.To.Talos = c.From.Talos
-		if f.toKube == "" {
-			return c, usage(errors.New("no target version: pass --to-talos (and/or --to-kubernetes), --vars-before/--vars-after or --git-range"))
+		if strings.HasPrefix(o.flag, "--from") {
+			c.Source = o.flag
 		}
 	}
-	if c.To.Kubernetes.IsZero() {
-		c.To.Kubernetes = c.From.Kubernetes
+	if c.To.Talos.IsZero() && c.To.Kubernetes.IsZero() {
+		return c, usage(errors.New("no target version: pass --to-talos (and/or --to-kubernetes), --vars-before/--vars-after or --git-range"))
 	}
 	return c, nil
+}
+
+// resolve settles the change from the claim and what the nodes run.
+func resolve(c observe.Claim, observed map[string]rollout.Observed) (version.Change, error) {
+	res, err := observe.Resolve(c, observed)
+	var me *observe.MismatchError
+	var se *observe.SpreadError
+	switch {
+	case errors.As(err, &me):
+		return version.Change{}, &rollout.BlockedError{Reason: "the claimed versions disagree with the cluster", Err: err}
+	case errors.As(err, &se):
+		return version.Change{}, &rollout.BlockedError{Reason: "the nodes run versions more than one minor apart", Err: err}
+	case err != nil:
+		return version.Change{}, err
+	}
+	ch := version.Change{From: res.From, To: res.To}
+	if ch.From.Talos.IsZero() {
+		return ch, usage(errors.New("no current Talos version: drover reads it from the nodes when it can reach the cluster (--kubeconfig, --context); otherwise pass --from-talos, --vars-before/--vars-after or --git-range"))
+	}
+	if ch.To.Talos.IsZero() {
+		ch.To.Talos = ch.From.Talos
+	}
+	if ch.To.Kubernetes.IsZero() {
+		ch.To.Kubernetes = ch.From.Kubernetes
+	}
+	return ch, nil
 }
 
 // decide classifies the change with the configured approval list.

@@ -46,7 +46,7 @@ func newUnlockCmd(s Streams) *cobra.Command {
 namespace) for the whole run and renews it; a crashed run's lock expires by
 itself after --lock-ttl. Use unlock only when you are sure no upgrade runs:
 cancel the workflow first (see docs/runbooks).`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cs, _, err := src.clientset(s)
 			if err != nil {

@@ -17,7 +17,6 @@ import (
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
-	"github.com/prox-ops/drover/internal/lab"
 	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
@@ -32,8 +31,6 @@ type upgradeFlags struct {
 	skipDrainPF bool
 	skipHealth  bool
 	forceWindow bool
-	talosconfig string
-	deliveries  []notify.Delivery
 	lock        lockFlags
 	resume      bool
 	retryNodes  []string
@@ -47,26 +44,46 @@ func newUpgradeCmd(s Streams) *cobra.Command {
 		Short: "Upgrade the cluster node by node, with a health gate and rollback",
 		Long: `Upgrade the cluster node by node.
 
-Each node goes through preflight, cordon, drain (PDB-aware eviction), replace
-(cattle: destroy the VM and create it from the new template) or upgrade (pets:
-in place through the Talos API), wait Ready, uncordon, the health gate and,
-for control-plane nodes, a soak. A node that fails is rolled back to its old
-version and the run halts with exit 1; no later node is touched. Every
-transition is written to the journal before it is acted on.
+drover first reads what every node runs (the kubelet and Talos versions of
+its Node object, and the Talos API of every node that answers): the plan is
+made from that. --from-talos, --from-kubernetes and the variables file's
+"before" value are cross-checks; a node that disagrees stops the run before
+any change (exit 4), named with what it runs.
+
+Each node goes through preflight, the etcd guard (control plane), cordon,
+drain (PDB-aware eviction), replace (cattle: one Terraform destroy and one
+apply for the whole batch) or upgrade (pets: in place through the Talos API),
+wait Ready, uncordon, the health gate and a soak. A node that fails is
+cordoned and drained again, rolled back to its old version, and the run
+halts with exit 1; no later node is touched. Every transition is written to
+the journal before it is acted on.
 
 Without --yes, drover shows the plan and asks on a terminal; without a
 terminal it refuses (exit 4). A major upgrade, or a target on the approval
 list, also needs --approve (exit 4 without it).
 
+--resume continues the run of --journal. The journal is a hint: drover looks
+at each unfinished node (Node object, Ready, cordoned, versions, its VM in
+the Terraform state, its etcd membership) and starts it where the cluster
+shows it stands; a control-plane node with a destructive step ahead gets its
+etcd snapshot and leadership hand-off again. An edited or spliced journal is
+refused (exit 2).
+
+The run holds a Lease (the run lock) and renews it; if the lock is lost or
+taken over, drover finishes the current atomic step, leaves the node safe
+and exits 4. SIGINT or SIGTERM does the same and exits 130; a second signal
+stops at once (exit 130) after saying where each node stood.
+
 On a real cluster (--config without --lab) drover uses the cluster access of
---kubeconfig/--context, the Talos API (--talosconfig) for pets and for the
-etcd guard of control-plane nodes, Terraform or OpenTofu for cattle, and
-talosctl for the Kubernetes phase of a pets run. The journal goes to
-drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
+--kubeconfig/--context, the Talos API (--talosconfig), Terraform or OpenTofu
+for cattle, and talosctl for the Kubernetes phase of a pets run. The journal
+goes to drover-journal.jsonl unless --journal says otherwise. Rehearse with
+--lab.`,
 		Example: `  drover upgrade --lab --to-talos v1.12.0 --yes
   drover upgrade --lab --to-talos v1.12.0 --yes --lab-fault k8s-work-1=health-fail
-  drover upgrade --lab --to-talos v2.0.0 --approve --yes --output json`,
-		Args: cobra.NoArgs,
+  drover upgrade --lab --to-talos v2.0.0 --approve --yes --output json
+  drover upgrade --config drover.yaml --git-range "$BASE..$HEAD" --yes --journal configmap`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.run(cmd.Context(), s)
 		},
@@ -76,14 +93,13 @@ drover-journal.jsonl unless --journal says otherwise. Rehearse with --lab.`,
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
 	f.lock.register(cmd.Flags())
-	cmd.Flags().StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
 	cmd.Flags().StringVar(&f.reportPath, "report", "", "write the audit report (JSON: trigger, versions, strategy, approval, every node's steps, snapshots, notifications) to this file (default for a real cluster: drover-report.json)")
-	cmd.Flags().BoolVar(&f.resume, "resume", false, "continue the interrupted or halted run of --journal: finished nodes are skipped, a node caught mid-step starts again where it stood, halted nodes stay halted")
+	cmd.Flags().BoolVar(&f.resume, "resume", false, "continue the interrupted or halted run of --journal: finished nodes are skipped, each unfinished node starts where the cluster shows it stands, halted nodes stay halted")
 	cmd.Flags().StringArrayVar(&f.retryNodes, "retry-node", nil, "with --resume, try this halted node again (repeatable)")
 	cmd.Flags().BoolVar(&f.forceWindow, "force-window", false, "run outside the configured maintenance window (and do not pause when it closes)")
 	cmd.Flags().BoolVar(&f.skipHealth, "skip-preflight-health", false, "do not stop before any change when the cluster is already unhealthy (the report says it was skipped)")
 	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
-	cmd.Flags().StringVar(&f.journalPath, "journal", "", "where the run's journal goes: a file (JSON lines; default drover-journal.jsonl, in memory in the lab), or configmap[:NAMESPACE/NAME] (default drover-journal in the lock's namespace) so a new runner pod can --resume")
+	cmd.Flags().StringVar(&f.journalPath, "journal", "", "where the run's journal goes: a file (JSON lines; default drover-journal.jsonl, in memory in the lab), or configmap[:[NAMESPACE/]NAME] (default drover-journal in the lock's namespace) so a new runner pod can --resume")
 	return cmd
 }
 
@@ -106,6 +122,8 @@ type upgradeOutput struct {
 	Approved bool `json:"approved"`
 	// Trigger says who and what started the run.
 	Trigger *Trigger `json:"trigger,omitempty"`
+	// VersionSources says where each node's version was read.
+	VersionSources map[string]string `json:"versionSources,omitempty"`
 }
 
 // Trigger is who and what started a run, from the GitHub Actions
@@ -147,171 +165,150 @@ func (ss sinks) Event(e rollout.Event) {
 	}
 }
 
+// upgrade is one run of drover upgrade; its phases share it.
+type upgrade struct {
+	f        *upgradeFlags
+	s        Streams
+	progress io.Writer
+	con      *console
+	p        *prepared
+	now      func() time.Time
+	runID    string
+	discord  *notify.Discord
+	// deliveries are the notifications sent, for the report.
+	deliveries []notify.Delivery
+	// skipped names the preflights the operator switched off.
+	skipped []string
+}
+
+// run is the command: resolve the versions (and the journal to resume),
+// admit the run, take the lock, open the journal, assemble the engine,
+// attach the notifiers, run, report.
 func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	if err := f.out.validate(); err != nil {
 		return err
 	}
-	progress := s.Out
-	if f.out.json() {
-		progress = s.Err
+	if len(f.retryNodes) > 0 && !f.resume {
+		return usage(errors.New("--retry-node goes with --resume"))
 	}
-	var con *console
-	p, err := prepare(ctx, s, &f.src, func(node, msg string) {
-		if con != nil {
-			con.labLog(node, msg)
-		}
-	})
+	u := &upgrade{f: f, s: s, progress: s.Out}
+	if f.out.json() {
+		u.progress = s.Err
+	}
+	if err := u.prepare(ctx); err != nil {
+		return stoppedOr(ctx, err)
+	}
+	defer u.p.close()
+	if done, err := u.nothingToDo(); done {
+		return err
+	}
+	if err := u.admit(); err != nil {
+		return u.refused(err)
+	}
+	fmt.Fprintf(u.progress, "drover %s: cluster %s, run %s\n", Version, u.p.cfg.Cluster.Name, u.runID)
+	ctx, release, err := u.lock(ctx)
+	if err != nil {
+		return u.refused(err)
+	}
+	defer release()
+	j, closeJournal, err := u.journal(ctx)
 	if err != nil {
 		return err
 	}
-	defer p.close()
-	now := time.Now
-	if p.lab != nil {
-		now = p.lab.Clock.Now
-	}
-	con = newConsole(progress, now)
-	con.github = s.getenv("GITHUB_ACTIONS") == "true"
-	con.groups = con.github && p.cfg.Rollout.MaxParallelWorkers == 1
-	runID := now().UTC().Format("20060102T150405Z") + "-" + string(uuid.NewUUID())[:8]
-
-	var resume *rollout.ResumeState
-	if f.resume {
-		if resume, err = f.readResume(ctx, s, p); err != nil {
-			return err
-		}
-		if resume.Finished {
-			fmt.Fprintf(progress, "Nothing to resume: run %s finished.\n", resume.RunID)
-			return nil
-		}
-		runID = resume.RunID
-		inFlight := map[string]bool{}
-		for name, ns := range resume.Nodes {
-			if !ns.Done {
-				inFlight[name] = true
-			}
-		}
-		p.rebuildPlan(inFlight)
-	} else if len(f.retryNodes) > 0 {
-		return usage(errors.New("--retry-node goes with --resume"))
-	}
-	if p.decision.Strategy == version.NoChange || p.plan.Empty() {
-		fmt.Fprintf(progress, "Nothing to do: every node is at %s.\n", p.change.To)
-		return f.report(s, p, &rollout.Report{RunID: runID, Result: rollout.ResultSucceeded, Strategy: string(p.decision.Strategy), From: p.change.From.String(), To: p.change.To.String(), Nodes: []rollout.NodeReport{}}, nil)
-	}
-	if w := p.cfg.MaintenanceWindow; w.Set() && !f.forceWindow && !w.Open(now()) {
-		err := &rollout.BlockedError{Reason: "outside the maintenance window (" + w.String() + "); wait for it or pass --force-window"}
-		return f.report(s, p, blockedReport(runID, p, err), err)
-	}
-	if err := f.confirm(s, p, progress); err != nil {
-		return f.report(s, p, blockedReport(runID, p, err), err)
-	}
-
-	fmt.Fprintf(progress, "drover %s: cluster %s, run %s\n", Version, p.cfg.Cluster.Name, runID)
-	var kc kubernetes.Interface = p.kube
-	var lockClock clock.Clock = clock.Real{}
-	if p.lab != nil {
-		kc, lockClock = p.lab.Client, p.lab.Clock
-	}
-	if kc == nil {
-		return usage(fmt.Errorf("%w; an upgrade needs the cluster (rehearse with --lab)", kube.ErrNoCluster))
-	}
-	holder := journal.Holder{Runner: runnerName(s), RunID: runID, Started: now()}
-	release, err := f.lock.lease(kc, lockClock, s).Acquire(ctx, holder)
+	defer closeJournal()
+	eng, cleanup, err := u.engine(ctx, j)
+	defer cleanup()
 	if err != nil {
-		blocked := &rollout.BlockedError{Reason: "run lock", Err: err}
-		return f.report(s, p, blockedReport(runID, p, blocked), blocked)
+		return stoppedOr(ctx, err)
 	}
-	defer release()
-	var j rollout.Journal = &journal.Memory{}
-	if f.journalPath == "" && p.lab == nil {
-		f.journalPath = "drover-journal.jsonl"
-	}
-	if f.journalPath == "" && (f.src.labState != "" || f.src.crashAt != "") {
-		return usage(errors.New("--lab-state and --lab-crash-at need --journal, to resume from"))
-	}
-	if cm := f.configMapJournal(s, p, kc); cm != nil {
-		j = cm
-	} else if f.journalPath != "" {
-		fj, err := journal.OpenFile(f.journalPath)
-		if err != nil {
-			return usage(err)
-		}
-		fj.Mask = s.Masker.Mask
-		defer fj.Close()
-		j = fj
-	}
-	if p.lab != nil && (f.src.labState != "" || f.src.crashAt != "") {
-		cj, err := f.crashJournal(j, p)
-		if err != nil {
-			return err
-		}
-		j = cj
-	}
-	var eng *rollout.Engine
-	if p.lab != nil {
-		eng = p.lab.Engine(j, con, runID)
-	} else {
-		var cleanup func()
-		eng, cleanup, err = f.realEngine(ctx, s, p, progress, con.labLog)
-		defer cleanup()
-		if err != nil {
-			return err
-		}
-		eng.Journal, eng.Sink, eng.RunID = j, con, runID
-	}
-	eng.Header = rollout.RunHeader{Cluster: p.cfg.Cluster.Name, Strategy: string(p.plan.Strategy), From: p.plan.From.String(), To: p.plan.To.String()}
-	eng.Resume = resume
-	var discord *notify.Discord
-	if env := p.cfg.Notifications.Discord.WebhookEnv; env != "" && s.getenv(env) != "" {
-		if u := s.getenv(env); strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://") {
-			discord = &notify.Discord{URL: u, Mask: s.Masker.Mask}
-			eng.Sink = sinks{con, discord}
-		} else {
-			fmt.Fprintf(progress, "drover: warning: %s is not an http(s) URL; Discord notifications are off\n", env)
-		}
-	}
-	var skipped []string
-	if f.skipDrainPF {
-		eng.Preflights, skipped = without(eng.Preflights, kube.DrainPreflightCheck{}.Name())
-	}
-	if w := p.cfg.MaintenanceWindow; w.Set() && !f.forceWindow {
-		eng.Window, eng.WindowName = w.Open, w.String()
-	}
-	if f.skipHealth {
-		eng.PreflightHealth = false
-		skipped = append(skipped, "preflight health")
-	}
-	rep, runErr := eng.Run(ctx, p.plan)
+	u.notifiers(eng)
+	rep, runErr := eng.Run(ctx, u.p.plan)
 	if rep == nil {
 		return runErr
 	}
-	rep.SkippedPreflights = skipped
-	if p.lab != nil && f.src.labState != "" {
-		if err := p.lab.SaveState(f.src.labState); err != nil {
-			fmt.Fprintf(s.Err, "drover: warning: save the lab state: %v\n", err)
-		}
-	}
-	if discord != nil {
-		f.deliveries = discord.Close(30 * time.Second)
-	}
-	return f.report(s, p, rep, runErr)
+	return u.finish(rep, runErr)
 }
 
-// confirm enforces approval and confirmation; a refusal is a BlockedError.
-func (f *upgradeFlags) confirm(s Streams, p *prepared, progress io.Writer) error {
+// stoppedOr: an error that came from a stop (SIGINT/SIGTERM, the lock
+// lost) before the engine ran is that stop.
+func stoppedOr(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	ie := &rollout.InterruptedError{}
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		ie.Cause = c
+	}
+	return ie
+}
+
+// prepare reads the journal to resume (if any), what the nodes run, and
+// builds the plan.
+func (u *upgrade) prepare(ctx context.Context) error {
+	f := u.f
+	opts := prepareOptions{labLog: func(node, msg string) {
+		if u.con != nil {
+			u.con.labLog(node, msg)
+		}
+	}}
+	if f.resume {
+		opts.resume = func(p *prepared) (*rollout.ResumeState, error) { return u.readResume(ctx, p) }
+	}
+	p, err := prepare(ctx, u.s, &f.src, opts)
+	if err != nil {
+		return err
+	}
+	u.p = p
+	u.now = time.Now
+	if p.lab != nil {
+		u.now = p.lab.Clock.Now
+	}
+	u.con = newConsole(u.progress, u.now)
+	u.con.github = u.s.getenv("GITHUB_ACTIONS") == "true"
+	u.con.groups = u.con.github && p.cfg.Rollout.MaxParallelWorkers == 1
+	u.runID = u.now().UTC().Format("20060102T150405Z") + "-" + string(uuid.NewUUID())[:8]
+	if p.resume != nil {
+		u.runID = p.resume.RunID
+	}
+	return nil
+}
+
+// nothingToDo ends a run that has nothing to do.
+func (u *upgrade) nothingToDo() (bool, error) {
+	p := u.p
+	if p.resume != nil && p.resume.Finished {
+		fmt.Fprintf(u.progress, "Nothing to resume: run %s finished.\n", p.resume.RunID)
+		return true, nil
+	}
+	if p.decision.Strategy != version.NoChange && !p.plan.Empty() {
+		return false, nil
+	}
+	fmt.Fprintf(u.progress, "Nothing to do: every node is at %s.\n", p.change.To)
+	rep := rollout.NewReport(u.runID, p.plan)
+	rep.Result, rep.From, rep.To = rollout.ResultSucceeded, p.change.From.String(), p.change.To.String()
+	return true, u.report(rep, nil)
+}
+
+// admit checks the maintenance window, the approval and the confirmation.
+func (u *upgrade) admit() error {
+	p, f := u.p, u.f
+	if w := p.cfg.MaintenanceWindow; w.Set() && !f.forceWindow && !w.Open(u.now()) {
+		return &rollout.BlockedError{Reason: "outside the maintenance window (" + w.String() + "); wait for it or pass --force-window"}
+	}
 	if p.decision.ApprovalRequired && !f.approve {
 		return &rollout.BlockedError{Reason: "approval required: " + p.decision.Rationale + " Re-run with --approve once it is approved."}
 	}
 	if f.yes {
 		return nil
 	}
+	s := u.s
 	if s.IsTerminal == nil || !s.IsTerminal() {
 		return &rollout.BlockedError{Reason: "refusing to upgrade without --yes: this session is not interactive, so nobody can confirm the plan"}
 	}
-	printPlan(progress, p.plan, p.decision)
-	fmt.Fprintf(progress, "\nUpgrade %d nodes of cluster %s? Type yes to go on: ", p.plan.NodeCount(), p.cfg.Cluster.Name)
-	if f, ok := progress.(interface{ Flush() error }); ok {
-		_ = f.Flush()
+	printPlan(u.progress, p.plan, p.decision)
+	fmt.Fprintf(u.progress, "\nUpgrade %d nodes of cluster %s? Type yes to go on: ", p.plan.NodeCount(), p.cfg.Cluster.Name)
+	if fl, ok := u.progress.(interface{ Flush() error }); ok {
+		_ = fl.Flush()
 	}
 	answer, _ := bufio.NewReader(s.In).ReadString('\n')
 	if strings.TrimSpace(strings.ToLower(answer)) != "yes" {
@@ -320,18 +317,151 @@ func (f *upgradeFlags) confirm(s Streams, p *prepared, progress io.Writer) error
 	return nil
 }
 
-func blockedReport(runID string, p *prepared, err error) *rollout.Report {
-	r := &rollout.Report{RunID: runID, Result: rollout.ResultBlocked, Strategy: string(p.decision.Strategy), From: p.change.From.String(), To: p.change.To.String(), Error: err.Error()}
-	for i, b := range p.plan.Batches {
-		for _, n := range b.Nodes {
-			r.Nodes = append(r.Nodes, rollout.NodeReport{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, Batch: i + 1, Outcome: rollout.OutcomeUntouched, From: n.From.Talos.String(), To: p.change.To.Talos.String()})
-		}
-	}
-	return r
+// refused reports a run refused before it started.
+func (u *upgrade) refused(err error) error {
+	rep := rollout.NewReport(u.runID, u.p.plan)
+	rep.Result, rep.Error = rollout.ResultOf(err), err.Error()
+	rep.From, rep.To = u.p.change.From.String(), u.p.change.To.String()
+	return u.report(rep, err)
 }
 
-// report prints the outcome in the chosen format and passes runErr on.
-func (f *upgradeFlags) report(s Streams, p *prepared, rep *rollout.Report, runErr error) error {
+// client is the cluster the run lock and a ConfigMap journal live in.
+func (u *upgrade) client() (kubernetes.Interface, clock.Clock) {
+	if u.p.lab != nil {
+		return u.p.lab.Client, u.p.lab.Clock
+	}
+	return u.p.kube, clock.Real{}
+}
+
+// lock takes the run lock. The returned context is cancelled, with the
+// lock's loss as its cause, if the lock is lost or taken over: the engine
+// then stops at its next safe point, as on SIGTERM.
+func (u *upgrade) lock(ctx context.Context) (context.Context, func(), error) {
+	kc, clk := u.client()
+	if kc == nil {
+		return ctx, func() {}, usage(fmt.Errorf("%w; an upgrade needs the cluster (rehearse with --lab)", kube.ErrNoCluster))
+	}
+	lease := u.f.lock.lease(kc, clk, u.s)
+	lctx, cancel := context.WithCancelCause(ctx)
+	lease.OnLost = func(err error) {
+		u.con.line("", "run lock lost: "+err.Error()+"; stopping at the next safe point")
+		cancel(err)
+	}
+	release, err := lease.Acquire(ctx, journal.Holder{Runner: runnerName(u.s), RunID: u.runID, Started: u.now()})
+	if err != nil {
+		cancel(nil)
+		return ctx, func() {}, &rollout.BlockedError{Reason: "run lock", Err: err}
+	}
+	return lctx, func() { release(); cancel(nil) }, nil
+}
+
+// journal opens the run's journal: a file, a ConfigMap, or memory (lab).
+func (u *upgrade) journal(ctx context.Context) (rollout.Journal, func(), error) {
+	f, p := u.f, u.p
+	none := func() {}
+	if f.journalPath == "" && p.lab == nil {
+		f.journalPath = "drover-journal.jsonl"
+	}
+	if f.journalPath == "" && (f.src.labState != "" || f.src.crashAt != "") {
+		return nil, none, usage(errors.New("--lab-state and --lab-crash-at need --journal, to resume from"))
+	}
+	var j rollout.Journal = &journal.Memory{}
+	closeJ := none
+	cm, err := u.configMapJournal()
+	switch {
+	case err != nil:
+		return nil, none, err
+	case cm != nil:
+		j = cm
+	case f.journalPath != "":
+		fj, err := journal.OpenFile(f.journalPath)
+		if err != nil {
+			return nil, none, usage(err)
+		}
+		for _, w := range fj.Warnings {
+			fmt.Fprintf(u.s.Err, "drover: warning: %s\n", w)
+		}
+		fj.Mask = u.s.Masker.Mask
+		j, closeJ = fj, func() { _ = fj.Close() }
+	}
+	if p.lab != nil && (f.src.labState != "" || f.src.crashAt != "") {
+		cj, err := u.crashJournal(j)
+		if err != nil {
+			closeJ()
+			return nil, none, err
+		}
+		j = cj
+	}
+	_ = ctx
+	return j, closeJ, nil
+}
+
+// engine assembles the engine over the lab's or the real cluster's adapters.
+func (u *upgrade) engine(ctx context.Context, j rollout.Journal) (*rollout.Engine, func(), error) {
+	p, f := u.p, u.f
+	cleanup := func() {}
+	var eng *rollout.Engine
+	if p.lab != nil {
+		eng = p.lab.Engine(j, u.con, u.runID)
+	} else {
+		a, err := u.realAdapters(ctx)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		eng = assembleEngine(p, a)
+		eng.Journal, eng.Sink, eng.RunID = j, u.con, u.runID
+	}
+	eng.Header = rollout.RunHeader{Cluster: p.cfg.Cluster.Name, Strategy: string(p.plan.Strategy), From: p.plan.From.String(), To: p.plan.To.String()}
+	eng.Resume = p.resume
+	if f.skipDrainPF {
+		eng.Preflights, u.skipped = without(eng.Preflights, kube.DrainPreflightCheck{}.Name())
+	}
+	if w := p.cfg.MaintenanceWindow; w.Set() && !f.forceWindow {
+		eng.Window, eng.WindowName = w.Open, w.String()
+	}
+	if f.skipHealth {
+		eng.PreflightHealth = false
+		u.skipped = append(u.skipped, "preflight health")
+	}
+	return eng, cleanup, nil
+}
+
+// notifiers attach Discord (when its webhook is set) and the hard-stop
+// tracker to the engine's events.
+func (u *upgrade) notifiers(eng *rollout.Engine) {
+	ss := sinks{u.con}
+	if u.s.Where != nil {
+		ss = append(ss, u.s.Where)
+	}
+	if env := u.p.cfg.Notifications.Discord.WebhookEnv; env != "" && u.s.getenv(env) != "" {
+		if url := u.s.getenv(env); strings.HasPrefix(url, "https://") || strings.HasPrefix(url, "http://") {
+			u.discord = &notify.Discord{URL: url, Mask: u.s.Masker.Mask}
+			ss = append(ss, u.discord)
+		} else {
+			fmt.Fprintf(u.progress, "drover: warning: %s is not an http(s) URL; Discord notifications are off\n", env)
+		}
+	}
+	eng.Sink = ss
+}
+
+// finish saves the lab, flushes the notifications and reports.
+func (u *upgrade) finish(rep *rollout.Report, runErr error) error {
+	rep.SkippedPreflights = u.skipped
+	if u.p.lab != nil && u.f.src.labState != "" {
+		if err := u.p.lab.SaveState(u.f.src.labState); err != nil {
+			fmt.Fprintf(u.s.Err, "drover: warning: save the lab state: %v\n", err)
+		}
+	}
+	if u.discord != nil {
+		u.deliveries = u.discord.Close(30 * time.Second)
+	}
+	return u.report(rep, runErr)
+}
+
+// report prints the outcome in the chosen format, writes the audit report
+// and the GitHub files, and passes runErr on.
+func (u *upgrade) report(rep *rollout.Report, runErr error) error {
+	s, p, f := u.s, u.p, u.f
 	if s.getenv("GITHUB_ACTIONS") == "true" {
 		if err := notify.WriteGitHubFiles(s.getenv, rep, s.Masker.Mask); err != nil {
 			fmt.Fprintf(s.Err, "drover: warning: %v\n", err)
@@ -343,7 +473,7 @@ func (f *upgradeFlags) report(s Streams, p *prepared, rep *rollout.Report, runEr
 		stats = &labStats{SimulatedDurationSeconds: rep.Duration.Seconds(), PDBViolations: st.PDBViolations, MaxControlPlaneDown: st.MaxControlPlaneDown}
 	}
 	full := upgradeOutput{Report: rep, labStats: stats, Rationale: p.decision.Rationale, ApprovalRequired: p.decision.ApprovalRequired,
-		Notifications: f.deliveries, Approved: f.approve, Trigger: triggerOf(s)}
+		Notifications: u.deliveries, Approved: f.approve, Trigger: triggerOf(s), VersionSources: p.versionSources()}
 	path := f.reportPath
 	if path == "" && p.lab == nil {
 		path = "drover-report.json"
@@ -365,7 +495,7 @@ func (f *upgradeFlags) report(s Streams, p *prepared, rep *rollout.Report, runEr
 	if rep.Result != rollout.ResultBlocked && len(rep.Nodes) > 0 {
 		printSummary(s.Out, rep, p.lab != nil, stats)
 	}
-	for _, d := range f.deliveries {
+	for _, d := range u.deliveries {
 		if !d.Delivered {
 			fmt.Fprintf(s.Out, "notification %s not delivered after %d attempts: %s\n", d.Event, d.Attempts, d.Error)
 		}
@@ -396,127 +526,4 @@ func runnerName(s Streams) string {
 		return h
 	}
 	return "unknown"
-}
-
-// readResume reads --journal for --resume and checks it is this run's.
-func (f *upgradeFlags) readResume(ctx context.Context, s Streams, p *prepared) (*rollout.ResumeState, error) {
-	if f.journalPath == "" && p.lab != nil {
-		return nil, usage(errors.New("--resume needs --journal: the journal of the run to continue"))
-	}
-	if f.journalPath == "" {
-		f.journalPath = "drover-journal.jsonl"
-	}
-	entries, err := f.journalEntries(ctx, s, p)
-	if err != nil {
-		return nil, err
-	}
-	st, err := rollout.ReadResume(rollout.LastRun(entries))
-	if err != nil {
-		return nil, usage(err)
-	}
-	want := rollout.RunHeader{Cluster: p.cfg.Cluster.Name, Strategy: string(p.plan.Strategy), From: p.plan.From.String(), To: p.plan.To.String()}
-	// The journal is written masked: compare what it could hold.
-	want.Cluster = s.Masker.Mask(want.Cluster)
-	if st.Header != want {
-		return nil, usage(&rollout.JournalError{Why: fmt.Sprintf("the journal is for %s %s %s -> %s, this run is %s %s %s -> %s",
-			st.Header.Cluster, st.Header.Strategy, st.Header.From, st.Header.To, want.Cluster, want.Strategy, want.From, want.To)})
-	}
-	for _, n := range f.retryNodes {
-		ns, ok := st.Nodes[n]
-		if !ok || !ns.Halted {
-			return nil, usage(fmt.Errorf("--retry-node %s: the journal has no halted node of that name", n))
-		}
-		delete(st.Nodes, n)
-	}
-	return st, nil
-}
-
-// crashJournal saves the lab after every record (--lab-state) and kills
-// the process right after it records --lab-crash-at NODE:STEP.
-func (f *upgradeFlags) crashJournal(inner rollout.Journal, p *prepared) (rollout.Journal, error) {
-	cj := &labJournal{inner: inner, lab: p.lab, state: f.src.labState}
-	if f.src.crashAt != "" {
-		node, step, ok := strings.Cut(f.src.crashAt, ":")
-		if !ok || node == "" || step == "" {
-			return nil, usage(fmt.Errorf("--lab-crash-at %q: want NODE:STEP, such as k8s-work-2:destroy", f.src.crashAt))
-		}
-		if _, ok := p.cfg.NodeByName(node); !ok {
-			return nil, usage(fmt.Errorf("--lab-crash-at: no node %q in the inventory", node))
-		}
-		if step == "replace" { // the replacement as a whole: it starts with the destroy (or the in-place upgrade)
-			step = string(rollout.StepDestroy)
-			if p.plan.Strategy == version.Pets {
-				step = string(rollout.StepUpgrade)
-			}
-		}
-		if !rollout.IsNodeStep(rollout.Step(step)) {
-			return nil, usage(fmt.Errorf("--lab-crash-at: unknown step %q; steps are %s", step, rollout.NodeSteps()))
-		}
-		cj.node, cj.step = node, rollout.Step(step)
-	}
-	return cj, nil
-}
-
-type labJournal struct {
-	inner rollout.Journal
-	lab   *lab.Lab
-	state string
-	node  string
-	step  rollout.Step
-}
-
-func (j *labJournal) Record(ctx context.Context, e rollout.Entry) error {
-	if err := j.inner.Record(ctx, e); err != nil {
-		return err
-	}
-	if j.state != "" {
-		if err := j.lab.SaveState(j.state); err != nil {
-			return fmt.Errorf("save the lab state: %w", err)
-		}
-	}
-	if j.node != "" && e.Node == j.node && e.Step == j.step && e.Status == rollout.StatusStarted {
-		// The rehearsed crash: no cleanup, no lock release, nothing flushed.
-		os.Exit(137)
-	}
-	return nil
-}
-
-// configMapJournal is the --journal configmap[:NS/NAME] store, or nil.
-func (f *upgradeFlags) configMapJournal(s Streams, p *prepared, kc kubernetes.Interface) *journal.ConfigMap {
-	ns, name, ok, err := journal.ParseConfigMapRef(f.journalPath, f.lock.lease(kc, clock.Real{}, s).Namespace)
-	if !ok || err != nil || kc == nil {
-		return nil
-	}
-	return &journal.ConfigMap{Client: kc, Namespace: ns, Name: name, Mask: s.Masker.Mask}
-}
-
-// journalEntries reads the journal of --journal (a file or a ConfigMap).
-func (f *upgradeFlags) journalEntries(ctx context.Context, s Streams, p *prepared) ([]rollout.Entry, error) {
-	if _, _, ok, err := journal.ParseConfigMapRef(f.journalPath, ""); ok {
-		if err != nil {
-			return nil, usage(err)
-		}
-		kc := p.kube
-		if p.lab != nil {
-			kc = p.lab.Client
-		}
-		if kc == nil {
-			return nil, usage(fmt.Errorf("--journal %s needs cluster access", f.journalPath))
-		}
-		entries, err := f.configMapJournal(s, p, kc).Entries(ctx)
-		if err != nil {
-			return nil, usage(&rollout.JournalError{Why: err.Error()})
-		}
-		return entries, nil
-	}
-	fh, err := os.Open(f.journalPath)
-	if err != nil {
-		return nil, usage(fmt.Errorf("--resume: %w", err))
-	}
-	defer fh.Close()
-	entries, err := journal.Read(fh)
-	if err != nil {
-		return nil, usage(&rollout.JournalError{Why: err.Error()})
-	}
-	return entries, nil
 }

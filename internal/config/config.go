@@ -4,6 +4,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -57,7 +58,18 @@ type Terraform struct {
 	// WaitForLock waits up to LockTimeout for a lock held by someone else;
 	// false refuses the run at once (exit 4), naming the holder.
 	WaitForLock bool `yaml:"waitForLock" json:"waitForLock"`
+	// Templates says how the root module keeps its VM templates: keep (one
+	// template per version, additive; a templates apply that would destroy
+	// one is refused) or rebuild (fixed VM ids, replaced in place: a
+	// rollback re-applies them at the old version first).
+	Templates string `yaml:"templates" json:"templates"`
 }
+
+// The ways templates are kept (terraform.templates).
+const (
+	TemplatesKeep    = "keep"
+	TemplatesRebuild = "rebuild"
+)
 
 // Health configures the health gate.
 type Health struct {
@@ -158,11 +170,19 @@ type Talos struct {
 type Rollout struct {
 	MaxParallelWorkers int      `yaml:"maxParallelWorkers" json:"maxParallelWorkers"`
 	DrainTimeout       Duration `yaml:"drainTimeout" json:"drainTimeout"`
-	ReadyTimeout       Duration `yaml:"readyTimeout" json:"readyTimeout"`
-	HealthTimeout      Duration `yaml:"healthTimeout" json:"healthTimeout"`
-	HealthAttempts     int      `yaml:"healthAttempts" json:"healthAttempts"`
-	HealthInterval     Duration `yaml:"healthInterval" json:"healthInterval"`
-	ControlPlaneSoak   Duration `yaml:"controlPlaneSoak" json:"controlPlaneSoak"`
+	// DrainAttempts is how many drains of drainTimeout each a node gets
+	// before the run halts.
+	DrainAttempts  int      `yaml:"drainAttempts" json:"drainAttempts"`
+	ReadyTimeout   Duration `yaml:"readyTimeout" json:"readyTimeout"`
+	HealthTimeout  Duration `yaml:"healthTimeout" json:"healthTimeout"`
+	HealthAttempts int      `yaml:"healthAttempts" json:"healthAttempts"`
+	// HealthPasses is how many passing gate runs in a row, healthInterval
+	// apart, a node needs.
+	HealthPasses     int      `yaml:"healthPasses" json:"healthPasses"`
+	HealthInterval   Duration `yaml:"healthInterval" json:"healthInterval"`
+	ControlPlaneSoak Duration `yaml:"controlPlaneSoak" json:"controlPlaneSoak"`
+	// WorkerSoak keeps watching a worker after its gate passed.
+	WorkerSoak Duration `yaml:"workerSoak" json:"workerSoak"`
 	// DeleteEmptyDirData lets drain evict pods that use emptyDir volumes.
 	DeleteEmptyDirData bool `yaml:"deleteEmptyDirData" json:"deleteEmptyDirData"`
 	// ForceDrainAfterTimeout deletes the pods a PodDisruptionBudget still
@@ -243,9 +263,11 @@ func Defaults() Config {
 		Rollout: Rollout{
 			MaxParallelWorkers: 1,
 			DrainTimeout:       D(5 * time.Minute),
+			DrainAttempts:      3,
 			ReadyTimeout:       D(10 * time.Minute),
 			HealthTimeout:      D(5 * time.Minute),
 			HealthAttempts:     3,
+			HealthPasses:       2,
 			HealthInterval:     D(30 * time.Second),
 			ControlPlaneSoak:   D(5 * time.Minute),
 			DeleteEmptyDirData: true,
@@ -266,6 +288,7 @@ func Defaults() Config {
 			TemplatesAddress: "module.templates",
 			VMResourceType:   "proxmox_virtual_environment_vm",
 			LockTimeout:      D(5 * time.Minute),
+			Templates:        TemplatesKeep,
 		},
 		Secrets: Secrets{Env: append([]string(nil), DefaultSecretEnv...)},
 		Health: Health{
@@ -279,11 +302,34 @@ func Defaults() Config {
 	}
 }
 
-// Load reads, defaults and validates a drover.yaml file.
+// MaxFileSize bounds a configuration file: drover.yaml is small, and a
+// device or a runaway file must not be read into memory.
+const MaxFileSize = 1 << 20
+
+// Load reads, defaults and validates a drover.yaml file. Anything but a
+// regular file of at most MaxFileSize is refused before it is read.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	fail := func(msg string) error { return &Error{File: path, Problems: []Problem{{Msg: msg}}} }
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, &Error{File: path, Problems: []Problem{{Msg: err.Error()}}}
+		return nil, fail(err.Error())
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, fail(err.Error())
+	case !fi.Mode().IsRegular():
+		return nil, fail(fmt.Sprintf("not a regular file (%s); drover reads its configuration from a file", fi.Mode().Type()))
+	case fi.Size() > MaxFileSize:
+		return nil, fail(fmt.Sprintf("%d bytes, more than the %d a configuration may have", fi.Size(), MaxFileSize))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fail(err.Error())
+	}
+	if len(data) > MaxFileSize {
+		return nil, fail(fmt.Sprintf("more than the %d bytes a configuration may have", MaxFileSize))
 	}
 	return Parse(path, data)
 }
@@ -297,14 +343,14 @@ func Parse(name string, data []byte) (*Config, error) {
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, &Error{File: name, Problems: []Problem{{Msg: "the file is empty"}}}
 	}
+	lines := map[string]int{}
+	indexLines("", doc.Content[0], lines)
 	cfg := Defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, &Error{File: name, Problems: yamlProblems(err)}
+		return nil, &Error{File: name, Problems: yamlProblems(err, lines)}
 	}
-	lines := map[string]int{}
-	indexLines("", doc.Content[0], lines)
 	if probs := cfg.validate(lines); len(probs) > 0 {
 		return nil, &Error{File: name, Problems: probs}
 	}

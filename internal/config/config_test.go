@@ -91,7 +91,8 @@ func TestParseRejects(t *testing.T) {
 		{"installer image without placeholder", base + "talos:\n  installerImage: factory.talos.dev/nocloud-installer/abc:v1.11.3\n", "talos.installerImage", 10, "{version}"},
 		{"installer image with a bad schematic", base + "talos:\n  installerImage: factory.talos.dev/nocloud-installer/not-hex:{version}\n", "talos.installerImage", 10, "64 lowercase hex"},
 		{"zero parallel workers", base + "rollout:\n  maxParallelWorkers: 0\n", "rollout.maxParallelWorkers", 10, "at least 1"},
-		{"wrong type", base + "rollout:\n  healthAttempts: many\n", "", 10, "cannot unmarshal"},
+		{"wrong type names the field", base + "rollout:\n  healthAttempts: many\n", "rollout.healthAttempts", 10, "`many` is not a whole number"},
+		{"wrong type in a list item", base + "rollout:\n  maxParallelWorkers: [2]\n", "rollout.maxParallelWorkers", 10, "is not a whole number"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -60,6 +60,7 @@ var (
 	factoryPathRE  = regexp.MustCompile(`^[a-z0-9-]+-installer/[0-9a-f]{64}$`)
 	yamlLineRE     = regexp.MustCompile(`^line (\d+): (.*)$`)
 	unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
+	typeErrorRE    = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: (`.*`))? into (\\S+)$")
 )
 
 // InstallerPlaceholder is replaced by the target version in Talos.InstallerImage.
@@ -158,8 +159,13 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	if r.MaxParallelWorkers < 1 {
 		add("rollout.maxParallelWorkers", "must be at least 1, got %d", r.MaxParallelWorkers)
 	}
-	if r.HealthAttempts < 1 {
-		add("rollout.healthAttempts", "must be at least 1, got %d", r.HealthAttempts)
+	for _, c := range []struct {
+		field string
+		v     int
+	}{{"rollout.healthAttempts", r.HealthAttempts}, {"rollout.healthPasses", r.HealthPasses}, {"rollout.drainAttempts", r.DrainAttempts}} {
+		if c.v < 1 {
+			add(c.field, "must be at least 1, got %d", c.v)
+		}
 	}
 	durations := []struct {
 		field    string
@@ -171,6 +177,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		{"rollout.healthTimeout", &r.HealthTimeout, true},
 		{"rollout.healthInterval", &r.HealthInterval, true},
 		{"rollout.controlPlaneSoak", &r.ControlPlaneSoak, false},
+		{"rollout.workerSoak", &r.WorkerSoak, false},
 		{"rollout.stepDurations.drain", &r.StepDurations.Drain, false},
 		{"rollout.stepDurations.destroy", &r.StepDurations.Destroy, false},
 		{"rollout.stepDurations.create", &r.StepDurations.Create, false},
@@ -195,6 +202,9 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	}
 
 	tf := c.Terraform
+	if tf.Templates != TemplatesKeep && tf.Templates != TemplatesRebuild {
+		add("terraform.templates", "%q: want keep (one template per version, never destroyed) or rebuild (fixed template VM ids, replaced in place)", tf.Templates)
+	}
 	if !strings.Contains(tf.NodeAddress, "{name}") {
 		add("terraform.nodeAddress", "%q must contain {name}, which drover replaces with the node name", tf.NodeAddress)
 	}
@@ -290,7 +300,9 @@ func yamlProblem(err error) Problem {
 	return Problem{Msg: msg}
 }
 
-func yamlProblems(err error) []Problem {
+// yamlProblems turns decoding errors into problems; a value of the wrong
+// type is named by its field, found from its line.
+func yamlProblems(err error, lines map[string]int) []Problem {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return []Problem{yamlProblem(err)}
@@ -301,10 +313,58 @@ func yamlProblems(err error) []Problem {
 		if m := unknownFieldRE.FindStringSubmatch(p.Msg); m != nil {
 			p.Field = m[1]
 			p.Msg = fmt.Sprintf("unknown field (in %s)", strings.TrimPrefix(m[2], "config."))
+		} else if m := typeErrorRE.FindStringSubmatch(p.Msg); m != nil {
+			p.Field = fieldAt(lines, p.Line, m[2] != "")
+			what := m[2]
+			if what == "" {
+				what = map[string]string{"seq": "a list", "map": "a mapping"}[m[1]]
+				if what == "" {
+					what = "this value"
+				}
+			}
+			p.Msg = fmt.Sprintf("%s is not %s", what, article(m[3]))
 		}
 		probs = append(probs, p)
 	}
 	return probs
+}
+
+// fieldAt is the field whose key (or item) is on line: the deepest one for
+// a scalar value, the outermost for a list or mapping written inline.
+func fieldAt(lines map[string]int, line int, scalar bool) string {
+	best := ""
+	for f, l := range lines {
+		if l != line {
+			continue
+		}
+		better := best == "" || len(f) == len(best) && f < best
+		if scalar {
+			better = better || len(f) > len(best)
+		} else {
+			better = better || len(f) < len(best)
+		}
+		if better {
+			best = f
+		}
+	}
+	return best
+}
+
+// article names a Go type for people: "int" -> "a whole number".
+func article(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "a whole number"
+	case goType == "bool":
+		return "true or false"
+	case goType == "string", strings.HasSuffix(goType, ".Role"):
+		return "a string"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["):
+		return "a mapping"
+	}
+	return "a " + strings.TrimPrefix(goType, "config.")
 }
 
 // CompileCEL checks a custom check's expression.

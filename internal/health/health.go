@@ -173,6 +173,9 @@ func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) (outcome
 		}
 		var d []string
 		for _, n := range nodes.Items {
+			if slices.Contains(in.Exclude, n.Name) {
+				continue // caught mid-step by a resumed run: down or cordoned on purpose
+			}
 			if !kube.IsReady(&n) {
 				d = append(d, fmt.Sprintf("node %s is not Ready", n.Name))
 			}
@@ -245,7 +248,8 @@ func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, er
 			more = append(more, fmt.Sprintf("pod %s/%s Pending for %s", p.Namespace, p.Name, now.Sub(p.CreationTimestamp.Time).Round(time.Second)))
 			continue
 		}
-		if critical[p.Namespace] && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && !(p.Status.Phase == corev1.PodRunning && podReady(p)) {
+		if critical[p.Namespace] && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && !(p.Status.Phase == corev1.PodRunning && podReady(p)) &&
+			!slices.Contains(in.Exclude, p.Spec.NodeName) {
 			more = append(more, fmt.Sprintf("critical pod %s/%s is %s and not Ready (node %s)", p.Namespace, p.Name, p.Status.Phase, orNone(p.Spec.NodeName)))
 		}
 	}

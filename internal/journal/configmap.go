@@ -3,7 +3,6 @@ package journal
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -40,7 +40,9 @@ type ConfigMap struct {
 
 var _ rollout.Journal = (*ConfigMap)(nil)
 
-// ParseConfigMapRef reads "configmap" or "configmap:NAMESPACE/NAME".
+// ParseConfigMapRef reads "configmap", "configmap:NAME" or
+// "configmap:NAMESPACE/NAME"; without a namespace the default one is used.
+// ok says whether s names a ConfigMap at all (anything else is a file).
 func ParseConfigMapRef(s, defaultNamespace string) (ns, name string, ok bool, err error) {
 	if s != "configmap" && !strings.HasPrefix(s, "configmap:") {
 		return "", "", false, nil
@@ -48,32 +50,36 @@ func ParseConfigMapRef(s, defaultNamespace string) (ns, name string, ok bool, er
 	ns, name = defaultNamespace, "drover-journal"
 	if ref, has := strings.CutPrefix(s, "configmap:"); has {
 		n, m, cut := strings.Cut(ref, "/")
-		if !cut || n == "" || m == "" {
-			return "", "", true, fmt.Errorf("--journal %q: want configmap or configmap:NAMESPACE/NAME", s)
+		if !cut {
+			n, m = defaultNamespace, ref
 		}
 		ns, name = n, m
+		bad := validation.IsDNS1123Subdomain(name)
+		if cut {
+			bad = append(bad, validation.IsDNS1123Label(ns)...)
+		}
+		if len(bad) > 0 || name == "" {
+			return "", "", true, fmt.Errorf("--journal %q: want configmap, configmap:NAME or configmap:NAMESPACE/NAME with DNS names (%s)", s, strings.Join(bad, "; "))
+		}
 	}
 	return ns, name, true, nil
 }
 
-// Record appends one entry (read-modify-write, retried on conflict).
+// Record appends one entry (read-modify-write, retried on conflict),
+// chained to the run's lines already in the ConfigMap.
 func (c *ConfigMap) Record(ctx context.Context, e rollout.Entry) error {
-	line, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	text := string(line)
-	if c.Mask != nil {
-		text = c.Mask(text)
-	}
 	cms := c.Client.CoreV1().ConfigMaps(c.Namespace)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		cm, err := cms.Get(ctx, c.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
+			line, err := encode(&e, newChain(), c.Mask)
+			if err != nil {
+				return err
+			}
 			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: c.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "drover"}},
-				Data: map[string]string{ConfigMapKey: text + "\n"}}
+				Data: map[string]string{ConfigMapKey: string(line) + "\n"}}
 			if err := ensureNamespace(ctx, c.Client, c.Namespace); err != nil {
 				return err
 			}
@@ -89,7 +95,13 @@ func (c *ConfigMap) Record(ctx context.Context, e rollout.Entry) error {
 		if cm.Data == nil {
 			cm.Data = map[string]string{}
 		}
-		cm.Data[ConfigMapKey] = trimOldRuns(cm.Data[ConfigMapKey] + text + "\n")
+		ch := newChain()
+		ch.seed([]byte(cm.Data[ConfigMapKey]))
+		line, err := encode(&e, ch, c.Mask)
+		if err != nil {
+			return err
+		}
+		cm.Data[ConfigMapKey] = trimOldRuns(cm.Data[ConfigMapKey] + string(line) + "\n")
 		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
 		return err
 	})
@@ -98,11 +110,11 @@ func (c *ConfigMap) Record(ctx context.Context, e rollout.Entry) error {
 // trimOldRuns drops the oldest runs while the journal is too big.
 func trimOldRuns(s string) string {
 	for len(s) > maxConfigMapBytes {
-		entries, err := Read(strings.NewReader(s))
-		if err != nil || len(entries) == 0 {
+		log, err := Read(strings.NewReader(s))
+		if err != nil || len(log.Entries) == 0 {
 			return s
 		}
-		oldest := entries[0].RunID
+		oldest := log.Entries[0].RunID
 		var b bytes.Buffer
 		for _, line := range strings.SplitAfter(s, "\n") {
 			if !strings.Contains(line, `"run":"`+oldest+`"`) {
@@ -117,13 +129,17 @@ func trimOldRuns(s string) string {
 	return s
 }
 
-// Entries reads the whole journal back.
+// Entries reads the whole journal back, its chain checked.
 func (c *ConfigMap) Entries(ctx context.Context) ([]rollout.Entry, error) {
 	cm, err := c.Client.CoreV1().ConfigMaps(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("journal ConfigMap %s/%s: %w", c.Namespace, c.Name, err)
 	}
-	return Read(strings.NewReader(cm.Data[ConfigMapKey]))
+	log, err := Read(strings.NewReader(cm.Data[ConfigMapKey]))
+	if err != nil {
+		return nil, fmt.Errorf("journal ConfigMap %s/%s: %w", c.Namespace, c.Name, err)
+	}
+	return log.Entries, nil
 }
 
 func ensureNamespace(ctx context.Context, c kubernetes.Interface, ns string) error {

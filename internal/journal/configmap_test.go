@@ -57,7 +57,11 @@ func TestParseConfigMapRef(t *testing.T) {
 		{"journal.jsonl", "", "", false, false},
 		{"configmap", "drover", "drover-journal", true, false},
 		{"configmap:ops/upgrade-journal", "ops", "upgrade-journal", true, false},
-		{"configmap:bad", "", "", true, true},
+		{"configmap:upgrade-journal", "drover", "upgrade-journal", true, false},
+		{"configmap:", "", "", true, true},
+		{"configmap:Bad_Name", "", "", true, true},
+		{"configmap:ops/", "", "", true, true},
+		{"configmap:/name", "", "", true, true},
 	}
 	for _, tc := range tests {
 		ns, name, ok, err := ParseConfigMapRef(tc.in, "drover")

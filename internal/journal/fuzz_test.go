@@ -23,11 +23,11 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(`{"run":"r","step":"drain"}` + "\n"))
 	f.Add([]byte("not json\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		entries, err := Read(bytes.NewReader(data))
+		log, err := Read(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
-		for _, e := range entries {
+		for _, e := range log.Entries {
 			if e.RunID == "" || e.Step == "" || e.Status == "" {
 				t.Fatalf("an incomplete entry was accepted: %+v", e)
 			}

@@ -1,9 +1,8 @@
 // Package journal records every state transition of a run, before the
-// engine acts on it, as JSON lines.
+// engine acts on it, as JSON lines chained by hashes.
 package journal
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,46 +14,82 @@ import (
 	"github.com/prox-ops/drover/internal/rollout"
 )
 
+// maxLine bounds one journal line.
+const maxLine = 1 << 20
+
 // File appends entries to a JSON-lines file and syncs each one to disk, so
 // a crash loses nothing that was recorded.
 type File struct {
-	mu   sync.Mutex
-	f    *os.File
-	path string
-	// Mask, when set, masks secrets in each entry's detail.
+	mu    sync.Mutex
+	f     *os.File
+	path  string
+	chain *chain
+	// Mask, when set, masks secrets in each entry.
 	Mask func(string) string
+	// Warnings say what OpenFile had to mend (a torn last line).
+	Warnings []string
 }
 
 var _ rollout.Journal = (*File)(nil)
 
-// OpenFile opens (creating or appending to) the journal at path.
+// OpenFile opens (creating or appending to) the journal at path. A last
+// line torn by a crash mid-write is cut off, with a warning, so the next
+// entry starts on a line of its own.
 func OpenFile(path string) (*File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	return &File{f: f, path: path}, nil
+	data, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read journal %s: %w", path, err)
+	}
+	j := &File{f: f, path: path, chain: newChain()}
+	if n := len(data); n > 0 && data[n-1] != '\n' {
+		keep := bytes.LastIndexByte(data, '\n') + 1
+		if err := f.Truncate(int64(keep)); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("mend journal %s: %w", path, err)
+		}
+		j.Warnings = append(j.Warnings, fmt.Sprintf("journal %s: its last line was incomplete (a crash while writing it) and was dropped", path))
+		data = data[:keep]
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		f.Close()
+		return nil, err
+	}
+	j.chain.seed(data)
+	return j, nil
 }
 
-// Record appends one entry.
+// Record appends one entry, masked and chained to the run's line before it.
 func (j *File) Record(_ context.Context, e rollout.Entry) error {
-	if j.Mask != nil {
-		e.Detail = j.Mask(e.Detail)
-	}
-	line, err := json.Marshal(e)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	line, err := encode(&e, j.chain, j.Mask)
 	if err != nil {
 		return err
 	}
-	if j.Mask != nil {
-		// Any other field (the run header names the cluster) too.
-		line = []byte(j.Mask(string(line)))
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
 	if _, err := j.f.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("write journal %s: %w", j.path, err)
 	}
+	j.chain.add(e.RunID, line)
 	return j.f.Sync()
+}
+
+// encode seals e into the chain and renders its line, masked.
+func encode(e *rollout.Entry, c *chain, mask func(string) string) ([]byte, error) {
+	c.seal(e)
+	line, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	if mask != nil {
+		// Every field: the detail, and the run header that names the cluster.
+		line = []byte(mask(string(line)))
+	}
+	return line, nil
 }
 
 // Close closes the file.
@@ -83,26 +118,62 @@ func (m *Memory) Entries() []rollout.Entry {
 	return append([]rollout.Entry(nil), m.entries...)
 }
 
-// Read parses a JSON-lines journal. A line that is not an entry is an error
-// that names the line: a journal is never guessed at.
-func Read(r io.Reader) ([]rollout.Entry, error) {
-	var out []rollout.Entry
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		if len(sc.Bytes()) == 0 {
+// Log is a journal read back.
+type Log struct {
+	Entries []rollout.Entry
+	// Warnings say what was dropped: a torn last line.
+	Warnings []string
+}
+
+// Read parses a JSON-lines journal and checks its chain. A line that is not
+// an entry, or that breaks the chain, is an error that names the line: a
+// journal is never guessed at. Only a last line without its newline that
+// does not parse (a crash mid-write) is dropped, with a warning.
+func Read(r io.Reader) (Log, error) {
+	var out Log
+	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return out, err
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	torn := len(data) > 0 && data[len(data)-1] != '\n'
+	c := newChain()
+	for i, line := range lines {
+		n := i + 1
+		if len(line) == 0 {
 			continue
 		}
-		var e rollout.Entry
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("journal line %d: %w", line, err)
+		if len(line) > maxLine {
+			return out, fmt.Errorf("journal line %d: longer than %d bytes; not a drover journal", n, maxLine)
 		}
-		if e.RunID == "" || e.Step == "" || e.Status == "" {
-			return nil, fmt.Errorf("journal line %d: not a drover journal entry (run, step and status are required)", line)
+		e, err := decodeLine(line)
+		if err != nil && torn && i == len(lines)-1 {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("journal line %d is incomplete (a crash while writing it): dropped", n))
+			break
 		}
-		out = append(out, e)
+		if err != nil {
+			return out, fmt.Errorf("journal line %d: %w", n, err)
+		}
+		if err := c.verify(n, e, line); err != nil {
+			return out, err
+		}
+		out.Entries = append(out.Entries, e)
 	}
-	return out, sc.Err()
+	return out, nil
+}
+
+func decodeLine(line []byte) (rollout.Entry, error) {
+	var e rollout.Entry
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return e, err
+	}
+	if dec.More() {
+		return e, fmt.Errorf("more than one JSON value on the line")
+	}
+	if e.RunID == "" || e.Step == "" || e.Status == "" {
+		return e, fmt.Errorf("not a drover journal entry (run, step and status are required)")
+	}
+	return e, nil
 }

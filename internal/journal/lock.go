@@ -2,7 +2,6 @@ package journal
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -51,8 +50,25 @@ type LeaseLock struct {
 	Namespace string
 	Name      string
 	TTL       time.Duration
-	// OnLost, when set, is told if a renewal fails.
+	// OnLost, when set, is told once, with a *LockLostError, when the lock
+	// is lost: taken over by another holder, deleted (drover unlock), or
+	// not renewed for its TTL (another run may now take it).
 	OnLost func(error)
+}
+
+// LockLostError: the run lock was lost while the run held it. The run
+// stops at its next safe point; the CLI exits 4.
+type LockLostError struct {
+	// Holder is who holds it now, when someone does.
+	Holder string
+	Why    string
+}
+
+func (e *LockLostError) Error() string {
+	if e.Holder != "" {
+		return "run lock lost: " + e.Why + "; it is now held by " + e.Holder
+	}
+	return "run lock lost: " + e.Why
 }
 
 func (l *LeaseLock) ttl() time.Duration {
@@ -130,24 +146,40 @@ func (l *LeaseLock) held(cur *coordinationv1.Lease) *LockedError {
 	return le
 }
 
-// renew renews the lease every TTL/3 until stopped.
+// renew renews the lease every TTL/3 until stopped, and tells OnLost once
+// when the lease is lost.
 func (l *LeaseLock) renew(h Holder) (stop func()) {
 	every := l.ttl() / 3
+	lastRenewed := l.Clock.Now()
+	lost := false
 	renewOnce := func() {
+		if lost {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		leases := l.Client.CoordinationV1().Leases(l.Namespace)
 		cur, err := leases.Get(ctx, l.Name, metav1.GetOptions{})
-		if err == nil && ptr.Deref(cur.Spec.HolderIdentity, "") != h.String() {
-			err = errors.New("the lock was taken over: " + ptr.Deref(cur.Spec.HolderIdentity, "(nobody)"))
-		}
-		if err == nil {
+		var le *LockLostError
+		switch {
+		case apierrors.IsNotFound(err):
+			le = &LockLostError{Why: "the Lease " + l.Namespace + "/" + l.Name + " was deleted (drover unlock?)"}
+		case err == nil && ptr.Deref(cur.Spec.HolderIdentity, "") != h.String():
+			le = &LockLostError{Why: "the Lease " + l.Namespace + "/" + l.Name + " was taken over", Holder: ptr.Deref(cur.Spec.HolderIdentity, "(nobody)")}
+		case err == nil:
 			now := metav1.NewMicroTime(l.Clock.Now())
 			cur.Spec.RenewTime = &now
-			_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
+			if _, err = leases.Update(ctx, cur, metav1.UpdateOptions{}); err == nil {
+				lastRenewed = now.Time
+				return
+			}
 		}
-		if err != nil && l.OnLost != nil {
-			l.OnLost(err)
+		if le == nil && l.Clock.Now().Sub(lastRenewed) >= l.ttl() {
+			le = &LockLostError{Why: fmt.Sprintf("not renewed for %s (%v): another run may take it", l.ttl(), err)}
+		}
+		if le != nil && l.OnLost != nil {
+			lost = true
+			l.OnLost(le)
 		}
 	}
 	return clock.Every(l.Clock, every, renewOnce)

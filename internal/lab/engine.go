@@ -1,44 +1,35 @@
 package lab
 
 import (
+	"github.com/prox-ops/drover/internal/assemble"
 	"github.com/prox-ops/drover/internal/health"
-	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/rollout"
-	"github.com/prox-ops/drover/internal/talos"
 )
 
-// Engine wires an upgrade engine to the lab: drover's real Kubernetes
-// operations and health checks against the simulated cluster, the simulated
-// hypervisor and Talos, and the virtual clock.
+// Adapters are the lab's side of the engine: drover's real Kubernetes
+// operations and health checks run against the simulated cluster, with the
+// simulated hypervisor, Talos and etcd, on the virtual clock.
+func (l *Lab) Adapters() assemble.Adapters {
+	return assemble.Adapters{
+		Kube: l.Client, Dynamic: l.Dynamic, Clock: l.Clock,
+		Etcd: l.Etcd(), Talos: l.Talos(), SnapshotDir: l.snapshotDir,
+		Replacer: l.Hypervisor(), Upgrader: l.Talos(), Kubernetes: l.Talos(),
+		Log: l.opts.Log,
+	}
+}
+
+// Engine assembles an upgrade engine over the lab, as a real run's is
+// assembled over a real cluster.
 //
 // The engine runs the drain preflight; drop it from Preflights to rehearse
 // --skip-drain-preflight.
 func (l *Lab) Engine(j rollout.Journal, sink rollout.Sink, runID string) *rollout.Engine {
-	r := l.opts.Config.Rollout
-	guard := &talos.Guard{
-		Etcd: l.Etcd(), ControlPlane: l.opts.Config.ControlPlaneNodes(), Clock: l.Clock, SnapshotDir: l.snapshotDir,
-		Keep: l.opts.Config.Talos.EtcdSnapshotsKeep, Log: l.opts.Log,
-	}
-	kc := &kube.Client{Client: l.Client, Clock: l.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout}
-	return &rollout.Engine{
-		Cluster:    kc,
-		Preflights: []rollout.Preflight{guard, kube.DrainPreflightCheck{Client: kc}},
-		Guard:      guard,
-		// An already unhealthy cluster blocks the run before any change.
-		PreflightHealth: true,
-		Replacer:        l.Hypervisor(),
-		Upgrader:        l.Talos(),
-		Kubernetes:      l.Talos(),
-		Health:          l.Health(),
-		Journal:         j,
-		Clock:           l.Clock,
-		Sink:            sink,
-		Policy:          rollout.PolicyFrom(r),
-		RunID:           runID,
-	}
+	e := assemble.Engine(l.opts.Config, l.Adapters())
+	e.Journal, e.Sink, e.RunID = j, sink, runID
+	return e
 }
 
 // Health is the health gate over the lab's API, with the configured settings.
 func (l *Lab) Health() *health.Gate {
-	return &health.Gate{Client: l.Client, Dynamic: l.Dynamic, Clock: l.Clock, Settings: l.opts.Config.Health}
+	return assemble.Health(l.opts.Config, l.Adapters())
 }

@@ -3,9 +3,11 @@ package lab
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
@@ -43,9 +45,14 @@ type Hypervisor struct{ lab *Lab }
 // Hypervisor returns the lab's node replacer.
 func (l *Lab) Hypervisor() *Hypervisor { return &Hypervisor{lab: l} }
 
-var _ rollout.Replacer = (*Hypervisor)(nil)
+var (
+	_ rollout.Replacer  = (*Hypervisor)(nil)
+	_ rollout.VMChecker = (*Hypervisor)(nil)
+)
 
-// PrepareTemplates builds the templates of the target Talos version.
+// PrepareTemplates builds the templates of the target Talos version. With
+// terraform.templates: rebuild the templates sit at fixed VM ids, so the
+// new ones replace the old.
 func (h *Hypervisor) PrepareTemplates(ctx context.Context, to version.Pair) error {
 	l := h.lab
 	l.mu.Lock()
@@ -59,73 +66,129 @@ func (h *Hypervisor) PrepareTemplates(ctx context.Context, to version.Pair) erro
 		return err
 	}
 	l.mu.Lock()
+	if l.opts.Config.Terraform.Templates == config.TemplatesRebuild {
+		clear(l.tmpl)
+	}
 	l.tmpl[to.Talos.String()] = true
 	l.mu.Unlock()
 	return nil
 }
 
-// Destroy stops and deletes the node's VM.
-func (h *Hypervisor) Destroy(ctx context.Context, n plan.Node) error {
-	l := h.lab
-	v, err := l.vm(n.Name)
-	if err != nil {
-		return err
+// terraform is the fixed cost of one Terraform run (init, refresh, lock).
+func (h *Hypervisor) terraform(ctx context.Context, what string, nodes []plan.Node) error {
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
 	}
-	l.mu.Lock()
-	running := v.running
-	l.mu.Unlock()
-	if !running {
+	h.lab.log("", "terraform %s -target for %s", what, strings.Join(names, ", "))
+	return h.lab.Clock.Sleep(ctx, h.lab.opts.Durations.Terraform)
+}
+
+// Destroy stops and deletes the nodes' VMs, in one Terraform run: all the
+// VMs go at once.
+func (h *Hypervisor) Destroy(ctx context.Context, nodes []plan.Node) error {
+	l := h.lab
+	var gone []*vm
+	for _, n := range nodes {
+		v, err := l.vm(n.Name)
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		running := v.running
+		l.mu.Unlock()
+		if running {
+			gone = append(gone, v)
+			l.log(n.Name, "destroying VM %d on %s", n.VMID, n.ProxmoxHost)
+		}
+	}
+	if len(gone) == 0 {
 		return nil
 	}
-	l.log(n.Name, "destroying VM %d on %s", n.VMID, n.ProxmoxHost)
+	if err := h.terraform(ctx, "destroy", nodes); err != nil {
+		return err
+	}
 	if err := l.Clock.Sleep(ctx, l.opts.Durations.Destroy); err != nil {
 		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	v.running = false
-	l.setNodeReady(n.Name, false, nil)
+	for _, v := range gone {
+		v.running = false
+		l.setNodeReady(v.node.Name, false, nil)
+	}
 	return nil
 }
 
-// Create clones the node's VM from the template of the given version, boots
-// it and lets it join.
-func (h *Hypervisor) Create(ctx context.Context, n plan.Node, at version.Pair) error {
+// Create clones the nodes' VMs from the template of the given version, in
+// one Terraform run: they boot and join side by side, so the run takes as
+// long as its slowest node. A node whose clone fails (lab fault) fails alone.
+func (h *Hypervisor) Create(ctx context.Context, nodes []plan.Node, at version.Pair) error {
 	l := h.lab
-	v, err := l.vm(n.Name)
-	if err != nil {
+	errs := rollout.NodeErrors{}
+	var ok []*vm
+	for _, n := range nodes {
+		v, err := l.vm(n.Name)
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		hasTemplate, fails, running := l.tmpl[at.Talos.String()], v.failing(at), v.running
+		l.mu.Unlock()
+		switch {
+		case running:
+			errs[n.Name] = fmt.Errorf("lab: VM %d (%s) already exists; destroy it first", n.VMID, n.Name)
+		case !hasTemplate:
+			errs[n.Name] = fmt.Errorf("clone VM %d: no template for Talos %s on %s", n.VMID, at.Talos, n.ProxmoxHost)
+		case fails:
+			l.log(n.Name, "cloning VM %d from the Talos %s template on %s", n.VMID, at.Talos, n.ProxmoxHost)
+			errs[n.Name] = fmt.Errorf("clone VM %d from the Talos %s template on %s: task failed: storage error (lab fault %s)", n.VMID, at.Talos, n.ProxmoxHost, v.fault)
+		default:
+			l.log(n.Name, "cloning VM %d from the Talos %s template on %s", n.VMID, at.Talos, n.ProxmoxHost)
+			ok = append(ok, v)
+		}
+	}
+	if err := h.terraform(ctx, "apply", nodes); err != nil {
 		return err
 	}
-	l.mu.Lock()
-	hasTemplate, fails, running := l.tmpl[at.Talos.String()], v.failing(at), v.running
-	l.mu.Unlock()
-	switch {
-	case running:
-		return fmt.Errorf("lab: VM %d (%s) already exists; destroy it first", n.VMID, n.Name)
-	case !hasTemplate:
-		return fmt.Errorf("clone VM %d: no template for Talos %s on %s", n.VMID, at.Talos, n.ProxmoxHost)
-	}
-	l.log(n.Name, "cloning VM %d from the Talos %s template on %s", n.VMID, at.Talos, n.ProxmoxHost)
-	if fails {
+	if len(ok) == 0 {
 		if err := l.Clock.Sleep(ctx, l.opts.Durations.FailureDelay); err != nil {
 			return err
 		}
-		return fmt.Errorf("clone VM %d from the Talos %s template on %s: task failed: storage error (lab fault %s)", n.VMID, at.Talos, n.ProxmoxHost, v.fault)
+		return errs
 	}
 	if err := l.Clock.Sleep(ctx, l.opts.Durations.Clone); err != nil {
 		return err
 	}
 	l.mu.Lock()
-	v.running, v.at = true, at
+	for _, v := range ok {
+		v.running, v.at = true, at
+		l.log(v.node.Name, "VM %d booting Talos %s", v.node.VMID, at.Talos)
+	}
 	l.mu.Unlock()
-	l.log(n.Name, "VM %d booting Talos %s", n.VMID, at.Talos)
 	if err := l.Clock.Sleep(ctx, l.opts.Durations.Boot+l.opts.Durations.Join); err != nil {
 		return err
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.register(v)
+	for _, v := range ok {
+		l.register(v)
+	}
+	l.mu.Unlock()
+	if len(errs) > 0 {
+		return errs
+	}
 	return nil
+}
+
+// VMExists says whether the node's VM exists (is in the simulated state).
+func (h *Hypervisor) VMExists(_ context.Context, n plan.Node) (bool, error) {
+	v, err := h.lab.vm(n.Name)
+	if err != nil {
+		return false, err
+	}
+	h.lab.mu.Lock()
+	defer h.lab.mu.Unlock()
+	return v.running, nil
 }
 
 // register is the kubelet registering the node (anew if its Node object
@@ -177,6 +240,18 @@ type Talos struct{ lab *Lab }
 func (l *Lab) Talos() *Talos { return &Talos{lab: l} }
 
 var _ rollout.Upgrader = (*Talos)(nil)
+
+// NodeVersion is the node's Talos API answering which version it runs.
+func (t *Talos) NodeVersion(_ context.Context, n config.Node) (version.Version, error) {
+	l := t.lab
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.vms[n.Name]
+	if !ok || !v.running || l.node(n.Name) == nil {
+		return version.Version{}, fmt.Errorf("%s (%s): connection refused (the node is down)", n.Name, n.IP)
+	}
+	return v.at.Talos, nil
+}
 
 // Upgrade pulls the installer image, installs it and reboots the node.
 func (t *Talos) Upgrade(ctx context.Context, n plan.Node, to version.Pair) error {

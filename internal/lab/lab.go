@@ -95,6 +95,7 @@ type Durations struct {
 	KubeletRestart time.Duration // a kubelet restarts at a new Kubernetes version
 	ControlLoop    time.Duration // how often the simulated controllers run
 	FailureDelay   time.Duration // how long a failing step runs before it fails
+	Terraform      time.Duration // one Terraform run's own cost (init, refresh, lock), whatever its targets
 }
 
 // DefaultDurations are realistic for the prox-ops cluster.
@@ -112,6 +113,7 @@ func DefaultDurations() Durations {
 		KubeletRestart: 40 * time.Second,
 		ControlLoop:    10 * time.Second,
 		FailureDelay:   30 * time.Second,
+		Terraform:      15 * time.Second,
 	}
 }
 

@@ -236,9 +236,10 @@ func healthText(n *rollout.NodeReport) string {
 	return b.String()
 }
 
-func TestDrainBlockedTakesTheDrainTimeout(t *testing.T) {
+func TestDrainBlockedTakesEveryDrainAttempt(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Rollout.DrainTimeout = config.D(2 * time.Minute)
+	cfg.Rollout.DrainAttempts = 3
 	r := upgradeWith(t, cfg, version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultDrainBlocked}, true)
 	var drain *rollout.StepRecord
 	for i, s := range r.report.Node("k8s-work-1").Steps {
@@ -249,8 +250,11 @@ func TestDrainBlockedTakesTheDrainTimeout(t *testing.T) {
 	if drain == nil || drain.Status != rollout.StatusFailed {
 		t.Fatalf("drain step = %+v", drain)
 	}
-	if d := drain.Finished.Sub(drain.Started); d != 2*time.Minute {
-		t.Fatalf("drain gave up after %s of simulated time, want the 2m timeout", d)
+	if d := drain.Finished.Sub(drain.Started); d != 6*time.Minute {
+		t.Fatalf("drain gave up after %s of simulated time, want 3 attempts of 2m", d)
+	}
+	if !strings.Contains(drain.Detail, "3 drain attempts failed") || !strings.Contains(drain.Detail, "ledger-k8s-work-1") {
+		t.Fatalf("drain detail %q does not name the attempts and the blocked pod", drain.Detail)
 	}
 	if r.lab.Stats().EvictionsRefused == 0 {
 		t.Fatal("no eviction was refused: the PDB was not consulted")

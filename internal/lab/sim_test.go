@@ -72,7 +72,7 @@ func TestReplacedNodeRegistersAnew(t *testing.T) {
 	}
 	n, _ := l.Config().NodeByName("k8s-work-2")
 	h := l.Hypervisor()
-	if err := h.Destroy(ctx, plan.Node{Node: n}); err != nil {
+	if err := h.Destroy(ctx, []plan.Node{{Node: n}}); err != nil {
 		t.Fatal(err)
 	}
 	if id, _ := k.Identity(ctx, "k8s-work-2"); id.Ready {
@@ -84,7 +84,7 @@ func TestReplacedNodeRegistersAnew(t *testing.T) {
 	if err := h.PrepareTemplates(ctx, minor); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Create(ctx, plan.Node{Node: n}, minor); err != nil {
+	if err := h.Create(ctx, []plan.Node{{Node: n}}, minor); err != nil {
 		t.Fatal(err)
 	}
 	after, err := k.Identity(ctx, "k8s-work-2")

@@ -41,6 +41,9 @@ type Plan struct {
 	// KubernetesPhase: after the nodes, Kubernetes itself is upgraded
 	// (pets only: cattle nodes come back at the new Kubernetes version).
 	KubernetesPhase bool
+	// InFlight names the nodes a resumed run caught mid-step (cordoned,
+	// destroyed, rebooting): run-level preflights leave them out.
+	InFlight []string
 }
 
 // Input is what a plan is built from.

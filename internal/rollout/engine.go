@@ -4,25 +4,35 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prox-ops/drover/internal/clock"
-	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/version"
 )
 
 // Policy holds the engine's timeouts and counts.
 type Policy struct {
-	DrainTimeout   time.Duration
+	DrainTimeout time.Duration
+	// DrainAttempts is how many drains of DrainTimeout each a node gets
+	// before the run halts (default 1).
+	DrainAttempts  int
 	ReadyTimeout   time.Duration
 	HealthTimeout  time.Duration
 	HealthAttempts int
 	HealthInterval time.Duration
+	// HealthPasses is how many passing gate runs in a row a node needs.
+	HealthPasses int
 	// ControlPlaneSoak is how long the gate must stay green after a
-	// control-plane node before the next node.
+	// control-plane node before the next node; WorkerSoak likewise after a
+	// worker.
 	ControlPlaneSoak time.Duration
+	WorkerSoak       time.Duration
+	// RebuildTemplates: the templates are replaced in place (fixed VM ids),
+	// so a rollback first re-applies them at the old version.
+	RebuildTemplates bool
 }
 
 // Engine runs one upgrade. Every collaborator is injected; Replacer is
@@ -37,6 +47,9 @@ type Engine struct {
 	Sink     Sink
 	Policy   Policy
 	RunID    string
+	// Versions, when set, reads what each node runs right before its first
+	// change: a node that no longer runs what the plan says is not touched.
+	Versions VersionReader
 	// Preflights run after the node checks and before the first change.
 	Preflights []Preflight
 	// Guard, when set, protects etcd around control-plane nodes.
@@ -54,48 +67,53 @@ type Engine struct {
 	// Header describes the run in its journal.
 	Header RunHeader
 	// Resume, when set, continues the run its journal describes: finished
-	// nodes are skipped, halted ones stop the run, a node caught mid-step
-	// starts again at its resume point. RunID must be the journal's.
+	// nodes are skipped, halted ones stop the run, the others start again
+	// where the cluster shows they stand. RunID must be the journal's.
 	Resume *ResumeState
 
 	mu      sync.Mutex
 	started time.Time
 	report  *Report
+	// changed: some node of this run was touched (cordoned or further).
+	changed bool
 }
 
 // Run executes the plan. It returns the report and, when the run did not
-// succeed, a typed error: *HaltError, *RollbackFailedError or *BlockedError.
+// succeed, a typed error: *HaltError, *RollbackFailedError, *BlockedError,
+// *InterruptedError or *PausedError.
 func (e *Engine) Run(ctx context.Context, p plan.Plan) (*Report, error) {
 	if err := e.check(p); err != nil {
 		return nil, err
 	}
 	e.started = e.Clock.Now()
-	e.report = &Report{
-		RunID:    e.RunID,
-		Strategy: string(p.Strategy),
-		From:     p.From.String(),
-		To:       p.To.String(),
-		Started:  e.started,
-	}
+	e.report = NewReport(e.RunID, p)
+	e.report.Started = e.started
+	e.emit(Event{Kind: EventRunStarted, Message: fmt.Sprintf("%s upgrade %s -> %s: %d nodes in %d batches, ETA %s",
+		p.Strategy, p.From, p.To, p.NodeCount(), len(p.Batches), p.ETA)})
+
+	err := e.run(ctx, p)
+	return e.finish(ctx, err), err
+}
+
+// NewReport is a run's report before anything ran: every planned node
+// untouched, every skipped node with its reason.
+func NewReport(runID string, p plan.Plan) *Report {
+	r := &Report{RunID: runID, Strategy: string(p.Strategy), From: p.From.String(), To: p.To.String(), Nodes: []NodeReport{}}
 	for i, b := range p.Batches {
 		for _, n := range b.Nodes {
-			e.report.Nodes = append(e.report.Nodes, NodeReport{
+			r.Nodes = append(r.Nodes, NodeReport{
 				Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, Batch: i + 1,
 				Outcome: OutcomeUntouched, From: n.From.Talos.String(), To: p.To.Talos.String(),
 			})
 		}
 	}
 	for _, s := range p.Skipped {
-		e.report.Nodes = append(e.report.Nodes, NodeReport{
+		r.Nodes = append(r.Nodes, NodeReport{
 			Name: s.Node.Name, Role: string(s.Node.Role), Host: s.Node.ProxmoxHost,
 			Outcome: OutcomeSkipped, From: s.Node.From.Talos.String(), To: p.To.Talos.String(), Reason: s.Reason,
 		})
 	}
-	e.emit(Event{Kind: EventRunStarted, Message: fmt.Sprintf("%s upgrade %s -> %s: %d nodes in %d batches, ETA %s",
-		p.Strategy, p.From, p.To, p.NodeCount(), len(p.Batches), p.ETA)})
-
-	err := e.run(ctx, p)
-	return e.finish(err), err
+	return r
 }
 
 func (e *Engine) check(p plan.Plan) error {
@@ -112,6 +130,15 @@ func (e *Engine) check(p plan.Plan) error {
 	return nil
 }
 
+// stopped is the error for a run stopped before or between changes.
+func stopped(ctx context.Context) error {
+	ie := &InterruptedError{}
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		ie.Cause = c
+	}
+	return ie
+}
+
 func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 	if p.Empty() {
 		return nil
@@ -123,59 +150,80 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 	detail := p.From.String() + " -> " + p.To.String()
 	if e.Resume != nil {
 		detail = "resumed"
+		p.InFlight = e.Resume.InFlight()
 	}
 	if err := e.Journal.Record(context.WithoutCancel(ctx), Entry{Time: e.Clock.Now(), RunID: e.RunID, Step: StepRun, Status: StatusStarted, Detail: detail, Header: &h}); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	inFlight := false
-	if e.Resume != nil {
-		for _, ns := range e.Resume.Nodes {
-			if !ns.Done && !ns.Halted && ns.ResumeAt != "" {
-				inFlight = true
-			}
+	if err := e.preflight(ctx, p); err != nil {
+		return err
+	}
+	if p.Strategy == version.Cattle {
+		// Idempotent: templates that exist at the target are a no-op.
+		if err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
+			return e.Replacer.PrepareTemplates(context.WithoutCancel(ctx), p.To)
+		}); err != nil {
+			return &HaltError{Phase: StepTemplates, Reason: "creating the new templates failed: " + err.Error(), Err: err}
 		}
 	}
-	if inFlight {
-		// A node is mid-step (destroyed, cordoned, rebooting): the run-level
-		// preflights would see it and refuse. Finish it first.
-		e.emit(Event{Kind: EventLog, Message: "resuming a node caught mid-step: the run-level preflights are skipped"})
-		return e.batches(ctx, p)
+	for i, b := range p.Batches {
+		if ctx.Err() != nil {
+			_ = e.record(ctx, "", StepRun, StatusInterrupted, "between batches")
+			return stopped(ctx)
+		}
+		if i > 0 && e.Window != nil && !e.Window(e.Clock.Now()) {
+			_ = e.record(ctx, "", StepRun, StatusInterrupted, "maintenance window closed")
+			return &PausedError{Window: e.WindowName}
+		}
+		if err := e.batch(ctx, p, b); err != nil {
+			return err
+		}
 	}
-	// Every planned node must be there and Ready before anything changes.
+	if p.KubernetesPhase {
+		return e.kubernetes(ctx, p)
+	}
+	return nil
+}
+
+// preflight checks, before any change, that every planned node is there
+// and Ready, that the cluster is healthy and that each preflight passes. A
+// resumed run leaves the nodes it caught mid-step out of these checks.
+func (e *Engine) preflight(ctx context.Context, p plan.Plan) error {
+	blocked := func(b *BlockedError) error {
+		if ctx.Err() != nil {
+			// A stop during the preflights is a stop, not a refusal.
+			_ = e.record(ctx, "", StepRun, StatusInterrupted, "during the preflights")
+			return stopped(ctx)
+		}
+		return b
+	}
 	for _, b := range p.Batches {
 		for _, n := range b.Nodes {
-			if e.resumed(n.Name) != nil {
+			if slices.Contains(p.InFlight, n.Name) || e.resumed(n.Name) != nil && e.resumed(n.Name).Done {
 				continue
 			}
 			id, err := e.Cluster.Identity(ctx, n.Name)
 			if err != nil {
-				return &BlockedError{Reason: "preflight: node " + n.Name, Err: err}
+				return blocked(&BlockedError{Reason: "preflight: node " + n.Name, Err: err})
 			}
 			if !id.Ready {
-				return &BlockedError{Reason: fmt.Sprintf("preflight: node %s is not Ready; fix it before upgrading", n.Name)}
+				return blocked(&BlockedError{Reason: fmt.Sprintf("preflight: node %s is not Ready; fix it before upgrading", n.Name)})
 			}
 		}
 	}
 	if e.PreflightHealth {
 		e.emit(Event{Kind: EventLog, Step: StepPreflight, Message: "cluster health"})
-		if res, err := e.gate(ctx, GateInput{}); err != nil {
-			return &BlockedError{Reason: "preflight health: the cluster is already unhealthy (" + res.Summary("") + ")", Err: err}
+		if res, err := e.gate(ctx, GateInput{Exclude: p.InFlight}); err != nil {
+			return blocked(&BlockedError{Reason: "preflight health: the cluster is already unhealthy (" + res.Summary("") + ")", Err: err})
 		}
 	}
 	for _, pf := range e.Preflights {
 		e.emit(Event{Kind: EventLog, Step: StepPreflight, Message: pf.Name()})
 		if err := pf.Check(ctx, p); err != nil {
-			return &BlockedError{Reason: pf.Name(), Err: err}
+			return blocked(&BlockedError{Reason: pf.Name(), Err: err})
 		}
 	}
-	if p.Strategy == version.Cattle && e.Resume == nil {
-		if err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
-			return e.Replacer.PrepareTemplates(ctx, p.To)
-		}); err != nil {
-			return &HaltError{Node: "(templates)", Reason: "creating the new templates failed: " + err.Error(), Err: err}
-		}
-	}
-	return e.batches(ctx, p)
+	return nil
 }
 
 // resumed is a node's state from the journal being resumed, or nil.
@@ -184,53 +232,6 @@ func (e *Engine) resumed(node string) *NodeState {
 		return nil
 	}
 	return e.Resume.Nodes[node]
-}
-
-// batches runs the batches, then the Kubernetes phase.
-func (e *Engine) batches(ctx context.Context, p plan.Plan) error {
-	if p.Strategy == version.Cattle && e.Resume != nil {
-		// Templates are idempotent: make sure they exist before any create.
-		if err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
-			return e.Replacer.PrepareTemplates(context.WithoutCancel(ctx), p.To)
-		}); err != nil {
-			return &HaltError{Node: "(templates)", Reason: "creating the new templates failed: " + err.Error(), Err: err}
-		}
-	}
-	for i, b := range p.Batches {
-		if ctx.Err() != nil {
-			_ = e.record(ctx, "", StepRun, StatusInterrupted, "between batches")
-			return &InterruptedError{}
-		}
-		if i > 0 && e.Window != nil && !e.Window(e.Clock.Now()) {
-			_ = e.record(ctx, "", StepRun, StatusInterrupted, "maintenance window closed")
-			return &PausedError{Window: e.WindowName}
-		}
-		errs := make([]error, len(b.Nodes))
-		fns := make([]func(), len(b.Nodes))
-		for i, n := range b.Nodes {
-			fns[i] = func() { errs[i] = e.node(ctx, p, n) }
-		}
-		clock.Parallel(e.Clock, fns...)
-		// The worst outcome in the batch decides; the others finished.
-		var halt error
-		for _, err := range errs {
-			var rf *RollbackFailedError
-			var ie *InterruptedError
-			if errors.As(err, &rf) || errors.As(err, &ie) {
-				return err
-			}
-			if err != nil && halt == nil {
-				halt = err
-			}
-		}
-		if halt != nil {
-			return halt
-		}
-	}
-	if p.KubernetesPhase {
-		return e.kubernetes(ctx, p)
-	}
-	return nil
 }
 
 // kubernetes upgrades Kubernetes after every node runs the new Talos, then
@@ -262,311 +263,24 @@ func (e *Engine) kubernetes(ctx context.Context, p plan.Plan) error {
 		return nil
 	})
 	if err != nil {
-		return &RollbackFailedError{Node: "(kubernetes)", Cause: "the Kubernetes upgrade to " + p.To.Kubernetes.String() + " failed", Err: err}
+		return &RollbackFailedError{Phase: StepKubernetes, Cause: "the Kubernetes upgrade to " + p.To.Kubernetes.String() + " failed", Err: err}
 	}
 	return nil
 }
 
-// node takes one node through its state machine.
-func (e *Engine) node(ctx context.Context, p plan.Plan, n plan.Node) error {
-	nr := e.nodeReport(n.Name)
-	from := StepPreflight
-	if rs := e.resumed(n.Name); rs != nil {
-		switch {
-		case rs.Done:
-			e.setOutcome(nr, OutcomeUpgraded, "upgraded before the resume", nil)
-			return nil
-		case rs.Halted:
-			e.setOutcome(nr, OutcomeFailed, "halted in an earlier attempt: "+rs.Reason, nil)
-			return &HaltError{Node: n.Name, Reason: "halted in an earlier attempt (" + rs.Reason + "); pass --retry-node " + n.Name + " to try it again"}
-		case rs.ResumeAt != "":
-			from = rs.ResumeAt
-			e.emit(Event{Kind: EventLog, Node: n.Name, Message: "resuming at " + string(from)})
-		}
-	}
-	return e.nodeFrom(ctx, p, n, nr, from)
-}
-
-// nodeFrom runs the node's state machine from step from on.
-func (e *Engine) nodeFrom(ctx context.Context, p plan.Plan, n plan.Node, nr *NodeReport, from Step) error {
-	start := e.Clock.Now()
-	at := stepIndex(from)
-	runs := func(s Step) bool { return stepIndex(s) >= at }
-	defer func() {
-		e.mu.Lock()
-		nr.Duration = e.Clock.Now().Sub(start)
-		nr.DurationSeconds = nr.Duration.Seconds()
-		snapshot := *nr
-		e.mu.Unlock()
-		e.emit(Event{Kind: EventNodeDone, Node: n.Name, NodeReport: &snapshot,
-			Message: fmt.Sprintf("%s %s in %s", n.Name, snapshot.Outcome, formatDuration(snapshot.Duration))})
-	}()
-
-	var before Identity
-	if runs(StepPreflight) {
-		if err := e.step(ctx, n.Name, StepPreflight, "", func() (err error) {
-			before, err = e.Cluster.Identity(ctx, n.Name)
-			if err == nil && !before.Ready {
-				err = fmt.Errorf("node %s is not Ready", n.Name)
-			}
-			return err
-		}); err != nil {
-			e.setOutcome(nr, OutcomeFailed, "preflight: "+err.Error(), nil)
-			return &HaltError{Node: n.Name, Reason: "preflight failed: " + err.Error(), Err: err}
-		}
-	}
-	if n.IsControlPlane() && e.Guard != nil && runs(StepEtcdGuard) {
-		var snap string
-		err := e.step(ctx, n.Name, StepEtcdGuard, "", func() (err error) {
-			snap, err = e.Guard.BeforeNode(ctx, n)
-			return err
-		})
-		e.mu.Lock()
-		nr.EtcdSnapshot = snap
-		e.mu.Unlock()
-		if err != nil {
-			e.setOutcome(nr, OutcomeFailed, "etcd guard: "+err.Error(), nil)
-			return &HaltError{Node: n.Name, Reason: "etcd guard failed before the node was touched: " + err.Error(), Err: err}
-		}
-	}
-	e.setOutcome(nr, OutcomeFailed, "", nil) // touched from here on
-	// Atomic steps run to their end even when the run is stopped.
-	actx := context.WithoutCancel(ctx)
-
-	if runs(StepCordon) {
-		if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(actx, n.Name) }); err != nil {
-			e.uncordon(ctx, n.Name)
-			e.setOutcome(nr, OutcomeFailed, "cordon: "+err.Error(), nil)
-			return &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err}
-		}
-		if ctx.Err() != nil {
-			return e.interrupt(actx, n, nr, StepCordon, true)
-		}
-		if err := e.step(ctx, n.Name, StepDrain, "", func() error {
-			return e.Cluster.Drain(ctx, n.Name, e.Policy.DrainTimeout)
-		}); err != nil {
-			if ctx.Err() != nil {
-				return e.interrupt(actx, n, nr, StepDrain, true)
-			}
-			// Nothing was changed on the node: put it back into service.
-			e.uncordon(ctx, n.Name)
-			e.setOutcome(nr, OutcomeFailed, "drain: "+err.Error(), nil)
-			return &HaltError{Node: n.Name, Reason: "drain failed, node left uncordoned on its old version: " + err.Error(), Err: err}
-		}
-	}
-
-	target := nodeTarget(p, n)
-	if err := e.change(ctx, p.Strategy, n, target, before.UID, from); err != nil {
-		var intr *interruption
-		if errors.As(err, &intr) {
-			return e.interrupt(actx, n, nr, intr.step, intr.vmExists)
-		}
-		return e.rollback(actx, p, n, nr, err)
-	}
-	if err := e.step(ctx, n.Name, StepUncordon, "", func() error { return e.Cluster.Uncordon(actx, n.Name) }); err != nil {
-		return e.rollback(actx, p, n, nr, err)
-	}
-	var res HealthResult
-	if err := e.step(ctx, n.Name, StepHealth, "", func() (err error) {
-		res, err = e.gate(ctx, GateInput{Node: n, Want: target, Before: beforeIf(before)})
-		return err
-	}); err != nil {
-		if ctx.Err() != nil {
-			return e.interrupt(actx, n, nr, StepHealth, true)
-		}
-		e.setHealth(nr, res)
-		return e.rollback(actx, p, n, nr, err)
-	}
-	e.setHealth(nr, res)
-	if n.IsControlPlane() && e.Policy.ControlPlaneSoak > 0 {
-		if err := e.step(ctx, n.Name, StepSoak, e.Policy.ControlPlaneSoak.String(), func() (err error) {
-			res, err = e.soak(ctx, GateInput{Node: n, Want: target, Before: beforeIf(before)})
-			return err
-		}); err != nil {
-			if ctx.Err() != nil {
-				return e.interrupt(actx, n, nr, StepSoak, true)
-			}
-			e.setHealth(nr, res)
-			return e.rollback(actx, p, n, nr, err)
-		}
-	}
-	if err := e.record(ctx, n.Name, StepDone, StatusDone, p.To.String()); err != nil {
-		return err
-	}
-	e.setOutcome(nr, OutcomeUpgraded, "", nil)
-	return nil
-}
-
-// interruption: the run was stopped inside change, after an atomic step.
-type interruption struct {
-	step     Step
-	vmExists bool
-}
-
-func (i *interruption) Error() string { return "interrupted after " + string(i.step) }
-
-// interrupt leaves the node safe after a stop: uncordoned if its VM still
-// exists, and recorded in the journal.
-func (e *Engine) interrupt(ctx context.Context, n plan.Node, nr *NodeReport, s Step, vmExists bool) error {
-	if vmExists {
-		e.uncordon(ctx, n.Name)
-	}
-	detail := "after " + string(s) + "; VM exists"
-	if !vmExists {
-		detail = "after " + string(s) + "; VM destroyed, not yet created"
-	}
-	_ = e.record(ctx, n.Name, s, StatusInterrupted, detail)
-	e.setOutcome(nr, OutcomeInterrupted, "interrupted "+detail, nil)
-	return &InterruptedError{Node: n.Name, Step: s, VMExists: vmExists}
-}
-
-// nodeTarget is what the node must run after its own step: the target, or
-// for pets the target Talos with the node's kubelet unchanged (the
-// Kubernetes phase moves every kubelet afterwards).
-func nodeTarget(p plan.Plan, n plan.Node) version.Pair {
-	if p.Strategy == version.Pets {
-		return version.Pair{Talos: p.To.Talos, Kubernetes: n.From.Kubernetes}
-	}
-	return p.To
-}
-
-// beforeIf is the node's identity before the change, when it was read (a
-// node resumed past its preflight has none).
-func beforeIf(id Identity) *Identity {
-	if id.UID == "" {
-		return nil
-	}
-	return &id
-}
-
-// change replaces (cattle) or upgrades (pets) the node to v and waits until
-// it is back and Ready.
-func (e *Engine) change(ctx context.Context, s version.Strategy, n plan.Node, v version.Pair, oldUID string, from Step) error {
-	actx := context.WithoutCancel(ctx) // atomic steps finish even when the run is stopped
-	at := stepIndex(from)
-	runs := func(st Step) bool { return stepIndex(st) >= at }
-	want := ReadyWant{Talos: v.Talos, Kubelet: v.Kubernetes}
-	switch s {
-	case version.Cattle:
-		if n.IsControlPlane() && e.Guard != nil && runs(StepEtcdLeave) {
-			if err := e.step(ctx, n.Name, StepEtcdLeave, "", func() error { return e.Guard.BeforeDestroy(actx, n) }); err != nil {
-				return err
-			}
-		}
-		if ctx.Err() != nil {
-			return &interruption{step: StepEtcdLeave, vmExists: true}
-		}
-		if runs(StepDestroy) {
-			if err := e.step(ctx, n.Name, StepDestroy, "", func() error {
-				if err := e.Replacer.Destroy(actx, n); err != nil {
-					return err
-				}
-				return e.Cluster.DeleteNode(actx, n.Name)
-			}); err != nil {
-				return err
-			}
-		}
-		if ctx.Err() != nil {
-			return &interruption{step: StepDestroy, vmExists: false}
-		}
-		if runs(StepCreate) {
-			if err := e.step(ctx, n.Name, StepCreate, v.String(), func() error { return e.Replacer.Create(actx, n, v) }); err != nil {
-				return err
-			}
-		}
-		want.NotUID = oldUID
-	default:
-		if runs(StepUpgrade) {
-			if err := e.step(ctx, n.Name, StepUpgrade, v.String(), func() error { return e.Upgrader.Upgrade(actx, n, v) }); err != nil {
-				return err
-			}
-		}
-	}
-	if err := e.step(ctx, n.Name, StepWaitReady, v.String(), func() error {
-		_, err := e.Cluster.WaitReady(ctx, n.Name, want, e.Policy.ReadyTimeout)
-		return err
-	}); err != nil {
-		if ctx.Err() != nil {
-			return &interruption{step: StepWaitReady, vmExists: true}
-		}
-		return err
-	}
-	if n.IsControlPlane() && e.Guard != nil {
-		return e.step(ctx, n.Name, StepEtcdJoin, "", func() error { return e.Guard.AfterNode(ctx, n) })
-	}
-	return nil
-}
-
-// rollback brings a failed node back to its old version, checks its health
-// and halts the run.
-func (e *Engine) rollback(ctx context.Context, p plan.Plan, n plan.Node, nr *NodeReport, cause error) error {
-	reason := cause.Error()
-	checks := failedChecks(cause)
-	e.setOutcome(nr, OutcomeFailed, reason, checks)
-	snapshot := e.snapshot(nr)
-	e.emit(Event{Kind: EventRollback, Node: n.Name, NodeReport: &snapshot, Message: fmt.Sprintf("rolling %s back to %s: %s", n.Name, n.From, reason)})
-
-	old := n.From
-	err := e.step(ctx, n.Name, StepRollback, old.String(), func() error {
-		var uid string
-		if id, err := e.Cluster.Identity(ctx, n.Name); err == nil {
-			uid = id.UID
-		}
-		if err := e.change(ctx, p.Strategy, n, old, uid, StepPreflight); err != nil {
-			return err
-		}
-		if err := e.Cluster.Uncordon(ctx, n.Name); err != nil {
-			return err
-		}
-		_, err := e.gate(ctx, GateInput{Node: n, Want: old})
-		return err
-	})
-	if err != nil {
-		e.setOutcome(nr, OutcomeFailed, fmt.Sprintf("%s; rollback failed: %v", reason, err), checks)
-		return &RollbackFailedError{Node: n.Name, Cause: reason, Err: err}
-	}
-	e.setOutcome(nr, OutcomeRolledBack, reason, checks)
-	return &HaltError{Node: n.Name, Reason: "rolled back to " + old.String() + ": " + reason, Err: cause}
-}
-
-// gate runs the health checks until they pass, up to HealthAttempts times,
-// HealthInterval apart, within HealthTimeout.
+// gate runs the health gate with the engine's policy.
 func (e *Engine) gate(ctx context.Context, in GateInput) (HealthResult, error) {
-	deadline := e.Clock.Now().Add(e.Policy.HealthTimeout)
-	attempts := max(1, e.Policy.HealthAttempts)
-	var res HealthResult
-	for a := 1; a <= attempts; a++ {
-		res = e.Health.Check(ctx, in)
-		for i := range res.Checks {
-			res.Checks[i].Attempts = a
-		}
-		if res.Passed() {
-			e.emit(Event{Kind: EventLog, Node: in.Node.Name, Step: StepHealth, Message: res.Summary(in.Node.Name)})
-			return res, nil
-		}
-		if a == attempts || !e.Clock.Now().Add(e.Policy.HealthInterval).Before(deadline) {
-			break
-		}
-		e.emit(Event{Kind: EventLog, Node: in.Node.Name, Step: StepHealth,
-			Message: fmt.Sprintf("attempt %d/%d failed (%v), retrying in %s", a, attempts, res.Failed(), e.Policy.HealthInterval)})
-		if err := e.Clock.Sleep(ctx, e.Policy.HealthInterval); err != nil {
-			return res, err
-		}
-	}
+	g := GateFrom(e.Policy, e.Health, e.Clock)
+	g.Log = func(msg string) { e.emit(Event{Kind: EventLog, Node: in.Node.Name, Step: StepHealth, Message: msg}) }
+	res, err := g.Run(ctx, in)
 	e.emit(Event{Kind: EventLog, Node: in.Node.Name, Step: StepHealth, Message: res.Summary(in.Node.Name)})
-	return res, &HealthFailedError{Node: in.Node.Name, Result: res}
+	return res, err
 }
 
-// CheckHealth runs the health gate as the engine does between nodes: up to
-// HealthAttempts times, HealthInterval apart, within HealthTimeout.
-func (e *Engine) CheckHealth(ctx context.Context, in GateInput) (HealthResult, error) {
-	return e.gate(ctx, in)
-}
-
-// soak re-runs the health checks every HealthInterval across the soak
-// window; one failure fails the soak.
-func (e *Engine) soak(ctx context.Context, in GateInput) (HealthResult, error) {
-	end := e.Clock.Now().Add(e.Policy.ControlPlaneSoak)
+// soak re-runs the health checks every HealthInterval across d; one failure
+// fails the soak.
+func (e *Engine) soak(ctx context.Context, in GateInput, d time.Duration) (HealthResult, error) {
+	end := e.Clock.Now().Add(d)
 	var res HealthResult
 	for {
 		left := end.Sub(e.Clock.Now())
@@ -591,6 +305,11 @@ func (e *Engine) step(ctx context.Context, node string, s Step, detail string, a
 	started := e.Clock.Now()
 	e.emit(Event{Kind: EventStep, Node: node, Step: s, Status: StatusStarted, Message: detail})
 	err := act()
+	return e.ended(ctx, node, s, detail, started, err)
+}
+
+// ended journals and reports how a step that started at started ended.
+func (e *Engine) ended(ctx context.Context, node string, s Step, detail string, started time.Time, err error) error {
 	status, msg := StatusDone, detail
 	if err != nil {
 		status, msg = StatusFailed, err.Error()
@@ -615,50 +334,52 @@ func (e *Engine) record(ctx context.Context, node string, s Step, st Status, det
 	return nil
 }
 
-func (e *Engine) uncordon(ctx context.Context, node string) {
-	if err := e.step(ctx, node, StepUncordon, "", func() error { return e.Cluster.Uncordon(ctx, node) }); err != nil {
-		e.emit(Event{Kind: EventLog, Node: node, Message: "could not uncordon: " + err.Error()})
-	}
-}
-
-func (e *Engine) finish(err error) *Report {
+func (e *Engine) finish(ctx context.Context, err error) *Report {
 	e.mu.Lock()
 	r := e.report
 	r.Finished = e.Clock.Now()
 	r.Duration = r.Finished.Sub(r.Started)
 	r.DurationSeconds = r.Duration.Seconds()
+	r.Result = ResultOf(err)
+	if err != nil {
+		r.Error = err.Error()
+	}
+	e.mu.Unlock()
+	_ = e.Journal.Record(context.WithoutCancel(ctx), Entry{Time: r.Finished, RunID: e.RunID, Step: StepRun, Status: statusOf(err), Detail: string(r.Result)})
+	e.emit(Event{Kind: EventRunFinished, Report: r, Message: string(r.Result)})
+	return r
+}
+
+// ResultOf is how a run that returned err ended.
+func ResultOf(err error) Result {
 	var rf *RollbackFailedError
 	var bl *BlockedError
 	var ie *InterruptedError
 	var pe *PausedError
 	switch {
 	case err == nil:
-		r.Result = ResultSucceeded
+		return ResultSucceeded
 	case errors.As(err, &ie):
-		r.Result = ResultInterrupted
+		return ResultInterrupted
 	case errors.As(err, &pe):
-		r.Result = ResultPaused
+		return ResultPaused
 	case errors.As(err, &rf):
-		r.Result = ResultRollbackFailed
+		return ResultRollbackFailed
 	case errors.As(err, &bl):
-		r.Result = ResultBlocked
-	default:
-		r.Result = ResultHalted
+		return ResultBlocked
 	}
-	if err != nil {
-		r.Error = err.Error()
-	}
-	e.mu.Unlock()
-	_ = e.Journal.Record(context.WithoutCancel(context.Background()), Entry{Time: r.Finished, RunID: e.RunID, Step: StepRun, Status: statusOf(err), Detail: string(r.Result)})
-	e.emit(Event{Kind: EventRunFinished, Report: r, Message: string(r.Result)})
-	return r
+	return ResultHalted
 }
 
 func statusOf(err error) Status {
-	if err != nil {
-		return StatusFailed
+	var ie *InterruptedError
+	switch {
+	case err == nil:
+		return StatusDone
+	case errors.As(err, &ie):
+		return StatusInterrupted
 	}
-	return StatusDone
+	return StatusFailed
 }
 
 func (e *Engine) nodeReport(name string) *NodeReport {
@@ -701,13 +422,4 @@ func (e *Engine) emit(ev Event) {
 
 func formatDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
-}
-
-// PolicyFrom takes the engine's policy from the configured rollout settings.
-func PolicyFrom(r config.Rollout) Policy {
-	return Policy{
-		DrainTimeout: r.DrainTimeout.Duration, ReadyTimeout: r.ReadyTimeout.Duration,
-		HealthTimeout: r.HealthTimeout.Duration, HealthAttempts: r.HealthAttempts,
-		HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
-	}
 }

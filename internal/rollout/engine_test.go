@@ -25,6 +25,8 @@ type recorder struct {
 	fail  map[string]error // "op node" -> error
 	uids  map[string]int
 	clk   clock.Clock
+	// runs are the replacer's calls, one per Terraform run: "destroy a,b".
+	runs []string
 }
 
 func newRecorder(clk clock.Clock) *recorder {
@@ -56,16 +58,45 @@ func (r *recorder) WaitReady(_ context.Context, n string, want rollout.ReadyWant
 func (r *recorder) PrepareTemplates(_ context.Context, to version.Pair) error {
 	return r.do("templates", to.Talos.String())
 }
-func (r *recorder) Destroy(ctx context.Context, n plan.Node) error {
+func (r *recorder) Destroy(ctx context.Context, ns []plan.Node) error {
 	_ = r.clk.Sleep(ctx, 20*time.Second)
-	return r.do("destroy", n.Name)
+	r.run("destroy", ns)
+	errs := rollout.NodeErrors{}
+	for _, n := range ns {
+		if err := r.do("destroy", n.Name); err != nil {
+			errs[n.Name] = err
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
-func (r *recorder) Create(ctx context.Context, n plan.Node, at version.Pair) error {
+func (r *recorder) Create(ctx context.Context, ns []plan.Node, at version.Pair) error {
 	_ = r.clk.Sleep(ctx, 3*time.Minute)
+	r.run("create@"+at.Talos.String(), ns)
+	errs := rollout.NodeErrors{}
+	for _, n := range ns {
+		r.mu.Lock()
+		r.uids[n.Name]++
+		r.mu.Unlock()
+		if err := r.do("create@"+at.Talos.String(), n.Name); err != nil {
+			errs[n.Name] = err
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+func (r *recorder) run(op string, ns []plan.Node) {
+	names := make([]string, len(ns))
+	for i, n := range ns {
+		names[i] = n.Name
+	}
 	r.mu.Lock()
-	r.uids[n.Name]++
-	r.mu.Unlock()
-	return r.do("create@"+at.Talos.String(), n.Name)
+	defer r.mu.Unlock()
+	r.runs = append(r.runs, op+" "+strings.Join(names, ","))
 }
 func (r *recorder) Upgrade(_ context.Context, n plan.Node, to version.Pair) error {
 	return r.do("upgrade@"+to.Talos.String(), n.Name)
@@ -239,7 +270,7 @@ func TestRollbackRecreatesAtTheOldVersion(t *testing.T) {
 		t.Fatalf("err = %v, want a halt at w-1", err)
 	}
 	want := "cordon, drain, destroy, delete-node, create@v1.12.0, wait-ready@v1.12.0, uncordon, " +
-		"destroy, delete-node, create@v1.11.3, wait-ready@v1.11.3, uncordon"
+		"cordon, drain, destroy, delete-node, create@v1.11.3, wait-ready@v1.11.3, uncordon"
 	if got := rec.callsFor("w-1"); got != want {
 		t.Fatalf("calls\n %q\nwant\n %q", got, want)
 	}
@@ -295,6 +326,63 @@ func TestParallelBatchRunsTogetherOnTheClock(t *testing.T) {
 	w := rep.Node("w-1")
 	if w.Batch != rep.Node("w-3").Batch || w.Duration != 4*time.Minute+20*time.Second {
 		t.Fatalf("w-1 batch %d duration %s; w-3 batch %d", w.Batch, w.Duration, rep.Node("w-3").Batch)
+	}
+	// One state, one lock: the batch is one destroy and one create.
+	want := []string{"destroy cp-1", "create@v1.12.0 cp-1", "destroy w-1,w-2,w-3", "create@v1.12.0 w-1,w-2,w-3"}
+	if fmt.Sprint(rec.runs) != fmt.Sprint(want) {
+		t.Fatalf("Terraform runs %q, want %q", rec.runs, want)
+	}
+}
+
+func TestOneNodeOfABatchFailsAloneAndTheRunHaltsAfterTheBatch(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, _ := newEngine(clk, rec, &gate{fn: func(node string, call int) bool { return node != "w-2" || call > 3 }})
+	rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 3))
+	var halt *rollout.HaltError
+	if !errors.As(err, &halt) || halt.Node != "w-2" {
+		t.Fatalf("err = %v, want a halt at w-2", err)
+	}
+	for n, o := range map[string]rollout.Outcome{"w-1": rollout.OutcomeUpgraded, "w-2": rollout.OutcomeRolledBack, "w-3": rollout.OutcomeUpgraded} {
+		if got := rep.Node(n).Outcome; got != o {
+			t.Errorf("%s: %s, want %s", n, got, o)
+		}
+	}
+	want := []string{"destroy cp-1", "create@v1.12.0 cp-1", "destroy w-1,w-2,w-3", "create@v1.12.0 w-1,w-2,w-3", "destroy w-2", "create@v1.11.3 w-2"}
+	if fmt.Sprint(rec.runs) != fmt.Sprint(want) {
+		t.Fatalf("Terraform runs %q, want %q", rec.runs, want)
+	}
+}
+
+func TestACreateThatFailsForOneNodeRollsBackThatNodeOnly(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	rec.fail["create@v1.12.0 w-3"] = errors.New("clone failed")
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 3))
+	var halt *rollout.HaltError
+	if !errors.As(err, &halt) || halt.Node != "w-3" {
+		t.Fatalf("err = %v, want a halt at w-3", err)
+	}
+	if rep.Node("w-1").Outcome != rollout.OutcomeUpgraded || rep.Node("w-3").Outcome != rollout.OutcomeRolledBack {
+		t.Fatalf("w-1 %s, w-3 %s", rep.Node("w-1").Outcome, rep.Node("w-3").Outcome)
+	}
+}
+
+func TestTheWorstOutcomeOfABatchDecides(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	// w-1 fails its gate and rolls back fine; w-2 fails its gate and its
+	// rollback fails: the run must say "rollback failed" (exit 3).
+	rec.fail["create@v1.11.3 w-2"] = errors.New("clone failed")
+	eng, _ := newEngine(clk, rec, &gate{fn: func(node string, call int) bool { return node == "cp-1" || node == "w-3" || call > 3 }})
+	rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 3))
+	var rf *rollout.RollbackFailedError
+	if !errors.As(err, &rf) || rf.Node != "w-2" || rep.Result != rollout.ResultRollbackFailed {
+		t.Fatalf("err = %v (result %s), want w-2's failed rollback", err, rep.Result)
+	}
+	if rep.Node("w-1").Outcome != rollout.OutcomeRolledBack {
+		t.Fatalf("w-1 %s", rep.Node("w-1").Outcome)
 	}
 }
 

@@ -55,15 +55,19 @@ type Identity struct {
 	Allocatable map[string]string `json:"allocatable,omitempty"`
 }
 
-// Replacer replaces VMs (the cattle strategy).
+// Replacer replaces VMs (the cattle strategy). One state, one lock: the
+// nodes of a batch are destroyed in one call and created in one call.
 type Replacer interface {
-	// PrepareTemplates creates the templates for the target versions, once
-	// per run, before any node. Old templates stay for rollback.
+	// PrepareTemplates creates the templates for the versions, once per
+	// run, before any node (and, when templates are rebuilt in place, again
+	// at the old versions before a rollback).
 	PrepareTemplates(ctx context.Context, to version.Pair) error
-	// Destroy destroys the node's VM. Destroying a VM that is gone is not an error.
-	Destroy(ctx context.Context, node plan.Node) error
-	// Create creates the node's VM at the given versions.
-	Create(ctx context.Context, node plan.Node, at version.Pair) error
+	// Destroy destroys the nodes' VMs in one run, after checking each one's
+	// identity. Destroying a VM that is gone is not an error.
+	Destroy(ctx context.Context, nodes []plan.Node) error
+	// Create creates the nodes' VMs at the given versions in one run. When
+	// only some nodes failed, the error is a NodeErrors naming them.
+	Create(ctx context.Context, nodes []plan.Node, at version.Pair) error
 }
 
 // Upgrader upgrades nodes in place (the pets strategy). Rolling back is an
@@ -90,6 +94,9 @@ type GateInput struct {
 	Want version.Pair
 	// Before is the node's identity before it was touched, when known.
 	Before *Identity
+	// Exclude names nodes the cluster-wide checks leave out (nodes a resumed
+	// run caught mid-step: down or cordoned on purpose).
+	Exclude []string
 }
 
 // HealthResult is the outcome of one run of every check.
@@ -177,6 +184,11 @@ type Entry struct {
 	Detail string    `json:"detail,omitempty"`
 	// Header is set on a run's first entry.
 	Header *RunHeader `json:"header,omitempty"`
+	// Prev and Head chain the journal: the hash of the run's previous line
+	// and of its first line, as written. The journal sets them; an edited,
+	// removed or inserted line breaks the chain and is refused on read.
+	Prev string `json:"prev,omitempty"`
+	Head string `json:"head,omitempty"`
 }
 
 // ControlPlaneGuard keeps etcd safe around each control-plane node.
@@ -208,3 +220,29 @@ type SinkFunc func(Event)
 
 // Event calls f.
 func (f SinkFunc) Event(e Event) { f(e) }
+
+// VersionReader tells which versions a node runs, as the cluster reports
+// them: the Node object, and the node's Talos API for control-plane nodes
+// and, when inPlace (pets), for every node.
+type VersionReader interface {
+	NodeVersions(ctx context.Context, n plan.Node, inPlace bool) (Observed, error)
+}
+
+// Observed is what a node was seen to run, and who said so.
+type Observed struct {
+	Versions version.Pair
+	// Source names where the versions came from ("Node object", "Talos API").
+	Source string
+}
+
+// VMChecker is implemented by replacers that can tell whether a node's VM
+// exists (the Terraform state holds it); resume uses it.
+type VMChecker interface {
+	VMExists(ctx context.Context, n plan.Node) (bool, error)
+}
+
+// MemberChecker is implemented by guards that can tell whether a
+// control-plane node is an etcd member; resume uses it.
+type MemberChecker interface {
+	IsMember(ctx context.Context, n plan.Node) (bool, error)
+}

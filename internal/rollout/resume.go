@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -39,6 +40,18 @@ type ResumeState struct {
 	Header   RunHeader
 	Finished bool
 	Nodes    map[string]*NodeState
+}
+
+// InFlight names the nodes caught mid-step: neither done, nor halted, nor
+// untouched.
+func (st *ResumeState) InFlight() []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(st.Nodes)) {
+		if ns := st.Nodes[name]; !ns.Done && !ns.Halted && ns.ResumeAt != "" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // JournalError is a journal that cannot be resumed from. The CLI exits 2.
@@ -101,11 +114,16 @@ func apply(n *NodeState, e Entry) {
 	}
 }
 
-// resumePoint is where to start again when step was in progress (started)
-// or stopped after it.
+// resumePoint is where the journal says to start again when step was in
+// progress (started) or stopped after it. It is a hint: the engine looks at
+// the cluster before it decides (reconcile).
 func resumePoint(s Step, inProgress bool) Step {
 	switch s {
-	case StepPreflight, StepEtcdGuard, StepCordon, StepDrain:
+	case StepPreflight:
+		return StepPreflight
+	case StepEtcdGuard:
+		return StepEtcdGuard // the snapshot and hand-off are taken again
+	case StepCordon, StepDrain:
 		return StepCordon // cordon and drain are safe to repeat
 	case StepWaitReady, StepEtcdJoin, StepUncordon, StepHealth, StepSoak:
 		return StepWaitReady

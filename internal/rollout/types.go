@@ -3,6 +3,8 @@ package rollout
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -100,54 +102,84 @@ type Event struct {
 	NodeReport *NodeReport
 }
 
-// HaltError means a node failed and the run stopped; the node is back on its
-// old version (or was never changed). The CLI exits 1.
+// HaltError means a node (or a run-level phase, such as the templates)
+// failed and the run stopped; the node is back on its old version (or was
+// never changed). The CLI exits 1.
 type HaltError struct {
-	Node   string
+	Node string
+	// Phase is the run-level step that failed, when no node did.
+	Phase  Step
 	Reason string
 	Err    error
 }
 
 func (e *HaltError) Error() string {
+	if e.Node == "" {
+		return fmt.Sprintf("run halted in the %s phase: %s", e.Phase, e.Reason)
+	}
 	return fmt.Sprintf("run halted at node %s: %s", e.Node, e.Reason)
 }
 
 func (e *HaltError) Unwrap() error { return e.Err }
 
-// RollbackFailedError means a node's rollback failed: a person must step in.
-// The CLI exits 3.
+// RollbackFailedError means a node's rollback failed (or a run-level phase
+// that cannot be rolled back failed): a person must step in. The CLI exits 3.
 type RollbackFailedError struct {
-	Node string
+	Node  string
+	Phase Step
 	// Cause is why the node was rolled back; Err why the rollback failed.
 	Cause string
 	Err   error
 }
 
 func (e *RollbackFailedError) Error() string {
+	if e.Node == "" {
+		return fmt.Sprintf("the %s phase failed, manual intervention required: %v (%s)", e.Phase, e.Err, e.Cause)
+	}
 	return fmt.Sprintf("rollback of node %s failed, manual intervention required: %v (rolled back because: %s)", e.Node, e.Err, e.Cause)
 }
 
 func (e *RollbackFailedError) Unwrap() error { return e.Err }
 
-// InterruptedError means the run was stopped by a signal: the current
-// atomic step finished, the node was left safe, the journal says where. The
-// CLI exits 130.
+// InterruptedError means the run was stopped (a signal, or the run lock
+// lost): the current atomic step finished, the node was left safe, the
+// journal says where. The CLI exits 130, or 4 when Cause is a lost lock.
 type InterruptedError struct {
 	Node string
 	Step Step
 	// VMExists is false when the node's VM was destroyed and not yet created.
 	VMExists bool
+	// Cause is why the run was stopped, when it was not a signal.
+	Cause error
 }
 
 func (e *InterruptedError) Error() string {
+	why := "interrupted"
+	if e.Cause != nil {
+		why = "stopped (" + e.Cause.Error() + ")"
+	}
 	if e.Node == "" {
-		return "interrupted between batches; resume with drover upgrade --resume"
+		return why + " between batches; resume with drover upgrade --resume"
 	}
 	state := "uncordoned on its current VM"
 	if !e.VMExists {
 		state = "its VM is destroyed and not yet created; --resume creates it"
 	}
-	return fmt.Sprintf("interrupted during %s of node %s: %s; resume with drover upgrade --resume", e.Step, e.Node, state)
+	return fmt.Sprintf("%s during %s of node %s: %s; resume with drover upgrade --resume", why, e.Step, e.Node, state)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Cause }
+
+// NodeErrors is a batch operation (one Terraform run for several nodes)
+// that failed for some of its nodes only: node name -> error.
+type NodeErrors map[string]error
+
+func (e NodeErrors) Error() string {
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(e)) {
+		parts = append(parts, n+": "+e[n].Error())
+	}
+	return strings.Join(parts, "; ")
 }
 
 // PausedError means the maintenance window closed between batches: the run
@@ -174,14 +206,24 @@ func (e *BlockedError) Error() string {
 
 func (e *BlockedError) Unwrap() error { return e.Err }
 
-// HealthFailedError is a health gate that failed all its attempts.
+// HealthFailedError is a health gate that failed all its attempts, or ran
+// out of time before enough passing runs in a row (Streak of Want).
 type HealthFailedError struct {
 	Node   string
 	Result HealthResult
+	Streak int
+	Want   int
 }
 
 func (e *HealthFailedError) Error() string {
-	return fmt.Sprintf("health gate failed for node %s: %s", e.Node, strings.Join(e.Result.Failed(), ", "))
+	who := "the cluster"
+	if e.Node != "" {
+		who = "node " + e.Node
+	}
+	if e.Want > 0 && e.Result.Passed() {
+		return fmt.Sprintf("health gate for %s timed out with %d of %d passing runs in a row", who, e.Streak, e.Want)
+	}
+	return fmt.Sprintf("health gate failed for %s: %s", who, strings.Join(e.Result.Failed(), ", "))
 }
 
 // failedChecks returns the names of failed checks if err carries them.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -60,6 +61,7 @@ type Guard struct {
 var (
 	_ rollout.ControlPlaneGuard = (*Guard)(nil)
 	_ rollout.Preflight         = (*Guard)(nil)
+	_ rollout.MemberChecker     = (*Guard)(nil)
 )
 
 // EtcdUnhealthyError is etcd not fit for a control-plane change.
@@ -77,26 +79,34 @@ func (g *Guard) log(node, format string, args ...any) {
 func (g *Guard) Name() string { return "etcd health" }
 
 // Check is the preflight: before a plan that touches the control plane,
-// etcd must be healthy with one member per control-plane node.
+// etcd must be healthy with one member per control-plane node. A node a
+// resumed run caught mid-step (plan.InFlight) may be missing.
 func (g *Guard) Check(ctx context.Context, p plan.Plan) error {
 	for _, b := range p.Batches {
 		for _, n := range b.Nodes {
 			if n.IsControlPlane() {
-				return g.healthy(ctx, "")
+				return g.healthy(ctx, p.InFlight...)
 			}
 		}
 	}
 	return nil
 }
 
-// healthy checks membership and every member's status, asking any
-// control-plane node but skip.
-func (g *Guard) healthy(ctx context.Context, skip string) error {
+// healthy checks membership and every member's status, through the
+// control-plane nodes not in tolerate. A tolerated node may be missing
+// from etcd or not answer (it is the one about to be changed, or caught
+// mid-change); every other control-plane node must be a healthy member, and
+// all must agree on one leader.
+func (g *Guard) healthy(ctx context.Context, tolerate ...string) error {
 	var asked []config.Node
 	for _, n := range g.ControlPlane {
-		if n.Name != skip {
+		if !slices.Contains(tolerate, n.Name) {
 			asked = append(asked, n)
 		}
+	}
+	if len(asked) == 0 {
+		// A single control-plane node: it is etcd, so it must answer.
+		asked, tolerate = g.ControlPlane, nil
 	}
 	if len(asked) == 0 {
 		return &EtcdUnhealthyError{Detail: "no control-plane node to ask"}
@@ -105,20 +115,30 @@ func (g *Guard) healthy(ctx context.Context, skip string) error {
 	if err != nil {
 		return &EtcdUnhealthyError{Detail: err.Error()}
 	}
-	want := len(g.ControlPlane)
 	var names []string
+	present := map[string]bool{}
 	for _, m := range members {
 		names = append(names, m.Hostname)
+		present[m.Hostname] = true
 		if m.Learner {
 			return &EtcdUnhealthyError{Detail: fmt.Sprintf("member %s is still a learner", m.Hostname)}
 		}
 	}
 	sort.Strings(names)
-	if len(members) != want {
+	want := len(g.ControlPlane)
+	if len(tolerate) == 0 && len(members) != want {
 		return &EtcdUnhealthyError{Detail: fmt.Sprintf("%d members (%s), want %d, one per control-plane node", len(members), strings.Join(names, ", "), want)}
 	}
+	for _, n := range asked {
+		if !present[n.Name] {
+			return &EtcdUnhealthyError{Detail: fmt.Sprintf("%d members (%s): %s is missing", len(members), strings.Join(names, ", "), n.Name)}
+		}
+	}
+	if len(members) > want {
+		return &EtcdUnhealthyError{Detail: fmt.Sprintf("%d members (%s), more than the %d control-plane nodes", len(members), strings.Join(names, ", "), want)}
+	}
 	leaders := map[uint64]bool{}
-	for _, n := range g.ControlPlane {
+	for _, n := range asked {
 		st, err := g.Etcd.Status(ctx, n)
 		if err != nil {
 			return &EtcdUnhealthyError{Detail: err.Error()}
@@ -137,32 +157,61 @@ func (g *Guard) healthy(ctx context.Context, skip string) error {
 	return nil
 }
 
-// BeforeNode runs before a control-plane node is touched: etcd healthy, a
-// snapshot written and rotated, leadership moved away if the node leads.
+// BeforeNode runs before a control-plane node is changed (forward, resumed
+// or rolled back): the other members healthy, a snapshot written and
+// rotated, leadership moved away if the node leads. The node itself may be
+// missing from etcd or down (a resumed node after its member left, a
+// rollback of a node that never joined): the snapshot then comes from
+// another member.
 func (g *Guard) BeforeNode(ctx context.Context, n plan.Node) (string, error) {
-	if err := g.healthy(ctx, ""); err != nil {
+	if err := g.healthy(ctx, n.Name); err != nil {
 		return "", err
 	}
-	path, err := g.snapshot(ctx, n.Node)
+	st, stErr := g.Etcd.Status(ctx, n.Node)
+	member := stErr == nil && len(st.Errors) == 0 && st.MemberID != 0
+	from := n.Node
+	if !member {
+		for _, o := range g.ControlPlane {
+			if o.Name != n.Name {
+				from = o
+				break
+			}
+		}
+		g.log(n.Name, "is not a healthy etcd member now: the snapshot comes from %s", from.Name)
+	}
+	path, err := g.snapshot(ctx, from, n.Name)
 	if err != nil {
 		return "", err
 	}
-	st, err := g.Etcd.Status(ctx, n.Node)
-	if err != nil {
-		return path, err
-	}
-	if st.MemberID != 0 && st.MemberID == st.Leader {
+	switch {
+	case member && st.MemberID == st.Leader:
 		g.log(n.Name, "is the etcd leader: forfeiting leadership")
 		if err := g.Etcd.ForfeitLeadership(ctx, n.Node); err != nil {
 			return path, err
 		}
-	} else {
+	case member:
 		g.log(n.Name, "is not the etcd leader")
 	}
 	return path, nil
 }
 
-func (g *Guard) snapshot(ctx context.Context, n config.Node) (string, error) {
+// IsMember says whether the node is an etcd member, asking the others.
+func (g *Guard) IsMember(ctx context.Context, n plan.Node) (bool, error) {
+	members, err := g.membersFromOthers(ctx, n.Name)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range members {
+		if m.Hostname == n.Name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// snapshot writes a snapshot taken through from, named after the node it
+// guards.
+func (g *Guard) snapshot(ctx context.Context, from config.Node, guarded string) (string, error) {
 	dir := g.SnapshotDir
 	if dir == "" {
 		dir = "etcd-snapshots"
@@ -170,7 +219,7 @@ func (g *Guard) snapshot(ctx context.Context, n config.Node) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("etcd snapshot directory: %w", err)
 	}
-	name := fmt.Sprintf("etcd-%s-%s.snapshot", g.Clock.Now().UTC().Format("20060102T150405Z"), n.Name)
+	name := fmt.Sprintf("etcd-%s-%s.snapshot", g.Clock.Now().UTC().Format("20060102T150405Z"), guarded)
 	path := filepath.Join(dir, name)
 	tmp, err := os.CreateTemp(dir, ".partial-*")
 	if err != nil {
@@ -181,7 +230,7 @@ func (g *Guard) snapshot(ctx context.Context, n config.Node) (string, error) {
 		tmp.Close()
 		return "", err
 	}
-	if err := g.Etcd.Snapshot(ctx, n, tmp); err != nil {
+	if err := g.Etcd.Snapshot(ctx, from, tmp); err != nil {
 		tmp.Close()
 		return "", err
 	}
@@ -193,12 +242,12 @@ func (g *Guard) snapshot(ctx context.Context, n config.Node) (string, error) {
 		return "", err
 	}
 	if fi.Size() == 0 {
-		return "", fmt.Errorf("etcd snapshot from %s is empty", n.Name)
+		return "", fmt.Errorf("etcd snapshot from %s is empty", from.Name)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", err
 	}
-	g.log(n.Name, "etcd snapshot %s (%d bytes)", path, fi.Size())
+	g.log(guarded, "etcd snapshot %s (%d bytes, from %s)", path, fi.Size(), from.Name)
 	return path, g.rotate(dir)
 }
 
@@ -273,7 +322,7 @@ func (g *Guard) AfterNode(ctx context.Context, n plan.Node) error {
 		interval = 5 * time.Second
 	}
 	return clock.Poll(ctx, g.Clock, "etcd to have every member back and healthy", interval, timeout, func(ctx context.Context) (bool, string, error) {
-		if err := g.healthy(ctx, ""); err != nil {
+		if err := g.healthy(ctx); err != nil {
 			return false, err.Error(), nil
 		}
 		return true, "", nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
@@ -66,43 +65,69 @@ func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
 	return nil
 }
 
-// Destroy destroys the node's VM, after checking that the address holds
-// that node's VM. A node whose VM is not in the state is already gone.
-func (r *Runner) Destroy(ctx context.Context, n plan.Node) error {
-	exists, err := r.checkIdentity(ctx, n.Node)
+// Destroy destroys the nodes' VMs in one run, one -target per node, after
+// checking that each address holds that node's VM. Nodes whose VM is not
+// in the state are already gone.
+func (r *Runner) Destroy(ctx context.Context, nodes []plan.Node) error {
+	st, err := r.show(ctx)
 	if err != nil {
 		return err
 	}
-	if !exists {
+	var targets []string
+	var who []string
+	for _, n := range nodes {
+		exists, err := r.checkIdentity(st, n.Node)
+		if err != nil {
+			return err
+		}
+		if exists {
+			targets = append(targets, Address(r.settings, n.Node))
+			who = append(who, n.Name)
+		}
+	}
+	if len(targets) == 0 {
 		return nil
 	}
-	addr := Address(r.settings, n.Node)
-	opts := []tfexec.DestroyOption{tfexec.Target(addr), tfexec.LockTimeout(r.lockTimeout()), tfexec.Refresh(false)}
-	for _, v := range r.varOpts(n.From) {
+	opts := []tfexec.DestroyOption{tfexec.LockTimeout(r.lockTimeout()), tfexec.Refresh(false)}
+	for _, t := range targets {
+		opts = append(opts, tfexec.Target(t))
+	}
+	for _, v := range r.varOpts(nodes[0].From) {
 		opts = append(opts, tfexec.Var(v))
 	}
-	err = r.run(n.Name, func() error { return r.tf.Destroy(ctx, opts...) })
+	err = r.run(strings.Join(who, ","), func() error { return r.tf.Destroy(ctx, opts...) })
 	if le, ok := asLocked(err); ok {
 		return le
 	}
-	return r.wrap("destroy "+addr, err)
+	return r.wrap("destroy "+strings.Join(targets, " "), err)
 }
 
-// Create applies the node's address at the given versions, then checks
-// with a targeted plan that nothing is left to change.
-func (r *Runner) Create(ctx context.Context, n plan.Node, at version.Pair) error {
-	addr := Address(r.settings, n.Node)
-	applyOpts := []tfexec.ApplyOption{tfexec.Target(addr), tfexec.LockTimeout(r.lockTimeout())}
-	planOpts := []tfexec.PlanOption{tfexec.Target(addr), tfexec.LockTimeout(r.lockTimeout())}
+// Create applies the nodes' addresses at the given versions in one run,
+// then checks with a plan of the same targets that nothing is left to
+// change. When the apply fails, the nodes whose VM is in the state
+// afterwards are told apart from those whose is not (NodeErrors).
+func (r *Runner) Create(ctx context.Context, nodes []plan.Node, at version.Pair) error {
+	var targets, who []string
+	for _, n := range nodes {
+		targets = append(targets, Address(r.settings, n.Node))
+		who = append(who, n.Name)
+	}
+	applyOpts := []tfexec.ApplyOption{tfexec.LockTimeout(r.lockTimeout())}
+	planOpts := []tfexec.PlanOption{tfexec.LockTimeout(r.lockTimeout())}
+	for _, t := range targets {
+		applyOpts = append(applyOpts, tfexec.Target(t))
+		planOpts = append(planOpts, tfexec.Target(t))
+	}
 	for _, v := range r.varOpts(at) {
 		applyOpts = append(applyOpts, tfexec.Var(v))
 		planOpts = append(planOpts, tfexec.Var(v))
 	}
-	var changes bool
-	err := r.run(n.Name, func() error {
+	var changes, applied bool
+	err := r.run(strings.Join(who, ","), func() error {
 		if err := r.tf.Apply(ctx, applyOpts...); err != nil {
 			return err
 		}
+		applied = true
 		var err error
 		changes, err = r.tf.Plan(ctx, planOpts...)
 		return err
@@ -111,12 +136,45 @@ func (r *Runner) Create(ctx context.Context, n plan.Node, at version.Pair) error
 		return le
 	}
 	if err != nil {
-		return r.wrap("apply "+addr, err)
+		err = r.wrap("apply "+strings.Join(targets, " "), err)
+		if !applied && len(nodes) > 1 {
+			return r.failedNodes(ctx, nodes, err)
+		}
+		return err
 	}
 	if changes {
-		return &DriftError{Address: addr}
+		return &DriftError{Address: strings.Join(targets, " ")}
 	}
 	return nil
+}
+
+// failedNodes splits a failed batch apply by node: a node whose VM is in
+// the state was created; the others carry the apply's error.
+func (r *Runner) failedNodes(ctx context.Context, nodes []plan.Node, applyErr error) error {
+	st, err := r.show(ctx)
+	if err != nil {
+		return applyErr
+	}
+	errs := rollout.NodeErrors{}
+	for _, n := range nodes {
+		if v, err := r.vmAt(st, Address(r.settings, n.Node)); err != nil || v == nil {
+			errs[n.Name] = applyErr
+		}
+	}
+	if len(errs) == 0 {
+		return applyErr
+	}
+	return errs
+}
+
+// VMExists says whether the node's VM is in the state.
+func (r *Runner) VMExists(ctx context.Context, n plan.Node) (bool, error) {
+	st, err := r.show(ctx)
+	if err != nil {
+		return false, err
+	}
+	v, err := r.vmAt(st, Address(r.settings, n.Node))
+	return v != nil, err
 }
 
 // Preflight checks, before any change, that the state is readable and
@@ -211,13 +269,4 @@ func FillInventory(nodes []config.Node, found map[string]Discovered) (filled []c
 		filled = append(filled, n)
 	}
 	return filled, sources
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -144,7 +146,7 @@ func (r *Runner) run(who string, fn func() error) error {
 // never migrates state: a changed backend is an error for a person.
 func (r *Runner) Init(ctx context.Context) error {
 	opts := []tfexec.InitOption{tfexec.Upgrade(false), tfexec.ForceCopy(false), tfexec.Reconfigure(false)}
-	for _, k := range sortedKeys(r.settings.BackendConfig) {
+	for _, k := range slices.Sorted(maps.Keys(r.settings.BackendConfig)) {
 		opts = append(opts, tfexec.BackendConfig(k+"="+r.settings.BackendConfig[k]))
 	}
 	return r.run("", func() error {
@@ -335,12 +337,8 @@ func (r *Runner) show(ctx context.Context) (*tfjson.State, error) {
 
 // checkIdentity confirms the VM at the node's address is that node's VM.
 // A node with no VM in the state has nothing to destroy.
-func (r *Runner) checkIdentity(ctx context.Context, n config.Node) (exists bool, err error) {
+func (r *Runner) checkIdentity(st *tfjson.State, n config.Node) (exists bool, err error) {
 	addr := Address(r.settings, n)
-	st, err := r.show(ctx)
-	if err != nil {
-		return false, err
-	}
 	got, err := r.vmAt(st, addr)
 	if err != nil || got == nil {
 		return false, err

@@ -170,7 +170,7 @@ func TestReplaceNodeAndRollBack(t *testing.T) {
 		}
 	}
 	n := node("k8s-work-2")
-	if err := r.Destroy(ctx, n); err != nil {
+	if err := r.Destroy(ctx, []plan.Node{n}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.vm(t, "k8s-work-2"); got != "(none)" {
@@ -180,20 +180,20 @@ func TestReplaceNodeAndRollBack(t *testing.T) {
 		t.Fatalf("a -target destroy touched another node: k8s-work-3 is %s", got)
 	}
 	// Destroying a VM that is gone is not an error.
-	if err := r.Destroy(ctx, n); err != nil {
+	if err := r.Destroy(ctx, []plan.Node{n}); err != nil {
 		t.Fatalf("second destroy: %v", err)
 	}
-	if err := r.Create(ctx, n, v1120); err != nil {
+	if err := r.Create(ctx, []plan.Node{n}, v1120); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.vm(t, "k8s-work-2"); got != "v1.12.0 v1.34.1" {
 		t.Fatalf("VM after create: %s", got)
 	}
 	// Rollback: destroy the new VM, create it at the old version.
-	if err := r.Destroy(ctx, n); err != nil {
+	if err := r.Destroy(ctx, []plan.Node{n}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Create(ctx, n, v1113); err != nil {
+	if err := r.Create(ctx, []plan.Node{n}, v1113); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.vm(t, "k8s-work-2"); got != "v1.11.3 v1.34.1" {
@@ -215,7 +215,7 @@ func TestPostApplyPlanMustBeEmpty(t *testing.T) {
 	f := newFixture(t)
 	r := f.runner(t, f.settings())
 	t.Setenv("TF_VAR_drift", "true")
-	err := r.Create(context.Background(), node("k8s-work-1"), v1120)
+	err := r.Create(context.Background(), []plan.Node{node("k8s-work-1")}, v1120)
 	var de *DriftError
 	if !errors.As(err, &de) || de.Address != `module.nodes["k8s-work-1"]` {
 		t.Fatalf("err = %v, want DriftError", err)
@@ -238,7 +238,7 @@ func TestIdentityMismatchIsRefusedBeforeDestroy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := node("k8s-work-1")
 			tc.edit(&n.Node)
-			err := r.Destroy(context.Background(), n)
+			err := r.Destroy(context.Background(), []plan.Node{n})
 			var im *IdentityMismatchError
 			if !errors.As(err, &im) || im.Field != tc.field {
 				t.Fatalf("err = %v, want an identity mismatch on %s", err, tc.field)

@@ -27,26 +27,38 @@ var _ rollout.Replacer = (*Hypervisor)(nil)
 // PrepareTemplates has nothing to build in the simulation.
 func (h *Hypervisor) PrepareTemplates(context.Context, version.Pair) error { return nil }
 
-// Destroy stops the node's kubelet.
-func (h *Hypervisor) Destroy(ctx context.Context, n plan.Node) error {
-	h.mu.Lock()
-	h.Destroyed = append(h.Destroyed, n.Name)
-	h.mu.Unlock()
-	return h.Kubelets.StopNode(ctx, n.Name)
+// Destroy stops the nodes' kubelets.
+func (h *Hypervisor) Destroy(ctx context.Context, nodes []plan.Node) error {
+	for _, n := range nodes {
+		h.mu.Lock()
+		h.Destroyed = append(h.Destroyed, n.Name)
+		h.mu.Unlock()
+		if err := h.Kubelets.StopNode(ctx, n.Name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// Create boots the node at the given versions.
-func (h *Hypervisor) Create(ctx context.Context, n plan.Node, at version.Pair) error {
+// Create boots the nodes at the given versions.
+func (h *Hypervisor) Create(ctx context.Context, nodes []plan.Node, at version.Pair) error {
+	t := time.NewTimer(h.BootDelay)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(h.BootDelay):
+	case <-t.C:
 	}
-	h.mu.Lock()
-	h.Created = append(h.Created, n.Name+"@"+at.Talos.String())
-	h.mu.Unlock()
-	return h.Kubelets.AddNode(ctx, NodeSpec{
-		Name: n.Name, ControlPlane: n.IsControlPlane(), GPUs: n.GPUs,
-		Talos: at.Talos.String(), Kubelet: at.Kubernetes.String(),
-	})
+	for _, n := range nodes {
+		h.mu.Lock()
+		h.Created = append(h.Created, n.Name+"@"+at.Talos.String())
+		h.mu.Unlock()
+		if err := h.Kubelets.AddNode(ctx, NodeSpec{
+			Name: n.Name, ControlPlane: n.IsControlPlane(), GPUs: n.GPUs,
+			Talos: at.Talos.String(), Kubelet: at.Kubernetes.String(),
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

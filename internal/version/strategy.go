@@ -117,3 +117,28 @@ func Decide(from, to Pair, approvalList []Version) (Decision, error) {
 	d.Label = d.Strategy.Label()
 	return d, nil
 }
+
+// ParsePair reads a Pair back from its String form ("Talos v1.11.3" or
+// "Talos v1.11.3, Kubernetes v1.34.1"), as a run's journal header holds it.
+func ParsePair(s string) (Pair, error) {
+	var p Pair
+	talos, kube, hasKube := strings.Cut(s, ", ")
+	t, ok := strings.CutPrefix(talos, "Talos ")
+	if !ok {
+		return p, &ParseError{Input: s, Why: `want "Talos vX.Y.Z[, Kubernetes vX.Y.Z]"`}
+	}
+	var err error
+	if p.Talos, err = Parse(t, true); err != nil {
+		return p, err
+	}
+	if hasKube {
+		k, ok := strings.CutPrefix(kube, "Kubernetes ")
+		if !ok {
+			return p, &ParseError{Input: s, Why: `want "Talos vX.Y.Z[, Kubernetes vX.Y.Z]"`}
+		}
+		if p.Kubernetes, err = Parse(k, true); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,155 @@
+// Package assemble builds the upgrade engine from the configuration and a
+// set of adapters. It is the only place an engine is put together: the lab
+// and a real cluster hand it different adapters (a simulated hypervisor or
+// Terraform, simulated etcd or the Talos API) and get the same policy,
+// guards, preflights and health gate, so a rehearsal is the run.
+package assemble
+
+import (
+	"context"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/health"
+	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/observe"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/talos"
+)
+
+// PollInterval is how often the engine's adapters look again while they
+// wait (a node's Talos version, etcd membership).
+const PollInterval = 2 * time.Second
+
+// Adapters are what differs between the lab and a real cluster.
+type Adapters struct {
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Clock   clock.Clock
+	// Etcd is etcd through the Talos API (or the lab's simulation).
+	Etcd talos.EtcdAPI
+	// Talos answers each node's Talos version.
+	Talos observe.TalosVersioner
+	// SnapshotDir, when set, overrides talos.etcdSnapshotDir (the lab keeps
+	// its snapshots in a temporary directory).
+	SnapshotDir string
+	Replacer    rollout.Replacer
+	Upgrader    rollout.Upgrader
+	Kubernetes  rollout.KubernetesUpgrader
+	// Preflights are the adapters' own (the Terraform state, talosctl).
+	Preflights []rollout.Preflight
+	// Resolve, when set, resolves names for the DNS check.
+	Resolve func(ctx context.Context, host string) error
+	// Log is told what the adapters do (etcd guard steps).
+	Log func(node, msg string)
+}
+
+// Policy is the engine's policy from the configuration.
+func Policy(cfg config.Config) rollout.Policy {
+	r := cfg.Rollout
+	return rollout.Policy{
+		DrainTimeout: r.DrainTimeout.Duration, DrainAttempts: r.DrainAttempts,
+		ReadyTimeout:  r.ReadyTimeout.Duration,
+		HealthTimeout: r.HealthTimeout.Duration, HealthAttempts: r.HealthAttempts, HealthPasses: r.HealthPasses,
+		HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration, WorkerSoak: r.WorkerSoak.Duration,
+		RebuildTemplates: cfg.Terraform.Templates == config.TemplatesRebuild,
+	}
+}
+
+// KubeClient is drover's Kubernetes operations with the configured drain.
+func KubeClient(cfg config.Config, a Adapters) *kube.Client {
+	r := cfg.Rollout
+	return &kube.Client{Client: a.Kube, Clock: a.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout}
+}
+
+// Health is the health gate with the configured settings.
+func Health(cfg config.Config, a Adapters) *health.Gate {
+	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Resolve: a.Resolve}
+}
+
+// Guard is the etcd guard of the control plane.
+func Guard(cfg config.Config, a Adapters) *talos.Guard {
+	dir := cfg.Talos.EtcdSnapshotDir
+	if a.SnapshotDir != "" {
+		dir = a.SnapshotDir
+	}
+	return &talos.Guard{
+		Etcd: a.Etcd, ControlPlane: cfg.ControlPlaneNodes(), Clock: a.Clock, SnapshotDir: dir,
+		Keep: cfg.Talos.EtcdSnapshotsKeep, Timeout: cfg.Rollout.ReadyTimeout.Duration, PollInterval: PollInterval, Log: a.Log,
+	}
+}
+
+// Versions reads what the nodes run: the Node object, and the Talos API
+// for every node that can answer.
+func Versions(a Adapters) *observe.Reader {
+	return &observe.Reader{Client: a.Kube, Talos: a.Talos}
+}
+
+// Engine assembles the engine. The caller sets Journal, Sink, RunID,
+// Header, Resume and the window.
+func Engine(cfg config.Config, a Adapters) *rollout.Engine {
+	kc := KubeClient(cfg, a)
+	guard := Guard(cfg, a)
+	return &rollout.Engine{
+		Cluster:    kc,
+		Replacer:   a.Replacer,
+		Upgrader:   a.Upgrader,
+		Kubernetes: a.Kubernetes,
+		Health:     Health(cfg, a),
+		Clock:      a.Clock,
+		Guard:      guard,
+		Versions:   Versions(a),
+		Policy:     Policy(cfg),
+		// An already unhealthy cluster blocks the run before any change.
+		PreflightHealth: true,
+		Preflights:      append([]rollout.Preflight{guard, kube.DrainPreflightCheck{Client: kc}}, a.Preflights...),
+	}
+}
+
+// TalosAPI is the Talos API adapter with the configured timeouts.
+func TalosAPI(cfg config.Config, c *client.Client, clk clock.Clock, log func(node, msg string)) *talos.API {
+	return &talos.API{C: c, Clock: clk, Talos: cfg.Talos, RebootTimeout: cfg.Rollout.ReadyTimeout.Duration, PollInterval: PollInterval, Log: log}
+}
+
+// Settings are an engine's settings, everything that is not an adapter:
+// what a rehearsal and a real run must share.
+type Settings struct {
+	Policy          rollout.Policy
+	PreflightHealth bool
+	Preflights      []string
+	Drain           struct{ DeleteEmptyDirData, ForceAfterTimeout bool }
+	Guard           struct {
+		ControlPlane []string
+		Keep         int
+		Timeout      time.Duration
+		PollInterval time.Duration
+	}
+	Health config.Health
+}
+
+// Describe reads an assembled engine's settings.
+func Describe(e *rollout.Engine) Settings {
+	var s Settings
+	s.Policy, s.PreflightHealth = e.Policy, e.PreflightHealth
+	for _, pf := range e.Preflights {
+		s.Preflights = append(s.Preflights, pf.Name())
+	}
+	if kc, ok := e.Cluster.(*kube.Client); ok {
+		s.Drain.DeleteEmptyDirData, s.Drain.ForceAfterTimeout = kc.DeleteEmptyDirData, kc.ForceAfterTimeout
+	}
+	if g, ok := e.Guard.(*talos.Guard); ok {
+		for _, n := range g.ControlPlane {
+			s.Guard.ControlPlane = append(s.Guard.ControlPlane, n.Name)
+		}
+		s.Guard.Keep, s.Guard.Timeout, s.Guard.PollInterval = g.Keep, g.Timeout, g.PollInterval
+	}
+	if h, ok := e.Health.(*health.Gate); ok {
+		s.Health = h.Settings
+	}
+	return s
+}

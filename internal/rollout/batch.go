@@ -1,0 +1,512 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// nodeRun is one node's way through its batch.
+type nodeRun struct {
+	n      plan.Node
+	nr     *NodeReport
+	from   Step // the first step to run (later for a resumed node)
+	start  time.Time
+	before Identity
+	target version.Pair
+	// cause, when set, is the failure a rollback answers.
+	cause error
+	// end is how the node ended once ended is set: nil (upgraded or
+	// skipped), *HaltError, *RollbackFailedError or *InterruptedError.
+	end   error
+	ended bool
+	// quiet nodes (finished before a resume) send no node-done event.
+	quiet bool
+}
+
+func (r *nodeRun) runs(s Step) bool { return stepIndex(s) >= stepIndex(r.from) }
+
+// live says the node is still on its way: not ended, nothing to roll back.
+func (r *nodeRun) live() bool { return !r.ended && r.cause == nil }
+
+func liveOf(rs []*nodeRun) []*nodeRun {
+	var out []*nodeRun
+	for _, r := range rs {
+		if r.live() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// stop ends the node's way with an outcome and an error (nil: fine).
+func (e *Engine) stop(r *nodeRun, o Outcome, reason string, err error) {
+	e.setOutcome(r.nr, o, reason, nil)
+	r.end, r.ended = err, true
+}
+
+// each runs fn for every node at once, on the engine's clock.
+func (e *Engine) each(rs []*nodeRun, fn func(r *nodeRun)) {
+	fns := make([]func(), len(rs))
+	for i, r := range rs {
+		fns[i] = func() { fn(r) }
+	}
+	clock.Parallel(e.Clock, fns...)
+}
+
+// batch takes the nodes of one batch through their steps: each node is
+// prepared (preflight, etcd guard, cordon, drain) on its own; the change
+// is one Terraform destroy and one apply for the whole batch (cattle) or
+// one Talos upgrade per node (pets); each node then settles (wait Ready,
+// uncordon, health gate, soak) on its own. A node that fails is rolled back
+// alone, after the others finished; the run halts after the batch.
+func (e *Engine) batch(ctx context.Context, p plan.Plan, b plan.Batch) error {
+	runs := make([]*nodeRun, 0, len(b.Nodes))
+	for _, n := range b.Nodes {
+		runs = append(runs, e.begin(ctx, p, n))
+	}
+	e.each(liveOf(runs), func(r *nodeRun) { e.prepare(ctx, p, r) })
+	e.change(ctx, p, liveOf(runs))
+	e.each(liveOf(runs), func(r *nodeRun) { e.settle(ctx, p, r) })
+	for _, r := range runs {
+		if r.cause != nil && !r.ended {
+			e.rollback(ctx, p, r)
+		}
+	}
+	for _, r := range runs {
+		e.done(ctx, p, r)
+	}
+	return worst(runs)
+}
+
+// begin sets a node out: from the start, or for a resumed run from where
+// the cluster shows it stands.
+func (e *Engine) begin(ctx context.Context, p plan.Plan, n plan.Node) *nodeRun {
+	r := &nodeRun{n: n, nr: e.nodeReport(n.Name), from: StepPreflight, start: e.Clock.Now(), target: nodeTarget(p, n)}
+	rs := e.resumed(n.Name)
+	switch {
+	case rs == nil:
+	case rs.Halted:
+		r.quiet = true
+		e.stop(r, OutcomeFailed, "halted in an earlier attempt: "+rs.Reason,
+			&HaltError{Node: n.Name, Reason: "halted in an earlier attempt (" + rs.Reason + "); pass --retry-node " + n.Name + " to try it again"})
+	default:
+		r.from = e.reconcile(ctx, p, r, rs)
+		if r.from == StepDone {
+			r.quiet = true
+			e.stop(r, OutcomeUpgraded, "upgraded before the resume", nil)
+		} else if r.from != StepPreflight {
+			e.emit(Event{Kind: EventLog, Node: n.Name, Message: "resuming at " + string(r.from)})
+		}
+	}
+	return r
+}
+
+// errAtTarget: the node already runs the target; it is skipped.
+var errAtTarget = errors.New("already at the target")
+
+// VersionDriftError is a node that, when its turn came, did not run what
+// the plan expected. It is not touched.
+type VersionDriftError struct {
+	Node      string
+	Want, Got version.Pair
+	Source    string
+}
+
+func (e *VersionDriftError) Error() string {
+	return fmt.Sprintf("node %s runs %s (%s), but the plan expected %s; it was not touched", e.Node, e.Got, e.Source, e.Want)
+}
+
+// checkVersions reads what the node runs right before its first change.
+func (e *Engine) checkVersions(ctx context.Context, p plan.Plan, r *nodeRun) error {
+	if e.Versions == nil {
+		return nil
+	}
+	obs, err := e.Versions.NodeVersions(ctx, r.n, p.Strategy == version.Pets)
+	if err != nil {
+		return err
+	}
+	if plan.AtTarget(obs.Versions, r.target) {
+		return errAtTarget
+	}
+	want := r.n.From
+	if obs.Versions.Talos.Compare(want.Talos) != 0 || !want.Kubernetes.IsZero() && obs.Versions.Kubernetes.Compare(want.Kubernetes) != 0 {
+		return &VersionDriftError{Node: r.n.Name, Want: want, Got: obs.Versions, Source: obs.Source}
+	}
+	return nil
+}
+
+// prepare takes a node through preflight, etcd guard, cordon and drain.
+func (e *Engine) prepare(ctx context.Context, p plan.Plan, r *nodeRun) {
+	n := r.n
+	if r.runs(StepPreflight) {
+		err := e.step(ctx, n.Name, StepPreflight, "", func() (err error) {
+			if r.before, err = e.Cluster.Identity(ctx, n.Name); err != nil {
+				return err
+			}
+			if !r.before.Ready {
+				return fmt.Errorf("node %s is not Ready", n.Name)
+			}
+			return e.checkVersions(ctx, p, r)
+		})
+		switch {
+		case errors.Is(err, errAtTarget):
+			e.stop(r, OutcomeSkipped, "already at "+r.target.String()+" when its turn came", nil)
+			return
+		case err != nil:
+			e.stop(r, OutcomeFailed, "preflight: "+err.Error(), e.refusal(n.Name, "preflight failed: "+err.Error(), err))
+			return
+		}
+	}
+	if n.IsControlPlane() && e.Guard != nil && r.runs(StepEtcdGuard) {
+		var snap string
+		err := e.step(ctx, n.Name, StepEtcdGuard, "", func() (err error) {
+			snap, err = e.Guard.BeforeNode(ctx, n)
+			return err
+		})
+		e.mu.Lock()
+		r.nr.EtcdSnapshot = snap
+		e.mu.Unlock()
+		if err != nil {
+			e.stop(r, OutcomeFailed, "etcd guard: "+err.Error(), e.refusal(n.Name, "etcd guard failed before the node was touched: "+err.Error(), err))
+			return
+		}
+	}
+	e.mu.Lock()
+	e.changed = true
+	e.mu.Unlock()
+	e.setOutcome(r.nr, OutcomeFailed, "", nil) // touched from here on
+	if !r.runs(StepCordon) {
+		return
+	}
+	actx := context.WithoutCancel(ctx) // atomic steps finish even when the run is stopped
+	if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(actx, n.Name) }); err != nil {
+		e.uncordon(actx, n.Name)
+		e.stop(r, OutcomeFailed, "cordon: "+err.Error(), &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err})
+		return
+	}
+	if ctx.Err() != nil {
+		e.interrupt(ctx, r, StepCordon, true)
+		return
+	}
+	if err := e.step(ctx, n.Name, StepDrain, "", func() error { return e.drain(ctx, n.Name) }); err != nil {
+		if ctx.Err() != nil {
+			e.interrupt(ctx, r, StepDrain, true)
+			return
+		}
+		// Nothing was changed on the node: put it back into service.
+		e.uncordon(actx, n.Name)
+		e.stop(r, OutcomeFailed, "drain: "+err.Error(), &HaltError{Node: n.Name, Reason: "drain failed, node left uncordoned on its old version: " + err.Error(), Err: err})
+	}
+}
+
+// refusal is the error of a node refused before it was touched: a halt,
+// or when nothing in the run changed yet, a block (exit 4).
+func (e *Engine) refusal(node, reason string, err error) error {
+	e.mu.Lock()
+	changed := e.changed
+	e.mu.Unlock()
+	if !changed {
+		return &BlockedError{Reason: "node " + node + ": " + reason, Err: err}
+	}
+	return &HaltError{Node: node, Reason: reason, Err: err}
+}
+
+// drain drains a node, up to DrainAttempts times of DrainTimeout each.
+func (e *Engine) drain(ctx context.Context, node string) error {
+	attempts := max(1, e.Policy.DrainAttempts)
+	var err error
+	for a := 1; a <= attempts; a++ {
+		if err = e.Cluster.Drain(ctx, node, e.Policy.DrainTimeout); err == nil || ctx.Err() != nil {
+			return err
+		}
+		if a < attempts {
+			e.emit(Event{Kind: EventLog, Node: node, Step: StepDrain, Message: fmt.Sprintf("drain attempt %d/%d failed: %v; trying again", a, attempts, err)})
+		}
+	}
+	if attempts > 1 {
+		return fmt.Errorf("%d drain attempts failed, the last: %w", attempts, err)
+	}
+	return err
+}
+
+// change replaces (cattle) or upgrades (pets) the batch's nodes.
+func (e *Engine) change(ctx context.Context, p plan.Plan, rs []*nodeRun) {
+	if len(rs) == 0 {
+		return
+	}
+	if p.Strategy == version.Cattle {
+		e.replace(ctx, rs)
+		return
+	}
+	actx := context.WithoutCancel(ctx)
+	e.each(rs, func(r *nodeRun) {
+		if !r.runs(StepUpgrade) {
+			return
+		}
+		if err := e.step(ctx, r.n.Name, StepUpgrade, r.target.String(), func() error { return e.Upgrader.Upgrade(actx, r.n, r.target) }); err != nil {
+			r.cause = err
+		}
+	})
+}
+
+// replace is the cattle change of a batch: the control-plane node's etcd
+// member leaves, then one destroy and one create for every node.
+func (e *Engine) replace(ctx context.Context, rs []*nodeRun) {
+	actx := context.WithoutCancel(ctx)
+	for _, r := range rs {
+		if r.n.IsControlPlane() && e.Guard != nil && r.runs(StepEtcdLeave) {
+			if err := e.step(ctx, r.n.Name, StepEtcdLeave, "", func() error { return e.Guard.BeforeDestroy(actx, r.n) }); err != nil {
+				r.cause = err
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		for _, r := range liveOf(rs) {
+			e.interrupt(ctx, r, StepEtcdLeave, true)
+		}
+		return
+	}
+	var destroy []*nodeRun
+	for _, r := range liveOf(rs) {
+		if r.runs(StepDestroy) {
+			destroy = append(destroy, r)
+		}
+	}
+	e.together(ctx, destroy, StepDestroy, func(r *nodeRun) string { return "" }, func(nodes []plan.Node) error {
+		if err := e.Replacer.Destroy(actx, nodes); err != nil {
+			return err
+		}
+		errs := NodeErrors{}
+		for _, n := range nodes {
+			if err := e.Cluster.DeleteNode(actx, n.Name); err != nil {
+				errs[n.Name] = err
+			}
+		}
+		if len(errs) > 0 {
+			return errs
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		for _, r := range liveOf(rs) {
+			e.interrupt(ctx, r, StepDestroy, false)
+		}
+		return
+	}
+	var create []*nodeRun
+	for _, r := range liveOf(rs) {
+		if !r.runs(StepCreate) {
+			continue
+		}
+		if !r.runs(StepDestroy) {
+			// Resumed after its destroy: a Node object left behind would
+			// be taken for the new one.
+			if err := e.Cluster.DeleteNode(actx, r.n.Name); err != nil {
+				r.cause = err
+				continue
+			}
+		}
+		create = append(create, r)
+	}
+	if len(create) == 0 {
+		return
+	}
+	target := create[0].target
+	e.together(ctx, create, StepCreate, func(r *nodeRun) string { return r.target.String() }, func(nodes []plan.Node) error {
+		return e.Replacer.Create(actx, nodes, target)
+	})
+}
+
+// together runs one operation for several nodes (one Terraform run), each
+// node's step journaled as its own. A NodeErrors fails only the nodes it
+// names; any other error fails them all.
+func (e *Engine) together(ctx context.Context, rs []*nodeRun, s Step, detail func(*nodeRun) string, act func([]plan.Node) error) {
+	if len(rs) == 0 {
+		return
+	}
+	nodes := make([]plan.Node, len(rs))
+	for i, r := range rs {
+		nodes[i] = r.n
+		if err := e.record(ctx, r.n.Name, s, StatusStarted, detail(r)); err != nil {
+			r.cause = err
+		}
+		e.emit(Event{Kind: EventStep, Node: r.n.Name, Step: s, Status: StatusStarted, Message: detail(r)})
+	}
+	started := e.Clock.Now()
+	err := act(nodes)
+	var ne NodeErrors
+	for _, r := range rs {
+		nerr := err
+		if errors.As(err, &ne) {
+			nerr = ne[r.n.Name]
+		}
+		if jerr := e.ended(ctx, r.n.Name, s, detail(r), started, nerr); jerr != nil && r.cause == nil {
+			r.cause = jerr
+		}
+	}
+}
+
+// settle takes a changed node through wait Ready, etcd rejoin, uncordon,
+// the health gate and the soak.
+func (e *Engine) settle(ctx context.Context, p plan.Plan, r *nodeRun) {
+	n := r.n
+	actx := context.WithoutCancel(ctx)
+	want := ReadyWant{Talos: r.target.Talos, Kubelet: r.target.Kubernetes}
+	if p.Strategy == version.Cattle {
+		want.NotUID = r.before.UID
+	}
+	if err := e.step(ctx, n.Name, StepWaitReady, r.target.String(), func() error {
+		_, err := e.Cluster.WaitReady(ctx, n.Name, want, e.Policy.ReadyTimeout)
+		return err
+	}); err != nil {
+		if ctx.Err() != nil {
+			e.interrupt(ctx, r, StepWaitReady, true)
+			return
+		}
+		r.cause = err
+		return
+	}
+	if n.IsControlPlane() && e.Guard != nil {
+		if err := e.step(ctx, n.Name, StepEtcdJoin, "", func() error { return e.Guard.AfterNode(ctx, n) }); err != nil {
+			if ctx.Err() != nil {
+				e.interrupt(ctx, r, StepEtcdJoin, true)
+				return
+			}
+			r.cause = err
+			return
+		}
+	}
+	if err := e.step(ctx, n.Name, StepUncordon, "", func() error { return e.Cluster.Uncordon(actx, n.Name) }); err != nil {
+		r.cause = err
+		return
+	}
+	in := GateInput{Node: n, Want: r.target, Before: beforeIf(r.before)}
+	var res HealthResult
+	if err := e.step(ctx, n.Name, StepHealth, "", func() (err error) {
+		res, err = e.gate(ctx, in)
+		return err
+	}); err != nil {
+		if ctx.Err() != nil {
+			e.interrupt(ctx, r, StepHealth, true)
+			return
+		}
+		e.setHealth(r.nr, res)
+		r.cause = err
+		return
+	}
+	e.setHealth(r.nr, res)
+	soak := e.Policy.WorkerSoak
+	if n.IsControlPlane() {
+		soak = e.Policy.ControlPlaneSoak
+	}
+	if soak <= 0 {
+		return
+	}
+	if err := e.step(ctx, n.Name, StepSoak, soak.String(), func() (err error) {
+		res, err = e.soak(ctx, in, soak)
+		return err
+	}); err != nil {
+		if ctx.Err() != nil {
+			e.interrupt(ctx, r, StepSoak, true)
+			return
+		}
+		e.setHealth(r.nr, res)
+		r.cause = err
+	}
+}
+
+// done records a node that came through and tells the sink how it ended.
+func (e *Engine) done(ctx context.Context, p plan.Plan, r *nodeRun) {
+	if !r.ended {
+		if err := e.record(ctx, r.n.Name, StepDone, StatusDone, p.To.String()); err != nil {
+			e.stop(r, OutcomeFailed, err.Error(), &HaltError{Node: r.n.Name, Reason: err.Error(), Err: err})
+		} else {
+			e.stop(r, OutcomeUpgraded, "", nil)
+		}
+	}
+	if r.quiet {
+		return
+	}
+	e.mu.Lock()
+	r.nr.Duration = e.Clock.Now().Sub(r.start)
+	r.nr.DurationSeconds = r.nr.Duration.Seconds()
+	snapshot := *r.nr
+	e.mu.Unlock()
+	e.emit(Event{Kind: EventNodeDone, Node: r.n.Name, NodeReport: &snapshot,
+		Message: fmt.Sprintf("%s %s in %s", r.n.Name, snapshot.Outcome, formatDuration(snapshot.Duration))})
+}
+
+// interrupt leaves the node safe after a stop: uncordoned if its VM still
+// exists, and recorded in the journal.
+func (e *Engine) interrupt(ctx context.Context, r *nodeRun, s Step, vmExists bool) {
+	actx := context.WithoutCancel(ctx)
+	if vmExists {
+		e.uncordon(actx, r.n.Name)
+	}
+	detail := "after " + string(s) + "; VM exists"
+	if !vmExists {
+		detail = "after " + string(s) + "; VM destroyed, not yet created"
+	}
+	ie := stopped(ctx).(*InterruptedError)
+	ie.Node, ie.Step, ie.VMExists = r.n.Name, s, vmExists
+	if ie.Cause != nil {
+		detail += "; " + ie.Cause.Error()
+	}
+	_ = e.record(actx, r.n.Name, s, StatusInterrupted, detail)
+	e.stop(r, OutcomeInterrupted, "interrupted "+detail, ie)
+}
+
+func (e *Engine) uncordon(ctx context.Context, node string) {
+	if err := e.step(ctx, node, StepUncordon, "", func() error { return e.Cluster.Uncordon(ctx, node) }); err != nil {
+		e.emit(Event{Kind: EventLog, Node: node, Message: "could not uncordon: " + err.Error()})
+	}
+}
+
+// worst is the batch's error: a failed rollback over a stop over a halt.
+func worst(rs []*nodeRun) error {
+	rank := func(err error) int {
+		var rf *RollbackFailedError
+		var ie *InterruptedError
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &rf):
+			return 3
+		case errors.As(err, &ie):
+			return 2
+		}
+		return 1
+	}
+	var out error
+	for _, r := range rs {
+		if rank(r.end) > rank(out) {
+			out = r.end
+		}
+	}
+	return out
+}
+
+// nodeTarget is what the node must run after its own step: the target, or
+// for pets the target Talos with the node's kubelet unchanged (the
+// Kubernetes phase moves every kubelet afterwards).
+func nodeTarget(p plan.Plan, n plan.Node) version.Pair {
+	if p.Strategy == version.Pets {
+		return version.Pair{Talos: p.To.Talos, Kubernetes: n.From.Kubernetes}
+	}
+	return p.To
+}
+
+// beforeIf is the node's identity before the change, when it was read (a
+// node resumed past its preflight has none).
+func beforeIf(id Identity) *Identity {
+	if id.UID == "" {
+		return nil
+	}
+	return &id
+}
