@@ -303,6 +303,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "drover.yaml")
 	write(t, bad, "cluster:\n  name: x\nnodes:\n  - name: a\n    role: controlplane\n    ip: 127.0.0.1\n  - name: a\n    role: worker\n    ip: 127.0.0.2\n")
+	big := filepath.Join(dir, "big.yaml")
+	write(t, big, "# "+strings.Repeat("x", 1<<20)+"\n")
 	tests := []struct {
 		name string
 		args []string
@@ -318,6 +320,13 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"unknown flag", []string{"plan", "--lab", "--frobnicate"}, "unknown flag"},
 		{"bad output format", []string{"plan", "--lab", "--to-talos", "v1.12.0", "-o", "xml"}, "--output"},
 		{"a real upgrade without cluster access", []string{"upgrade", "--config", "../../examples/prox-ops/drover.yaml", "--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes"}, "--kubeconfig"},
+		{"an unknown command", []string{"upgrad", "--lab"}, `unknown command "upgrad" for "drover"; did you mean upgrade?`},
+		{"an extra argument", []string{"plan", "--lab", "--to-talos", "v1.12.0", "k8s-work-1"}, `unknown command "k8s-work-1" for "drover plan"`},
+		{"a device as the configuration", []string{"plan", "--config", "/dev/zero", "--to-talos", "v1.12.0"}, "not a regular file"},
+		{"a directory as the configuration", []string{"plan", "--config", dir, "--to-talos", "v1.12.0"}, "not a regular file"},
+		{"a configuration over 1 MiB", []string{"plan", "--config", big, "--to-talos", "v1.12.0"}, "more than the 1048576 a configuration may have"},
+		{"a bad ConfigMap journal name", []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--journal", "configmap:Bad_Name"}, "DNS"},
+		{"a lab start that is not a version", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--lab-talos", "latest"}, "--lab-talos"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -11,7 +12,9 @@ import (
 	"testing"
 
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/lab"
+	"github.com/prox-ops/drover/internal/rollout"
 )
 
 var (
@@ -45,7 +48,9 @@ func droverBinary(t *testing.T) string {
 // matrix: for a control-plane and a worker cattle node and a pets worker,
 // drover is killed right after the journal records each step; the same
 // command with --resume then finishes. Every run ends with every node at
-// the target, no PDB violation, and at most one control-plane node down.
+// the target, no PDB violation, at most one control-plane node down, no
+// etcd leader taken down, and every destructive step of a control-plane node,
+// resumed or not, preceded by its etcd guard (snapshot and hand-off).
 func TestCrashAtEveryStepThenResume(t *testing.T) {
 	bin := droverBinary(t)
 	cattleCP := []string{"preflight", "etcd-guard", "cordon", "drain", "etcd-leave", "destroy", "create", "wait-ready", "etcd-rejoin", "uncordon", "health", "soak"}
@@ -109,13 +114,15 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 				} `json:"nodes"`
 				PDBViolations       int `json:"pdbViolations"`
 				MaxControlPlaneDown int `json:"maxControlPlaneDown"`
+				EtcdLeaderLost      int `json:"etcdLeaderLost"`
 			}
 			if err := json.Unmarshal(stdout, &rep); err != nil {
 				t.Fatalf("%v\n%s", err, stdout)
 			}
-			if rep.Result != "succeeded" || rep.PDBViolations != 0 || rep.MaxControlPlaneDown > 1 {
-				t.Fatalf("result %s, PDB violations %d, control-plane down %d", rep.Result, rep.PDBViolations, rep.MaxControlPlaneDown)
+			if rep.Result != "succeeded" || rep.PDBViolations != 0 || rep.MaxControlPlaneDown > 1 || rep.EtcdLeaderLost != 0 {
+				t.Fatalf("result %s, PDB violations %d, control-plane down %d, etcd leader lost %d", rep.Result, rep.PDBViolations, rep.MaxControlPlaneDown, rep.EtcdLeaderLost)
 			}
+			guardedEveryControlPlaneChange(t, j)
 			st, err := lab.LoadState(state)
 			if err != nil || st == nil {
 				t.Fatalf("lab state: %v", err)
@@ -132,6 +139,36 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 				t.Errorf("etcd has %d members after the resume", len(st.Etcd.Members))
 			}
 		})
+	}
+}
+
+// guardedEveryControlPlaneChange reads a journal: each control-plane
+// node's destroy or upgrade is preceded, in the same process, by its etcd
+// guard (health, snapshot, leadership hand-off) done; and every
+// control-plane node was guarded at least once.
+func guardedEveryControlPlaneChange(t *testing.T, journalText []byte) {
+	t.Helper()
+	log, err := journal.Read(bytes.NewReader(journalText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded := map[string]bool{}
+	ever := map[string]bool{}
+	for _, e := range log.Entries {
+		cp := strings.HasPrefix(e.Node, "k8s-ctrl-")
+		switch {
+		case e.Header != nil:
+			guarded = map[string]bool{} // a new process: nothing is guarded yet
+		case cp && e.Step == rollout.StepEtcdGuard && e.Status == rollout.StatusDone:
+			guarded[e.Node], ever[e.Node] = true, true
+		case cp && (e.Step == rollout.StepDestroy || e.Step == rollout.StepUpgrade) && e.Status == rollout.StatusStarted && !guarded[e.Node]:
+			t.Errorf("%s: %s started without its etcd guard in that process", e.Node, e.Step)
+		}
+	}
+	for _, n := range []string{"k8s-ctrl-1", "k8s-ctrl-2", "k8s-ctrl-3"} {
+		if !ever[n] {
+			t.Errorf("%s was never guarded (no etcd snapshot)", n)
+		}
 	}
 }
 

@@ -10,11 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
@@ -26,7 +29,9 @@ var env *testenv.Env
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 // TestPlanReadsNodeVersionsFromTheCluster: plan against a real API server
-// (through --kubeconfig) skips the node that already runs the target.
+// (through --kubeconfig) reads what each node runs (no --from-talos
+// needed), skips the node that already runs the target, says where each
+// version came from, and refuses claims the nodes contradict (exit 4).
 func TestPlanReadsNodeVersionsFromTheCluster(t *testing.T) {
 	testenv.Require(t, env)
 	k := testenv.NewKubelets(env.Client, "none")
@@ -49,13 +54,14 @@ nodes:
   - {name: cli-w-1, role: worker, ip: 127.0.0.21, proxmoxHost: a}
   - {name: cli-w-2, role: worker, ip: 127.0.0.22, proxmoxHost: b}
 `)
-	r := drover(t, "plan", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--output", "json")
+	r := drover(t, "plan", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--to-talos", "v1.12.0", "--output", "json")
 	if r.code != ExitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 	var p struct {
+		From    string `json:"from"`
 		Batches []struct {
-			Nodes []struct{ Name string } `json:"nodes"`
+			Nodes []struct{ Name, VersionSource string } `json:"nodes"`
 		} `json:"batches"`
 		Skipped []struct{ Name, Reason string } `json:"skipped"`
 	}
@@ -68,8 +74,36 @@ nodes:
 			planned = append(planned, n.Name)
 		}
 	}
-	if strings.Join(planned, ",") != "cli-cp-1,cli-w-2" || len(p.Skipped) != 1 || p.Skipped[0].Name != "cli-w-1" {
-		t.Fatalf("planned %v, skipped %+v", planned, p.Skipped)
+	if strings.Join(planned, ",") != "cli-cp-1,cli-w-2" || len(p.Skipped) != 1 || p.Skipped[0].Name != "cli-w-1" || p.From != "v1.11.3" {
+		t.Fatalf("from %s, planned %v, skipped %+v", p.From, planned, p.Skipped)
+	}
+	if src := p.Batches[0].Nodes[0].VersionSource; src != "Node object" {
+		t.Fatalf("version source %q", src)
+	}
+	// Claims the nodes contradict: refused before anything, naming them.
+	for _, claim := range [][]string{{"--from-talos", "v1.12.0", "--to-talos", "v1.12.1"}, {"--from-talos", "v1.12.0", "--to-talos", "v1.12.0"}} {
+		r := drover(t, append([]string{"plan", "--config", cfg, "--kubeconfig", env.Kubeconfig}, claim...)...)
+		if r.code != ExitBlocked || !strings.Contains(r.stderr, "cli-cp-1, cli-w-2 run Talos v1.11.3 (Node object)") {
+			t.Fatalf("%v: exit %d\n%s%s", claim, r.code, r.stdout, r.stderr)
+		}
+	}
+	// The table says where each version came from.
+	r = drover(t, "plan", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--to-talos", "v1.12.0")
+	if !strings.Contains(r.stdout, "node versions read from:\n  Node object: cli-cp-1, cli-w-1, cli-w-2") {
+		t.Fatalf("plan table:\n%s", r.stdout)
+	}
+	// A cluster that cannot be reached: blocked (exit 4), naming it.
+	unreachable := filepath.Join(t.TempDir(), "kubeconfig")
+	write(t, unreachable, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {token: t}}]\n")
+	r = drover(t, "plan", "--config", cfg, "--kubeconfig", unreachable, "--to-talos", "v1.12.0")
+	if r.code != ExitBlocked || !strings.Contains(r.stderr, "cannot reach the cluster at https://127.0.0.1:1") {
+		t.Fatalf("unreachable: exit %d %s", r.code, r.stderr)
+	}
+	// Credentials without the permission: blocked, naming what is missing.
+	nobody := env.ServiceAccountKubeconfig(t, "drover-nobody", "nobody")
+	r = drover(t, "plan", "--config", cfg, "--kubeconfig", nobody, "--to-talos", "v1.12.0")
+	if r.code != ExitBlocked || !strings.Contains(r.stderr, "refuses access") || !strings.Contains(r.stderr, `cannot list resource "nodes"`) {
+		t.Fatalf("forbidden: exit %d %s", r.code, r.stderr)
 	}
 
 	// A --context that the kubeconfig lacks is a usage error.
@@ -483,4 +517,157 @@ func talosCluster(t *testing.T, dir string, nodes []e2eNode) (*testenv.TalosAPI,
 	talosconfig := filepath.Join(dir, "talosconfig")
 	write(t, talosconfig, string(ta.Serve(t)))
 	return ta, talosconfig
+}
+
+// signalCluster is a 4-node pets cluster (one control plane, three
+// workers) behind a Talos API, with its configuration, for the tests that
+// stop a real run in the middle.
+func signalCluster(t *testing.T, prefix string, ip int) (dir, cfg string, names []string, talosconfig string) {
+	t.Helper()
+	dir = t.TempDir()
+	var nodes []e2eNode
+	var inv strings.Builder
+	for i, role := range []string{"controlplane", "worker", "worker", "worker"} {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		addr := fmt.Sprintf("127.0.0.%d", ip+i)
+		member := uint64(0)
+		if role == "controlplane" {
+			member = uint64(ip*10 + i + 1)
+		}
+		nodes = append(nodes, e2eNode{name, addr, "v1.13.0", member})
+		names = append(names, name)
+		fmt.Fprintf(&inv, "  - {name: %s, role: %s, ip: %s, proxmoxHost: h%d, vmId: %d}\n", name, role, addr, i, i+1)
+	}
+	_, talosconfig = talosCluster(t, dir, nodes)
+	cfg = filepath.Join(dir, "drover.yaml")
+	write(t, cfg, "cluster: {name: "+prefix+"}\nnodes:\n"+inv.String()+`talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+health: {disable: [DNS Resolution, Network Connectivity]}
+`)
+	return dir, cfg, names, talosconfig
+}
+
+// TestLosingTheRunLockStopsTheRun: another holder takes the run lock's
+// Lease in the middle of a real run; drover finishes the atomic step it is
+// in, leaves the node uncordoned, journals the stop and exits 4, naming the
+// new holder.
+func TestLosingTheRunLockStopsTheRun(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	dir, cfg, names, talosconfig := signalCluster(t, "lost", 110)
+	journalPath := filepath.Join(dir, "journal.jsonl")
+	done := make(chan result, 1)
+	go func() {
+		done <- drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+			"--to-talos", "v1.13.1", "--yes", "--journal", journalPath, "--lock-namespace", "drover-lost", "--lock-ttl", "3s",
+			"--report", filepath.Join(dir, "report.json"))
+	}()
+	testenv.Eventually(t, 60*time.Second, "the first worker to start", func() (bool, error) {
+		data, _ := os.ReadFile(journalPath)
+		return strings.Contains(string(data), `"node":"lost-1"`), nil
+	})
+	err := retryOnConflict(func() error {
+		l, err := env.Client.CoordinationV1().Leases("drover-lost").Get(ctx, "drover-upgrade", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		l.Spec.HolderIdentity = ptr.To("runner=thief run=other")
+		_, err = env.Client.CoordinationV1().Leases("drover-lost").Update(ctx, l, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(90 * time.Second):
+		t.Fatal("drover did not stop after losing its lock")
+	}
+	if r.code != ExitBlocked || !strings.Contains(r.stderr, "run lock lost") || !strings.Contains(r.stderr, "runner=thief") {
+		t.Fatalf("exit %d, want 4 naming the new holder:\n%s", r.code, lastLines(r.stderr, 15))
+	}
+	data, _ := os.ReadFile(journalPath)
+	if !strings.Contains(string(data), `"status":"interrupted"`) || !strings.Contains(string(data), "run lock lost") {
+		t.Fatalf("the journal does not record the stop:\n%s", data)
+	}
+	for _, n := range names {
+		if node, err := env.Client.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{}); err == nil && node.Spec.Unschedulable {
+			t.Errorf("%s was left cordoned", n)
+		}
+	}
+	// The thief's Lease stays: drover never deletes a lock it lost.
+	if l, err := env.Client.CoordinationV1().Leases("drover-lost").Get(ctx, "drover-upgrade", metav1.GetOptions{}); err != nil || *l.Spec.HolderIdentity != "runner=thief run=other" {
+		t.Fatalf("the new holder's lease: %v", err)
+	}
+}
+
+// TestASecondSignalStopsAtOnce: SIGTERM, then SIGTERM again before the
+// atomic step ends: drover exits 130 at once, saying where each node stood.
+func TestASecondSignalStopsAtOnce(t *testing.T) {
+	testenv.Require(t, env)
+	dir, cfg, _, talosconfig := signalCluster(t, "twice", 120)
+	bin := droverBinary(t)
+	journalPath := filepath.Join(dir, "journal.jsonl")
+	cmd := exec.Command(bin, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+		"--to-talos", "v1.13.1", "--yes", "--journal", journalPath, "--lock-namespace", "drover-twice")
+	cmd.Env = append(os.Environ(), "KUBECONFIG=", "TALOSCONFIG=")
+	cmd.Dir = dir
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, "the first worker's upgrade to start", func() (bool, error) {
+		data, _ := os.ReadFile(journalPath)
+		return strings.Contains(string(data), `"node":"twice-1","step":"upgrade","status":"started"`), nil
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The second signal once the first is taken (signals are not queued).
+	testenv.Eventually(t, 10*time.Second, "drover to take the first signal", func() (bool, error) {
+		return strings.Contains(out.String(), "signal again to stop at once"), nil
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted {
+		t.Fatalf("exit %v, want 130\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "stopping at once. Where the run stood:") || !strings.Contains(out.String(), "twice-1: upgrade started") {
+		t.Fatalf("drover did not say where it stopped:\n%s", lastLines(out.String(), 8))
+	}
+}
+
+// lockedBuffer is a buffer a child process writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func retryOnConflict(fn func() error) error {
+	var err error
+	for range 5 {
+		if err = fn(); !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	return err
 }

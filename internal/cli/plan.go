@@ -3,10 +3,14 @@ package cli
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -25,7 +29,15 @@ func newPlanCmd(s Streams) *cobra.Command {
 will be upgraded. Control-plane nodes come first, one per batch; workers
 follow in batches of at most rollout.maxParallelWorkers, never two VMs of one
 Proxmox host in a batch. Nodes already at the target version are skipped.
-The ETA comes from rollout.stepDurations.`,
+The ETA comes from rollout.stepDurations.
+
+The versions are read from the cluster: each node's Node object (kubelet
+version, osImage "Talos (vX.Y.Z)") and, where a talosconfig is at hand, the
+Talos API of the control-plane nodes (of every node for a patch). The plan
+says where each node's version came from. --from-talos, --from-kubernetes
+and --vars-before/--git-range are checked against it: a node that
+disagrees stops the plan (exit 4). Without cluster access the plan is made
+from the claim alone, and says so.`,
 		Example: `  drover plan --lab --to-talos v1.12.0
   drover plan --config drover.yaml --git-range "$BASE_SHA..$MERGE_SHA" --output json`,
 		Args: noArgs,
@@ -39,15 +51,24 @@ The ETA comes from rollout.stepDurations.`,
 			}
 			defer p.close()
 			if f.out.json() {
-				out := planJSON(p.plan, p.decision, p.inventorySources)
+				out := planJSON(p.plan, p.decision, p.inventorySources, p.versionSources())
 				out.Hops = p.hops
+				out.ClusterSource = p.clusterSource
 				return writeJSON(s.Out, out)
 			}
 			printPlan(s.Out, p.plan, p.decision)
+			printVersionSources(s.Out, p)
+			if p.plan.RollbackETA > 0 {
+				note := ""
+				if p.cfg.Terraform.Templates == config.TemplatesRebuild && p.plan.Strategy == version.Cattle {
+					note = ", the old templates rebuilt first (terraform.templates: rebuild)"
+				}
+				fmt.Fprintf(s.Out, "a rollback of one node takes about %s%s\n", human(p.plan.RollbackETA), note)
+			}
 			if len(p.hops) > 0 {
 				fmt.Fprintf(s.Out, "Talos minor hops: v%d.%d -> %s\n", p.change.From.Talos.Major, p.change.From.Talos.Minor, strings.Join(p.hops, " -> "))
 			}
-			fmt.Fprintf(s.Out, "node versions read from: %s\n", p.clusterSource)
+			fmt.Fprintf(s.Out, "cluster: %s\n", p.clusterSource)
 			if p.tf != nil {
 				fmt.Fprintf(s.Out, "inventory completed from the Terraform state (%s %s):\n", p.tf.Binary, p.tf.Version)
 				for _, n := range p.cfg.Nodes {
@@ -71,6 +92,9 @@ type planNodeJSON struct {
 	GPUs int    `json:"gpus,omitempty"`
 	// Source says where host and VM id came from, when the Terraform state filled some.
 	Source string `json:"source,omitempty"`
+	// VersionSource says where From was read: the Talos API, the Node
+	// object, or the claim (no cluster access).
+	VersionSource string `json:"versionSource,omitempty"`
 }
 
 type planBatchJSON struct {
@@ -78,8 +102,9 @@ type planBatchJSON struct {
 }
 
 type skippedJSON struct {
-	Name   string `json:"name"`
-	Reason string `json:"reason"`
+	Name          string `json:"name"`
+	Reason        string `json:"reason"`
+	VersionSource string `json:"versionSource,omitempty"`
 }
 
 type planOutput struct {
@@ -98,6 +123,10 @@ type planOutput struct {
 	Hops []string `json:"hops,omitempty"`
 	// KubernetesPhase: Kubernetes is upgraded after the nodes (pets).
 	KubernetesPhase bool `json:"kubernetesPhase,omitempty"`
+	// RollbackETASeconds is how long rolling one node back takes.
+	RollbackETASeconds float64 `json:"rollbackEtaSeconds,omitempty"`
+	// ClusterSource says where the node versions were read.
+	ClusterSource string `json:"clusterSource,omitempty"`
 }
 
 func kubeString(v version.Version) string {
@@ -107,24 +136,39 @@ func kubeString(v version.Version) string {
 	return v.String()
 }
 
-func planJSON(p plan.Plan, d version.Decision, sources map[string]string) planOutput {
+func planJSON(p plan.Plan, d version.Decision, sources, versionSources map[string]string) planOutput {
 	out := planOutput{
 		Strategy: p.Strategy, Label: d.Label, ApprovalRequired: d.ApprovalRequired, Rationale: d.Rationale,
 		From: p.From.Talos.String(), To: p.To.Talos.String(),
 		FromKubernetes: kubeString(p.From.Kubernetes), ToKubernetes: kubeString(p.To.Kubernetes),
-		Batches: []planBatchJSON{}, ETASeconds: p.ETA.Seconds(), KubernetesPhase: p.KubernetesPhase,
+		Batches: []planBatchJSON{}, ETASeconds: p.ETA.Seconds(), KubernetesPhase: p.KubernetesPhase, RollbackETASeconds: p.RollbackETA.Seconds(),
 	}
 	for _, b := range p.Batches {
 		var jb planBatchJSON
 		for _, n := range b.Nodes {
-			jb.Nodes = append(jb.Nodes, planNodeJSON{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, VMID: n.VMID, From: n.From.Talos.String(), GPUs: n.GPUs, Source: sources[n.Name]})
+			jb.Nodes = append(jb.Nodes, planNodeJSON{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, VMID: n.VMID, From: n.From.Talos.String(), GPUs: n.GPUs,
+				Source: sources[n.Name], VersionSource: versionSources[n.Name]})
 		}
 		out.Batches = append(out.Batches, jb)
 	}
 	for _, s := range p.Skipped {
-		out.Skipped = append(out.Skipped, skippedJSON{Name: s.Node.Name, Reason: s.Reason})
+		out.Skipped = append(out.Skipped, skippedJSON{Name: s.Node.Name, Reason: s.Reason, VersionSource: versionSources[s.Node.Name]})
 	}
 	return out
+}
+
+// printVersionSources says where each node's version was read, grouped.
+func printVersionSources(w io.Writer, p *prepared) {
+	by := map[string][]string{}
+	for n, src := range p.versionSources() {
+		by[src] = append(by[src], n)
+	}
+	fmt.Fprintln(w, "node versions read from:")
+	for _, src := range slices.Sorted(maps.Keys(by)) {
+		names := by[src]
+		sort.Slice(names, func(i, j int) bool { return plan.NaturalLess(names[i], names[j]) })
+		fmt.Fprintf(w, "  %s: %s\n", src, strings.Join(names, ", "))
+	}
 }
 
 func printPlan(w io.Writer, p plan.Plan, d version.Decision) {

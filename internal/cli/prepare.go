@@ -265,6 +265,7 @@ func (p *prepared) buildPlan() {
 	p.plan = plan.Build(plan.Input{
 		Nodes: p.cfg.Nodes, Strategy: p.decision.Strategy, From: p.change.From, To: p.change.To,
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
+		RebuildTemplates: p.cfg.Terraform.Templates == config.TemplatesRebuild,
 	})
 	p.plan.InFlight = inFlight
 }

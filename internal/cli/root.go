@@ -124,7 +124,6 @@ Exit codes:
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	// An unknown command is bad input (exit 2), with cobra's suggestion.
 	root.Args = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
@@ -137,6 +136,13 @@ Exit codes:
 		return usage(errors.New(msg + " (see drover --help)"))
 	}
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		// "drover upgrad --lab": the unknown command, not its flag, is the news.
+		if !c.HasParent() && len(c.Flags().Args()) > 0 {
+			return root.Args(c, c.Flags().Args())
+		}
+		return usage(err)
+	})
 	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s), newInitCmd(s))
 	return root
 }

@@ -108,6 +108,8 @@ type labStats struct {
 	SimulatedDurationSeconds float64 `json:"simulatedDurationSeconds"`
 	PDBViolations            int     `json:"pdbViolations"`
 	MaxControlPlaneDown      int     `json:"maxControlPlaneDown"`
+	// EtcdLeaderLost counts control-plane nodes taken down while leading etcd.
+	EtcdLeaderLost int `json:"etcdLeaderLost"`
 }
 
 // upgradeOutput is the JSON report.
@@ -470,7 +472,7 @@ func (u *upgrade) report(rep *rollout.Report, runErr error) error {
 	var stats *labStats
 	if p.lab != nil {
 		st := p.lab.Stats()
-		stats = &labStats{SimulatedDurationSeconds: rep.Duration.Seconds(), PDBViolations: st.PDBViolations, MaxControlPlaneDown: st.MaxControlPlaneDown}
+		stats = &labStats{SimulatedDurationSeconds: rep.Duration.Seconds(), PDBViolations: st.PDBViolations, MaxControlPlaneDown: st.MaxControlPlaneDown, EtcdLeaderLost: st.EtcdLeaderLost}
 	}
 	full := upgradeOutput{Report: rep, labStats: stats, Rationale: p.decision.Rationale, ApprovalRequired: p.decision.ApprovalRequired,
 		Notifications: u.deliveries, Approved: f.approve, Trigger: triggerOf(s), VersionSources: p.versionSources()}

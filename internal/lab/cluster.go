@@ -15,8 +15,11 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
+
+	"github.com/prox-ops/drover/internal/kube"
 )
 
 const gpu corev1.ResourceName = "nvidia.com/gpu"
@@ -34,8 +37,11 @@ type app struct {
 	tolerateCP bool
 	gpu        bool // needs a GPU (and daemons: only on GPU nodes)
 	emptyDir   bool
-	// pinned places the pods on one node only.
-	pinned string
+	// pinned places the pods on one node only; prefer places them on
+	// that node while it takes pods, elsewhere otherwise.
+	pinned, prefer string
+	// late: the app appears only once its preferred node came back.
+	late bool
 	// crashOn makes this app's pod crash-loop on a node whose fault of one
 	// of these kinds is active.
 	crashOn        []Fault
@@ -67,7 +73,7 @@ func (l *Lab) workloads() []*app {
 		{ns: "kube-system", name: "kube-apiserver", static: true},
 		{ns: "kube-system", name: "kube-controller-manager", static: true},
 		{ns: "kube-system", name: "kube-scheduler", static: true},
-		{ns: "kube-system", name: "cilium", daemon: true, tolerateCP: true, crashOn: []Fault{FaultHealthFail, FaultRollbackFails}},
+		{ns: "kube-system", name: "cilium", daemon: true, tolerateCP: true, crashOn: []Fault{FaultHealthFail, FaultRollbackFails, FaultLateFail}},
 		{ns: "kube-system", name: "nvidia-device-plugin", daemon: true, gpu: true},
 		{ns: "monitoring", name: "node-exporter", daemon: true, tolerateCP: true, crashOn: []Fault{FaultCrashloop}},
 		{ns: "rook-ceph", name: "csi-rbdplugin", daemon: true},
@@ -81,11 +87,21 @@ func (l *Lab) workloads() []*app {
 		{ns: "apps", name: "web", replicas: 3, minAvailable: intOrStr(2)},
 		{ns: "apps", name: "api", replicas: 4, maxUnavailable: intOrStr(1)},
 		{ns: "apps", name: "grafana", replicas: 1, emptyDir: true},
-		{ns: "ai", name: "ollama", replicas: 1, gpu: true},
+	}
+	gpus := false
+	for _, name := range l.order {
+		gpus = gpus || l.vms[name].node.GPUs > 0
+	}
+	if gpus {
+		// A GPU workload only where there are GPUs to run it.
+		apps = append(apps, &app{ns: "ai", name: "ollama", replicas: 1, gpu: true})
 	}
 	for _, name := range l.order {
-		if l.vms[name].fault == FaultDrainBlocked {
+		switch l.vms[name].fault {
+		case FaultDrainBlocked:
 			apps = append(apps, &app{ns: "apps", name: "ledger-" + name, replicas: 1, pinned: name, minAvailable: intOrStr(1)})
+		case FaultLateFail:
+			apps = append(apps, &app{ns: "apps", name: "reports-" + name, replicas: 2, prefer: name, late: true, minAvailable: intOrStr(1)})
 		}
 	}
 	return apps
@@ -133,6 +149,13 @@ func (l *Lab) installAPI() {
 		}
 		return true, list, nil
 	})
+	// The fake tracker starts a watch by replaying every object into a
+	// 100-event buffer and panics past it (a lab of more than 100 nodes).
+	// drover's watches only wake its waits early; it polls on the clock
+	// anyway, so the lab serves no watches.
+	l.Client.PrependWatchReactor("*", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		return true, nil, apierrors.NewMethodNotSupported(a.GetResource().GroupResource(), "watch")
+	})
 	// Deleting a Node object: the pod garbage collector removes its pods.
 	l.Client.PrependReactor("delete", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		name := a.(k8stesting.DeleteAction).GetName()
@@ -163,6 +186,9 @@ func (l *Lab) seed() error {
 	}
 	l.apps = l.workloads()
 	for _, a := range l.apps {
+		if a.late {
+			continue
+		}
 		if err := l.addWorkloadObjects(a); err != nil {
 			return err
 		}
@@ -226,6 +252,9 @@ func (l *Lab) reconcileWith(startNow bool) {
 	}
 	pods = live
 	for _, a := range l.apps {
+		if a.late && !l.lateAppDue(a, byName) {
+			continue
+		}
 		var mine []*corev1.Pod
 		for _, p := range pods {
 			if p.Namespace == a.ns && p.Labels["app.kubernetes.io/name"] == a.name && p.DeletionTimestamp == nil {
@@ -326,13 +355,25 @@ func isCP(n *corev1.Node) bool {
 	return ok
 }
 
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
+func nodeReady(n *corev1.Node) bool { return kube.IsReady(n) }
+
+// lateAppDue says whether a late app has appeared: once its preferred node
+// is back at a new version, Ready and uncordoned (and from then on);
+// l.mu must be held.
+func (l *Lab) lateAppDue(a *app, nodes map[string]*corev1.Node) bool {
+	if l.appeared[a.key()] {
+		return true
 	}
-	return false
+	v, n := l.vms[a.prefer], nodes[a.prefer]
+	if v == nil || n == nil || v.at == v.initial || !nodeReady(n) || n.Spec.Unschedulable {
+		return false
+	}
+	l.appeared[a.key()] = true
+	if err := l.addWorkloadObjects(a); err != nil {
+		return false
+	}
+	l.log(a.prefer, "a workload with a budget (%s, minAvailable 1) lands on the node", a.key())
+	return true
 }
 
 // schedule picks a node for one more pod of a, or nil: a schedulable Ready
@@ -359,6 +400,9 @@ func (l *Lab) schedule(a *app, nodes []*corev1.Node, pods []*corev1.Pod) *corev1
 		}
 		if a.pinned != "" && n.Name != a.pinned {
 			continue
+		}
+		if a.prefer != "" && n.Name == a.prefer {
+			return n
 		}
 		if a.gpu {
 			q := n.Status.Allocatable[gpu]
@@ -588,12 +632,14 @@ func (l *Lab) observe(pods []*corev1.Pod) {
 	for _, b := range l.budgets(pods) {
 		key := b.pdb.Namespace + "/" + b.pdb.Name
 		switch {
+		case b.healthy < b.min && !l.satisfied[key]:
+			// A workload still starting up is not disrupted.
 		case b.healthy < b.min && !l.violated[key]:
 			l.violated[key] = true
 			l.stats.PDBViolations++
 			l.log("", "PDB VIOLATION: %s has %d healthy pods, needs %d", key, b.healthy, b.min)
 		case b.healthy >= b.min:
-			l.violated[key] = false
+			l.violated[key], l.satisfied[key] = false, true
 		}
 		st := policyv1.PodDisruptionBudgetStatus{
 			ObservedGeneration: b.pdb.Generation, DisruptionsAllowed: int32(b.allowed()),

@@ -121,9 +121,20 @@ func (e Etcd) LeaveCluster(_ context.Context, n config.Node) error {
 	id := e.lab.etcd.members[n.Name]
 	delete(e.lab.etcd.members, n.Name)
 	if e.lab.etcd.leader == id {
+		e.lab.stats.EtcdLeaderLost++ // the leader left without handing over
 		e.lab.etcd.leader = e.lab.otherMember(n.Name)
 	}
 	return nil
+}
+
+// leaderDown counts a control-plane node going down while it leads etcd;
+// l.mu must be held.
+func (l *Lab) leaderDown(node string) {
+	if id, ok := l.etcd.members[node]; ok && id == l.etcd.leader {
+		l.stats.EtcdLeaderLost++
+		l.log(node, "ETCD LEADER DOWN: the node went down while leading etcd")
+		l.etcd.leader = l.otherMember(node)
+	}
 }
 
 // otherMember is the lowest member ID not of node; l.mu must be held.

@@ -114,6 +114,7 @@ func (h *Hypervisor) Destroy(ctx context.Context, nodes []plan.Node) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, v := range gone {
+		l.leaderDown(v.node.Name)
 		v.running = false
 		l.setNodeReady(v.node.Name, false, nil)
 	}
@@ -277,6 +278,7 @@ func (t *Talos) Upgrade(ctx context.Context, n plan.Node, to version.Pair) error
 	l.log(n.Name, "rebooting into Talos %s", to.Talos)
 	l.mu.Lock()
 	v.at = to
+	l.leaderDown(n.Name)
 	l.setNodeReady(n.Name, false, nil)
 	l.mu.Unlock()
 	if err := l.Clock.Sleep(ctx, l.opts.Durations.Reboot); err != nil {

@@ -36,3 +36,33 @@ func DefaultConfig() config.Config {
 	}
 	return c
 }
+
+// GeneratedConfig is a lab inventory of n nodes: cp control-plane nodes
+// (default 3, or 1 for very small clusters) and the rest workers, spread
+// round-robin over hosts Proxmox hosts (default: one per 4 nodes, at least
+// 3), with a GPU on every tenth worker. Addresses are data in 10.20.0.0/16.
+func GeneratedConfig(n, cp, hosts int) config.Config {
+	c := config.Defaults()
+	c.Cluster.Name = fmt.Sprintf("lab-%d", n)
+	c.Talos.InstallerImage = DefaultConfig().Talos.InstallerImage
+	if cp <= 0 {
+		cp = min(3, max(1, n/3))
+	}
+	if hosts <= 0 {
+		hosts = max(3, n/4)
+	}
+	for i := 1; i <= n; i++ {
+		node := config.Node{ProxmoxHost: fmt.Sprintf("pve-%d", (i-1)%hosts+1), IP: fmt.Sprintf("10.20.%d.%d", i/250, i%250+1)}
+		if i <= cp {
+			node.Name, node.Role, node.VMID = fmt.Sprintf("cp-%d", i), config.RoleControlPlane, 8000+i
+		} else {
+			w := i - cp
+			node.Name, node.Role, node.VMID = fmt.Sprintf("worker-%d", w), config.RoleWorker, 10000+w
+			if w%10 == 0 {
+				node.GPUs = 1
+			}
+		}
+		c.Nodes = append(c.Nodes, node)
+	}
+	return c
+}

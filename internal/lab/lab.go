@@ -57,11 +57,15 @@ const (
 	FaultGPULost Fault = "gpu-lost"
 	// FaultCrashloop: a pod on the node crash-loops (node-exporter).
 	FaultCrashloop Fault = "crashloop"
+	// FaultLateFail: at the new version the node is uncordoned, a
+	// workload with a budget lands on it (apps/reports, which prefers new
+	// nodes), and then its health gate fails: its rollback must drain it.
+	FaultLateFail Fault = "late-fail"
 )
 
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
-	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop}
+	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {
@@ -151,6 +155,9 @@ type Stats struct {
 	// Evictions counts accepted and refused (429) evictions.
 	Evictions        int `json:"evictions"`
 	EvictionsRefused int `json:"evictionsRefused"`
+	// EtcdLeaderLost counts control-plane changes that took the etcd leader
+	// down without handing leadership over first.
+	EtcdLeaderLost int `json:"etcdLeaderLost"`
 }
 
 type vm struct {
@@ -176,6 +183,11 @@ type Lab struct {
 	seq      int
 	stats    Stats
 	violated map[string]bool
+	// satisfied are the budgets that have had their healthy pods at least
+	// once: only they can be violated.
+	satisfied map[string]bool
+	// appeared are the late apps that have appeared.
+	appeared map[string]bool
 	stop     func()
 	stopped  bool
 	tmpl     map[string]bool
@@ -218,11 +230,13 @@ func New(opts Options) (*Lab, error) {
 		// NewSimpleClientset, not NewClientset: the lab needs no server-side
 		// apply, and the field-managed tracker builds a REST mapper on every
 		// write, which took a third of a lab run.
-		Client:   fake.NewSimpleClientset(), //nolint:staticcheck // see above
-		opts:     opts,
-		vms:      map[string]*vm{},
-		violated: map[string]bool{},
-		tmpl:     map[string]bool{opts.Talos.String(): true},
+		Client:    fake.NewSimpleClientset(), //nolint:staticcheck // see above
+		opts:      opts,
+		vms:       map[string]*vm{},
+		violated:  map[string]bool{},
+		appeared:  map[string]bool{},
+		satisfied: map[string]bool{},
+		tmpl:      map[string]bool{opts.Talos.String(): true},
 	}
 	at := version.Pair{Talos: opts.Talos, Kubernetes: opts.Kubernetes}
 	for _, n := range opts.Config.Nodes {

@@ -175,6 +175,10 @@ func TestEveryFault(t *testing.T) {
 		{"drain-blocked halts untouched", version.Cattle, minor, FaultDrainBlocked, rollout.ResultHalted, new(*kube.DrainTimeoutError), rollout.OutcomeFailed, nil, "PodDisruptionBudget apps/ledger-k8s-work-1", "v1.11.3"},
 		{"rollback-fails cattle needs a human", version.Cattle, minor, FaultRollbackFails, rollout.ResultRollbackFailed, new(*rollout.RollbackFailedError), rollout.OutcomeFailed, []string{"Pod Health"}, "rollback failed", ""},
 		{"rollback-fails pets needs a human", version.Pets, patch, FaultRollbackFails, rollout.ResultRollbackFailed, new(*rollout.RollbackFailedError), rollout.OutcomeFailed, []string{"Pod Health"}, "rollback failed", "v1.11.4"},
+		// Pods with a budget land on the node after its uncordon: its
+		// rollback drains them first, so no budget is violated.
+		{"late-fail cattle drains before its rollback", version.Cattle, minor, FaultLateFail, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Pod Health"}, "CrashLoopBackOff", "v1.11.3"},
+		{"late-fail pets drains before its rollback", version.Pets, patch, FaultLateFail, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Pod Health"}, "cilium", "v1.11.3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,11 +222,38 @@ func TestEveryFault(t *testing.T) {
 					t.Errorf("%s after a clean halt: ready=%v cordoned=%v; want Ready and uncordoned", victim, ready, cordoned)
 				}
 			}
-			if st := r.lab.Stats(); st.PDBViolations != 0 || st.MaxControlPlaneDown > 1 {
+			if st := r.lab.Stats(); st.PDBViolations != 0 || st.MaxControlPlaneDown > 1 || st.EtcdLeaderLost != 0 {
 				t.Errorf("stats = %+v", st)
+			}
+			if tc.fault == FaultLateFail && !landedAndDrained(r, victim) {
+				t.Errorf("the late workload did not land on %s and leave it through evictions before the rollback", victim)
 			}
 		})
 	}
+}
+
+// landedAndDrained: after the node's uncordon its rollback drained it, and
+// the late workload runs elsewhere now, all its pods Ready.
+func landedAndDrained(r run, node string) bool {
+	uncordoned, drained := false, false
+	for _, e := range r.events {
+		switch {
+		case e.Kind == rollout.EventStep && e.Node == node && e.Step == rollout.StepUncordon && e.Status == rollout.StatusDone:
+			uncordoned = true
+		case e.Kind == rollout.EventLog && e.Node == node && strings.Contains(e.Message, "draining before the rollback"):
+			drained = uncordoned
+		}
+	}
+	pods, err := r.lab.Client.CoreV1().Pods("apps").List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=reports-" + node})
+	if err != nil || len(pods.Items) != 2 {
+		return false
+	}
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == node || !podReady(&p) {
+			return false
+		}
+	}
+	return drained && r.lab.Stats().Evictions > 0
 }
 
 func healthText(n *rollout.NodeReport) string {
@@ -546,5 +577,67 @@ func TestStopMidStepLeavesTheNodeSafe(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMoreThanAHundredNodes: a generated 120-node lab upgrades end to end
+// (the fake clientset's watchers once overflowed past 100 nodes), and so
+// does a lab whose inventory has no GPU node.
+func TestMoreThanAHundredNodes(t *testing.T) {
+	for name, cfg := range map[string]config.Config{
+		"120 nodes": GeneratedConfig(120, 3, 30),
+		"no GPU node": func() config.Config {
+			c := DefaultConfig()
+			for i := range c.Nodes {
+				c.Nodes[i].GPUs = 0
+			}
+			return c
+		}(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg.Rollout.MaxParallelWorkers = 4
+			r := upgrade(t, cfg, version.Cattle, minor, nil)
+			if r.err != nil {
+				t.Fatalf("run: %v", r.err)
+			}
+			for _, n := range r.report.Nodes {
+				if n.Outcome != rollout.OutcomeUpgraded {
+					t.Fatalf("%s: %s %s", n.Name, n.Outcome, n.Reason)
+				}
+			}
+			if st := r.lab.Stats(); st.PDBViolations != 0 || st.MaxControlPlaneDown > 1 || st.EtcdLeaderLost != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// TestRebuiltTemplatesAreRebuiltForARollback: with templates at fixed ids
+// (terraform.templates: rebuild) the new templates replace the old; a
+// rollback rebuilds the old ones before it recreates the node, and takes
+// that much longer.
+func TestRebuiltTemplatesAreRebuiltForARollback(t *testing.T) {
+	rollbackTime := func(templates string) time.Duration {
+		cfg := DefaultConfig()
+		cfg.Terraform.Templates = templates
+		r := upgrade(t, cfg, version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultHealthFail})
+		nr := r.report.Node("k8s-work-1")
+		if nr.Outcome != rollout.OutcomeRolledBack {
+			t.Fatalf("%s: k8s-work-1 %s: %s", templates, nr.Outcome, nr.Reason)
+		}
+		if _, _, talos := nodeState(t, r.lab, "k8s-work-1"); talos != "v1.11.3" {
+			t.Fatalf("%s: k8s-work-1 runs %s after its rollback", templates, talos)
+		}
+		for _, s := range nr.Steps {
+			if s.Step == rollout.StepRollback {
+				return s.Finished.Sub(s.Started)
+			}
+		}
+		t.Fatalf("%s: no rollback step", templates)
+		return 0
+	}
+	keep, rebuild := rollbackTime(config.TemplatesKeep), rollbackTime(config.TemplatesRebuild)
+	if rebuild-keep != DefaultDurations().Template {
+		t.Fatalf("rollback took %s with kept templates and %s with rebuilt ones; want the difference to be one template build (%s)", keep, rebuild, DefaultDurations().Template)
 	}
 }

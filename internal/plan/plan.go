@@ -44,6 +44,9 @@ type Plan struct {
 	// InFlight names the nodes a resumed run caught mid-step (cordoned,
 	// destroyed, rebooting): run-level preflights leave them out.
 	InFlight []string
+	// RollbackETA is how long rolling one node back takes: drain, replace
+	// or upgrade, health, and the templates first when they are rebuilt.
+	RollbackETA time.Duration
 }
 
 // Input is what a plan is built from.
@@ -57,6 +60,9 @@ type Input struct {
 	MaxParallelWorkers int
 	Steps              config.StepDurations
 	ControlPlaneSoak   time.Duration
+	// RebuildTemplates: templates are replaced in place, so a rollback
+	// rebuilds the old ones first (terraform.templates: rebuild).
+	RebuildTemplates bool
 }
 
 // Build makes the plan. It is deterministic: the same input gives the same
@@ -87,7 +93,7 @@ func Build(in Input) Plan {
 	}
 	sortNodes(cps)
 	sortNodes(workers)
-	sort.SliceStable(p.Skipped, func(i, j int) bool { return naturalLess(p.Skipped[i].Node.Name, p.Skipped[j].Node.Name) })
+	sort.SliceStable(p.Skipped, func(i, j int) bool { return NaturalLess(p.Skipped[i].Node.Name, p.Skipped[j].Node.Name) })
 
 	for _, n := range cps {
 		p.Batches = append(p.Batches, Batch{Nodes: []Node{n}})
@@ -95,7 +101,23 @@ func Build(in Input) Plan {
 	p.Batches = append(p.Batches, batchWorkers(workers, max(1, in.MaxParallelWorkers))...)
 	p.KubernetesPhase = in.Strategy == version.Pets && !in.From.Kubernetes.IsZero() && !in.To.Kubernetes.IsZero() && in.From.Kubernetes.Compare(in.To.Kubernetes) < 0
 	p.ETA = eta(p, in)
+	p.RollbackETA = rollbackETA(in)
 	return p
+}
+
+func rollbackETA(in Input) time.Duration {
+	s := in.Steps
+	switch in.Strategy {
+	case version.Cattle:
+		d := s.Drain.Duration + s.Destroy.Duration + s.Create.Duration + s.Health.Duration
+		if in.RebuildTemplates {
+			d += s.Template.Duration
+		}
+		return d
+	case version.Pets:
+		return s.Drain.Duration + s.Upgrade.Duration + s.Health.Duration
+	}
+	return 0
 }
 
 // AtTarget reports whether a node at cur needs nothing to reach to. A zero
@@ -169,11 +191,11 @@ func (p Plan) NodeCount() int {
 }
 
 func sortNodes(ns []Node) {
-	sort.SliceStable(ns, func(i, j int) bool { return naturalLess(ns[i].Name, ns[j].Name) })
+	sort.SliceStable(ns, func(i, j int) bool { return NaturalLess(ns[i].Name, ns[j].Name) })
 }
 
-// naturalLess orders "k8s-work-2" before "k8s-work-10".
-func naturalLess(a, b string) bool {
+// NaturalLess orders names with numbers naturally: "k8s-work-2" before "k8s-work-10".
+func NaturalLess(a, b string) bool {
 	for a != "" && b != "" {
 		ai, bi := digitPrefix(a), digitPrefix(b)
 		if ai > 0 && bi > 0 {

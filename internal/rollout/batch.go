@@ -181,17 +181,19 @@ func (e *Engine) prepare(ctx context.Context, p plan.Plan, r *nodeRun) {
 	e.changed = true
 	e.mu.Unlock()
 	e.setOutcome(r.nr, OutcomeFailed, "", nil) // touched from here on
-	if !r.runs(StepCordon) {
-		return
+	actx := context.WithoutCancel(ctx)         // atomic steps finish even when the run is stopped
+	if r.runs(StepCordon) {
+		if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(actx, n.Name) }); err != nil {
+			e.uncordon(actx, n.Name)
+			e.stop(r, OutcomeFailed, "cordon: "+err.Error(), &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err})
+			return
+		}
+		if ctx.Err() != nil {
+			e.interrupt(ctx, r, StepCordon, true)
+			return
+		}
 	}
-	actx := context.WithoutCancel(ctx) // atomic steps finish even when the run is stopped
-	if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(actx, n.Name) }); err != nil {
-		e.uncordon(actx, n.Name)
-		e.stop(r, OutcomeFailed, "cordon: "+err.Error(), &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err})
-		return
-	}
-	if ctx.Err() != nil {
-		e.interrupt(ctx, r, StepCordon, true)
+	if !r.runs(StepDrain) {
 		return
 	}
 	if err := e.step(ctx, n.Name, StepDrain, "", func() error { return e.drain(ctx, n.Name) }); err != nil {

@@ -395,3 +395,157 @@ func TestEngineRefusesAPlanItCannotRun(t *testing.T) {
 		t.Fatal("a cattle plan ran without a replacer")
 	}
 }
+
+// versions is a stub VersionReader: every node runs from, but for the
+// nodes it names.
+type versions struct {
+	from version.Pair
+	runs map[string]version.Pair
+}
+
+func (v versions) NodeVersions(_ context.Context, n plan.Node, _ bool) (rollout.Observed, error) {
+	if p, ok := v.runs[n.Name]; ok {
+		return rollout.Observed{Versions: p, Source: "stub"}, nil
+	}
+	return rollout.Observed{Versions: v.from, Source: "stub"}, nil
+}
+
+// guardRec records the etcd guard's calls into the recorder.
+type guardRec struct{ rec *recorder }
+
+func (g guardRec) BeforeNode(_ context.Context, n plan.Node) (string, error) {
+	return "snap-" + n.Name, g.rec.do("etcd-guard", n.Name)
+}
+func (g guardRec) BeforeDestroy(_ context.Context, n plan.Node) error {
+	return g.rec.do("etcd-leave", n.Name)
+}
+func (g guardRec) AfterNode(_ context.Context, n plan.Node) error {
+	return g.rec.do("etcd-rejoin", n.Name)
+}
+
+func TestWhatTheNodesRunDecidesRightBeforeTheirChange(t *testing.T) {
+	old := version.Pair{Talos: version.MustParse("v1.11.3")}
+	tests := []struct {
+		name      string
+		runs      map[string]version.Pair
+		wantErr   any
+		wantFirst string // the first node's calls
+		outcomes  map[string]rollout.Outcome
+	}{
+		{
+			name:     "a node already at the target is skipped, untouched",
+			runs:     map[string]version.Pair{"w-2": {Talos: version.MustParse("v1.12.0")}},
+			outcomes: map[string]rollout.Outcome{"w-1": rollout.OutcomeUpgraded, "w-2": rollout.OutcomeSkipped, "w-3": rollout.OutcomeUpgraded},
+		},
+		{
+			name:     "a worker that drifted halts the run, untouched",
+			runs:     map[string]version.Pair{"w-2": {Talos: version.MustParse("v1.11.4")}},
+			wantErr:  new(*rollout.HaltError),
+			outcomes: map[string]rollout.Outcome{"w-1": rollout.OutcomeUpgraded, "w-2": rollout.OutcomeFailed, "w-3": rollout.OutcomeUntouched},
+		},
+		{
+			name:     "the first node drifted: blocked before any change",
+			runs:     map[string]version.Pair{"cp-1": {Talos: version.MustParse("v1.11.2")}},
+			wantErr:  new(*rollout.BlockedError),
+			outcomes: map[string]rollout.Outcome{"cp-1": rollout.OutcomeFailed, "w-1": rollout.OutcomeUntouched},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewVirtual(time.Unix(0, 0))
+			rec := newRecorder(clk)
+			eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+			eng.Versions = versions{from: old, runs: tc.runs}
+			rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.As(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %T", err, tc.wantErr)
+			}
+			for n, o := range tc.outcomes {
+				if got := rep.Node(n).Outcome; got != o {
+					t.Errorf("%s: %s, want %s", n, got, o)
+				}
+			}
+			for n := range tc.runs {
+				if calls := rec.callsFor(n); calls != "" {
+					t.Errorf("%s was touched: %s", n, calls)
+				}
+			}
+		})
+	}
+}
+
+func TestRollbackDrainsAndGuardsLikeTheChange(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, _ := newEngine(clk, rec, &gate{fn: func(node string, call int) bool { return node != "cp-1" || call > 3 }})
+	eng.Guard = guardRec{rec}
+	_, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+	var halt *rollout.HaltError
+	if !errors.As(err, &halt) || halt.Node != "cp-1" {
+		t.Fatalf("err = %v, want a halt at cp-1", err)
+	}
+	want := "etcd-guard, cordon, drain, etcd-leave, destroy, delete-node, create@v1.12.0, wait-ready@v1.12.0, etcd-rejoin, uncordon, " +
+		"cordon, drain, etcd-guard, etcd-leave, destroy, delete-node, create@v1.11.3, wait-ready@v1.11.3, etcd-rejoin, uncordon"
+	if got := rec.callsFor("cp-1"); got != want {
+		t.Fatalf("calls\n %q\nwant\n %q", got, want)
+	}
+}
+
+func TestALostLockStopsAtTheNextSafePoint(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, j := newEngine(clk, rec, &gate{fn: alwaysPass})
+	lost := errors.New("run lock lost: taken over by runner=other")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	eng.Sink = rollout.SinkFunc(func(e rollout.Event) {
+		if e.Kind == rollout.EventStep && e.Node == "w-1" && e.Step == rollout.StepDrain && e.Status == rollout.StatusStarted {
+			cancel(lost)
+		}
+	})
+	rep, err := eng.Run(ctx, testPlan(version.Cattle, 1))
+	var ie *rollout.InterruptedError
+	if !errors.As(err, &ie) || ie.Node != "w-1" || !errors.Is(err, lost) {
+		t.Fatalf("err = %v, want w-1 stopped because the lock was lost", err)
+	}
+	if rep.Result != rollout.ResultInterrupted {
+		t.Fatalf("result %s", rep.Result)
+	}
+	// The drain was stopped, the node put back into service; nothing after it ran.
+	if got := rec.callsFor("w-1"); got != "cordon, drain, uncordon" {
+		t.Fatalf("w-1 calls %q", got)
+	}
+	last := j.Entries()[len(j.Entries())-1]
+	if last.Status != rollout.StatusInterrupted {
+		t.Fatalf("the journal ends with %+v, want the stop", last)
+	}
+}
+
+func TestAStopDuringThePreflightsIsAStopNotARefusal(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, j := newEngine(clk, rec, &gate{fn: alwaysPass})
+	ctx, cancel := context.WithCancel(context.Background())
+	eng.Preflights = []rollout.Preflight{preflightFunc(func(ctx context.Context) error {
+		cancel() // SIGTERM arrives while a preflight waits on the API
+		return ctx.Err()
+	})}
+	_, err := eng.Run(ctx, testPlan(version.Cattle, 1))
+	var ie *rollout.InterruptedError
+	if !errors.As(err, &ie) {
+		t.Fatalf("err = %T %v, want a stop", err, err)
+	}
+	var stopped bool
+	for _, e := range j.Entries() {
+		if e.Step == rollout.StepRun && e.Status == rollout.StatusInterrupted {
+			stopped = true
+		}
+	}
+	if !stopped || len(rec.calls) != 0 {
+		t.Fatalf("journal says stopped: %v; calls %v", stopped, rec.calls)
+	}
+}
+
+type preflightFunc func(ctx context.Context) error
+
+func (preflightFunc) Name() string                                   { return "stub" }
+func (f preflightFunc) Check(ctx context.Context, _ plan.Plan) error { return f(ctx) }

@@ -16,10 +16,14 @@ import (
 	"github.com/prox-ops/drover/internal/version"
 )
 
-// PrepareTemplates applies the templates address with the target versions,
-// once per run. It first plans that apply and refuses if it would destroy
-// anything: old templates must stay, so a rollback can clone from them.
+// PrepareTemplates applies the templates address with the given versions,
+// once per run. Under terraform.templates: keep it first plans that apply
+// and refuses if it would destroy anything: old templates must stay, so a
+// rollback can clone from them. Under rebuild the templates sit at fixed VM
+// ids and are replaced in place; the engine re-applies them at the old
+// version before a rollback.
 func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
+	rebuild := r.settings.Templates == config.TemplatesRebuild
 	addr := r.settings.TemplatesAddress
 	if addr == "" {
 		return nil
@@ -48,7 +52,7 @@ func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
 				deletes = append(deletes, rc.Address)
 			}
 		}
-		if len(deletes) > 0 {
+		if len(deletes) > 0 && !rebuild {
 			return nil
 		}
 		return r.tf.Apply(ctx, tfexec.DirOrPlan(planFile))
@@ -59,8 +63,8 @@ func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
 	if err != nil {
 		return r.wrap("apply "+addr, err)
 	}
-	if len(deletes) > 0 {
-		return fmt.Errorf("the templates apply would destroy %s; drover keeps old templates so a rollback can clone from them: change the templates module to keep one template per version", strings.Join(deletes, ", "))
+	if len(deletes) > 0 && !rebuild {
+		return fmt.Errorf("the templates apply would destroy %s; under terraform.templates: keep drover keeps old templates so a rollback can clone from them: keep one template per version, or set terraform.templates: rebuild (see examples/prox-ops/terraform/README.md)", strings.Join(deletes, ", "))
 	}
 	return nil
 }

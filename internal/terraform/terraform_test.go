@@ -211,6 +211,77 @@ func TestReplaceNodeAndRollBack(t *testing.T) {
 	}
 }
 
+// TestTemplatesKeepOrRebuild: under keep, a templates apply that would
+// replace a template is refused and nothing changes; under rebuild the
+// template at its fixed id is replaced, and applied again at the old
+// version (what a rollback does first) it is rebuilt at that version.
+func TestTemplatesKeepOrRebuild(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	fixed := func() string {
+		data, err := os.ReadFile(filepath.Join(f.vmDir, "template-fixed"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	s := f.settings()
+	s.TemplatesAddress = "module.fixed_templates"
+	err := f.runner(t, s).PrepareTemplates(ctx, v1120)
+	if err == nil || !strings.Contains(err.Error(), "would destroy module.fixed_templates") || !strings.Contains(err.Error(), "terraform.templates: rebuild") {
+		t.Fatalf("keep: err = %v, want a refusal naming the template and the rebuild setting", err)
+	}
+	if got := fixed(); got != "v1.11.3" {
+		t.Fatalf("keep touched the template: %s", got)
+	}
+	s.Templates = config.TemplatesRebuild
+	r := f.runner(t, s)
+	if err := r.PrepareTemplates(ctx, v1120); err != nil {
+		t.Fatal(err)
+	}
+	if got := fixed(); got != "v1.12.0" {
+		t.Fatalf("rebuild: template at %s", got)
+	}
+	if err := r.PrepareTemplates(ctx, v1113); err != nil {
+		t.Fatal(err)
+	}
+	if got := fixed(); got != "v1.11.3" {
+		t.Fatalf("rebuilt for a rollback: template at %s", got)
+	}
+}
+
+// TestBatchDestroyAndCreateAreOneRunEach: two nodes go in one destroy and
+// come back in one apply, each with its own -target; the others stay.
+func TestBatchDestroyAndCreateAreOneRunEach(t *testing.T) {
+	f := newFixture(t)
+	r := f.runner(t, f.settings())
+	ctx := context.Background()
+	batch := []plan.Node{node("k8s-work-1"), node("k8s-work-3")}
+	if err := r.Destroy(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if f.vm(t, "k8s-work-1") != "(none)" || f.vm(t, "k8s-work-3") != "(none)" || f.vm(t, "k8s-work-2") != "v1.11.3 v1.34.1" {
+		t.Fatalf("after the batch destroy: %s %s %s", f.vm(t, "k8s-work-1"), f.vm(t, "k8s-work-3"), f.vm(t, "k8s-work-2"))
+	}
+	for _, n := range batch {
+		if ok, err := r.VMExists(ctx, n); err != nil || ok {
+			t.Fatalf("%s still in the state: %v %v", n.Name, ok, err)
+		}
+	}
+	if err := r.Create(ctx, batch, v1120); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range batch {
+		if got := f.vm(t, n.Name); got != "v1.12.0 v1.34.1" {
+			t.Fatalf("%s after the batch apply: %s", n.Name, got)
+		}
+	}
+	out := f.out.String()
+	if strings.Count(out, "[terraform k8s-work-1,k8s-work-3] Destroy complete!") != 1 || strings.Count(out, "[terraform k8s-work-1,k8s-work-3] Apply complete!") != 1 {
+		t.Fatalf("want one destroy and one apply for the batch:\n%s", out)
+	}
+}
+
 func TestPostApplyPlanMustBeEmpty(t *testing.T) {
 	f := newFixture(t)
 	r := f.runner(t, f.settings())

@@ -3,16 +3,19 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 )
 
@@ -148,4 +151,31 @@ func (e *Env) WaitSchedulable(t testing.TB, names ...string) {
 		}
 		return true, nil
 	})
+}
+
+// ServiceAccountKubeconfig creates the ServiceAccount ns/name (and ns),
+// asks the API server for a token of it (TokenRequest) and writes a
+// kubeconfig that authenticates as it, so a test can run drover with
+// exactly the permissions RBAC grants that account.
+func (e *Env) ServiceAccountKubeconfig(t testing.TB, ns, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	e.Namespace(t, ns)
+	_, err := e.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("service account %s/%s: %v", ns, name, err)
+	}
+	tr, err := e.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s/%s: %v", ns, name, err)
+	}
+	c := rest.CopyConfig(e.Config)
+	c.BearerToken = tr.Status.Token
+	path := filepath.Join(t.TempDir(), "kubeconfig-"+name)
+	if err := writeKubeconfig(path, c); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -52,6 +52,13 @@ module "templates" {
   dir      = var.vm_dir
 }
 
+# The same at a fixed VM id, for terraform.templates: rebuild.
+module "fixed_templates" {
+  source        = "./modules/talos-template-fixed"
+  talos_version = var.talos_version
+  dir           = var.vm_dir
+}
+
 module "nodes" {
   source             = "./modules/talos-node"
   for_each           = var.nodes
