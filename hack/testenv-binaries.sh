@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries the integration tests run
-# (kube-apiserver, kube-controller-manager, etcd) from their Go modules, and
+# (kube-apiserver, kube-controller-manager, kube-scheduler, etcd) from their
+# Go modules, and
 # caches them outside the repository, keyed by version. Only the first run
 # pays the build (about 11 minutes on 2 cores); later runs reuse the cache.
 #
@@ -12,7 +13,12 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/testenv"
 BIN="$CACHE/bin-k8s-$K8S_VERSION"
 SRC="$CACHE/src-k8s-$K8S_VERSION"
 
-if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/etcd" ]]; then
+COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler)
+missing=0
+for b in etcd "${COMPONENTS[@]}"; do
+  [[ -x "$BIN/$b" ]] || missing=1
+done
+if [[ $missing == 0 ]]; then
   echo "$BIN"
   exit 0
 fi
@@ -42,6 +48,7 @@ import (
 	_ "go.etcd.io/etcd/server/v3/etcdmain"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
 )
 GO
 mkdir -p etcd
@@ -63,9 +70,12 @@ GOFLAGS=-mod=mod go mod tidy >&2
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 pkg=k8s.io/component-base/version
 ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-echo "testenv: building etcd" >&2
-go build -trimpath -o "$BIN/etcd.tmp" ./etcd && mv "$BIN/etcd.tmp" "$BIN/etcd"
-for c in kube-apiserver kube-controller-manager; do
+if [[ ! -x "$BIN/etcd" ]]; then
+  echo "testenv: building etcd" >&2
+  go build -trimpath -o "$BIN/etcd.tmp" ./etcd && mv "$BIN/etcd.tmp" "$BIN/etcd"
+fi
+for c in "${COMPONENTS[@]}"; do
+  [[ -x "$BIN/$c" ]] && continue
   echo "testenv: building $c $K8S_VERSION (slow the first time)" >&2
   go build -trimpath -ldflags "$ldflags" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c" && mv "$BIN/$c.tmp" "$BIN/$c"
 done

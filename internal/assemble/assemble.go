@@ -6,7 +6,6 @@
 package assemble
 
 import (
-	"context"
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/client"
@@ -43,8 +42,11 @@ type Adapters struct {
 	Kubernetes  rollout.KubernetesUpgrader
 	// Preflights are the adapters' own (the Terraform state, talosctl).
 	Preflights []rollout.Preflight
-	// Resolve, when set, resolves names for the DNS check.
-	Resolve func(ctx context.Context, host string) error
+	// Namespace is where drover runs ($POD_NAMESPACE in the runner pod):
+	// probe pods go there. Empty: health.probeNamespace.
+	Namespace string
+	// Alerts, when set, reads the alerts that fire (health.alertmanager).
+	Alerts health.AlertSource
 	// Log is told what the adapters do (etcd guard steps).
 	Log func(node, msg string)
 }
@@ -69,7 +71,7 @@ func KubeClient(cfg config.Config, a Adapters) *kube.Client {
 
 // Health is the health gate with the configured settings.
 func Health(cfg config.Config, a Adapters) *health.Gate {
-	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Resolve: a.Resolve}
+	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Inventory: cfg.Nodes, Namespace: a.Namespace, Alerts: a.Alerts}
 }
 
 // Guard is the etcd guard of the control plane.

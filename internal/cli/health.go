@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -103,7 +102,11 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 		if err != nil {
 			return usage(err)
 		}
-		gate = &health.Gate{Client: cs, Dynamic: dyn, Clock: clk, Settings: cfg.Health, Resolve: inPodResolver(s)}
+		alerts, err := alertSource(cfg)
+		if err != nil {
+			return err
+		}
+		gate = assemble.Health(*cfg, assemble.Adapters{Kube: cs, Dynamic: dyn, Clock: clk, Namespace: s.getenv("POD_NAMESPACE"), Alerts: alerts})
 	}
 	in := rollout.GateInput{}
 	if f.node != "" {
@@ -175,14 +178,14 @@ func checkResult(c rollout.CheckResult) string {
 	return "FAILED"
 }
 
-// inPodResolver resolves names itself when drover runs inside a pod (the
-// runner pod), so the DNS check needs no probe pod there.
-func inPodResolver(s Streams) func(ctx context.Context, host string) error {
-	if s.Getenv == nil || s.Getenv("KUBERNETES_SERVICE_HOST") == "" {
-		return nil
+// alertSource is the Alertmanager of health.alertmanager.url, or nil.
+func alertSource(cfg *config.Config) (health.AlertSource, error) {
+	if cfg.Health.Alertmanager.URL == "" {
+		return nil, nil
 	}
-	return func(ctx context.Context, host string) error {
-		_, err := net.DefaultResolver.LookupHost(ctx, host)
-		return err
+	am, err := health.NewAlertmanager(cfg.Health.Alertmanager.URL, nil)
+	if err != nil {
+		return nil, usage(err)
 	}
+	return am, nil
 }

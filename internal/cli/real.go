@@ -35,9 +35,13 @@ func (u *upgrade) realAdapters(ctx context.Context) (assemble.Adapters, error) {
 		return assemble.Adapters{}, usage(err)
 	}
 	api := assemble.TalosAPI(*cfg, p.talos, clock.Real{}, log)
+	alerts, err := alertSource(cfg)
+	if err != nil {
+		return assemble.Adapters{}, err
+	}
 	a := assemble.Adapters{
 		Kube: p.kube, Dynamic: dyn, Clock: clock.Real{}, Etcd: talos.Etcd{API: api}, Talos: api,
-		Upgrader: api, Resolve: inPodResolver(s), Log: log,
+		Upgrader: api, Namespace: s.getenv("POD_NAMESPACE"), Alerts: alerts, Log: log,
 	}
 	switch {
 	case p.plan.Strategy == version.Cattle:

@@ -93,10 +93,30 @@ type Health struct {
 	Custom []CustomCheck `yaml:"custom" json:"custom"`
 	// Disable names built-in checks not to run (reported as skipped).
 	Disable []string `yaml:"disable" json:"disable"`
+	// IdentityIgnore are the label and annotation keys (a trailing * for a
+	// prefix), and links as link/NAME, that may change across an upgrade
+	// without failing Node Readiness; empty means drover's defaults.
+	IdentityIgnore []string `yaml:"identityIgnore" json:"identityIgnore"`
+	// Alertmanager, when its URL is set, makes alerts part of the gate.
+	Alertmanager Alertmanager `yaml:"alertmanager" json:"alertmanager"`
+	// BlockingAlerts are matchers (label=value, label!=value, label=~re,
+	// label!~re; all must hold): an alert firing before the run that
+	// matches them blocks it. Other alerts firing then are only shown.
+	BlockingAlerts []string `yaml:"blockingAlerts" json:"blockingAlerts"`
+}
+
+// Alertmanager is where the gate reads the alerts that fire.
+type Alertmanager struct {
+	// URL of Alertmanager's API, e.g. http://alertmanager.monitoring:9093.
+	URL string `yaml:"url" json:"url"`
+	// Select are matchers an alert must meet to count (empty: every alert).
+	Select []string `yaml:"select" json:"select"`
+	// Ignore are matchers of alerts that never count (e.g. alertname=Watchdog).
+	Ignore []string `yaml:"ignore" json:"ignore"`
 }
 
 // BuiltinChecks names the built-in health checks.
-var BuiltinChecks = []string{"Node Readiness", "Pod Health", "Storage Health", "Flux Reconciliation", "DNS Resolution", "Network Connectivity", "GPU Availability"}
+var BuiltinChecks = []string{"Node Readiness", "Pod Health", "Storage Health", "Flux Reconciliation", "DNS Resolution", "Network Connectivity", "Scheduling", "GPU Availability", "Alerts"}
 
 // CustomCheck is a health check written as data.
 type CustomCheck struct {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -47,6 +49,9 @@ func (g *Gate) list(ctx context.Context, gvr schema.GroupVersionResource, ns str
 	return l.Items, nil
 }
 
+// storage: every CephCluster is HEALTH_OK (or HEALTH_WARN for accepted
+// reasons), its status fresh, its CSI pods Running. HEALTH_ERR is critical:
+// it blocks a run before any change.
 func (g *Gate) storage(ctx context.Context, _ rollout.GateInput) (outcome, error) {
 	s := g.settings()
 	clusters, err := g.list(ctx, CephClusterGVR, "")
@@ -63,35 +68,36 @@ func (g *Gate) storage(ctx context.Context, _ rollout.GateInput) (outcome, error
 	for _, r := range s.CephAcceptWarn {
 		accept[r] = true
 	}
-	var d []string
+	var o outcome
 	now := g.Clock.Now()
 	for _, c := range clusters {
 		name := c.GetNamespace() + "/" + c.GetName()
 		health, _, _ := unstructured.NestedString(c.Object, "status", "ceph", "health")
 		details, _, _ := unstructured.NestedMap(c.Object, "status", "ceph", "details")
+		var reasons, codes []string
+		for _, k := range slices.Sorted(maps.Keys(details)) {
+			if health == "HEALTH_WARN" && accept[k] {
+				continue
+			}
+			reasons = append(reasons, k+": "+detailMessage(details[k]))
+			codes = append(codes, k)
+		}
 		switch health {
 		case "HEALTH_OK":
 		case "HEALTH_WARN":
-			var reasons []string
-			for k := range details {
-				if !accept[k] {
-					reasons = append(reasons, k+": "+detailMessage(details[k]))
-				}
-			}
-			sort.Strings(reasons)
 			if len(reasons) > 0 || len(details) == 0 {
-				d = append(d, fmt.Sprintf("CephCluster %s is HEALTH_WARN: %s", name, orNone(strings.Join(reasons, "; "))))
+				o.fail("ceph/"+name+"/HEALTH_WARN/"+strings.Join(codes, ","), "", false, "CephCluster %s is HEALTH_WARN: %s", name, orNone(strings.Join(reasons, "; ")))
 			}
 		default:
-			d = append(d, fmt.Sprintf("CephCluster %s health is %q", name, orNone(health)))
+			o.fail("ceph/"+name+"/"+health+"/"+strings.Join(codes, ","), "", health == "HEALTH_ERR", "CephCluster %s health is %q: %s", name, orNone(health), orNone(strings.Join(reasons, "; ")))
 		}
 		checked, _, _ := unstructured.NestedString(c.Object, "status", "ceph", "lastChecked")
 		t, err := time.Parse(time.RFC3339, checked)
 		switch {
 		case err != nil:
-			d = append(d, fmt.Sprintf("CephCluster %s has no valid status.ceph.lastChecked (%q)", name, checked))
+			o.fail("ceph-stale/"+name, "", false, "CephCluster %s has no valid status.ceph.lastChecked (%q)", name, checked)
 		case now.Sub(t) > 2*s.CephCheckInterval.Duration:
-			d = append(d, fmt.Sprintf("CephCluster %s status is stale: last checked %s ago (interval %s)", name, now.Sub(t).Round(time.Second), s.CephCheckInterval.Duration))
+			o.fail("ceph-stale/"+name, "", false, "CephCluster %s status is stale: last checked %s ago (interval %s)", name, now.Sub(t).Round(time.Second), s.CephCheckInterval.Duration)
 		}
 		pods, err := g.Client.CoreV1().Pods(c.GetNamespace()).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -99,11 +105,11 @@ func (g *Gate) storage(ctx context.Context, _ rollout.GateInput) (outcome, error
 		}
 		for _, p := range pods.Items {
 			if strings.HasPrefix(p.Name, "csi-") && p.Status.Phase != corev1.PodRunning {
-				d = append(d, fmt.Sprintf("CSI pod %s/%s is %s (node %s)", p.Namespace, p.Name, p.Status.Phase, orNone(p.Spec.NodeName)))
+				o.fail("csi/"+p.Namespace+"/"+p.Name, p.Spec.NodeName, false, "CSI pod %s/%s is %s (node %s)", p.Namespace, p.Name, p.Status.Phase, orNone(p.Spec.NodeName))
 			}
 		}
 	}
-	return outcome{diags: d}, nil
+	return o, nil
 }
 
 func detailMessage(v any) string {
@@ -137,14 +143,14 @@ func (g *Gate) flux(ctx context.Context, _ rollout.GateInput) (outcome, error) {
 				continue
 			}
 			if why := fluxNotReady(u); why != "" {
-				o.diags = append(o.diags, name+": "+why)
+				o.fail("flux/"+name, "", false, "%s: %s", name, why)
 			}
 		}
 	}
 	if installed == 0 {
 		return outcome{skipped: "not installed (no Flux Kustomization or HelmRelease resource)"}, nil
 	}
-	sort.Strings(o.diags)
+	sort.Slice(o.findings, func(i, j int) bool { return o.findings[i].Text < o.findings[j].Text })
 	return o, nil
 }
 
@@ -197,25 +203,26 @@ func (g *Gate) custom(c config.CustomCheck) func(ctx context.Context, in rollout
 		if err != nil {
 			return outcome{}, err
 		}
-		var d []string
+		var o outcome
 		matched := 0
 		for _, u := range l.Items {
 			if c.ObjectName != "" && u.GetName() != c.ObjectName {
 				continue
 			}
 			matched++
+			id := u.GetNamespace() + "/" + u.GetName()
 			ok, err := prg.Eval(u.Object)
 			switch {
 			case err != nil:
-				d = append(d, fmt.Sprintf("%s %s/%s: %v", c.Kind, u.GetNamespace(), u.GetName(), err))
+				o.fail("custom/"+id, "", false, "%s %s: %v", c.Kind, id, err)
 			case !ok:
-				d = append(d, fmt.Sprintf("%s %s/%s: %s is false", c.Kind, u.GetNamespace(), u.GetName(), c.Expression))
+				o.fail("custom/"+id, "", false, "%s %s: %s is false", c.Kind, id, c.Expression)
 			}
 		}
 		if matched == 0 {
-			d = append(d, fmt.Sprintf("no %s matches the check's selection", c.Kind))
+			o.fail("custom/none", "", false, "no %s matches the check's selection", c.Kind)
 		}
-		return outcome{diags: d}, nil
+		return o, nil
 	}
 }
 

@@ -1,6 +1,9 @@
 // Package health implements the engine's health gate: named checks that
-// read the cluster API (and, for DNS and the network, run a short-lived
-// probe pod) and say, in at most ten lines, what is wrong and where.
+// read the cluster API (and, for DNS, the network and scheduling, run a
+// short-lived probe pod on the node) and say, in at most ten lines, what is
+// wrong and where. A check reports findings with stable keys, so the gate
+// can tell what changed since the run began (the baseline) from what was
+// already wrong.
 package health
 
 import (
@@ -14,7 +17,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -33,7 +35,9 @@ const (
 	CheckFlux          = "Flux Reconciliation"
 	CheckDNS           = "DNS Resolution"
 	CheckNetwork       = "Network Connectivity"
+	CheckScheduling    = "Scheduling"
 	CheckGPU           = "GPU Availability"
+	CheckAlerts        = "Alerts"
 )
 
 // maxDiagnostics bounds each failure's explanation.
@@ -46,9 +50,15 @@ type Gate struct {
 	Clock   clock.Clock
 	// Settings are health: from drover.yaml; zero values take the defaults.
 	Settings config.Health
-	// Resolve, when set, resolves a name from where drover runs (inside a
-	// pod); otherwise DNS is tested by a probe pod on the node.
-	Resolve func(ctx context.Context, host string) error
+	// Inventory are the configured nodes: a whole-cluster gate checks the
+	// GPUs of every GPU node.
+	Inventory []config.Node
+	// Namespace, when set, is where probe pods run: the namespace drover
+	// runs in ($POD_NAMESPACE in the runner pod). Otherwise
+	// health.probeNamespace.
+	Namespace string
+	// Alerts, when set, reads the alerts that fire (health.alertmanager).
+	Alerts AlertSource
 }
 
 var _ rollout.HealthGate = (*Gate)(nil)
@@ -58,9 +68,14 @@ var DefaultCriticalNamespaces = []string{"kube-system", "flux-system", "rook-cep
 
 // outcome is what one check found.
 type outcome struct {
-	diags   []string
-	notes   []string
-	skipped string
+	findings []rollout.Finding
+	notes    []string
+	skipped  string
+}
+
+// fail records a finding: key names it stably, node is what it is about.
+func (o *outcome) fail(key, node string, critical bool, format string, args ...any) {
+	o.findings = append(o.findings, rollout.Finding{Key: key, Node: node, Critical: critical, Text: fmt.Sprintf(format, args...)})
 }
 
 type check struct {
@@ -89,6 +104,9 @@ func (g *Gate) settings() config.Health {
 	if s.ProbeNamespace == "" {
 		s.ProbeNamespace = d.ProbeNamespace
 	}
+	if g.Namespace != "" {
+		s.ProbeNamespace = g.Namespace
+	}
 	return s
 }
 
@@ -100,7 +118,11 @@ func (g *Gate) checks() []check {
 		{CheckFlux, g.flux},
 		{CheckDNS, g.dns},
 		{CheckNetwork, g.network},
+		{CheckScheduling, g.scheduling},
 		{CheckGPU, g.gpu},
+	}
+	if g.Alerts != nil {
+		cs = append(cs, check{CheckAlerts, g.alerts})
 	}
 	s := g.settings()
 	for i, c := range cs {
@@ -116,7 +138,14 @@ func (g *Gate) checks() []check {
 	return cs
 }
 
-// Check runs every check once, concurrently, each within CheckTimeout.
+// probing says whether a check starts probe pods (and so waits on the clock).
+func probing(name string) bool {
+	return name == CheckDNS || name == CheckNetwork || name == CheckScheduling
+}
+
+// Check runs every check once, concurrently, each within CheckTimeout. A
+// finding fails its check unless it is known: in the baseline, or, in the
+// preflight, not critical.
 func (g *Gate) Check(ctx context.Context, in rollout.GateInput) rollout.HealthResult {
 	cs := g.checks()
 	timeout := g.settings().CheckTimeout.Duration
@@ -130,18 +159,15 @@ func (g *Gate) Check(ctx context.Context, in rollout.GateInput) rollout.HealthRe
 			defer cancel()
 			o, err := c.run(cctx, in)
 			if err != nil {
-				o.diags = append([]string{"check could not run: " + err.Error()}, o.diags...)
+				// A check that cannot run fails, critically: nothing is known.
+				o.findings = append([]rollout.Finding{{Key: "could-not-run", Critical: true, Text: "check could not run: " + err.Error()}}, o.findings...)
 			}
-			took := time.Since(start)
-			res[i] = rollout.CheckResult{
-				Name: c.name, Passed: len(o.diags) == 0 && o.skipped == "", Skipped: o.skipped != "" && len(o.diags) == 0, SkipReason: o.skipped,
-				Attempts: 1, Diagnostics: clip(o.diags), Notes: clip(o.notes), Duration: took, DurationMs: took.Milliseconds(),
-			}
+			res[i] = judge(c.name, o, in, time.Since(start))
 		}
 		// Probes wait on the clock, so they run through it (a virtual clock
 		// must account for every goroutine that waits on it); the other
 		// checks only read the API.
-		if c.name == CheckDNS || c.name == CheckNetwork {
+		if probing(c.name) {
 			probes = append(probes, run)
 			continue
 		}
@@ -156,6 +182,32 @@ func (g *Gate) Check(ctx context.Context, in rollout.GateInput) rollout.HealthRe
 	return rollout.HealthResult{Checks: res}
 }
 
+// judge turns a check's findings into its result.
+func judge(name string, o outcome, in rollout.GateInput, took time.Duration) rollout.CheckResult {
+	var failing, known []string
+	nodes := map[string]bool{}
+	for _, f := range o.findings {
+		if in.Preflight && !f.Critical || in.Baseline.Has(name, f.Key) {
+			known = append(known, f.Text)
+			continue
+		}
+		failing = append(failing, f.Text)
+		if f.Node != "" {
+			nodes[f.Node] = true
+		}
+	}
+	var failedNodes []string
+	for n := range nodes {
+		failedNodes = append(failedNodes, n)
+	}
+	sort.Strings(failedNodes)
+	return rollout.CheckResult{
+		Name: name, Passed: len(failing) == 0 && o.skipped == "", Skipped: o.skipped != "" && len(failing) == 0, SkipReason: o.skipped,
+		Attempts: 1, Diagnostics: clip(failing), Known: clip(known), Notes: clip(o.notes), FailedNodes: failedNodes,
+		Findings: o.findings, Duration: took, DurationMs: took.Milliseconds(),
+	}
+}
+
 func clip(d []string) []string {
 	if len(d) <= maxDiagnostics {
 		return d
@@ -164,58 +216,62 @@ func clip(d []string) []string {
 	return append(out, fmt.Sprintf("... and %d more", len(d)-maxDiagnostics+1))
 }
 
+// nodeReadiness: the node (or, for the whole cluster, every node) is Ready
+// and schedulable; a changed node runs the wanted versions and lost
+// nothing of its identity.
 func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) (outcome, error) {
+	var o outcome
 	if in.Node.Name == "" {
-		// The whole cluster: every node Ready and schedulable.
 		nodes, err := g.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return outcome{}, err
 		}
-		var d []string
 		for _, n := range nodes.Items {
 			if slices.Contains(in.Exclude, n.Name) {
 				continue // caught mid-step by a resumed run: down or cordoned on purpose
 			}
 			if !kube.IsReady(&n) {
-				d = append(d, fmt.Sprintf("node %s is not Ready", n.Name))
+				o.fail("not-ready/"+n.Name, n.Name, false, "node %s is not Ready", n.Name)
 			}
 			if n.Spec.Unschedulable {
-				d = append(d, fmt.Sprintf("node %s is cordoned", n.Name))
+				o.fail("cordoned/"+n.Name, n.Name, false, "node %s is cordoned", n.Name)
 			}
 		}
-		return outcome{diags: d}, nil
+		return o, nil
 	}
 	n, err := g.Client.CoreV1().Nodes().Get(ctx, in.Node.Name, metav1.GetOptions{})
 	if err != nil {
 		return outcome{}, err
 	}
-	var d []string
 	if !kube.IsReady(n) {
-		d = append(d, fmt.Sprintf("node %s is not Ready", n.Name))
+		o.fail("not-ready/"+n.Name, n.Name, false, "node %s is not Ready", n.Name)
 	}
 	if n.Spec.Unschedulable {
-		d = append(d, fmt.Sprintf("node %s is still cordoned", n.Name))
+		o.fail("cordoned/"+n.Name, n.Name, false, "node %s is still cordoned", n.Name)
 	}
 	if !in.Want.Talos.IsZero() {
 		if v, ok := kube.TalosVersion(n.Status.NodeInfo.OSImage); !ok || v.Compare(in.Want.Talos) != 0 {
-			d = append(d, fmt.Sprintf("node %s runs %q, want Talos %s", n.Name, n.Status.NodeInfo.OSImage, in.Want.Talos))
+			o.fail("talos/"+n.Name, n.Name, false, "node %s runs %q, want Talos %s", n.Name, n.Status.NodeInfo.OSImage, in.Want.Talos)
 		}
 	}
 	if !in.Want.Kubernetes.IsZero() {
 		if v, err := version.Parse(n.Status.NodeInfo.KubeletVersion, true); err != nil || v.Compare(in.Want.Kubernetes) != 0 {
-			d = append(d, fmt.Sprintf("node %s runs kubelet %s, want %s", n.Name, n.Status.NodeInfo.KubeletVersion, in.Want.Kubernetes))
+			o.fail("kubelet/"+n.Name, n.Name, false, "node %s runs kubelet %s, want %s", n.Name, n.Status.NodeInfo.KubeletVersion, in.Want.Kubernetes)
 		}
 	}
 	if in.Before != nil {
-		for _, l := range kube.DiffIdentity(*in.Before, kube.IdentityOf(n)).Lost {
-			d = append(d, "node "+n.Name+": "+l)
+		for _, l := range kube.DiffIdentity(*in.Before, kube.IdentityOf(n), g.settings().IdentityIgnore).Lost {
+			o.fail("lost/"+n.Name+"/"+l, n.Name, false, "node %s: %s", n.Name, l)
 		}
 	}
-	return outcome{diags: d}, nil
+	return o, nil
 }
 
 var badWaiting = map[string]bool{"CrashLoopBackOff": true, "ImagePullBackOff": true, "ErrImagePull": true, "CreateContainerConfigError": true}
 
+// podHealth: no pod on the node (every node, for the whole cluster) is
+// broken or restarting; nothing is Pending past the grace; every pod of a
+// critical namespace is Running and Ready.
 func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, error) {
 	s := g.settings()
 	// One list serves both the node's pods and the cluster-wide rules.
@@ -223,38 +279,52 @@ func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, er
 	if err != nil {
 		return outcome{}, err
 	}
-	var d []string
-	for i := range all.Items {
-		p := &all.Items[i]
-		if in.Node.Name == "" || p.Spec.NodeName != in.Node.Name || isProbe(p) {
-			continue
-		}
-		if why := brokenPod(p); why != "" {
-			d = append(d, fmt.Sprintf("pod %s/%s on %s: %s", p.Namespace, p.Name, in.Node.Name, why))
-		}
-	}
+	var o outcome
 	critical := map[string]bool{}
 	for _, ns := range s.CriticalNamespaces {
 		critical[ns] = true
 	}
 	now := g.Clock.Now()
-	var more []string
 	for i := range all.Items {
 		p := &all.Items[i]
-		if isProbe(p) {
+		if isProbe(p) || slices.Contains(in.Exclude, p.Spec.NodeName) {
 			continue
 		}
-		if p.Status.Phase == corev1.PodPending && now.Sub(p.CreationTimestamp.Time) > s.PendingGrace.Duration {
-			more = append(more, fmt.Sprintf("pod %s/%s Pending for %s", p.Namespace, p.Name, now.Sub(p.CreationTimestamp.Time).Round(time.Second)))
+		id := p.Namespace + "/" + p.Name
+		if p.Spec.NodeName != "" && (in.Node.Name == "" || p.Spec.NodeName == in.Node.Name) {
+			if why, reason := brokenPod(p); why != "" {
+				o.fail("pod/"+id+"/"+reason, p.Spec.NodeName, critical[p.Namespace], "pod %s on %s: %s", id, p.Spec.NodeName, why)
+			}
+			restarts(&o, in.Memory, p)
+		}
+		if p.Status.Phase == corev1.PodPending {
+			// The preflight notes every Pending pod, so one that crosses
+			// the grace during the run is known, not blamed on a node.
+			if age := now.Sub(p.CreationTimestamp.Time); in.Preflight || age > s.PendingGrace.Duration {
+				o.fail("pending/"+id, p.Spec.NodeName, critical[p.Namespace], "pod %s Pending for %s", id, age.Round(time.Second))
+			}
 			continue
 		}
-		if critical[p.Namespace] && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && !(p.Status.Phase == corev1.PodRunning && podReady(p)) &&
-			!slices.Contains(in.Exclude, p.Spec.NodeName) {
-			more = append(more, fmt.Sprintf("critical pod %s/%s is %s and not Ready (node %s)", p.Namespace, p.Name, p.Status.Phase, orNone(p.Spec.NodeName)))
+		if critical[p.Namespace] && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && !(p.Status.Phase == corev1.PodRunning && podReady(p)) {
+			o.fail("critical/"+id, p.Spec.NodeName, true, "critical pod %s is %s and not Ready (node %s)", id, p.Status.Phase, orNone(p.Spec.NodeName))
 		}
 	}
-	sort.Strings(more)
-	return outcome{diags: append(d, more...)}, nil
+	sort.Slice(o.findings, func(i, j int) bool { return o.findings[i].Text < o.findings[j].Text })
+	return o, nil
+}
+
+// restarts fails a pod whose containers restarted since the gate's
+// previous run, even if the pod is Running now: a container that
+// crash-loops between polls cannot pass by being caught up each time.
+func restarts(o *outcome, mem *rollout.Memory, p *corev1.Pod) {
+	for _, cs := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		key := "restarts/" + p.Namespace + "/" + p.Name + "/" + cs.Name
+		prev, seen := mem.Swap(key, int64(cs.RestartCount))
+		if seen && int64(cs.RestartCount) > prev {
+			o.fail(key, p.Spec.NodeName, false, "pod %s/%s on %s: container %s restarted %d times since the previous run of the gate",
+				p.Namespace, p.Name, p.Spec.NodeName, cs.Name, int64(cs.RestartCount)-prev)
+		}
+	}
 }
 
 func orNone(s string) string {
@@ -264,20 +334,20 @@ func orNone(s string) string {
 	return s
 }
 
-// brokenPod says why a pod is broken, or "".
-func brokenPod(p *corev1.Pod) string {
+// brokenPod says why a pod is broken, or "", and a stable reason.
+func brokenPod(p *corev1.Pod) (why, reason string) {
 	for _, cs := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 		if w := cs.State.Waiting; w != nil && badWaiting[w.Reason] {
-			return fmt.Sprintf("container %s is in %s (%d restarts)", cs.Name, w.Reason, cs.RestartCount)
+			return fmt.Sprintf("container %s is in %s (%d restarts)", cs.Name, w.Reason, cs.RestartCount), w.Reason
 		}
 		if t := cs.State.Terminated; t != nil && t.Reason == "Error" && p.Status.Phase != corev1.PodSucceeded {
-			return fmt.Sprintf("container %s terminated with Error (exit %d)", cs.Name, t.ExitCode)
+			return fmt.Sprintf("container %s terminated with Error (exit %d)", cs.Name, t.ExitCode), "Error"
 		}
 	}
 	if p.Status.Phase == corev1.PodFailed {
-		return "pod Failed: " + p.Status.Reason
+		return "pod Failed: " + p.Status.Reason, "Failed"
 	}
-	return ""
+	return "", ""
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -289,36 +359,48 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
+// gpu: the node (every inventory GPU node, for the whole cluster) offers
+// its GPUs and runs the NVIDIA device plugin.
 func (g *Gate) gpu(ctx context.Context, in rollout.GateInput) (outcome, error) {
-	if in.Node.Name == "" {
-		return outcome{skipped: "needs a node"}, nil
-	}
-	if in.Node.GPUs <= 0 {
+	var nodes []config.Node
+	switch {
+	case in.Node.Name != "" && in.Node.GPUs <= 0:
 		return outcome{skipped: "no GPUs in the inventory for this node"}, nil
-	}
-	n, err := g.Client.CoreV1().Nodes().Get(ctx, in.Node.Name, metav1.GetOptions{})
-	if err != nil {
-		return outcome{}, err
-	}
-	var d []string
-	q := n.Status.Allocatable[kube.GPUResource]
-	if q.Value() < int64(in.Node.GPUs) {
-		d = append(d, fmt.Sprintf("node %s has allocatable %s %s, the inventory says %d", n.Name, kube.GPUResource, q.String(), in.Node.GPUs))
-	}
-	pods, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", in.Node.Name).String(),
-	})
-	if err != nil {
-		return outcome{}, err
-	}
-	running := false
-	for _, p := range pods.Items {
-		if p.Spec.NodeName == in.Node.Name && strings.Contains(p.Name, "nvidia-device-plugin") && p.Status.Phase == corev1.PodRunning {
-			running = true
+	case in.Node.Name != "":
+		nodes = []config.Node{in.Node.Node}
+	default:
+		for _, n := range g.Inventory {
+			if n.GPUs > 0 && !slices.Contains(in.Exclude, n.Name) {
+				nodes = append(nodes, n)
+			}
+		}
+		if len(nodes) == 0 {
+			return outcome{skipped: "no GPU node in the inventory"}, nil
 		}
 	}
-	if !running {
-		d = append(d, fmt.Sprintf("no NVIDIA device plugin pod Running on %s", n.Name))
+	var o outcome
+	for _, want := range nodes {
+		n, err := g.Client.CoreV1().Nodes().Get(ctx, want.Name, metav1.GetOptions{})
+		if err != nil {
+			return outcome{}, err
+		}
+		q := n.Status.Allocatable[kube.GPUResource]
+		if q.Value() < int64(want.GPUs) {
+			o.fail("gpu/"+n.Name, n.Name, false, "node %s has allocatable %s %s, the inventory says %d", n.Name, kube.GPUResource, q.String(), want.GPUs)
+		}
+		pods, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
+		if err != nil {
+			return outcome{}, err
+		}
+		running := false
+		for _, p := range pods.Items {
+			if p.Spec.NodeName == n.Name && strings.Contains(p.Name, "nvidia-device-plugin") && p.Status.Phase == corev1.PodRunning {
+				running = true
+			}
+		}
+		if !running {
+			o.fail("gpu-plugin/"+n.Name, n.Name, false, "no NVIDIA device plugin pod Running on %s", n.Name)
+		}
 	}
-	return outcome{diags: d}, nil
+	return o, nil
 }

@@ -4,16 +4,22 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
@@ -23,12 +29,17 @@ import (
 	"github.com/prox-ops/drover/internal/version"
 )
 
-// The checks run against a real control plane, with the Flux and Rook
-// CRDs installed. The module cache holds no upstream CRD files for them,
-// so these are minimal CRDs of the same group, version and kind with a
-// status subresource. The kubelets are simulated (testenv.Kubelets),
-// including how a probe pod ends: a DNS probe resolves while kube-dns has
-// ready endpoints.
+// The checks run against a real control plane (API server, controllers
+// and scheduler), with the Flux and Rook CRDs installed. The module cache
+// holds no upstream CRD files for them, so these are minimal CRDs of the
+// same group, version and kind with a status subresource. The kubelets are
+// simulated (testenv.Kubelets), including how a probe pod ends: a DNS
+// probe resolves while kube-dns has ready endpoints and its node's DNS is
+// not broken.
+//
+// Each test builds its own healthy slice of the cluster (nodes, namespace,
+// Flux and Ceph objects named after it) and breaks what it needs; nothing
+// is shared but CoreDNS and the CRDs.
 
 var env *testenv.Env
 
@@ -54,112 +65,153 @@ func minimalCRD(group, version, kind, plural string) *unstructured.Unstructured 
 	}}
 }
 
-type fixture struct {
-	dyn dynamic.Interface
-	k   *testenv.Kubelets
-	g   *Gate
-	gpu plan.Node
+var sharedOnce sync.Once
+
+// shared installs what every fixture uses: the CRDs, CoreDNS and the
+// kube-dns Service (its EndpointSlices come from the real controller).
+func shared(t *testing.T, dyn dynamic.Interface) {
+	t.Helper()
+	sharedOnce.Do(func() {
+		ctx := context.Background()
+		for _, c := range [][4]string{
+			{"ceph.rook.io", "v1", "CephCluster", "cephclusters"},
+			{"kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"},
+			{"helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"},
+		} {
+			if _, err := dyn.Resource(crdGVR).Create(ctx, minimalCRD(c[0], c[1], c[2], c[3]), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+		testenv.Eventually(t, 30*time.Second, "the CRDs to be served", func() (bool, error) {
+			_, err := env.Client.Discovery().ServerResourcesForGroupVersion("helm.toolkit.fluxcd.io/v2")
+			return err == nil, nil
+		})
+		env.Deployment(t, "kube-system", "coredns", 2, true)
+		if _, err := env.Client.CoreV1().Services("kube-system").Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Labels: map[string]string{"k8s-app": "kube-dns"}},
+			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "coredns"}, Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}},
+		}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	})
 }
 
-// shared is the package's one fixture: each test breaks what it needs and
-// heals it again.
-var shared *fixture
+type fixture struct {
+	name string // the test's nodes, namespace and objects carry it
+	dyn  dynamic.Interface
+	k    *testenv.Kubelets
+	g    *Gate
+	gpu  plan.Node
+	// brokenDNS names nodes whose DNS probes fail.
+	mu        sync.Mutex
+	brokenDNS map[string]bool
+}
 
-// healthyFixture: a GPU node with its device plugin, CoreDNS behind
-// kube-dns, a HEALTH_OK CephCluster with its CSI pods, and Flux objects
-// Ready at their generation.
-func healthyFixture(t *testing.T) *fixture {
+// newFixture builds a healthy slice of the cluster for one test: a
+// control-plane node, a GPU node with its device plugin and a worker, a
+// HEALTH_OK CephCluster with its CSI pods, Flux objects Ready at their
+// generation, all in the namespace name; and waits until the gate passes.
+func newFixture(t *testing.T, name string) *fixture {
 	t.Helper()
 	testenv.Require(t, env)
-	if shared != nil {
-		shared.g.Settings.Custom, shared.g.Settings.CephAcceptWarn = nil, nil
-		shared.heal(t)
-		return shared
-	}
 	ctx := context.Background()
 	dyn, err := dynamic.NewForConfig(env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range [][4]string{
-		{"ceph.rook.io", "v1", "CephCluster", "cephclusters"},
-		{"kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"},
-		{"helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"},
+	shared(t, dyn)
+	f := &fixture{name: name, dyn: dyn, brokenDNS: map[string]bool{}}
+	f.k = testenv.NewKubelets(env.Client, "") // only the pods on its nodes
+	f.k.ProbeResult = f.probeResult
+	nodes := []string{name + "-cp", name + "-gpu", name + "-w"}
+	t.Cleanup(func() {
+		f.k.Close()
+		env.DeleteNodes(nodes...)
+		for _, o := range []obj{f.ceph(), f.helmRelease(), f.kustomization()} {
+			_ = dyn.Resource(o.gvr).Namespace(o.ns).Delete(context.Background(), o.name, metav1.DeleteOptions{})
+		}
+		purge(name)
+	})
+	for _, n := range []testenv.NodeSpec{
+		{Name: nodes[0], ControlPlane: true, Talos: "v1.12.0", Kubelet: "v1.34.1"},
+		{Name: nodes[1], Talos: "v1.12.0", Kubelet: "v1.34.1", GPUs: 1, Labels: map[string]string{"nvidia.com/gpu.present": "true"}},
+		{Name: nodes[2], Talos: "v1.12.0", Kubelet: "v1.34.1"},
 	} {
-		if _, err := dyn.Resource(crdGVR).Create(ctx, minimalCRD(c[0], c[1], c[2], c[3]), metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		if err := f.k.AddNode(ctx, n); err != nil {
 			t.Fatal(err)
 		}
 	}
-	testenv.Eventually(t, 30*time.Second, "the CRDs to be served", func() (bool, error) {
-		_, err := env.Client.Discovery().ServerResourcesForGroupVersion("helm.toolkit.fluxcd.io/v2")
-		return err == nil, nil
-	})
-	k := testenv.NewKubelets(env.Client, "") // lives as long as the package's tests
-	k.ProbeResult = func(p *corev1.Pod) (bool, string) {
-		if p.Labels[ProbeLabel] == ProbeDNS {
-			slices, _ := env.Client.DiscoveryV1().EndpointSlices("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kube-dns"})
-			for _, s := range slices.Items {
-				for _, e := range s.Endpoints {
-					if e.Conditions.Ready != nil && *e.Conditions.Ready {
-						return true, ""
-					}
-				}
+	env.WaitSchedulable(t, nodes...)
+	// CoreDNS pods left on an earlier test's (deleted) nodes move here now,
+	// not whenever the pod garbage collector gets to them.
+	if pods, err := env.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app=coredns"}); err == nil {
+		for _, p := range pods.Items {
+			if !strings.HasPrefix(p.Spec.NodeName, name+"-") {
+				_ = env.Client.CoreV1().Pods("kube-system").Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))})
 			}
-			return false, ";; connection timed out; no servers could be reached"
 		}
+	}
+	env.Namespace(t, name)
+	env.Deployment(t, name, "csi-rbdplugin-provisioner", 1, false)
+	plugin := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "nvidia-device-plugin-" + nodes[1], Namespace: name},
+		Spec:       corev1.PodSpec{NodeName: nodes[1], Containers: []corev1.Container{{Name: "plugin", Image: "registry.example/nvidia-device-plugin:1"}}},
+	}
+	if _, err := env.Client.CoreV1().Pods(name).Create(ctx, plugin, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, f.ceph(), cephStatus("HEALTH_OK", nil))
+	f.put(t, f.kustomization(), fluxReady("True"))
+	f.put(t, f.helmRelease(), fluxReady("True"))
+	f.g = &Gate{Client: env.Client, Dynamic: dyn, Clock: clock.Real{}, Settings: config.Health{
+		CriticalNamespaces: []string{"kube-system", name}, CheckTimeout: config.D(15 * time.Second),
+	}, Inventory: []config.Node{{Name: nodes[1], GPUs: 1}}}
+	f.gpu = plan.Node{Node: config.Node{Name: nodes[1], Role: config.RoleWorker, GPUs: 1}}
+	f.waitHealthy(t)
+	return f
+}
+
+// probeResult is the simulated kubelet running a probe: a DNS probe
+// resolves while kube-dns has ready endpoints and the node's DNS works.
+func (f *fixture) probeResult(p *corev1.Pod) (bool, string) {
+	if p.Labels[ProbeLabel] != ProbeDNS {
 		return true, ""
 	}
-	for _, n := range []testenv.NodeSpec{
-		{Name: "h-cp-1", ControlPlane: true, Talos: "v1.12.0", Kubelet: "v1.34.1"},
-		{Name: "h-gpu-1", Talos: "v1.12.0", Kubelet: "v1.34.1", GPUs: 1, Labels: map[string]string{"nvidia.com/gpu.present": "true"}},
-		{Name: "h-w-1", Talos: "v1.12.0", Kubelet: "v1.34.1"},
-	} {
-		if err := k.AddNode(ctx, n); err != nil {
-			t.Fatal(err)
+	f.mu.Lock()
+	broken := f.brokenDNS[p.Spec.NodeName]
+	f.mu.Unlock()
+	if broken {
+		return false, ";; connection timed out; no servers could be reached"
+	}
+	slices, _ := env.Client.DiscoveryV1().EndpointSlices("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kube-dns"})
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && *e.Conditions.Ready {
+				return true, ""
+			}
 		}
 	}
-	env.WaitSchedulable(t, "h-cp-1", "h-gpu-1", "h-w-1")
+	return false, ";; connection timed out; no servers could be reached"
+}
 
-	for _, ns := range []string{"rook-ceph", "flux-system", "gpu"} {
-		env.Namespace(t, ns)
-	}
-	// CoreDNS and the kube-dns Service (its EndpointSlices come from the
-	// real endpointslice controller).
-	env.Deployment(t, "kube-system", "coredns", 2, true)
-	if _, err := env.Client.CoreV1().Services("kube-system").Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Labels: map[string]string{"k8s-app": "kube-dns"}},
-		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "coredns"}, Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}},
-	}, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
-		t.Fatal(err)
-	}
-	env.Deployment(t, "rook-ceph", "csi-rbdplugin-provisioner", 1, false)
-	// The device plugin, pinned to the GPU node.
-	plugin := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "nvidia-device-plugin-h-gpu-1", Namespace: "gpu"},
-		Spec:       corev1.PodSpec{NodeName: "h-gpu-1", Containers: []corev1.Container{{Name: "plugin", Image: "registry.example/nvidia-device-plugin:1"}}},
-	}
-	if _, err := env.Client.CoreV1().Pods("gpu").Create(ctx, plugin, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
-		t.Fatal(err)
-	}
-	env.WaitReplicas(t, "kube-system", "coredns", 2)
-	env.WaitReplicas(t, "rook-ceph", "csi-rbdplugin-provisioner", 1)
+// purge removes a namespace and, at once, its pods (their nodes are gone,
+// so no kubelet would finish their termination).
+func purge(ns string) {
+	ctx := context.Background()
+	orphan := metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationOrphan)}
+	_ = env.Client.AppsV1().Deployments(ns).DeleteCollection(ctx, orphan, metav1.ListOptions{})
+	_ = env.Client.AppsV1().ReplicaSets(ns).DeleteCollection(ctx, orphan, metav1.ListOptions{})
+	_ = env.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}, metav1.ListOptions{})
+	_ = env.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+}
 
-	f := &fixture{dyn: dyn, k: k}
-	f.put(t, health(CephClusterGVR, "rook-ceph", "rook-ceph", "CephCluster", "ceph.rook.io/v1"), map[string]any{
-		"ceph": map[string]any{"health": "HEALTH_OK", "lastChecked": time.Now().UTC().Format(time.RFC3339), "details": map[string]any{}},
+func (f *fixture) waitHealthy(t *testing.T) {
+	t.Helper()
+	var last rollout.HealthResult
+	testenv.Eventually(t, 60*time.Second, "the fixture to be healthy", func() (bool, error) {
+		last = f.g.Check(context.Background(), f.input())
+		return last.Passed(), nil
 	})
-	f.put(t, health(KustomizationGVR, "flux-system", "apps", "Kustomization", "kustomize.toolkit.fluxcd.io/v1"), fluxReady("True"))
-	f.put(t, health(HelmReleaseGVR, "flux-system", "cilium", "HelmRelease", "helm.toolkit.fluxcd.io/v2"), fluxReady("True"))
-	f.g = &Gate{Client: env.Client, Dynamic: dyn, Clock: clock.Real{}, Settings: config.Health{
-		CriticalNamespaces: []string{"kube-system", "rook-ceph"}, CheckTimeout: config.D(15 * time.Second),
-	}}
-	f.gpu = plan.Node{Node: config.Node{Name: "h-gpu-1", Role: config.RoleWorker, GPUs: 1}}
-	testenv.Eventually(t, 30*time.Second, "the device plugin and kube-dns endpoints", func() (bool, error) {
-		res := f.g.Check(ctx, f.input())
-		return res.Passed(), nil
-	})
-	shared = f
-	return f
 }
 
 type obj struct {
@@ -167,8 +219,23 @@ type obj struct {
 	ns, name, kind, apiVersion string
 }
 
-func health(gvr schema.GroupVersionResource, ns, name, kind, apiVersion string) obj {
-	return obj{gvr, ns, name, kind, apiVersion}
+func (f *fixture) ceph() obj {
+	return obj{CephClusterGVR, f.name, "rook-ceph", "CephCluster", "ceph.rook.io/v1"}
+}
+
+func (f *fixture) helmRelease() obj {
+	return obj{HelmReleaseGVR, f.name, "cilium", "HelmRelease", "helm.toolkit.fluxcd.io/v2"}
+}
+
+func (f *fixture) kustomization() obj {
+	return obj{KustomizationGVR, f.name, "apps", "Kustomization", "kustomize.toolkit.fluxcd.io/v1"}
+}
+
+func cephStatus(health string, details map[string]any) map[string]any {
+	if details == nil {
+		details = map[string]any{}
+	}
+	return map[string]any{"ceph": map[string]any{"health": health, "lastChecked": time.Now().UTC().Format(time.RFC3339), "details": details}}
 }
 
 func fluxReady(status string) map[string]any {
@@ -200,31 +267,61 @@ func (f *fixture) put(t *testing.T, o obj, status map[string]any) {
 	}
 }
 
-// heal puts the fixture back to healthy and waits until the gate says so.
-func (f *fixture) heal(t *testing.T) {
-	t.Helper()
-	f.g.Settings.Custom, f.g.Settings.CephAcceptWarn = nil, nil
-	f.put(t, health(CephClusterGVR, "rook-ceph", "rook-ceph", "CephCluster", "ceph.rook.io/v1"), map[string]any{
-		"ceph": map[string]any{"health": "HEALTH_OK", "lastChecked": time.Now().UTC().Format(time.RFC3339), "details": map[string]any{}},
-	})
-	f.put(t, health(HelmReleaseGVR, "flux-system", "cilium", "HelmRelease", "helm.toolkit.fluxcd.io/v2"), fluxReady("True"))
-	var last rollout.HealthResult
-	testenv.Eventually(t, 60*time.Second, "the fixture to be healthy again", func() (bool, error) {
-		last = f.g.Check(context.Background(), f.input())
-		return last.Passed(), nil
-	})
-}
-
 func (f *fixture) input() rollout.GateInput {
 	return rollout.GateInput{Node: f.gpu, Want: version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: version.MustParse("v1.34.1")}}
 }
 
+// crashLooping creates a pod on node in ns whose container crash-loops.
+func crashLooping(t *testing.T, ns, name, node string, restarts int32) {
+	t.Helper()
+	ctx := context.Background()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}}}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, name+" running", func() (bool, error) {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning, nil
+	})
+	setRestarts(t, ns, name, restarts, true)
+}
+
+// setRestarts sets a pod's container restart count; crashing puts it in
+// CrashLoopBackOff, otherwise it is Running (caught up between crashes).
+func setRestarts(t *testing.T, ns, name string, restarts int32, crashing bool) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := env.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+	if crashing {
+		st = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+	}
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", RestartCount: restarts, Ready: !crashing, State: st}}
+	if _, err := env.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func diagnostics(res rollout.HealthResult) string {
+	var b strings.Builder
+	for _, c := range res.Checks {
+		for _, d := range c.Diagnostics {
+			b.WriteString(d + "\n")
+		}
+	}
+	return b.String()
+}
+
 func TestHealthyFixturePassesTenTimesInARow(t *testing.T) {
-	f := healthyFixture(t)
+	f := newFixture(t, "h-healthy")
 	for i := range 10 {
 		res := f.g.Check(context.Background(), f.input())
 		if !res.Passed() {
-			t.Fatalf("run %d: %s\n%+v", i+1, res.Summary("h-gpu-1"), res.Checks)
+			t.Fatalf("run %d: %s\n%s", i+1, res.Summary(f.gpu.Name), diagnostics(res))
 		}
 		for _, c := range res.Checks {
 			if c.Skipped {
@@ -240,114 +337,105 @@ func TestEachCheckFailsOnItsBrokenFixture(t *testing.T) {
 	tests := []struct {
 		check  string
 		breaks func(t *testing.T, f *fixture)
-		heal   func(t *testing.T, f *fixture)
 		want   string
 	}{
-		{CheckDNS, func(t *testing.T, f *fixture) { scale(t, "kube-system", "coredns", 0) }, func(t *testing.T, f *fixture) { scale(t, "kube-system", "coredns", 2) }, "no ready endpoints"},
-		{CheckFlux, func(t *testing.T, f *fixture) {
-			f.put(t, health(HelmReleaseGVR, "flux-system", "cilium", "HelmRelease", "helm.toolkit.fluxcd.io/v2"), fluxReady("False"))
-		}, func(t *testing.T, f *fixture) {
-			f.put(t, health(HelmReleaseGVR, "flux-system", "cilium", "HelmRelease", "helm.toolkit.fluxcd.io/v2"), fluxReady("True"))
-		}, "HelmRelease flux-system/cilium: Ready=False"},
+		{CheckDNS, func(t *testing.T, f *fixture) {
+			f.mu.Lock()
+			f.brokenDNS[f.gpu.Name] = true
+			f.mu.Unlock()
+		}, "does not resolve from a pod on h-dns-gpu"},
+		{CheckFlux, func(t *testing.T, f *fixture) { f.put(t, f.helmRelease(), fluxReady("False")) }, "HelmRelease h-flux/cilium: Ready=False"},
 		{CheckStorage, func(t *testing.T, f *fixture) {
-			f.put(t, health(CephClusterGVR, "rook-ceph", "rook-ceph", "CephCluster", "ceph.rook.io/v1"), map[string]any{"ceph": map[string]any{
-				"health": "HEALTH_WARN", "lastChecked": time.Now().UTC().Format(time.RFC3339),
-				"details": map[string]any{"OSD_DOWN": map[string]any{"message": "1 osds down", "severity": "HEALTH_WARN"}}}})
-		}, func(t *testing.T, f *fixture) { f.heal(t) }, "HEALTH_WARN: OSD_DOWN: 1 osds down"},
+			f.put(t, f.ceph(), cephStatus("HEALTH_WARN", map[string]any{"OSD_DOWN": map[string]any{"message": "1 osds down", "severity": "HEALTH_WARN"}}))
+		}, "HEALTH_WARN: OSD_DOWN: 1 osds down"},
 		{CheckGPU, func(t *testing.T, f *fixture) {
-			if err := f.k.SetGPUs(context.Background(), "h-gpu-1", 0); err != nil {
+			if err := f.k.SetGPUs(ctx, f.gpu.Name, 0); err != nil {
 				t.Fatal(err)
 			}
-		}, func(t *testing.T, f *fixture) { _ = f.k.SetGPUs(context.Background(), "h-gpu-1", 1) }, "allocatable nvidia.com/gpu 0"},
-		{CheckPodHealth, func(t *testing.T, f *fixture) {
-			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "crasher", Namespace: "gpu"},
-				Spec: corev1.PodSpec{NodeName: "h-gpu-1", Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}}}
-			if _, err := env.Client.CoreV1().Pods("gpu").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		}, "allocatable nvidia.com/gpu 0"},
+		{CheckPodHealth, func(t *testing.T, f *fixture) { crashLooping(t, f.name, "crasher", f.gpu.Name, 6) },
+			"pod h-pod/crasher on h-pod-gpu: container app is in CrashLoopBackOff"},
+		{CheckScheduling, func(t *testing.T, f *fixture) {
+			// Tainted NoSchedule: only the scheduler minds it (probes on
+			// the node tolerate everything; this one does not).
+			node, err := env.Client.CoreV1().Nodes().Get(ctx, f.gpu.Name, metav1.GetOptions{})
+			if err != nil {
 				t.Fatal(err)
 			}
-			testenv.Eventually(t, 10*time.Second, "crasher running", func() (bool, error) {
-				p, err := env.Client.CoreV1().Pods("gpu").Get(ctx, "crasher", metav1.GetOptions{})
-				return err == nil && p.Status.Phase == corev1.PodRunning, nil
-			})
-			p, _ = env.Client.CoreV1().Pods("gpu").Get(ctx, "crasher", metav1.GetOptions{})
-			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", RestartCount: 6, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}
-			if _, err := env.Client.CoreV1().Pods("gpu").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: "example.com/broken", Effect: corev1.TaintEffectNoSchedule})
+			if _, err := env.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-		}, func(t *testing.T, f *fixture) {
-			zero := int64(0)
-			_ = env.Client.CoreV1().Pods("gpu").Delete(ctx, "crasher", metav1.DeleteOptions{GracePeriodSeconds: &zero})
-		}, "pod gpu/crasher on h-gpu-1: container app is in CrashLoopBackOff"},
+		}, "could not be scheduled onto h-sched-gpu"},
 	}
-	f := healthyFixture(t)
+	names := map[string]string{CheckDNS: "h-dns", CheckFlux: "h-flux", CheckStorage: "h-ceph", CheckGPU: "h-gpu", CheckPodHealth: "h-pod", CheckScheduling: "h-sched"}
 	for _, tc := range tests {
 		t.Run(tc.check, func(t *testing.T) {
+			f := newFixture(t, names[tc.check])
 			tc.breaks(t, f)
 			var res rollout.HealthResult
-			testenv.Eventually(t, 30*time.Second, tc.check+" to fail", func() (bool, error) {
+			testenv.Eventually(t, 45*time.Second, tc.check+" to fail", func() (bool, error) {
 				res = f.g.Check(ctx, f.input())
-				var diags string
-				for _, c := range res.Checks {
-					diags += strings.Join(c.Diagnostics, "\n")
-				}
-				return strings.Contains(diags, tc.want), nil
+				return strings.Contains(diagnostics(res), tc.want), nil
 			})
 			if got := res.Failed(); len(got) != 1 || got[0] != tc.check {
-				t.Fatalf("failed %v, want only %s\n%s", got, tc.check, res.Summary("h-gpu-1"))
+				t.Fatalf("failed %v, want only %s\n%s", got, tc.check, diagnostics(res))
 			}
-			var diags string
-			for _, c := range res.Checks {
-				diags += strings.Join(c.Diagnostics, "\n")
+			if !strings.HasPrefix(res.Summary(f.gpu.Name), "❌ Node "+f.gpu.Name+": 7/8 health checks passed (failed: "+tc.check+")") {
+				t.Errorf("summary %q", res.Summary(f.gpu.Name))
 			}
-			if !strings.Contains(diags, tc.want) {
-				t.Fatalf("diagnostics lack %q:\n%s", tc.want, diags)
-			}
-			if !strings.HasPrefix(res.Summary("h-gpu-1"), "❌ Node h-gpu-1: 6/7 health checks passed (failed: "+tc.check+")") {
-				t.Errorf("summary %q", res.Summary("h-gpu-1"))
-			}
-			tc.heal(t, f)
-			f.heal(t)
 		})
 	}
 }
 
-func TestCephWarnWithAnAcceptedReasonPasses(t *testing.T) {
-	f := healthyFixture(t)
-	f.put(t, health(CephClusterGVR, "rook-ceph", "rook-ceph", "CephCluster", "ceph.rook.io/v1"), map[string]any{"ceph": map[string]any{
-		"health": "HEALTH_WARN", "lastChecked": time.Now().UTC().Format(time.RFC3339),
-		"details": map[string]any{"MON_CLOCK_SKEW": map[string]any{"message": "clock skew detected on mon.b"}}}})
+func TestCephWarnWithAnAcceptedReasonPassesAndHealthErrIsCritical(t *testing.T) {
+	f := newFixture(t, "h-cephwarn")
+	ctx := context.Background()
+	f.put(t, f.ceph(), cephStatus("HEALTH_WARN", map[string]any{"MON_CLOCK_SKEW": map[string]any{"message": "clock skew detected on mon.b"}}))
 	f.g.Settings.CephAcceptWarn = []string{"MON_CLOCK_SKEW"}
-	if res := f.g.Check(context.Background(), f.input()); !res.Passed() {
-		t.Fatalf("%s", res.Summary("h-gpu-1"))
+	if res := f.g.Check(ctx, f.input()); !res.Passed() {
+		t.Fatalf("%s", res.Summary(f.gpu.Name))
 	}
 	f.g.Settings.CephAcceptWarn = nil
-	if res := f.g.Check(context.Background(), f.input()); res.Passed() {
+	res := f.g.Check(ctx, f.input())
+	if res.Passed() {
 		t.Fatal("HEALTH_WARN passed without an accepted reason")
+	}
+	// Before the run, a warning is known, not blocking.
+	if res := f.g.Check(ctx, rollout.GateInput{Preflight: true}); !res.Passed() || len(res.Known()) == 0 {
+		t.Fatalf("preflight with HEALTH_WARN: %s", res.Summary(""))
+	}
+	// HEALTH_ERR blocks even before the run, and says why from status.ceph.details.
+	f.put(t, f.ceph(), cephStatus("HEALTH_ERR", map[string]any{"MON_DOWN": map[string]any{"message": "1/3 mons down, quorum a,b"}}))
+	res = f.g.Check(ctx, rollout.GateInput{Preflight: true})
+	if res.Passed() || !strings.Contains(diagnostics(res), `health is "HEALTH_ERR": MON_DOWN: 1/3 mons down, quorum a,b`) {
+		t.Fatalf("preflight with HEALTH_ERR: %s\n%s", res.Summary(""), diagnostics(res))
 	}
 }
 
 func TestSuspendedFluxObjectsAreListedNotFailed(t *testing.T) {
-	f := healthyFixture(t)
+	f := newFixture(t, "h-suspend")
 	ctx := context.Background()
-	r := f.dyn.Resource(HelmReleaseGVR).Namespace("flux-system")
+	r := f.dyn.Resource(HelmReleaseGVR).Namespace(f.name)
 	if _, err := r.Patch(ctx, "cilium", types.MergePatchType, []byte(`{"spec":{"suspend":true}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		_, _ = r.Patch(ctx, "cilium", types.MergePatchType, []byte(`{"spec":{"suspend":false}}`), metav1.PatchOptions{})
-	}()
 	res := f.g.Check(ctx, f.input())
-	for _, c := range res.Checks {
-		if c.Name == CheckFlux && (!c.Passed || len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "suspended")) {
-			t.Fatalf("flux check %+v", c)
+	var flux *rollout.CheckResult
+	for i, c := range res.Checks {
+		if c.Name == CheckFlux {
+			flux = &res.Checks[i]
 		}
+	}
+	if flux == nil || !flux.Passed || len(flux.Notes) != 1 || !strings.Contains(flux.Notes[0], "HelmRelease h-suspend/cilium is suspended") {
+		t.Fatalf("flux check %+v", flux)
 	}
 }
 
 func TestCustomCELCheck(t *testing.T) {
-	f := healthyFixture(t)
+	f := newFixture(t, "h-cel")
 	f.g.Settings.Custom = []config.CustomCheck{
-		{Name: "Ceph OK", APIVersion: "ceph.rook.io/v1", Kind: "CephCluster", Namespace: "rook-ceph", Expression: "status.ceph.health in ['HEALTH_OK']"},
+		{Name: "Ceph OK", APIVersion: "ceph.rook.io/v1", Kind: "CephCluster", Namespace: f.name, Expression: "status.ceph.health in ['HEALTH_OK']"},
 		{Name: "Two CoreDNS", APIVersion: "apps/v1", Kind: "Deployment", Namespace: "kube-system", ObjectName: "coredns", Expression: "spec.replicas >= 3"},
 	}
 	res := f.g.Check(context.Background(), f.input())
@@ -355,14 +443,23 @@ func TestCustomCELCheck(t *testing.T) {
 	for _, c := range res.Checks {
 		got[c.Name] = c.Passed
 	}
-	if !got["Ceph OK"] || got["Two CoreDNS"] {
+	if len(got) != 10 || !got["Ceph OK"] || got["Two CoreDNS"] {
 		t.Fatalf("custom checks %v", got)
 	}
 }
 
 func TestProbePodsAreCleanedUp(t *testing.T) {
-	f := healthyFixture(t)
-	_ = f.g.Check(context.Background(), f.input())
+	f := newFixture(t, "h-cleanup")
+	res := f.g.Check(context.Background(), f.input())
+	ran := 0
+	for _, c := range res.Checks {
+		if probing(c.Name) && c.Passed {
+			ran++
+		}
+	}
+	if ran != 3 {
+		t.Fatalf("%d probes passed, want DNS, network and scheduling", ran)
+	}
 	pods, err := env.Client.CoreV1().Pods("drover").List(context.Background(), metav1.ListOptions{LabelSelector: ProbeLabel})
 	if err != nil {
 		t.Fatal(err)
@@ -374,10 +471,123 @@ func TestProbePodsAreCleanedUp(t *testing.T) {
 	}
 }
 
-func scale(t *testing.T, ns, name string, n int32) {
-	t.Helper()
-	patch := []byte(`{"spec":{"replicas":` + string(rune('0'+n)) + `}}`)
-	if _, err := env.Client.AppsV1().Deployments(ns).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+// TestRestartsSinceThePreviousRunFail: a container that crash-loops
+// between polls, caught Running each time, fails the run after its restart
+// count rose, and passes once it holds.
+func TestRestartsSinceThePreviousRunFail(t *testing.T) {
+	f := newFixture(t, "h-flap")
+	ctx := context.Background()
+	crashLooping(t, f.name, "flapper", f.gpu.Name, 2)
+	setRestarts(t, f.name, "flapper", 2, false)
+	in := f.input()
+	in.Memory = rollout.NewMemory()
+	if res := f.g.Check(ctx, in); !res.Passed() {
+		t.Fatalf("first run, nothing to compare with: %s\n%s", res.Summary(f.gpu.Name), diagnostics(res))
+	}
+	setRestarts(t, f.name, "flapper", 3, false) // crashed and came back between the runs
+	res := f.g.Check(ctx, in)
+	if res.Passed() || !strings.Contains(diagnostics(res), "container app restarted 1 times since the previous run of the gate") {
+		t.Fatalf("a restart between runs passed: %s\n%s", res.Summary(f.gpu.Name), diagnostics(res))
+	}
+	if res := f.g.Check(ctx, in); !res.Passed() {
+		t.Fatalf("no restart since: %s\n%s", res.Summary(f.gpu.Name), diagnostics(res))
+	}
+}
+
+// TestTheBaselineKnowsWhatWasWrongBefore: a pod Pending before the run
+// (under the grace then) crosses the grace during the run: against the
+// baseline it is known, listed, and fails nothing; without it, it fails.
+func TestTheBaselineKnowsWhatWasWrongBefore(t *testing.T) {
+	f := newFixture(t, "h-baseline")
+	ctx := context.Background()
+	f.g.Settings.PendingGrace = config.D(2 * time.Second)
+	stuck := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "stuck", Namespace: "default"},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{"example.com/nowhere": "true"}, Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}}}
+	if _, err := env.Client.CoreV1().Pods("default").Create(ctx, stuck, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Pods("default").Delete(context.Background(), "stuck", metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))})
+	})
+	pre := f.g.Check(ctx, rollout.GateInput{Preflight: true})
+	if !pre.Passed() || !strings.Contains(strings.Join(pre.Known(), "\n"), "pod default/stuck Pending") {
+		t.Fatalf("preflight: %s, known %v", pre.Summary(""), pre.Known())
+	}
+	testenv.Eventually(t, 10*time.Second, "the pod to cross its grace", func() (bool, error) {
+		return !f.g.Check(ctx, f.input()).Passed(), nil
+	})
+	in := f.input()
+	in.Baseline = rollout.BaselineOf(pre)
+	res := f.g.Check(ctx, in)
+	if !res.Passed() || !strings.Contains(res.Summary(f.gpu.Name), "1 known before the run") {
+		t.Fatalf("against the baseline: %s\n%s", res.Summary(f.gpu.Name), diagnostics(res))
+	}
+	// Something new still fails.
+	crashLooping(t, f.name, "newcomer", f.gpu.Name, 1)
+	if res := f.g.Check(ctx, in); res.Passed() {
+		t.Fatal("a new crash-looping pod passed against the baseline")
+	}
+}
+
+// TestTheWholeClusterChecksEveryNode: without a node the gate still looks
+// at the pods on every node and the GPUs of every GPU node, and names the
+// nodes that fail.
+func TestTheWholeClusterChecksEveryNode(t *testing.T) {
+	f := newFixture(t, "h-whole")
+	ctx := context.Background()
+	env.Namespace(t, "h-whole-apps")
+	t.Cleanup(func() { purge("h-whole-apps") })
+	crashLooping(t, "h-whole-apps", "crasher", f.name+"-w", 4)
+	if err := f.k.SetGPUs(ctx, f.gpu.Name, 0); err != nil {
+		t.Fatal(err)
+	}
+	res := f.g.Check(ctx, rollout.GateInput{})
+	sum := res.Summary("")
+	if res.Passed() || !strings.Contains(sum, "(failed: Pod Health, GPU Availability on h-whole-gpu, h-whole-w)") {
+		t.Fatalf("summary %q\n%s", sum, diagnostics(res))
+	}
+	// Before the run neither is critical: both are known.
+	if pre := f.g.Check(ctx, rollout.GateInput{Preflight: true}); !pre.Passed() || len(pre.Known()) != 2 {
+		t.Fatalf("preflight %s, known %v", pre.Summary(""), pre.Known())
+	}
+	// A broken pod in a critical namespace blocks the run before any change.
+	crashLooping(t, f.name, "critical-crasher", f.name+"-w", 4)
+	if pre := f.g.Check(ctx, rollout.GateInput{Preflight: true}); pre.Passed() {
+		t.Fatalf("a crash-looping pod of a critical namespace passed the preflight: %s", pre.Summary(""))
+	}
+}
+
+// TestAProbeThatCannotRunSaysWhy: without the permission to create pods in
+// its namespace, the probes fail with the verb, resource and namespace
+// missing, critically (the preflight blocks).
+func TestAProbeThatCannotRunSaysWhy(t *testing.T) {
+	f := newFixture(t, "h-forbidden")
+	ctx := context.Background()
+	reader := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "h-forbidden-reader"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"nodes", "pods", "namespaces"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list"}},
+		{APIGroups: []string{"ceph.rook.io", "kustomize.toolkit.fluxcd.io", "helm.toolkit.fluxcd.io"}, Resources: []string{"*"}, Verbs: []string{"list"}},
+	}}
+	if _, err := env.Client.RbacV1().ClusterRoles().Create(ctx, reader, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	kubeconfig := env.ServiceAccountKubeconfig(t, "h-forbidden-sa", "reader")
+	if _, err := env.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "h-forbidden-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "h-forbidden-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "h-forbidden-sa", Name: "reader"}},
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(rc)
+	g := &Gate{Client: cs, Dynamic: f.dyn, Clock: clock.Real{}, Settings: f.g.Settings, Inventory: f.g.Inventory}
+	res := g.Check(ctx, rollout.GateInput{Preflight: true})
+	want := `drover may not create pods in namespace drover (grant create, get and delete on pods there; the kit's runner Role does)`
+	if res.Passed() || !strings.Contains(diagnostics(res), want) || !strings.Contains(diagnostics(res), `cannot create resource "pods"`) {
+		t.Fatalf("%s\n%s", res.Summary(""), diagnostics(res))
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/rollout"
 )
 
@@ -21,15 +24,16 @@ const ProbeLabel = "drover.prox-ops.io/probe"
 
 // The probe kinds.
 const (
-	ProbeDNS     = "dns"
-	ProbeNetwork = "network"
+	ProbeDNS        = "dns"
+	ProbeNetwork    = "network"
+	ProbeScheduling = "scheduling"
 )
 
 func isProbe(p *corev1.Pod) bool { _, ok := p.Labels[ProbeLabel]; return ok }
 
 // dns: the kube-dns Service has ready endpoints, and the cluster name
-// resolves from inside the cluster (from drover's own pod, or a probe pod
-// on the node).
+// resolves from a probe pod on the node (for the whole cluster, on a Ready
+// node), so a node whose DNS is broken fails, whatever the runner sees.
 func (g *Gate) dns(ctx context.Context, in rollout.GateInput) (outcome, error) {
 	slices, err := g.Client.DiscoveryV1().EndpointSlices("kube-system").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kube-dns"})
 	if err != nil {
@@ -43,26 +47,53 @@ func (g *Gate) dns(ctx context.Context, in rollout.GateInput) (outcome, error) {
 			}
 		}
 	}
-	var d []string
+	var o outcome
 	if ready == 0 {
-		d = append(d, "the kube-dns Service has no ready endpoints (is CoreDNS running?)")
+		o.fail("kube-dns-endpoints", "", true, "the kube-dns Service has no ready endpoints (is CoreDNS running?)")
+	}
+	node := in.Node.Name
+	if node == "" {
+		if node, err = g.someReadyNode(ctx, in.Exclude); err != nil || node == "" {
+			return o, err
+		}
 	}
 	const host = "kubernetes.default.svc.cluster.local"
-	switch {
-	case g.Resolve != nil:
-		if err := g.Resolve(ctx, host); err != nil {
-			d = append(d, fmt.Sprintf("%s does not resolve from drover's pod: %v", host, err))
-		}
-	case in.Node.Name != "":
-		ok, detail, err := g.probe(ctx, in.Node.Name, ProbeDNS, []string{"nslookup", host})
-		if err != nil {
-			return outcome{diags: d}, err
-		}
-		if !ok {
-			d = append(d, fmt.Sprintf("%s does not resolve from a pod on %s: %s", host, in.Node.Name, detail))
+	ok, detail, err := g.probe(ctx, ProbeDNS, []string{"nslookup", host}, onNode(node))
+	if err != nil {
+		return o, err
+	}
+	if !ok {
+		o.fail("dns/"+node, node, true, "%s does not resolve from a pod on %s: %s", host, node, detail)
+	}
+	return o, nil
+}
+
+// someReadyNode is a Ready, schedulable node not in exclude, by name.
+func (g *Gate) someReadyNode(ctx context.Context, exclude []string) (string, error) {
+	nodes, err := g.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, n := range nodes.Items {
+		if kube.IsReady(&n) && !n.Spec.Unschedulable && !contains(exclude, n.Name) {
+			names = append(names, n.Name)
 		}
 	}
-	return outcome{diags: d}, nil
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "", nil
+	}
+	return names[0], nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 // network: from a probe on the node, a pod on another node (a CoreDNS pod,
@@ -88,23 +119,86 @@ func (g *Gate) network(ctx context.Context, in rollout.GateInput) (outcome, erro
 	if peer == "" {
 		o.notes = append(o.notes, "no pod on another node to reach: only pod-to-service was tested")
 	}
-	ok, detail, err := g.probe(ctx, in.Node.Name, ProbeNetwork, []string{"sh", "-c", cmd})
+	ok, detail, err := g.probe(ctx, ProbeNetwork, []string{"sh", "-c", cmd}, onNode(in.Node.Name))
 	if err != nil {
 		return o, err
 	}
 	if !ok {
-		o.diags = append(o.diags, fmt.Sprintf("from a pod on %s: %s (tried: %s)", in.Node.Name, detail, cmd))
+		o.fail("network/"+in.Node.Name, in.Node.Name, true, "from a pod on %s: %s (tried: %s)", in.Node.Name, detail, cmd)
 	}
 	return o, nil
 }
 
-// probe runs a short-lived pod pinned to node, waits on the clock for it to
-// finish, judges it by its exit status, and always deletes it.
-func (g *Gate) probe(ctx context.Context, node, kind string, command []string) (ok bool, detail string, err error) {
-	s := g.settings()
-	if err := g.ensureNamespace(ctx, s.ProbeNamespace); err != nil {
-		return false, "", err
+// scheduling: a probe pod with no node set, pinned to the node only by a
+// required node affinity, is bound by the scheduler and starts there: the
+// node takes workloads again. For the whole cluster, the pod goes wherever
+// the scheduler puts it.
+func (g *Gate) scheduling(ctx context.Context, in rollout.GateInput) (outcome, error) {
+	var o outcome
+	ok, detail, err := g.probe(ctx, ProbeScheduling, []string{"true"}, byAffinity(in.Node.Name))
+	if err != nil {
+		return o, err
 	}
+	if !ok {
+		where := "anywhere in the cluster"
+		if in.Node.Name != "" {
+			where = "onto " + in.Node.Name
+		}
+		o.fail("scheduling/"+in.Node.Name, in.Node.Name, in.Node.Name == "", "a pod could not be scheduled %s and started: %s", where, detail)
+	}
+	return o, nil
+}
+
+// placement puts a probe pod on a node.
+type placement func(spec *corev1.PodSpec)
+
+// onNode binds the pod to the node directly, past the scheduler, tolerating
+// every taint: the probe tests the node's network, not its scheduling.
+func onNode(node string) placement {
+	return func(spec *corev1.PodSpec) {
+		spec.NodeName = node
+		spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	}
+}
+
+// byAffinity leaves the pod to the scheduler, pinned to the node (if any)
+// by a required node affinity and tolerating only the control-plane taint:
+// a cordoned or tainted node does not take it.
+func byAffinity(node string) placement {
+	return func(spec *corev1.PodSpec) {
+		spec.Tolerations = []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+		if node == "" {
+			return
+		}
+		spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+				{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}},
+			}}},
+		}}}
+	}
+}
+
+// ProbeError is a probe pod that could not be run at all: the check fails
+// with the cause (for a refusal, the verb, resource and namespace drover
+// lacks), so a missing permission is never mistaken for a sick node.
+type ProbeError struct {
+	Namespace string
+	Err       error
+}
+
+func (e *ProbeError) Error() string {
+	if apierrors.IsForbidden(e.Err) {
+		return fmt.Sprintf("drover may not create pods in namespace %s (grant create, get and delete on pods there; the kit's runner Role does): %v", e.Namespace, e.Err)
+	}
+	return fmt.Sprintf("create a probe pod in namespace %s: %v", e.Namespace, e.Err)
+}
+
+func (e *ProbeError) Unwrap() error { return e.Err }
+
+// probe runs a short-lived pod placed by place, waits on the clock for it
+// to finish, judges it by its exit status, and always deletes it.
+func (g *Gate) probe(ctx context.Context, kind string, command []string, place placement) (ok bool, detail string, err error) {
+	s := g.settings()
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	name := fmt.Sprintf("drover-probe-%s-%s", kind, hex.EncodeToString(b))
@@ -112,14 +206,14 @@ func (g *Gate) probe(ctx context.Context, node, kind string, command []string) (
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ProbeNamespace, Labels: map[string]string{ProbeLabel: kind}},
 		Spec: corev1.PodSpec{
-			NodeName: node, RestartPolicy: corev1.RestartPolicyNever, ActiveDeadlineSeconds: &deadline,
-			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			Containers:  []corev1.Container{{Name: "probe", Image: s.ProbeImage, Command: command}},
+			RestartPolicy: corev1.RestartPolicyNever, ActiveDeadlineSeconds: &deadline,
+			Containers: []corev1.Container{{Name: "probe", Image: s.ProbeImage, Command: command}},
 		},
 	}
+	place(&pod.Spec)
 	pods := g.Client.CoreV1().Pods(s.ProbeNamespace)
 	if _, err := pods.Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		return false, "", fmt.Errorf("create probe pod: %w", err)
+		return false, "", &ProbeError{Namespace: s.ProbeNamespace, Err: err}
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -134,7 +228,7 @@ func (g *Gate) probe(ctx context.Context, node, kind string, command []string) (
 			return false, err.Error(), nil
 		}
 		final = p
-		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, "phase " + string(p.Status.Phase), nil
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, describe(p), nil
 	})
 	if err != nil {
 		return false, "probe did not finish: " + err.Error(), nil
@@ -154,16 +248,15 @@ func (g *Gate) probe(ctx context.Context, node, kind string, command []string) (
 	return false, detail, nil
 }
 
-func (g *Gate) ensureNamespace(ctx context.Context, ns string) error {
-	_, err := g.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = g.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			return nil
+// describe says where a probe pod stands: not scheduled (and why), or its phase.
+func describe(p *corev1.Pod) string {
+	if p.Spec.NodeName == "" {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				return "not scheduled: " + strings.TrimSpace(c.Reason+" "+c.Message)
+			}
 		}
+		return "not scheduled yet"
 	}
-	if err != nil {
-		return fmt.Errorf("probe namespace %s: %w", ns, err)
-	}
-	return nil
+	return "phase " + string(p.Status.Phase) + " on " + p.Spec.NodeName
 }

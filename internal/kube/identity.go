@@ -2,7 +2,9 @@ package kube
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -20,8 +22,37 @@ type IdentityDiff struct {
 	Lost []string
 }
 
-// DiffIdentity compares a node before and after its upgrade.
-func DiffIdentity(before, after rollout.Identity) IdentityDiff {
+// DefaultIdentityIgnore are the label and annotation keys that change with
+// a version by design (Node Feature Discovery's kernel labels, Talos
+// extension versions, bookkeeping annotations): health.identityIgnore
+// replaces the list.
+var DefaultIdentityIgnore = []string{
+	"feature.node.kubernetes.io/*",
+	"extensions.talos.dev/*",
+	"node.alpha.kubernetes.io/ttl",
+	"csi.volume.kubernetes.io/nodeid",
+	"volumes.kubernetes.io/controller-managed-attach-detach",
+	"talos.dev/*",
+}
+
+// ignored says whether key matches one of the patterns: an exact key, or a
+// prefix followed by "*".
+func ignored(key string, patterns []string) bool {
+	for _, p := range patterns {
+		if pre, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(key, pre) || p == key {
+			return true
+		}
+	}
+	return false
+}
+
+// DiffIdentity compares a node before and after its upgrade. Label and
+// annotation keys that match ignore (nil: DefaultIdentityIgnore) are not
+// compared; a link whose name is in ignore as "link/NAME" neither.
+func DiffIdentity(before, after rollout.Identity, ignore []string) IdentityDiff {
+	if ignore == nil {
+		ignore = DefaultIdentityIgnore
+	}
 	var d IdentityDiff
 	expect := func(what, a, b string) {
 		if a != b {
@@ -33,14 +64,25 @@ func DiffIdentity(before, after rollout.Identity) IdentityDiff {
 	if before.UID != after.UID {
 		d.Expected = append(d.Expected, "new Node object (UID changed)")
 	}
-	for _, k := range sortedKeys(before.Labels) {
-		v, ok := after.Labels[k]
-		switch {
-		case !ok:
-			d.Lost = append(d.Lost, fmt.Sprintf("label %s=%s is gone", k, before.Labels[k]))
-		case v != before.Labels[k]:
-			d.Lost = append(d.Lost, fmt.Sprintf("label %s changed %q -> %q", k, before.Labels[k], v))
+	for _, kv := range []struct {
+		what          string
+		before, after map[string]string
+	}{{"label", before.Labels, after.Labels}, {"annotation", before.Annotations, after.Annotations}} {
+		for _, k := range slices.Sorted(maps.Keys(kv.before)) {
+			if ignored(k, ignore) {
+				continue
+			}
+			v, ok := kv.after[k]
+			switch {
+			case !ok:
+				d.Lost = append(d.Lost, fmt.Sprintf("%s %s=%s is gone", kv.what, k, kv.before[k]))
+			case v != kv.before[k]:
+				d.Lost = append(d.Lost, fmt.Sprintf("%s %s changed %q -> %q", kv.what, k, kv.before[k], v))
+			}
 		}
+	}
+	if before.Links != nil && after.Links != nil {
+		d.Lost = append(d.Lost, diffLinks(before.Links, after.Links, ignore)...)
 	}
 	have := map[string]bool{}
 	for _, t := range after.Taints {
@@ -61,11 +103,27 @@ func DiffIdentity(before, after rollout.Identity) IdentityDiff {
 	return d
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// diffLinks: every physical link the node had is still there, with the
+// same hardware address, and a link that carried addresses still does.
+func diffLinks(before, after []rollout.Link, ignore []string) []string {
+	now := map[string]rollout.Link{}
+	for _, l := range after {
+		now[l.Name] = l
 	}
-	sort.Strings(keys)
-	return keys
+	var lost []string
+	for _, l := range before {
+		if ignored("link/"+l.Name, ignore) {
+			continue
+		}
+		a, ok := now[l.Name]
+		switch {
+		case !ok:
+			lost = append(lost, fmt.Sprintf("link %s (%s) is gone", l.Name, l.HardwareAddr))
+		case a.HardwareAddr != l.HardwareAddr:
+			lost = append(lost, fmt.Sprintf("link %s changed its hardware address %s -> %s", l.Name, l.HardwareAddr, a.HardwareAddr))
+		case len(l.Addresses) > 0 && len(a.Addresses) == 0:
+			lost = append(lost, fmt.Sprintf("link %s carried %s and now carries no address", l.Name, strings.Join(l.Addresses, ", ")))
+		}
+	}
+	return lost
 }

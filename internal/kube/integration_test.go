@@ -132,7 +132,7 @@ func TestDrainHonoursPDB(t *testing.T) {
 	if err := c.Cordon(ctx, "dp-1"); err != nil {
 		t.Fatal(err)
 	}
-	err := c.Drain(ctx, "dp-1", time.Minute)
+	err := c.Drain(ctx, "dp-1", time.Minute, nil)
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -176,7 +176,12 @@ func TestSingleReplicaPDBBlocksDrainAndPreflight(t *testing.T) {
 	if err := c.Cordon(ctx, "solo-1"); err != nil {
 		t.Fatal(err)
 	}
-	err = c.Drain(ctx, "solo-1", 3*time.Second)
+	var told []string
+	err = c.Drain(ctx, "solo-1", 3*time.Second, func(msg string) { told = append(told, msg) })
+	// The refusal is told once, while the drain waits, naming the budget.
+	if len(told) != 1 || !strings.Contains(told[0], "refused by PodDisruptionBudget drain-solo/ledger (disruptions allowed: 0") {
+		t.Fatalf("progress %q", told)
+	}
 	var dt *kube.DrainTimeoutError
 	if !errors.As(err, &dt) {
 		t.Fatalf("err = %v, want DrainTimeoutError", err)
@@ -211,7 +216,7 @@ func TestForceAfterTimeoutDeletesAroundThePDB(t *testing.T) {
 	if err := c.Cordon(ctx, "force-1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Drain(ctx, "force-1", 2*time.Second); err != nil {
+	if err := c.Drain(ctx, "force-1", 2*time.Second, nil); err != nil {
 		t.Fatalf("forced drain: %v", err)
 	}
 	if got := podsOn(t, ns, "force-1"); got != 0 {
@@ -305,7 +310,7 @@ func TestIdentityDiffFindsLostLabelTaintAndGPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := kube.DiffIdentity(before, after)
+	d := kube.DiffIdentity(before, after, nil)
 	lost := strings.Join(d.Lost, "\n")
 	for _, want := range []string{"label nvidia.com/gpu.present=true is gone", "taint dedicated=gpu:NoSchedule is gone", "allocatable nvidia.com/gpu dropped 1 -> 0"} {
 		if !strings.Contains(lost, want) {

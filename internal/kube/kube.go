@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"sort"
 	"strings"
@@ -44,7 +45,7 @@ type Client struct {
 	// deletes pods around a budget unless the configuration says so.
 	ForceAfterTimeout bool
 	// OnEvict, when set, is told of each eviction attempt: err is nil when
-	// it was accepted.
+	// it was accepted (tests count them).
 	OnEvict func(node string, pod string, err error)
 }
 
@@ -83,11 +84,9 @@ func IdentityOf(n *corev1.Node) rollout.Identity {
 		Unschedulable:  n.Spec.Unschedulable,
 		OSImage:        n.Status.NodeInfo.OSImage,
 		KubeletVersion: n.Status.NodeInfo.KubeletVersion,
-		Labels:         map[string]string{},
+		Labels:         maps.Clone(n.Labels),
+		Annotations:    maps.Clone(n.Annotations),
 		Allocatable:    map[string]string{},
-	}
-	for k, v := range n.Labels {
-		id.Labels[k] = v
 	}
 	for _, t := range n.Spec.Taints {
 		if strings.HasPrefix(t.Key, "node.kubernetes.io/") {
@@ -208,7 +207,11 @@ func (e *DrainTimeoutError) Error() string {
 //
 // Pod selection and the eviction call come from k8s.io/kubectl/pkg/drain;
 // the retry loop is drover's so that it waits through Clock.
-func (c *Client) Drain(ctx context.Context, node string, timeout time.Duration) error {
+//
+// progress, when set, is told once per pod whose eviction a budget refuses:
+// which pod, which budget, how many disruptions it allows, so a drain that
+// waits on a budget is visible before it times out.
+func (c *Client) Drain(ctx context.Context, node string, timeout time.Duration, progress func(msg string)) error {
 	h := &drain.Helper{
 		Ctx:                  ctx,
 		Client:               c.Client,
@@ -229,6 +232,7 @@ func (c *Client) Drain(ctx context.Context, node string, timeout time.Duration) 
 	}
 	deadline := c.Clock.Now().Add(timeout)
 	refused := map[string]string{}
+	told := map[string]bool{}
 	for {
 		list, errs := h.GetPodsForDeletion(node)
 		if len(errs) > 0 {
@@ -254,6 +258,10 @@ func (c *Client) Drain(ctx context.Context, node string, timeout time.Duration) 
 			case apierrors.IsTooManyRequests(err):
 				refused[key] = err.Error()
 				blocked = true
+				if progress != nil && !told[key] {
+					told[key] = true
+					progress(c.refusal(ctx, &p))
+				}
 			default:
 				return fmt.Errorf("drain %s: evict %s: %w", node, key, err)
 			}
@@ -309,6 +317,22 @@ func (c *Client) drainTimedOut(ctx context.Context, node string, timeout time.Du
 		return errors.Join(e, err)
 	}
 	return e
+}
+
+// refusal says which budget refused a pod's eviction and what it allows.
+func (c *Client) refusal(ctx context.Context, p *corev1.Pod) string {
+	msg := fmt.Sprintf("eviction of %s/%s refused", p.Namespace, p.Name)
+	list, err := c.Client.PolicyV1().PodDisruptionBudgets(p.Namespace).List(ctx, metav1.ListOptions{})
+	if err == nil {
+		for _, pdb := range list.Items {
+			if PDBSelects(&pdb, p) {
+				msg += fmt.Sprintf(" by PodDisruptionBudget %s/%s (disruptions allowed: %d, healthy %d of %d wanted)",
+					pdb.Namespace, pdb.Name, pdb.Status.DisruptionsAllowed, pdb.Status.CurrentHealthy, pdb.Status.DesiredHealthy)
+				break
+			}
+		}
+	}
+	return msg + fmt.Sprintf("; retrying every %s", c.retryDelay())
 }
 
 // pdbsFor names the PodDisruptionBudgets whose selector matches the pod.

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -286,6 +287,17 @@ func TestDrainBlockedTakesEveryDrainAttempt(t *testing.T) {
 	}
 	if !strings.Contains(drain.Detail, "3 drain attempts failed") || !strings.Contains(drain.Detail, "ledger-k8s-work-1") {
 		t.Fatalf("drain detail %q does not name the attempts and the blocked pod", drain.Detail)
+	}
+	// While it waits, the operator sees each refusal once per attempt.
+	notes := r.report.Node("k8s-work-1").Notes
+	if len(notes) != 3 {
+		t.Fatalf("notes %q, want one refusal per attempt", notes)
+	}
+	for i, n := range notes {
+		want := fmt.Sprintf("drain attempt %d/3: eviction of apps/ledger-k8s-work-1-", i+1)
+		if !strings.HasPrefix(n, want) || !strings.Contains(n, "refused by PodDisruptionBudget apps/ledger-k8s-work-1 (disruptions allowed: 0") {
+			t.Errorf("note %q, want %q... naming the budget", n, want)
+		}
 	}
 	if r.lab.Stats().EvictionsRefused == 0 {
 		t.Fatal("no eviction was refused: the PDB was not consulted")

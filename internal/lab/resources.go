@@ -188,12 +188,49 @@ func (l *Lab) installProbes() {
 	})
 }
 
+// scheduleProbe is the scheduler for a probe left to it (the Scheduling
+// check): the node its required affinity names, if that node is Ready,
+// schedulable and its taints tolerated; without affinity any such worker.
+// A pod it cannot place stays Pending with the scheduler's reason.
+func (l *Lab) scheduleProbe(p *corev1.Pod) {
+	want := ""
+	if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		for _, t := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+			for _, e := range t.MatchExpressions {
+				if e.Key == corev1.LabelHostname && len(e.Values) > 0 {
+					want = e.Values[0]
+				}
+			}
+		}
+	}
+	var ok []string
+	for _, n := range l.nodes() {
+		if (want == "" || n.Name == want) && nodeReady(n) && !n.Spec.Unschedulable && (!isCP(n) || want != "") {
+			ok = append(ok, n.Name)
+		}
+	}
+	if len(ok) == 0 {
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable",
+			Message: fmt.Sprintf("0/%d nodes are available: the node the affinity asks for is not Ready, or is cordoned", len(l.nodes()))}}
+		return
+	}
+	p.Spec.NodeName = ok[0]
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
+}
+
 func (l *Lab) finishProbe(ns, name string) {
 	obj, err := l.Client.Tracker().Get(podsGVR, ns, name)
 	if err != nil {
 		return
 	}
 	p := obj.(*corev1.Pod)
+	if p.Spec.NodeName == "" {
+		l.scheduleProbe(p)
+		_ = l.Client.Tracker().Update(podsGVR, p, ns)
+		if p.Spec.NodeName == "" {
+			return // unschedulable: it stays Pending and times out
+		}
+	}
 	n := l.node(p.Spec.NodeName)
 	if n == nil || !nodeReady(n) {
 		return // no kubelet to run it: it stays Pending and times out

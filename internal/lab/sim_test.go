@@ -94,7 +94,7 @@ func TestReplacedNodeRegistersAnew(t *testing.T) {
 	if after.UID == before.UID || after.BootID == before.BootID || !after.Ready || after.OSImage != "Talos (v1.12.0)" {
 		t.Fatalf("before %+v\nafter %+v", before, after)
 	}
-	if d := kube.DiffIdentity(before, after); len(d.Lost) != 0 {
+	if d := kube.DiffIdentity(before, after, nil); len(d.Lost) != 0 {
 		t.Fatalf("replacement lost %v", d.Lost)
 	}
 }

@@ -219,12 +219,25 @@ func (e *Engine) refusal(node, reason string, err error) error {
 	return &HaltError{Node: node, Reason: reason, Err: err}
 }
 
-// drain drains a node, up to DrainAttempts times of DrainTimeout each.
+// drain drains a node, up to DrainAttempts times of DrainTimeout each. Each
+// eviction a budget refuses is told once per pod and attempt, to the sink
+// and the node's report.
 func (e *Engine) drain(ctx context.Context, node string) error {
 	attempts := max(1, e.Policy.DrainAttempts)
 	var err error
 	for a := 1; a <= attempts; a++ {
-		if err = e.Cluster.Drain(ctx, node, e.Policy.DrainTimeout); err == nil || ctx.Err() != nil {
+		progress := func(msg string) {
+			if attempts > 1 {
+				msg = fmt.Sprintf("drain attempt %d/%d: %s", a, attempts, msg)
+			}
+			e.emit(Event{Kind: EventLog, Node: node, Step: StepDrain, Message: msg})
+			if nr := e.nodeReport(node); nr != nil {
+				e.mu.Lock()
+				nr.Notes = append(nr.Notes, msg)
+				e.mu.Unlock()
+			}
+		}
+		if err = e.Cluster.Drain(ctx, node, e.Policy.DrainTimeout, progress); err == nil || ctx.Err() != nil {
 			return err
 		}
 		if a < attempts {
@@ -388,7 +401,8 @@ func (e *Engine) settle(ctx context.Context, p plan.Plan, r *nodeRun) {
 		r.cause = err
 		return
 	}
-	in := GateInput{Node: n, Want: r.target, Before: beforeIf(r.before)}
+	// One memory for the gate and the soak: restarts between them count.
+	in := GateInput{Node: n, Want: r.target, Before: beforeIf(r.before), Memory: NewMemory()}
 	var res HealthResult
 	if err := e.step(ctx, n.Name, StepHealth, "", func() (err error) {
 		res, err = e.gate(ctx, in)

@@ -76,6 +76,8 @@ type Engine struct {
 	report  *Report
 	// changed: some node of this run was touched (cordoned or further).
 	changed bool
+	// baseline is what was already unwell before the first change.
+	baseline Baseline
 }
 
 // Run executes the plan. It returns the report and, when the run did not
@@ -211,10 +213,27 @@ func (e *Engine) preflight(ctx context.Context, p plan.Plan) error {
 			}
 		}
 	}
+	// The baseline: what is already unwell before the first change. Only
+	// what is critical blocks the run; the rest is known, and a later gate
+	// fails only on what is new or worse.
+	in := GateInput{Exclude: p.InFlight, Preflight: true}
+	var res HealthResult
 	if e.PreflightHealth {
 		e.emit(Event{Kind: EventLog, Step: StepPreflight, Message: "cluster health"})
-		if res, err := e.gate(ctx, GateInput{Exclude: p.InFlight}); err != nil {
+		var err error
+		if res, err = e.gate(ctx, in); err != nil {
 			return blocked(&BlockedError{Reason: "preflight health: the cluster is already unhealthy (" + res.Summary("") + ")", Err: err})
+		}
+	} else {
+		res = e.Health.Check(ctx, in)
+	}
+	e.baseline = BaselineOf(res)
+	if known := e.baseline.Texts(); len(known) > 0 {
+		e.mu.Lock()
+		e.report.KnownBeforeRun = known
+		e.mu.Unlock()
+		for _, k := range clipLines(known, 10) {
+			e.emit(Event{Kind: EventLog, Step: StepPreflight, Message: "known before the run: " + k})
 		}
 	}
 	for _, pf := range e.Preflights {
@@ -268,8 +287,20 @@ func (e *Engine) kubernetes(ctx context.Context, p plan.Plan) error {
 	return nil
 }
 
-// gate runs the health gate with the engine's policy.
+// clipLines keeps at most n lines, saying how many more there were.
+func clipLines(lines []string, n int) []string {
+	if len(lines) <= n {
+		return lines
+	}
+	return append(append([]string(nil), lines[:n-1]...), fmt.Sprintf("... and %d more", len(lines)-n+1))
+}
+
+// gate runs the health gate with the engine's policy, judged against the
+// run's baseline.
 func (e *Engine) gate(ctx context.Context, in GateInput) (HealthResult, error) {
+	if !in.Preflight {
+		in.Baseline = e.baseline
+	}
 	g := GateFrom(e.Policy, e.Health, e.Clock)
 	g.Log = func(msg string) { e.emit(Event{Kind: EventLog, Node: in.Node.Name, Step: StepHealth, Message: msg}) }
 	res, err := g.Run(ctx, in)
@@ -290,7 +321,11 @@ func (e *Engine) soak(ctx context.Context, in GateInput, d time.Duration) (Healt
 		if err := e.Clock.Sleep(ctx, min(left, e.Policy.HealthInterval)); err != nil {
 			return res, err
 		}
+		in.Baseline = e.baseline
 		res = e.Health.Check(ctx, in)
+		for i := range res.Checks {
+			res.Checks[i].Attempts = 1
+		}
 		if !res.Passed() {
 			return res, &HealthFailedError{Node: in.Node.Name, Result: res}
 		}

@@ -47,7 +47,7 @@ func (r *recorder) Identity(_ context.Context, node string) (rollout.Identity, e
 }
 func (r *recorder) Cordon(_ context.Context, n string) error   { return r.do("cordon", n) }
 func (r *recorder) Uncordon(_ context.Context, n string) error { return r.do("uncordon", n) }
-func (r *recorder) Drain(ctx context.Context, n string, _ time.Duration) error {
+func (r *recorder) Drain(ctx context.Context, n string, _ time.Duration, _ func(string)) error {
 	_ = r.clk.Sleep(ctx, time.Minute)
 	return r.do("drain", n)
 }

@@ -34,6 +34,9 @@ func GateFrom(p Policy, checks HealthGate, c clock.Clock) Gate {
 // Run runs the gate. The result is the last run's, each check's Attempts
 // the number of times it ran. A failed gate is a *HealthFailedError.
 func (g Gate) Run(ctx context.Context, in GateInput) (HealthResult, error) {
+	if in.Memory == nil {
+		in.Memory = NewMemory()
+	}
 	deadline := g.Clock.Now().Add(g.Timeout)
 	attempts, passes := max(1, g.Attempts), max(1, g.Passes)
 	var res HealthResult

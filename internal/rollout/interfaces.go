@@ -8,7 +8,10 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prox-ops/drover/internal/plan"
@@ -21,8 +24,9 @@ type Cluster interface {
 	Identity(ctx context.Context, node string) (Identity, error)
 	Cordon(ctx context.Context, node string) error
 	Uncordon(ctx context.Context, node string) error
-	// Drain evicts the node's pods within timeout, honouring PDBs.
-	Drain(ctx context.Context, node string, timeout time.Duration) error
+	// Drain evicts the node's pods within timeout, honouring PDBs, and
+	// tells progress (once per pod) of evictions a budget refuses.
+	Drain(ctx context.Context, node string, timeout time.Duration, progress func(msg string)) error
 	// DeleteNode removes the Node object of a destroyed VM, so its
 	// replacement registers as a new object. A missing node is not an error.
 	DeleteNode(ctx context.Context, node string) error
@@ -50,9 +54,20 @@ type Identity struct {
 	OSImage        string            `json:"osImage"`
 	KubeletVersion string            `json:"kubeletVersion"`
 	Labels         map[string]string `json:"labels,omitempty"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+	// Links are the node's physical network links, from the Talos API
+	// (nil when it was not asked).
+	Links []Link `json:"links,omitempty"`
 	// Taints are written key=value:effect.
 	Taints      []string          `json:"taints,omitempty"`
 	Allocatable map[string]string `json:"allocatable,omitempty"`
+}
+
+// Link is one physical network link of a node.
+type Link struct {
+	Name         string   `json:"name"`
+	HardwareAddr string   `json:"hardwareAddr"`
+	Addresses    []string `json:"addresses,omitempty"`
 }
 
 // Replacer replaces VMs (the cattle strategy). One state, one lock: the
@@ -97,6 +112,77 @@ type GateInput struct {
 	// Exclude names nodes the cluster-wide checks leave out (nodes a resumed
 	// run caught mid-step: down or cordoned on purpose).
 	Exclude []string
+	// Preflight: the gate before any change. Only critical findings fail
+	// it; everything else it finds is known before the run (the baseline).
+	Preflight bool
+	// Baseline is what was unwell before the run: findings in it are
+	// listed as known, and fail nothing.
+	Baseline Baseline
+	// Memory carries what earlier runs of the same gate saw (restart
+	// counts), so a run judges change, not a snapshot. Nil: no memory.
+	Memory *Memory
+}
+
+// Finding is one thing a check found wrong.
+type Finding struct {
+	// Key names what is wrong, stably across runs ("pod/apps/web-1/CrashLoopBackOff").
+	Key  string `json:"key"`
+	Text string `json:"text"`
+	// Node is the node it is about, if any.
+	Node string `json:"node,omitempty"`
+	// Critical findings block a run even before any change (critical
+	// namespaces, Ceph HEALTH_ERR, DNS, a check that cannot run, a
+	// blocking alert).
+	Critical bool `json:"critical,omitempty"`
+}
+
+// Baseline is what the checks found before the first change, by check
+// and key.
+type Baseline map[string]string
+
+func baselineKey(check, key string) string { return check + "\x00" + key }
+
+// Has says whether a check's finding was there before the run.
+func (b Baseline) Has(check, key string) bool {
+	_, ok := b[baselineKey(check, key)]
+	return ok
+}
+
+// BaselineOf is every finding of a result, failing or known.
+func BaselineOf(res HealthResult) Baseline {
+	b := Baseline{}
+	for _, c := range res.Checks {
+		for _, f := range c.Findings {
+			b[baselineKey(c.Name, f.Key)] = c.Name + ": " + f.Text
+		}
+	}
+	return b
+}
+
+// Texts lists the baseline's findings for people, sorted.
+func (b Baseline) Texts() []string {
+	return slices.Sorted(maps.Values(b))
+}
+
+// Memory is what one gate's earlier runs saw, safe for concurrent use.
+type Memory struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+// NewMemory is an empty memory.
+func NewMemory() *Memory { return &Memory{m: map[string]int64{}} }
+
+// Swap stores v under key and returns what was there, and whether it was.
+func (m *Memory) Swap(key string, v int64) (prev int64, seen bool) {
+	if m == nil {
+		return 0, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev, seen = m.m[key]
+	m.m[key] = v
+	return prev, seen
 }
 
 // HealthResult is the outcome of one run of every check.
@@ -114,6 +200,12 @@ type CheckResult struct {
 	Attempts   int    `json:"attempts"`
 	// Diagnostics say what is wrong and where, at most ten lines.
 	Diagnostics []string `json:"diagnostics,omitempty"`
+	// Known are what was already wrong before the run: listed, failing nothing.
+	Known []string `json:"known,omitempty"`
+	// FailedNodes are the nodes the failing findings are about.
+	FailedNodes []string `json:"failedNodes,omitempty"`
+	// Findings are all the check found, failing or known (for the baseline).
+	Findings []Finding `json:"-"`
 	// Notes are worth knowing but fail nothing (a suspended Flux object).
 	Notes    []string      `json:"notes,omitempty"`
 	Duration time.Duration `json:"-"`
@@ -150,12 +242,41 @@ func (r HealthResult) Summary(node string) string {
 	}
 	s := fmt.Sprintf("%s %s: %d/%d health checks passed", mark, who, passed, ran)
 	if f := r.Failed(); len(f) > 0 {
-		s += " (failed: " + strings.Join(f, ", ") + ")"
+		s += " (failed: " + strings.Join(f, ", ")
+		if nodes := r.FailedNodes(); node == "" && len(nodes) > 0 {
+			s += " on " + strings.Join(nodes, ", ")
+		}
+		s += ")"
 	}
 	if skipped > 0 {
 		s += fmt.Sprintf(", %d skipped", skipped)
 	}
+	if known := r.Known(); len(known) > 0 {
+		s += fmt.Sprintf(", %d known before the run", len(known))
+	}
 	return s
+}
+
+// FailedNodes names the nodes failing findings are about, sorted.
+func (r HealthResult) FailedNodes() []string {
+	set := map[string]bool{}
+	for _, c := range r.Checks {
+		for _, n := range c.FailedNodes {
+			set[n] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// Known lists what was already wrong before the run, by check.
+func (r HealthResult) Known() []string {
+	var out []string
+	for _, c := range r.Checks {
+		for _, k := range c.Known {
+			out = append(out, c.Name+": "+k)
+		}
+	}
+	return out
 }
 
 // Failed names the checks that failed.

@@ -262,6 +262,8 @@ type NodeReport struct {
 	// EtcdSnapshot is the snapshot taken before a control-plane node.
 	EtcdSnapshot string       `json:"etcdSnapshot,omitempty"`
 	Steps        []StepRecord `json:"steps,omitempty"`
+	// Notes are what happened along the way (evictions a budget refused).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Report is what a run did.
@@ -280,6 +282,9 @@ type Report struct {
 	Error           string        `json:"error,omitempty"`
 	// SkippedPreflights names the preflights the operator switched off.
 	SkippedPreflights []string `json:"skippedPreflights,omitempty"`
+	// KnownBeforeRun is what was already unwell before the first change:
+	// the baseline the gates judged against.
+	KnownBeforeRun []string `json:"knownBeforeRun,omitempty"`
 }
 
 // Node returns the named node's report.

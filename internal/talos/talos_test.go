@@ -127,10 +127,10 @@ type stubCluster struct{}
 func (stubCluster) Identity(context.Context, string) (rollout.Identity, error) {
 	return rollout.Identity{Ready: true, UID: "u"}, nil
 }
-func (stubCluster) Cordon(context.Context, string) error               { return nil }
-func (stubCluster) Uncordon(context.Context, string) error             { return nil }
-func (stubCluster) Drain(context.Context, string, time.Duration) error { return nil }
-func (stubCluster) DeleteNode(context.Context, string) error           { return nil }
+func (stubCluster) Cordon(context.Context, string) error                             { return nil }
+func (stubCluster) Uncordon(context.Context, string) error                           { return nil }
+func (stubCluster) Drain(context.Context, string, time.Duration, func(string)) error { return nil }
+func (stubCluster) DeleteNode(context.Context, string) error                         { return nil }
 func (stubCluster) WaitReady(context.Context, string, rollout.ReadyWant, time.Duration) (rollout.Identity, error) {
 	return rollout.Identity{Ready: true}, nil
 }

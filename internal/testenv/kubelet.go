@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 )
 
@@ -33,8 +31,8 @@ type NodeSpec struct {
 
 // Kubelets simulates what cannot run here: the kubelets of a set of nodes
 // (node registration, status and lease heartbeats, pods turning Running and
-// Ready, pods finishing termination) and a minimal scheduler that binds
-// pending pods. Everything else is the real control plane.
+// Ready, pods finishing termination). Everything else is the real control
+// plane, the scheduler included.
 type Kubelets struct {
 	Client kubernetes.Interface
 	// StartDelay is how long a bound pod takes to turn Ready.
@@ -269,25 +267,19 @@ func (k *Kubelets) syncPods(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	nodes, err := k.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return
+	if k.Namespace != "" {
+		// drover's probe pods run in its own namespace, on any node.
+		probes, err := k.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: "drover.prox-ops.io/probe"})
+		if err != nil {
+			return
+		}
+		pods.Items = append(pods.Items, probes.Items...)
 	}
 	running := k.running()
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		key := p.Namespace + "/" + p.Name
 		switch {
-		case p.Spec.NodeName == "" && p.DeletionTimestamp == nil:
-			if target := schedule(p, nodes.Items, pods.Items, running); target != "" {
-				err := k.Client.CoreV1().Pods(p.Namespace).Bind(ctx, &corev1.Binding{
-					ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID},
-					Target:     corev1.ObjectReference{Kind: "Node", Name: target},
-				}, metav1.CreateOptions{})
-				if err == nil {
-					p.Spec.NodeName = target // count it for the next pods in this pass
-				}
-			}
 		case p.Spec.NodeName != "":
 			if _, ok := running[p.Spec.NodeName]; !ok {
 				continue // the kubelet is gone: nothing moves
@@ -358,142 +350,4 @@ func (k *Kubelets) startPod(ctx context.Context, p *corev1.Pod) {
 		})
 	}
 	_, _ = k.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-}
-
-// schedule picks a node for a pending pod: a running, schedulable, Ready
-// node whose taints it tolerates and that matches its node selector and
-// required node affinity, spreading pods of one owner.
-func schedule(p *corev1.Pod, nodes []corev1.Node, pods []corev1.Pod, running map[string]NodeSpec) string {
-	owner := ""
-	if ref := metav1.GetControllerOf(p); ref != nil {
-		owner = string(ref.UID)
-	}
-	same, total := map[string]int{}, map[string]int{}
-	for _, q := range pods {
-		if q.Spec.NodeName == "" {
-			continue
-		}
-		total[q.Spec.NodeName]++
-		if ref := metav1.GetControllerOf(&q); ref != nil && owner != "" && string(ref.UID) == owner {
-			same[q.Spec.NodeName]++
-		}
-	}
-	var names []string
-	for i := range nodes {
-		n := &nodes[i]
-		if _, ok := running[n.Name]; !ok || n.Spec.Unschedulable || !fits(p, n) {
-			continue
-		}
-		names = append(names, n.Name)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		a, b := names[i], names[j]
-		if same[a] != same[b] {
-			return same[a] < same[b]
-		}
-		if total[a] != total[b] {
-			return total[a] < total[b]
-		}
-		return a < b
-	})
-	if len(names) == 0 {
-		return ""
-	}
-	return names[0]
-}
-
-func fits(p *corev1.Pod, n *corev1.Node) bool {
-	ready := false
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-			ready = true
-		}
-	}
-	if !ready {
-		return false
-	}
-	for k, v := range p.Spec.NodeSelector {
-		if n.Labels[k] != v {
-			return false
-		}
-	}
-	if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
-		ok := false
-		for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
-			if termMatches(term, n) {
-				ok = true
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	for _, t := range n.Spec.Taints {
-		if t.Effect != corev1.TaintEffectNoSchedule && t.Effect != corev1.TaintEffectNoExecute {
-			continue
-		}
-		tolerated := false
-		for _, tol := range p.Spec.Tolerations {
-			if tol.ToleratesTaint(klog.Background(), &t, false) {
-				tolerated = true
-			}
-		}
-		if !tolerated {
-			return false
-		}
-	}
-	if q, ok := requestsGPU(p); ok {
-		have := n.Status.Allocatable[gpuResource]
-		if have.Value() < q {
-			return false
-		}
-	}
-	return true
-}
-
-func termMatches(term corev1.NodeSelectorTerm, n *corev1.Node) bool {
-	for _, f := range term.MatchFields {
-		if f.Key != "metadata.name" || f.Operator != corev1.NodeSelectorOpIn {
-			return false
-		}
-		found := false
-		for _, v := range f.Values {
-			if v == n.Name {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	for _, e := range term.MatchExpressions {
-		v, has := n.Labels[e.Key]
-		switch e.Operator {
-		case corev1.NodeSelectorOpIn:
-			found := false
-			for _, want := range e.Values {
-				if has && v == want {
-					found = true
-				}
-			}
-			if !found {
-				return false
-			}
-		case corev1.NodeSelectorOpExists:
-			if !has {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func requestsGPU(p *corev1.Pod) (int64, bool) {
-	var total int64
-	for _, c := range p.Spec.Containers {
-		if q, ok := c.Resources.Requests[gpuResource]; ok {
-			total += q.Value()
-		}
-	}
-	return total, total > 0
 }

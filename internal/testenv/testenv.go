@@ -33,6 +33,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -126,11 +128,11 @@ func Require(t testing.TB, e *Env) {
 	t.Skipf("integration tier unavailable (build the binaries with hack/testenv-binaries.sh, or run make test): %s", why)
 }
 
-// Start launches etcd, kube-apiserver and kube-controller-manager on free
-// loopback ports in a temporary directory.
+// Start launches etcd, kube-apiserver, kube-controller-manager and
+// kube-scheduler on free loopback ports in a temporary directory.
 func Start(ctx context.Context) (_ *Env, err error) {
 	bin := BinDir()
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run hack/testenv-binaries.sh (make test does)", b, bin)
 		}
@@ -210,12 +212,25 @@ func Start(ctx context.Context) (_ *Env, err error) {
 	); err != nil {
 		return nil, err
 	}
+	// The real scheduler binds pods: probe pods pinned by affinity, pods a
+	// drain evicted. Only the kubelets are simulated.
+	if err := e.start("kube-scheduler", filepath.Join(bin, "kube-scheduler"),
+		"--kubeconfig="+e.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=0",
+	); err != nil {
+		return nil, err
+	}
+	// drover's namespace, where its probe pods (and, in the kit, its
+	// runner) live.
+	if _, err := e.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "drover"}}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("namespace drover: %w", err)
+	}
 	sv, err := e.Client.Discovery().ServerVersion()
 	if err != nil {
 		return nil, fmt.Errorf("server version: %w", err)
 	}
-	e.Summary = fmt.Sprintf("testenv: kube-apiserver %s, etcd %s, kube-controller-manager %s on 127.0.0.1:%d (controllers: %s)",
-		sv.GitVersion, binVersion(filepath.Join(bin, "etcd"), "etcd Version: "), binVersion(filepath.Join(bin, "kube-controller-manager"), "Kubernetes "), apiPort, strings.Join(Controllers, ", "))
+	e.Summary = fmt.Sprintf("testenv: kube-apiserver %s, etcd %s, kube-controller-manager %s, kube-scheduler %s on 127.0.0.1:%d (controllers: %s)",
+		sv.GitVersion, binVersion(filepath.Join(bin, "etcd"), "etcd Version: "), binVersion(filepath.Join(bin, "kube-controller-manager"), "Kubernetes "),
+		binVersion(filepath.Join(bin, "kube-scheduler"), "Kubernetes "), apiPort, strings.Join(Controllers, ", "))
 	return e, nil
 }
 

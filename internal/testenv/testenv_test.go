@@ -92,8 +92,8 @@ func TestNoStrayProcessAfterAPanic(t *testing.T) {
 			pids = append(pids, pid)
 		}
 	}
-	if len(pids) != 3 {
-		t.Fatalf("child started %d processes, want 3:\n%s", len(pids), out)
+	if len(pids) != 4 {
+		t.Fatalf("child started %d processes, want 4 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler):\n%s", len(pids), out)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for _, pid := range pids {
