@@ -30,8 +30,10 @@ test: vet
 	@bin="$$(hack/testenv-binaries.sh | tail -n 1)" && \
 	  tf="$$(hack/tofu-binary.sh | tail -n 1)" && \
 	  rv="$$(hack/renovate-validator.sh | tail -n 1)" && \
-	  echo "testenv binaries: $$bin; terraform binary: $$tf; renovate validator: $$rv" && \
-	  DROVER_TESTENV_BIN="$$bin" DROVER_TF_BIN="$$tf" DROVER_RENOVATE_VALIDATOR="$$rv" DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -v ./...
+	  am="$$(hack/alertmanager-binary.sh | tail -n 1)" && \
+	  echo "testenv binaries: $$bin; terraform binary: $$tf; renovate validator: $$rv; alertmanager: $$am" && \
+	  DROVER_TESTENV_BIN="$$bin" DROVER_TF_BIN="$$tf" DROVER_RENOVATE_VALIDATOR="$$rv" DROVER_ALERTMANAGER_BIN="$$am" \
+	  DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -v ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 # Short fuzzing of the parsers (config, versions, journal); longer with FUZZTIME=10m.

@@ -351,8 +351,10 @@ func TestCompatibilityGates(t *testing.T) {
 	}{
 		{"skipping a minor is refused", []string{"plan", "--lab", "--to-talos", "v1.13.0"}, ExitBlocked, "one minor at a time"},
 		{"unless allowed", []string{"plan", "--lab", "--to-talos", "v1.13.0", "--allow-skip-minor"}, ExitOK, "Talos minor hops: v1.11 -> v1.12 -> v1.13"},
-		{"an unsupported pair is refused", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--to-kubernetes", "v1.36.0"}, ExitBlocked, "supports Kubernetes v1.30 to v1.35"},
-		{"a supported pair plans", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--to-kubernetes", "v1.35.0"}, ExitOK, "Talos minor hops: v1.11 -> v1.12"},
+		{"an unsupported pair is refused", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--to-kubernetes", "v1.36.0", "--allow-skip-minor"}, ExitBlocked, "supports Kubernetes v1.30 to v1.35"},
+		{"Kubernetes skipping a minor is refused", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--to-kubernetes", "v1.36.0"}, ExitBlocked, "Kubernetes v1.34.1 -> v1.36.0 skips a minor"},
+		{"the skew policy is checked", []string{"plan", "--lab", "--lab-kubernetes", "v1.31.0", "--to-talos", "v1.12.0", "--to-kubernetes", "v1.35.0", "--allow-skip-minor"}, ExitBlocked, "a kubelet may be at most 3 minors older than kube-apiserver v1.35.0"},
+		{"a supported pair plans", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--to-kubernetes", "v1.35.0"}, ExitOK, "Talos minor hops: v1.11 -> v1.12\nKubernetes minor hops: v1.34 -> v1.35"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -52,7 +52,7 @@ from the claim alone, and says so.`,
 			defer p.close()
 			if f.out.json() {
 				out := planJSON(p.plan, p.decision, p.inventorySources, p.versionSources())
-				out.Hops = p.hops
+				out.Hops, out.KubernetesHops = p.hops, p.kubeHops
 				out.ClusterSource = p.clusterSource
 				return writeJSON(s.Out, out)
 			}
@@ -67,6 +67,9 @@ from the claim alone, and says so.`,
 			}
 			if len(p.hops) > 0 {
 				fmt.Fprintf(s.Out, "Talos minor hops: v%d.%d -> %s\n", p.change.From.Talos.Major, p.change.From.Talos.Minor, strings.Join(p.hops, " -> "))
+			}
+			if len(p.kubeHops) > 0 {
+				fmt.Fprintf(s.Out, "Kubernetes minor hops: v%d.%d -> %s\n", p.change.From.Kubernetes.Major, p.change.From.Kubernetes.Minor, strings.Join(p.kubeHops, " -> "))
 			}
 			fmt.Fprintf(s.Out, "cluster: %s\n", p.clusterSource)
 			if p.tf != nil {
@@ -121,6 +124,8 @@ type planOutput struct {
 	ETASeconds       float64          `json:"etaSeconds"`
 	// Hops are the Talos minors passed through, one per run.
 	Hops []string `json:"hops,omitempty"`
+	// KubernetesHops are the Kubernetes minors passed through, one per run.
+	KubernetesHops []string `json:"kubernetesHops,omitempty"`
 	// KubernetesPhase: Kubernetes is upgraded after the nodes (pets).
 	KubernetesPhase bool `json:"kubernetesPhase,omitempty"`
 	// RollbackETASeconds is how long rolling one node back takes.

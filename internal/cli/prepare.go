@@ -45,8 +45,9 @@ type prepared struct {
 	// inventorySources says where each node's host and VM id came from,
 	// when some were read from the Terraform state.
 	inventorySources map[string]string
-	// hops are the Talos minors the upgrade passes through.
-	hops []string
+	// hops and kubeHops are the Talos and Kubernetes minors the upgrade
+	// passes through.
+	hops, kubeHops []string
 	// observed are the node versions read from the cluster, and who said so.
 	observed map[string]rollout.Observed
 	// resume is the journal of the run being resumed, read before planning.
@@ -129,6 +130,13 @@ func (p *prepared) settle(ctx context.Context, s Streams, src *sourceFlags, read
 		if err := version.CheckHops(p.change.From.Talos, p.change.To.Talos, src.skipMinor); err != nil {
 			return &rollout.BlockedError{Reason: "Talos minor hops", Err: err}
 		}
+		if err := version.CheckKubernetesHops(p.change.From.Kubernetes, p.change.To.Kubernetes, src.skipMinor); err != nil {
+			return &rollout.BlockedError{Reason: "Kubernetes minor hops", Err: err}
+		}
+		if err := version.CheckSkew(p.change.To.Kubernetes, p.kubelets()); err != nil {
+			return &rollout.BlockedError{Reason: "Kubernetes version skew", Err: err}
+		}
+		p.kubeHops = version.KubernetesHops(p.change.From.Kubernetes, p.change.To.Kubernetes)
 		warn, err := version.CheckCompatibility(p.change.To)
 		if err != nil {
 			return &rollout.BlockedError{Reason: "unsupported Talos and Kubernetes pair", Err: err}
@@ -268,6 +276,17 @@ func (p *prepared) buildPlan() {
 		RebuildTemplates: p.cfg.Terraform.Templates == config.TemplatesRebuild,
 	})
 	p.plan.InFlight = inFlight
+}
+
+// kubelets are the kubelet versions the nodes run, as observed.
+func (p *prepared) kubelets() map[string]version.Version {
+	out := map[string]version.Version{}
+	for n, o := range p.observed {
+		if !o.Versions.Kubernetes.IsZero() {
+			out[n] = o.Versions.Kubernetes
+		}
+	}
+	return out
 }
 
 // versionSources says, per node, where its version came from.

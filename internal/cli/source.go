@@ -61,7 +61,7 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.gitRange, "git-range", "", "read the variables file (versions.variablesFile) at BASE and HEAD of a git range BASE..HEAD, e.g. the merged PR's base and merge commits")
 	fs.StringVar(&f.repoDir, "repo", ".", "git repository for --git-range")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; without it drover looks, like kubectl, at $KUBECONFIG, then ~/.kube/config, then the in-cluster service account")
-	fs.BoolVar(&f.skipMinor, "allow-skip-minor", false, "allow a Talos upgrade across more than one minor (1.11 -> 1.13); by default each minor is its own run")
+	fs.BoolVar(&f.skipMinor, "allow-skip-minor", false, "allow a Talos or Kubernetes upgrade across more than one minor (1.11 -> 1.13); by default each minor is its own run")
 	fs.StringVar(&f.kubeCtx, "context", "", "kubeconfig context to use (default: the current context)")
 	fs.StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
 }

@@ -93,6 +93,11 @@ func TestParseRejects(t *testing.T) {
 		{"zero parallel workers", base + "rollout:\n  maxParallelWorkers: 0\n", "rollout.maxParallelWorkers", 10, "at least 1"},
 		{"wrong type names the field", base + "rollout:\n  healthAttempts: many\n", "rollout.healthAttempts", 10, "`many` is not a whole number"},
 		{"wrong type in a list item", base + "rollout:\n  maxParallelWorkers: [2]\n", "rollout.maxParallelWorkers", 10, "is not a whole number"},
+		{"zero health passes", base + "rollout:\n  healthPasses: 0\n", "rollout.healthPasses", 10, "at least 1"},
+		{"unknown templates mode", base + "terraform:\n  templates: replace\n", "terraform.templates", 10, "want keep"},
+		{"a bad alert matcher", base + "health:\n  alertmanager:\n    url: http://127.0.0.1:9093\n    ignore: ['severity=~\\\"(unclosed\\\"']\n", "health.alertmanager.ignore[0]", 12, "not an Alertmanager matcher"},
+		{"an alertmanager URL that is not one", base + "health:\n  alertmanager:\n    url: alertmanager:9093\n", "health.alertmanager.url", 11, "not an http(s) URL"},
+		{"blocking alerts without an alertmanager", base + "health:\n  blockingAlerts: ['severity=critical']\n", "health.blockingAlerts", 10, "needs health.alertmanager.url"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

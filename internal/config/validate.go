@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/alertmanager/pkg/labels"
 	"gopkg.in/yaml.v3"
 
 	"github.com/prox-ops/drover/internal/celcheck"
@@ -201,6 +203,24 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		}
 	}
 
+	if u := c.Health.Alertmanager.URL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add("health.alertmanager.url", "%q is not an http(s) URL (such as http://alertmanager.monitoring:9093)", u)
+		}
+	}
+	for _, m := range []struct {
+		field string
+		list  []string
+	}{{"health.alertmanager.select", c.Health.Alertmanager.Select}, {"health.alertmanager.ignore", c.Health.Alertmanager.Ignore}, {"health.blockingAlerts", c.Health.BlockingAlerts}} {
+		for i, s := range m.list {
+			if _, err := labels.ParseMatcher(s); err != nil {
+				add(fmt.Sprintf("%s[%d]", m.field, i), "%q is not an Alertmanager matcher (label=value, label!=value, label=~regex, label!~regex): %v", s, err)
+			}
+		}
+	}
+	if len(c.Health.BlockingAlerts) > 0 && c.Health.Alertmanager.URL == "" {
+		add("health.blockingAlerts", "needs health.alertmanager.url")
+	}
 	tf := c.Terraform
 	if tf.Templates != TemplatesKeep && tf.Templates != TemplatesRebuild {
 		add("terraform.templates", "%q: want keep (one template per version, never destroyed) or rebuild (fixed template VM ids, replaced in place)", tf.Templates)

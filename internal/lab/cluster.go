@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -73,7 +74,7 @@ func (l *Lab) workloads() []*app {
 		{ns: "kube-system", name: "kube-apiserver", static: true},
 		{ns: "kube-system", name: "kube-controller-manager", static: true},
 		{ns: "kube-system", name: "kube-scheduler", static: true},
-		{ns: "kube-system", name: "cilium", daemon: true, tolerateCP: true, crashOn: []Fault{FaultHealthFail, FaultRollbackFails, FaultLateFail}},
+		{ns: "kube-system", name: "cilium", daemon: true, tolerateCP: true, crashOn: []Fault{FaultHealthFail, FaultRollbackFails, FaultLateFail, FaultFailOnce}},
 		{ns: "kube-system", name: "nvidia-device-plugin", daemon: true, gpu: true},
 		{ns: "monitoring", name: "node-exporter", daemon: true, tolerateCP: true, crashOn: []Fault{FaultCrashloop}},
 		{ns: "rook-ceph", name: "csi-rbdplugin", daemon: true},
@@ -98,6 +99,9 @@ func (l *Lab) workloads() []*app {
 	}
 	for _, name := range l.order {
 		switch l.vms[name].fault {
+		case FaultPendingBefore:
+			// Nothing runs it: it asks for a node that does not exist.
+			apps = append(apps, &app{ns: "apps", name: "backlog", replicas: 1, pinned: "no-such-node"})
 		case FaultDrainBlocked:
 			apps = append(apps, &app{ns: "apps", name: "ledger-" + name, replicas: 1, pinned: name, minAvailable: intOrStr(1)})
 		case FaultLateFail:
@@ -301,6 +305,7 @@ func (l *Lab) reconcileWith(startNow bool) {
 		}
 	}
 	l.syncPodReadiness(pods, byName)
+	l.flap(pods)
 	l.syncDNSSlice(pods)
 	l.observe(pods)
 }
@@ -323,11 +328,28 @@ func (l *Lab) crashes(a *app, node string) bool {
 		return false
 	}
 	for _, f := range a.crashOn {
-		if l.nodeFaultActive(node, f) {
-			return true
+		if !l.nodeFaultActive(node, f) {
+			continue
 		}
+		// fail-once: only for its first 20 seconds after the kubelet came back.
+		if f == FaultFailOnce && l.Clock.Now().Sub(l.vms[node].booted) > 20*time.Second {
+			continue
+		}
+		return true
 	}
 	return false
+}
+
+// flap restarts the flapping pods: a container that crashes and is back
+// before anyone looks; l.mu must be held.
+func (l *Lab) flap(pods []*corev1.Pod) {
+	for _, p := range pods {
+		if p.Labels["app.kubernetes.io/name"] != "node-exporter" || !l.nodeFaultActive(p.Spec.NodeName, FaultFlapping) || len(p.Status.ContainerStatuses) == 0 {
+			continue
+		}
+		p.Status.ContainerStatuses[0].RestartCount++
+		_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
+	}
 }
 
 func (l *Lab) appOf(p *corev1.Pod) *app {

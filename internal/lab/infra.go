@@ -195,6 +195,7 @@ func (h *Hypervisor) VMExists(_ context.Context, n plan.Node) (bool, error) {
 // register is the kubelet registering the node (anew if its Node object
 // was deleted) at the VM's versions. l.mu must be held.
 func (l *Lab) register(v *vm) {
+	v.booted = l.Clock.Now()
 	ready := !(v.fault == FaultNeverReady && v.at != v.initial)
 	fresh := l.nodeObject(v, ready)
 	if old := l.node(v.node.Name); old != nil {

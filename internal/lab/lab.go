@@ -57,6 +57,17 @@ const (
 	FaultGPULost Fault = "gpu-lost"
 	// FaultCrashloop: a pod on the node crash-loops (node-exporter).
 	FaultCrashloop Fault = "crashloop"
+	// FaultFlapping: at the new version a pod on the node (node-exporter)
+	// restarts every few seconds yet is caught Running at every poll.
+	FaultFlapping Fault = "flapping"
+	// FaultFailOnce: at the new version the node's CNI pod crash-loops for
+	// its first 20 seconds, then holds: the gate fails once, then passes.
+	FaultFailOnce Fault = "fail-once"
+	// FaultPendingBefore: a pod (apps/backlog) is Pending from before the
+	// run and stays so (the node named is not used).
+	FaultPendingBefore Fault = "pending-before"
+	// FaultAlertFires: at the new version an alert fires for the node.
+	FaultAlertFires Fault = "alert-fires"
 	// FaultLateFail: at the new version the node is uncordoned, a
 	// workload with a budget lands on it (apps/reports, which prefers new
 	// nodes), and then its health gate fails: its rollback must drain it.
@@ -65,7 +76,8 @@ const (
 
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
-	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail}
+	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {
@@ -166,6 +178,8 @@ type vm struct {
 	at      version.Pair
 	initial version.Pair
 	fault   Fault
+	// booted is when its kubelet last registered (for fail-once).
+	booted time.Time
 }
 
 // Lab is a running simulated cluster.

@@ -180,6 +180,9 @@ func TestEveryFault(t *testing.T) {
 		// rollback drains them first, so no budget is violated.
 		{"late-fail cattle drains before its rollback", version.Cattle, minor, FaultLateFail, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Pod Health"}, "CrashLoopBackOff", "v1.11.3"},
 		{"late-fail pets drains before its rollback", version.Pets, patch, FaultLateFail, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Pod Health"}, "cilium", "v1.11.3"},
+		// Caught Running at every poll, but restarting between them.
+		{"flapping pods fail the gate", version.Cattle, minor, FaultFlapping, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Pod Health"}, "restarted", "v1.11.3"},
+		{"an alert that starts firing fails the gate", version.Cattle, minor, FaultAlertFires, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Alerts"}, "alert NodeNetworkReceiveErrs firing", "v1.11.3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,6 +233,48 @@ func TestEveryFault(t *testing.T) {
 				t.Errorf("the late workload did not land on %s and leave it through evictions before the rollback", victim)
 			}
 		})
+	}
+}
+
+// TestAGateThatFailsOnceThenHoldsPasses: one failing run resets the count
+// of passes; two in a row after it pass the node.
+func TestAGateThatFailsOnceThenHoldsPasses(t *testing.T) {
+	r := upgrade(t, DefaultConfig(), version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultFailOnce})
+	if r.err != nil {
+		t.Fatalf("run: %v", r.err)
+	}
+	nr := r.report.Node("k8s-work-1")
+	if nr.Outcome != rollout.OutcomeUpgraded || nr.Health == nil {
+		t.Fatalf("k8s-work-1: %s", nr.Outcome)
+	}
+	if a := nr.Health.Checks[0].Attempts; a != 3 {
+		t.Fatalf("the gate ran %d times, want 3: a failure, then two passes in a row", a)
+	}
+	var failedOnce bool
+	for _, e := range r.events {
+		if e.Node == "k8s-work-1" && e.Kind == rollout.EventLog && strings.Contains(e.Message, "run 1 failed ([Pod Health]; 1/3 failures)") {
+			failedOnce = true
+		}
+	}
+	if !failedOnce {
+		t.Fatal("the first gate run did not fail")
+	}
+}
+
+// TestAPodPendingBeforeTheRunBlamesNoNode: a pod Pending from before the
+// run crosses its grace during the run; the baseline knows it, so no node
+// is blamed, and the report lists it as known before the run.
+func TestAPodPendingBeforeTheRunBlamesNoNode(t *testing.T) {
+	r := upgrade(t, DefaultConfig(), version.Cattle, minor, map[string]Fault{"k8s-work-1": FaultPendingBefore})
+	if r.err != nil {
+		t.Fatalf("run: %v", r.err)
+	}
+	known := strings.Join(r.report.KnownBeforeRun, "\n")
+	if !strings.Contains(known, "Pod Health: pod apps/backlog-") {
+		t.Fatalf("known before the run: %q", r.report.KnownBeforeRun)
+	}
+	if nr := r.report.Node("k8s-ctrl-1"); nr.Health == nil || len(nr.Health.Known()) == 0 {
+		t.Fatal("the first node's verdict does not list what was known before the run")
 	}
 }
 

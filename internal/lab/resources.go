@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -271,4 +272,45 @@ func (l *Lab) readyDNSEndpoints() int {
 		}
 	}
 	return ready
+}
+
+// alerts is the lab's Alertmanager: an alert fires for every node whose
+// alert-fires fault is active.
+type alerts struct{ lab *Lab }
+
+// Alerts returns the lab's alert source when the inventory rehearses
+// alerts (an alert-fires fault, or health.alertmanager configured), else nil.
+func (l *Lab) Alerts() health.AlertSource {
+	if l.opts.Config.Health.Alertmanager.URL == "" && !l.hasFault(FaultAlertFires) {
+		return nil
+	}
+	return alerts{lab: l}
+}
+
+func (l *Lab) hasFault(f Fault) bool {
+	for _, v := range l.vms {
+		if v.fault == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Firing lists the alerts that fire now.
+func (a alerts) Firing(context.Context) ([]health.Alert, error) {
+	l := a.lab
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []health.Alert
+	for _, name := range l.order {
+		v := l.vms[name]
+		if l.nodeFaultActive(name, FaultAlertFires) && v.running {
+			out = append(out, health.Alert{
+				Fingerprint: "lab-" + name, StartsAt: v.booted,
+				Labels:  map[string]string{"alertname": "NodeNetworkReceiveErrs", "severity": "warning", "node": name},
+				Summary: "network interface on " + name + " reports receive errors (lab fault alert-fires)",
+			})
+		}
+	}
+	return out, nil
 }

@@ -62,6 +62,13 @@ func StepSummary(r *rollout.Report) string {
 	if r.Error != "" {
 		fmt.Fprintf(&b, "\n> %s\n", strings.ReplaceAll(r.Error, "\n", "\n> "))
 	}
+	if len(r.KnownBeforeRun) > 0 {
+		b.WriteString("\n<details><summary>Known before the run (the gates judged what is new or worse)</summary>\n\n")
+		for _, k := range r.KnownBeforeRun {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(k, "\n", " "))
+		}
+		b.WriteString("\n</details>\n")
+	}
 	return b.String()
 }
 

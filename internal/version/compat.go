@@ -2,6 +2,7 @@ package version
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -90,4 +91,108 @@ func CheckHops(from, to Version, allowSkip bool) error {
 		return &SkipMinorError{From: from, To: to, Hops: h}
 	}
 	return nil
+}
+
+// KubernetesSkipMinorError is a Kubernetes upgrade that skips a minor.
+type KubernetesSkipMinorError struct {
+	From, To Version
+	Hops     []string
+}
+
+func (e *KubernetesSkipMinorError) Error() string {
+	return fmt.Sprintf("Kubernetes %s -> %s skips a minor: Kubernetes is upgraded one minor at a time (%s -> %s), one run each; or pass --allow-skip-minor",
+		e.From, e.To, "v"+minorOf(e.From).String(), strings.Join(e.Hops, " -> "))
+}
+
+// KubernetesHops lists the Kubernetes minors an upgrade passes through.
+func KubernetesHops(from, to Version) []string {
+	if from.IsZero() || to.IsZero() {
+		return nil
+	}
+	return Hops(from, to)
+}
+
+// CheckKubernetesHops refuses a Kubernetes upgrade of more than one minor
+// unless allowed.
+func CheckKubernetesHops(from, to Version, allowSkip bool) error {
+	h := KubernetesHops(from, to)
+	if len(h) > 1 && minorOf(from).Major == minorOf(to).Major && !allowSkip {
+		return &KubernetesSkipMinorError{From: from, To: to, Hops: h}
+	}
+	return nil
+}
+
+// MaxKubeletSkew is how many minors older than kube-apiserver a kubelet
+// may be (Kubernetes' version skew policy, since 1.28).
+const MaxKubeletSkew = 3
+
+// SkewError is a plan that would break Kubernetes' version skew policy.
+type SkewError struct {
+	Rule  string
+	Nodes []string
+}
+
+func (e *SkewError) Error() string {
+	return fmt.Sprintf("the Kubernetes version skew policy forbids this plan (%s): %s", e.Rule, strings.Join(e.Nodes, "; "))
+}
+
+// CheckSkew checks the kubelets the nodes run against the API server the
+// plan ends with: a kubelet never newer than kube-apiserver, at most
+// MaxKubeletSkew minors older. kubelets maps node name to version.
+func CheckSkew(apiServer Version, kubelets map[string]Version) error {
+	if apiServer.IsZero() {
+		return nil
+	}
+	api := minorOf(apiServer)
+	newer, older := map[Version][]string{}, map[Version][]string{}
+	for _, n := range sortedNames(kubelets) {
+		k := kubelets[n]
+		km := minorOf(k)
+		switch {
+		case api.less(km):
+			newer[k] = append(newer[k], n)
+		case km.Major == api.Major && api.Minor-km.Minor > MaxKubeletSkew:
+			older[k] = append(older[k], n)
+		}
+	}
+	if len(newer) > 0 {
+		return &SkewError{Rule: "a kubelet must not be newer than kube-apiserver " + apiServer.String(), Nodes: grouped(newer, func(Version) string { return "" })}
+	}
+	if len(older) > 0 {
+		return &SkewError{Rule: fmt.Sprintf("a kubelet may be at most %d minors older than kube-apiserver %s", MaxKubeletSkew, apiServer),
+			Nodes: grouped(older, func(k Version) string { return fmt.Sprintf(", %d minors behind", api.Minor-minorOf(k).Minor) })}
+	}
+	return nil
+}
+
+// grouped says, per kubelet version, which nodes run it (a few by name).
+func grouped(by map[Version][]string, suffix func(Version) string) []string {
+	var vs []Version
+	for v := range by {
+		vs = append(vs, v)
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i].Compare(vs[j]) < 0 })
+	var out []string
+	for _, v := range vs {
+		names := by[v]
+		who := strings.Join(names, ", ")
+		if len(names) > 4 {
+			who = fmt.Sprintf("%s and %d more nodes", strings.Join(names[:3], ", "), len(names)-3)
+		}
+		verb := " runs "
+		if len(names) > 1 {
+			verb = " run "
+		}
+		out = append(out, who+verb+"kubelet "+v.String()+suffix(v))
+	}
+	return out
+}
+
+func sortedNames(m map[string]Version) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -60,3 +60,50 @@ func TestHops(t *testing.T) {
 		}
 	}
 }
+
+func TestKubernetesGoesOneMinorAtATime(t *testing.T) {
+	tests := []struct {
+		from, to string
+		allow    bool
+		wantErr  string
+	}{
+		{"v1.34.1", "v1.35.0", false, ""},
+		{"v1.34.1", "v1.34.3", false, ""},
+		{"v1.34.1", "v1.36.0", false, "Kubernetes v1.34.1 -> v1.36.0 skips a minor: Kubernetes is upgraded one minor at a time (v1.34 -> v1.35 -> v1.36)"},
+		{"v1.34.1", "v1.36.0", true, ""},
+	}
+	for _, tc := range tests {
+		err := CheckKubernetesHops(MustParse(tc.from), MustParse(tc.to), tc.allow)
+		if (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%s -> %s (allow %v): %v, want %q", tc.from, tc.to, tc.allow, err, tc.wantErr)
+		}
+	}
+}
+
+func TestSkewPolicy(t *testing.T) {
+	tests := []struct {
+		name     string
+		api      string
+		kubelets map[string]string
+		wantErr  string
+	}{
+		{"all at the API server", "v1.35.0", map[string]string{"a": "v1.35.0", "b": "v1.35.0"}, ""},
+		{"three minors older is allowed", "v1.35.0", map[string]string{"a": "v1.32.4"}, ""},
+		{"four minors older is not", "v1.35.0", map[string]string{"a": "v1.31.2", "b": "v1.34.0"}, "at most 3 minors older than kube-apiserver v1.35.0): a runs kubelet v1.31.2, 4 minors behind"},
+		{"a kubelet newer than the API server", "v1.34.1", map[string]string{"a": "v1.35.0"}, "a kubelet must not be newer than kube-apiserver v1.34.1): a runs kubelet v1.35.0"},
+		{"a newer patch is the same minor", "v1.34.1", map[string]string{"a": "v1.34.3"}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k := map[string]Version{}
+			for n, v := range tc.kubelets {
+				k[n] = MustParse(v)
+			}
+			err := CheckSkew(MustParse(tc.api), k)
+			var se *SkewError
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (!errors.As(err, &se) || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,122 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Tool is a real server a test runs beside the control plane, built from
+// its Go module by a hack/ script and cached (make test builds it first).
+type Tool struct {
+	// Name is the binary's name; Env the variable make test sets to its
+	// path; Script the hack/ script that builds it.
+	Name, Env, Script string
+}
+
+// The tools the integration tier runs.
+var (
+	AlertmanagerTool = Tool{Name: "alertmanager", Env: "DROVER_ALERTMANAGER_BIN", Script: "hack/alertmanager-binary.sh"}
+)
+
+// Binary is the tool's path: $Env, else the cache. A missing tool skips the
+// test, or fails it when the integration tier is required.
+func (tl Tool) Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv(tl.Env); p != "" {
+		return p
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	matches, _ := filepath.Glob(filepath.Join(cache, "drover", tl.Name+"-*", tl.Name))
+	if len(matches) > 0 {
+		return matches[len(matches)-1]
+	}
+	if required() {
+		t.Fatalf("integration tier required (%s=1) but %s is missing: run %s (make test does)", EnvRequired, tl.Name, tl.Script)
+	}
+	t.Skipf("%s is not built (run %s, or make test): skipping", tl.Name, tl.Script)
+	return ""
+}
+
+// FreePort is a free TCP port on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Serve runs a tool's binary with args until the test ends (SIGKILL if the
+// test process dies) and waits until ready answers 200.
+func Serve(t testing.TB, bin, ready string, args ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	logf, err := os.Create(filepath.Join(dir, filepath.Base(bin)+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		logf.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(logf.Name())
+			t.Fatalf("%s exited before it was ready:\n%s", filepath.Base(bin), log)
+		case <-ctx.Done():
+			t.Fatalf("%s not ready at %s within 60s", filepath.Base(bin), ready)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// StartAlertmanager runs a real Alertmanager on a loopback port, with a
+// route to nowhere and no clustering, and returns its URL.
+func StartAlertmanager(t testing.TB) string {
+	t.Helper()
+	bin := AlertmanagerTool.Binary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte("route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	Serve(t, bin, url+"/-/ready", "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--cluster.listen-address=", "--log.level=warn")
+	return url
+}
