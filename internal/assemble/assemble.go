@@ -47,6 +47,8 @@ type Adapters struct {
 	Namespace string
 	// Alerts, when set, reads the alerts that fire (health.alertmanager).
 	Alerts health.AlertSource
+	// Network reads the nodes' network links (the Talos API).
+	Network rollout.LinkReader
 	// Log is told what the adapters do (etcd guard steps).
 	Log func(node, msg string)
 }
@@ -71,7 +73,7 @@ func KubeClient(cfg config.Config, a Adapters) *kube.Client {
 
 // Health is the health gate with the configured settings.
 func Health(cfg config.Config, a Adapters) *health.Gate {
-	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Inventory: cfg.Nodes, Namespace: a.Namespace, Alerts: a.Alerts}
+	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Inventory: cfg.Nodes, Namespace: a.Namespace, Alerts: a.Alerts, Network: a.Network}
 }
 
 // Guard is the etcd guard of the control plane.
@@ -106,6 +108,7 @@ func Engine(cfg config.Config, a Adapters) *rollout.Engine {
 		Clock:      a.Clock,
 		Guard:      guard,
 		Versions:   Versions(a),
+		Network:    a.Network,
 		Policy:     Policy(cfg),
 		// An already unhealthy cluster blocks the run before any change.
 		PreflightHealth: true,

@@ -34,26 +34,28 @@ func drover(t *testing.T, args ...string) result {
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
+type reportNode struct {
+	Name            string   `json:"name"`
+	Role            string   `json:"role"`
+	Batch           int      `json:"batch"`
+	Outcome         string   `json:"outcome"`
+	From            string   `json:"from"`
+	To              string   `json:"to"`
+	DurationSeconds float64  `json:"durationSeconds"`
+	FailedChecks    []string `json:"failedChecks"`
+	Reason          string   `json:"reason"`
+}
+
 type reportJSON struct {
-	Result   string `json:"result"`
-	Strategy string `json:"strategy"`
-	Nodes    []struct {
-		Name            string   `json:"name"`
-		Role            string   `json:"role"`
-		Batch           int      `json:"batch"`
-		Outcome         string   `json:"outcome"`
-		From            string   `json:"from"`
-		To              string   `json:"to"`
-		DurationSeconds float64  `json:"durationSeconds"`
-		FailedChecks    []string `json:"failedChecks"`
-		Reason          string   `json:"reason"`
-	} `json:"nodes"`
-	SimulatedDurationSeconds float64  `json:"simulatedDurationSeconds"`
-	SkippedPreflights        []string `json:"skippedPreflights"`
-	KnownBeforeRun           []string `json:"knownBeforeRun"`
-	PDBViolations            *int     `json:"pdbViolations"`
-	MaxControlPlaneDown      *int     `json:"maxControlPlaneDown"`
-	Error                    string   `json:"error"`
+	Result                   string       `json:"result"`
+	Strategy                 string       `json:"strategy"`
+	Nodes                    []reportNode `json:"nodes"`
+	SimulatedDurationSeconds float64      `json:"simulatedDurationSeconds"`
+	SkippedPreflights        []string     `json:"skippedPreflights"`
+	KnownBeforeRun           []string     `json:"knownBeforeRun"`
+	PDBViolations            *int         `json:"pdbViolations"`
+	MaxControlPlaneDown      *int         `json:"maxControlPlaneDown"`
+	Error                    string       `json:"error"`
 }
 
 func decodeReport(t *testing.T, r result) reportJSON {

@@ -671,3 +671,57 @@ func retryOnConflict(fn func() error) error {
 	}
 	return err
 }
+
+// TestANodeThatLosesANICIsRolledBack: a real pets run where a worker comes
+// back from its upgrade without its second NIC (the Talos API no longer
+// lists it): its identity check fails, it is rolled back, the run halts.
+func TestANodeThatLosesANICIsRolledBack(t *testing.T) {
+	testenv.Require(t, env)
+	dir := t.TempDir()
+	ta, talosconfig := talosCluster(t, dir, []e2eNode{
+		{"nic-cp-1", "127.0.0.131", "v1.13.0", 1310}, {"nic-w-1", "127.0.0.132", "v1.13.0", 0},
+	})
+	both := []testenv.Link{{Name: "eth0", MAC: "bc:24:11:00:00:01", Addresses: []string{"127.0.0.132/24"}}, {Name: "eth1", MAC: "bc:24:11:00:00:02", Addresses: []string{"192.168.62.2/24"}}}
+	ta.SetLinks("127.0.0.132", both)
+	boot := ta.OnBoot
+	ta.OnBoot = func(ip, name, v string) {
+		if name == "nic-w-1" && v == "v1.13.1" {
+			ta.SetLinks(ip, both[:1]) // eth1 did not come back
+		} else if name == "nic-w-1" {
+			ta.SetLinks(ip, both)
+		}
+		boot(ip, name, v)
+	}
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: nic}
+nodes:
+  - {name: nic-cp-1, role: controlplane, ip: 127.0.0.131, proxmoxHost: a, vmId: 1}
+  - {name: nic-w-1, role: worker, ip: 127.0.0.132, proxmoxHost: b, vmId: 2}
+talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, healthAttempts: 2}
+health: {disable: [DNS Resolution, Network Connectivity]}
+`)
+	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+		"--to-talos", "v1.13.1", "--yes", "--output", "json", "--journal", filepath.Join(dir, "j.jsonl"), "--report", filepath.Join(dir, "r.json"))
+	if r.code != ExitHalted {
+		t.Fatalf("exit %d, want 1\n%s", r.code, lastLines(r.stderr, 20))
+	}
+	rep := decodeReport(t, r)
+	var w reportNode
+	for _, n := range rep.Nodes {
+		if n.Name == "nic-w-1" {
+			w = n
+		}
+	}
+	if w.Outcome != "rolled-back" || len(w.FailedChecks) != 1 || w.FailedChecks[0] != "Node Readiness" {
+		t.Fatalf("nic-w-1: %+v", w)
+	}
+	if !strings.Contains(r.stdout, "node nic-w-1: link eth1 (bc:24:11:00:00:02) is gone") {
+		t.Fatalf("the report does not name the lost link:\n%s", r.stdout)
+	}
+	if v := ta.NodeVersion("127.0.0.132"); v != "v1.13.0" {
+		t.Fatalf("nic-w-1 runs %s after its rollback", v)
+	}
+}

@@ -41,7 +41,7 @@ func (u *upgrade) realAdapters(ctx context.Context) (assemble.Adapters, error) {
 	}
 	a := assemble.Adapters{
 		Kube: p.kube, Dynamic: dyn, Clock: clock.Real{}, Etcd: talos.Etcd{API: api}, Talos: api,
-		Upgrader: api, Namespace: s.getenv("POD_NAMESPACE"), Alerts: alerts, Log: log,
+		Upgrader: api, Network: api, Namespace: s.getenv("POD_NAMESPACE"), Alerts: alerts, Log: log,
 	}
 	switch {
 	case p.plan.Strategy == version.Cattle:

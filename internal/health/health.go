@@ -59,6 +59,9 @@ type Gate struct {
 	Namespace string
 	// Alerts, when set, reads the alerts that fire (health.alertmanager).
 	Alerts AlertSource
+	// Network, when set, reads a node's network links (the Talos API), to
+	// compare with the links it had before its change.
+	Network rollout.LinkReader
 }
 
 var _ rollout.HealthGate = (*Gate)(nil)
@@ -260,7 +263,15 @@ func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) (outcome
 		}
 	}
 	if in.Before != nil {
-		for _, l := range kube.DiffIdentity(*in.Before, kube.IdentityOf(n), g.settings().IdentityIgnore).Lost {
+		after := kube.IdentityOf(n)
+		if in.Before.Links != nil && g.Network != nil {
+			links, err := g.Network.Links(ctx, in.Node)
+			if err != nil {
+				o.fail("links/"+n.Name, n.Name, false, "node %s: its network links cannot be read: %v", n.Name, err)
+			}
+			after.Links = links
+		}
+		for _, l := range kube.DiffIdentity(*in.Before, after, g.settings().IdentityIgnore).Lost {
 			o.fail("lost/"+n.Name+"/"+l, n.Name, false, "node %s: %s", n.Name, l)
 		}
 	}

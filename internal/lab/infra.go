@@ -291,6 +291,34 @@ func (t *Talos) Upgrade(ctx context.Context, n plan.Node, to version.Pair) error
 	return nil
 }
 
+var _ rollout.LinkReader = (*Talos)(nil)
+
+// Links are the node's links as prox-ops has them (PRD CR5): eth0 on the
+// cluster network, eth1 on the IoT VLAN 62, eth2 on the DMZ VLAN 81, with
+// hardware addresses Terraform pins per VM (they survive a replacement).
+// With the link-lost fault, at the new version, eth2 is gone.
+func (t *Talos) Links(_ context.Context, n plan.Node) ([]rollout.Link, error) {
+	l := t.lab
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.vms[n.Name]
+	if !ok || !v.running || l.node(n.Name) == nil {
+		return nil, fmt.Errorf("%s (%s): connection refused (the node is down)", n.Name, n.IP)
+	}
+	mac := func(nic int) string {
+		return fmt.Sprintf("bc:24:11:%02x:%02x:%02x", (v.node.VMID>>8)&0xff, v.node.VMID&0xff, nic)
+	}
+	links := []rollout.Link{
+		{Name: "eth0", HardwareAddr: mac(0), Addresses: []string{v.node.IP + "/24"}},
+		{Name: "eth1", HardwareAddr: mac(1)},
+		{Name: "eth2", HardwareAddr: mac(2)},
+	}
+	if l.nodeFaultActive(n.Name, FaultLinkLost) {
+		links = links[:2] // the DMZ NIC did not come back
+	}
+	return links, nil
+}
+
 var _ rollout.KubernetesUpgrader = (*Talos)(nil)
 
 // UpgradeKubernetes is talosctl upgrade-k8s on the lab: node by node, the

@@ -68,6 +68,9 @@ const (
 	FaultPendingBefore Fault = "pending-before"
 	// FaultAlertFires: at the new version an alert fires for the node.
 	FaultAlertFires Fault = "alert-fires"
+	// FaultLinkLost: at the new version the node's third NIC (eth2, the
+	// DMZ VLAN) is gone.
+	FaultLinkLost Fault = "link-lost"
 	// FaultLateFail: at the new version the node is uncordoned, a
 	// workload with a budget lands on it (apps/reports, which prefers new
 	// nodes), and then its health gate fails: its rollback must drain it.
@@ -77,7 +80,7 @@ const (
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
 	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
-	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires}
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {

@@ -183,6 +183,7 @@ func TestEveryFault(t *testing.T) {
 		// Caught Running at every poll, but restarting between them.
 		{"flapping pods fail the gate", version.Cattle, minor, FaultFlapping, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Pod Health"}, "restarted", "v1.11.3"},
 		{"an alert that starts firing fails the gate", version.Cattle, minor, FaultAlertFires, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Alerts"}, "alert NodeNetworkReceiveErrs firing", "v1.11.3"},
+		{"a NIC lost in the replacement fails the gate", version.Cattle, minor, FaultLinkLost, rollout.ResultHalted, new(*rollout.HaltError), rollout.OutcomeRolledBack, []string{"Node Readiness"}, "link eth2 (bc:24:11:1f:a5:02) is gone", "v1.11.3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -152,7 +152,18 @@ func (e *Engine) prepare(ctx context.Context, p plan.Plan, r *nodeRun) {
 			if !r.before.Ready {
 				return fmt.Errorf("node %s is not Ready", n.Name)
 			}
-			return e.checkVersions(ctx, p, r)
+			if err := e.checkVersions(ctx, p, r); err != nil {
+				return err
+			}
+			if e.Network != nil {
+				links, err := e.Network.Links(ctx, n)
+				if err != nil {
+					e.emit(Event{Kind: EventLog, Node: n.Name, Step: StepPreflight, Message: "its network links could not be read (" + err.Error() + "): they are left out of its identity"})
+					return nil
+				}
+				r.before.Links = links
+			}
+			return nil
 		})
 		switch {
 		case errors.Is(err, errAtTarget):

@@ -50,6 +50,9 @@ type Engine struct {
 	// Versions, when set, reads what each node runs right before its first
 	// change: a node that no longer runs what the plan says is not touched.
 	Versions VersionReader
+	// Network, when set, reads each node's network links before its
+	// change, so the gate can tell a link or address it lost.
+	Network LinkReader
 	// Preflights run after the node checks and before the first change.
 	Preflights []Preflight
 	// Guard, when set, protects etcd around control-plane nodes.

@@ -356,6 +356,12 @@ type Observed struct {
 	Source string
 }
 
+// LinkReader reads a node's physical network links (the Talos API), so
+// the identity a node had before its change includes its network.
+type LinkReader interface {
+	Links(ctx context.Context, n plan.Node) ([]Link, error)
+}
+
 // VMChecker is implemented by replacers that can tell whether a node's VM
 // exists (the Terraform state holds it); resume uses it.
 type VMChecker interface {

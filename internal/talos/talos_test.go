@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -420,5 +421,34 @@ func TestInstallerImage(t *testing.T) {
 		if _, err := InstallerImage(config.Talos{InstallerImage: bad}, version.MustParse("v1.13.1")); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestLinksThroughTheTalosAPI: the real client lists the node's LinkStatus
+// and AddressStatus resources over the COSI state API; drover keeps the
+// physical links, with their hardware addresses and addresses.
+func TestLinksThroughTheTalosAPI(t *testing.T) {
+	f := testenv.NewTalosAPI()
+	f.Add("127.0.0.5", "k8s-work-1", "v1.12.0", 0)
+	f.SetLinks("127.0.0.5", []testenv.Link{
+		{Name: "eth0", MAC: "bc:24:11:1f:a5:00", Addresses: []string{"127.0.0.5/24", "fd00::5/64"}},
+		{Name: "eth1", MAC: "bc:24:11:1f:a5:01"},
+	})
+	api, _ := connect(t, f)
+	n := pn(config.Node{Name: "k8s-work-1", IP: "127.0.0.5"}, "v1.12.0")
+	links, err := api.Links(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []rollout.Link{
+		{Name: "eth0", HardwareAddr: "bc:24:11:1f:a5:00", Addresses: []string{"127.0.0.5/24", "fd00::5/64"}},
+		{Name: "eth1", HardwareAddr: "bc:24:11:1f:a5:01"},
+	}
+	if fmt.Sprint(links) != fmt.Sprint(want) {
+		t.Fatalf("links %+v, want %+v", links, want)
+	}
+	// A node that does not answer is an error, not an empty identity.
+	if _, err := api.Links(context.Background(), pn(config.Node{Name: "gone", IP: "127.0.0.99"}, "v1.12.0")); err == nil {
+		t.Fatal("a silent node gave links")
 	}
 }

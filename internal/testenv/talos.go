@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	cosiv1alpha1 "github.com/cosi-project/runtime/api/v1alpha1"
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
@@ -49,6 +50,8 @@ type TalosAPI struct {
 	// OnBoot, when set, is told when a node comes back from a reboot, with
 	// the version it now runs (e.g. to update its simulated kubelet).
 	OnBoot func(ip, name, version string)
+	// links are the nodes' network links (SetLinks), by IP.
+	links map[string][]Link
 }
 
 type talosNode struct {
@@ -59,7 +62,7 @@ type talosNode struct {
 }
 
 func NewTalosAPI() *TalosAPI {
-	return &TalosAPI{nodes: map[string]*talosNode{}, fail: map[string]error{}, exitCode: map[string]int32{}, rebootFor: 300 * time.Millisecond}
+	return &TalosAPI{nodes: map[string]*talosNode{}, fail: map[string]error{}, exitCode: map[string]int32{}, rebootFor: 300 * time.Millisecond, links: map[string][]Link{}}
 }
 
 func (f *TalosAPI) Add(ip, name, version string, member uint64) {
@@ -345,6 +348,7 @@ func (f *TalosAPI) Serve(t testing.TB) []byte {
 	machineapi.RegisterMachineServiceServer(srv, f)
 	machineapi.RegisterImageServiceServer(srv, talosImageServer{f: f})
 	machineapi.RegisterLifecycleServiceServer(srv, talosLifecycleServer{f: f})
+	cosiv1alpha1.RegisterStateServer(srv, talosStateServer{f: f})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
