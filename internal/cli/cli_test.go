@@ -499,7 +499,8 @@ func TestPreflightHealthBlocksOnlyWhatIsCritical(t *testing.T) {
 // (and, as an operator slip, used as the cluster name, so drover really
 // has it to print) appears in zero bytes of stdout, stderr, journal or
 // report, across a halted run; in GitHub Actions it is registered with
-// ::add-mask:: before anything else and appears nowhere else.
+// ::add-mask:: on stderr (the runner reads workflow commands from both
+// streams) before anything else, and stdout stays a clean JSON document.
 func TestCanarySecretNeverLeaves(t *testing.T) {
 	const canary = "canary-s3cr3t-9d1f"
 	dir := t.TempDir()
@@ -531,16 +532,21 @@ func TestCanarySecretNeverLeaves(t *testing.T) {
 				t.Fatalf("exit %d\n%s", code, lastLines(errb.String(), 5))
 			}
 			stdout := out.String()
+			if !json.Valid(out.Bytes()) {
+				t.Fatalf("stdout is not one JSON document:\n%s", stdout)
+			}
+			stderr := errb.String()
 			if gha {
-				// The masks come first; strip them, and the canary must be gone.
-				lines := strings.Split(stdout, "\n")
+				// The masks come first on stderr; strip them, and the canary
+				// must be gone.
+				lines := strings.Split(stderr, "\n")
 				i := 0
 				for ; i < len(lines) && strings.HasPrefix(lines[i], "::add-mask::"); i++ {
 				}
 				if i == 0 {
 					t.Fatal("no ::add-mask:: before the output")
 				}
-				stdout = strings.Join(lines[i:], "\n")
+				stderr = strings.Join(lines[i:], "\n")
 				if !strings.Contains(errb.String(), "::group::drover: node k8s-ctrl-1") || !strings.Contains(errb.String(), "::error title=drover%3A node k8s-work-1 rolled-back::") {
 					t.Errorf("no groups or error annotations:\n%s", lastLines(errb.String(), 10))
 				}
@@ -558,7 +564,7 @@ func TestCanarySecretNeverLeaves(t *testing.T) {
 			if !strings.Contains(string(report), `"actor": "octocat"`) || !strings.Contains(string(report), `"pullRequest": "42"`) || !strings.Contains(string(report), `"steps"`) {
 				t.Errorf("audit report lacks the trigger or the steps:\n%s", report)
 			}
-			for name, text := range map[string]string{"stdout": stdout, "stderr": errb.String(), "journal": string(j), "report": string(report)} {
+			for name, text := range map[string]string{"stdout": stdout, "stderr": stderr, "journal": string(j), "report": string(report)} {
 				if strings.Contains(text, canary) {
 					t.Errorf("the canary secret leaked into %s", name)
 				}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 
@@ -23,10 +24,11 @@ func newHistoryCmd(s Streams) *cobra.Command {
 it started and last wrote, how many attempts (resumes) it took, and how it
 ended. A run that crashed or is still going shows as incomplete.`,
 		Example: `  drover history --journal drover-journal.jsonl
-  drover history --journal drover-journal.jsonl --output json`,
+  drover history --journal drover-journal.jsonl --output json
+  drover history --journal configmap:github-actions/drover-journal --output jsonl > drover-journal.jsonl`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.validate(); err != nil {
+			if err := out.validateAlso("jsonl"); err != nil {
 				return err
 			}
 			var entries []rollout.Entry
@@ -58,6 +60,16 @@ ended. A run that crashed or is still going shows as incomplete.`,
 					fmt.Fprintf(s.Err, "drover: warning: %s\n", w)
 				}
 				entries = log.Entries
+			}
+			if out.format == "jsonl" {
+				// The journal itself, one entry per line: what a workflow
+				// keeps as an artifact.
+				for _, e := range entries {
+					if err := json.NewEncoder(s.Out).Encode(e); err != nil {
+						return err
+					}
+				}
+				return nil
 			}
 			runs := rollout.Runs(entries)
 			if out.json() {

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -10,14 +11,18 @@ import (
 )
 
 type initFlags struct {
-	config        string
-	repoURL       string
-	output        string
-	force         bool
-	scaleSet      string
-	namespace     string
-	droverVersion string
-	environment   string
+	config          string
+	repoURL         string
+	output          string
+	force           bool
+	scaleSet        string
+	namespace       string
+	droverVersion   string
+	droverRepo      string
+	tofuVersion     string
+	talosctlVersion string
+	runnerImage     string
+	environment     string
 }
 
 func newInitCmd(s Streams) *cobra.Command {
@@ -26,13 +31,21 @@ func newInitCmd(s Streams) *cobra.Command {
 		Use:   "init",
 		Short: "Render the GitOps kit (workflows, Renovate, runner manifests) into your repository",
 		Long: `Render drover's GitOps kit with your names: the upgrade-cattle and
-upgrade-pets workflows (one drover upgrade per merged version bump), the
-reusable health-check workflow, the pr-plan workflow that labels and
-comments on version-bump pull requests, the actionlint and Renovate
+upgrade-pets workflows (one drover upgrade per merged version bump, through
+the reusable drover-upgrade workflow), the health-check workflow (called
+after each upgrade, or run by hand), the pr-plan workflow that labels and
+comments on version-bump pull requests, test-secrets and test-runner, the
+drover-tools action that installs drover, OpenTofu and talosctl from their
+releases with their SHA-256 sums checked, the actionlint and Renovate
 configuration, and the in-cluster runner manifests under
-kubernetes/apps/github-actions (Flux, ARC, External Secrets, RBAC, a Talos
-ServiceAccount). Files that exist with other content are left alone unless
---force; init prints what it wrote and the secrets you must create.`,
+kubernetes/apps/<namespace> (Flux, ARC, External Secrets, RBAC, a Talos
+ServiceAccount).
+
+Every value is checked before anything is written (exit 2 otherwise): names
+are DNS labels, the repository an https URL, versions releases; values
+reach the workflows' shell only through env:. Files that exist with other
+content are left alone unless --force; init prints what it wrote and the
+secrets you must create.`,
 		Example: `  drover init --config drover.yaml --repo-url https://github.com/prox-ops/infrastructure --output .`,
 		Args:    noArgs,
 		RunE: func(*cobra.Command, []string) error {
@@ -44,10 +57,22 @@ ServiceAccount). Files that exist with other content are left alone unless
 			if err != nil {
 				return err
 			}
+			if f.droverVersion == "" {
+				if !strings.HasPrefix(Version, "v") {
+					return usage(fmt.Errorf("this drover is a development build (%s): pass --drover-version vX.Y.Z, the release the workflows install", Version))
+				}
+				f.droverVersion = Version
+			}
 			files, err := kit.Render(kit.Values{
 				Cluster: cfg.Cluster.Name, RepoURL: f.repoURL, ScaleSet: f.scaleSet, Namespace: f.namespace,
-				VariablesFile: cfg.Versions.VariablesFile, DroverVersion: f.droverVersion, ApprovalEnvironment: f.environment,
+				VariablesFile: cfg.Versions.VariablesFile, SnapshotDir: cfg.Talos.EtcdSnapshotDir,
+				DroverVersion: f.droverVersion, DroverRepo: f.droverRepo, TofuVersion: f.tofuVersion, TalosctlVersion: f.talosctlVersion,
+				RunnerImage: f.runnerImage, ApprovalEnvironment: f.environment,
 			})
+			var ie *kit.InvalidError
+			if errors.As(err, &ie) {
+				return usage(err)
+			}
 			if err != nil {
 				return err
 			}
@@ -76,7 +101,11 @@ ServiceAccount). Files that exist with other content are left alone unless
 	fs.BoolVar(&f.force, "force", false, "replace files that differ from the kit")
 	fs.StringVar(&f.scaleSet, "scale-set", "cattle-upgrade", "the in-cluster runner scale set (runs-on)")
 	fs.StringVar(&f.namespace, "namespace", "github-actions", "namespace the runners (and drover's lock and journal) live in")
-	fs.StringVar(&f.droverVersion, "drover-version", "latest", "drover version the workflows install")
+	fs.StringVar(&f.droverVersion, "drover-version", "", "the drover release the workflows install (default: this drover's version, when it is a release)")
+	fs.StringVar(&f.droverRepo, "drover-repo", kit.DefaultDroverRepo, "the GitHub repository drover's releases are downloaded from")
+	fs.StringVar(&f.tofuVersion, "tofu-version", kit.DefaultTofuVersion, "the OpenTofu release the workflows install")
+	fs.StringVar(&f.talosctlVersion, "talosctl-version", kit.DefaultTalosctlVersion, "the talosctl release the workflows install")
+	fs.StringVar(&f.runnerImage, "runner-image", kit.DefaultRunnerImage, "the runner scale set's image, pinned to a release")
 	fs.StringVar(&f.environment, "approval-environment", "cluster-upgrade-approval", "GitHub Environment whose reviewers approve major upgrades")
 	return cmd
 }

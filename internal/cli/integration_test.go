@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -724,4 +726,120 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 	if v := ta.NodeVersion("127.0.0.132"); v != "v1.13.0" {
 		t.Fatalf("nic-w-1 runs %s after its rollback", v)
 	}
+}
+
+// TestARealRunAsTheRunnersServiceAccount: the kit's rbac.yaml applied to
+// the real API server; a full real pets upgrade runs authenticated as the
+// runner's ServiceAccount, with POD_NAMESPACE set as in the runner pod: the
+// lock, the ConfigMap journal and every probe (DNS, network, scheduling)
+// go to that namespace. Any 403 fails the run, and the test. drover access
+// then confirms, as that account, every permission it checks is held.
+func TestARealRunAsTheRunnersServiceAccount(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	env.Apply(t, "../../deploy/kubernetes/apps/github-actions/runners/rbac.yaml")
+	kubeconfig := env.ServiceAccountKubeconfig(t, "github-actions", "github-actions-runner")
+	dir := t.TempDir()
+	_, talosconfig := talosCluster(t, dir, []e2eNode{
+		{"sa-cp-1", "127.0.0.141", "v1.13.0", 1410}, {"sa-w-1", "127.0.0.142", "v1.13.0", 0}, {"sa-w-2", "127.0.0.143", "v1.13.0", 0},
+	})
+	// CoreDNS on a node of its own (outside the inventory), behind kube-dns,
+	// so the DNS and network probes have something to reach.
+	dnsNodes := testenv.NewKubelets(env.Client, "kube-system")
+	t.Cleanup(dnsNodes.Close)
+	if err := dnsNodes.AddNode(ctx, testenv.NodeSpec{Name: "sa-dns-1", Talos: "v1.13.0", Kubelet: "v1.34.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteNodes("sa-dns-1") })
+	coreDNS(t, "sa-dns-1")
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: sa}
+nodes:
+  - {name: sa-cp-1, role: controlplane, ip: 127.0.0.141, proxmoxHost: a, vmId: 1}
+  - {name: sa-w-1, role: worker, ip: 127.0.0.142, proxmoxHost: b, vmId: 2}
+  - {name: sa-w-2, role: worker, ip: 127.0.0.143, proxmoxHost: c, vmId: 3}
+talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, maxParallelWorkers: 2}
+health: {checkTimeout: 20s}
+`)
+	var out, errb bytes.Buffer
+	s := testStreams(t, &out, &errb)
+	s.Getenv = func(k string) string {
+		return map[string]string{"POD_NAMESPACE": "github-actions"}[k]
+	}
+	code := Run(ctx, s, []string{"upgrade", "--config", cfg, "--kubeconfig", kubeconfig, "--talosconfig", talosconfig,
+		"--to-talos", "v1.13.1", "--yes", "--journal", "configmap", "--report", filepath.Join(dir, "r.json")})
+	if code != ExitOK || strings.Contains(errb.String()+out.String(), "forbidden") {
+		t.Fatalf("exit %d as the runner's ServiceAccount:\n%s", code, lastLines(errb.String(), 30))
+	}
+	var rep struct {
+		Nodes []struct {
+			Name   string `json:"name"`
+			Health struct {
+				Checks []struct {
+					Name            string
+					Passed, Skipped bool
+				} `json:"checks"`
+			} `json:"health"`
+		} `json:"nodes"`
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "r.json"))
+	if err := json.Unmarshal(data, &rep); err != nil || len(rep.Nodes) != 3 {
+		t.Fatalf("report: %v\n%s", err, data)
+	}
+	for _, n := range rep.Nodes {
+		ran := 0
+		for _, c := range n.Health.Checks {
+			if (c.Name == "DNS Resolution" || c.Name == "Network Connectivity" || c.Name == "Scheduling") && c.Passed && !c.Skipped {
+				ran++
+			}
+		}
+		if ran != 3 {
+			t.Errorf("%s: %d of the DNS, network and scheduling probes ran and passed: %+v", n.Name, ran, n.Health.Checks)
+		}
+	}
+	if _, err := env.Client.CoreV1().ConfigMaps("github-actions").Get(ctx, "drover-journal", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the journal is not in the runner's namespace: %v", err)
+	}
+	r := drover(t, "access", "--kubeconfig", kubeconfig, "--namespace", "github-actions")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "system:serviceaccount:github-actions:github-actions-runner") || strings.Contains(r.stdout, " NO ") {
+		t.Fatalf("drover access as the runner: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// And a ServiceAccount without the kit's RBAC lacks them, named.
+	nobody := env.ServiceAccountKubeconfig(t, "github-actions", "nobody")
+	if r := drover(t, "access", "--kubeconfig", nobody, "--namespace", "github-actions"); r.code != ExitBlocked || !strings.Contains(r.stderr, "patch nodes (cluster)") {
+		t.Fatalf("drover access without the RBAC: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// coreDNS runs one CoreDNS pod on node behind the kube-dns Service.
+func coreDNS(t *testing.T, node string) {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{"k8s-app": "kube-dns", "app": "coredns-" + node}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "coredns-" + node, Namespace: "kube-system"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"kubernetes.io/hostname": node},
+				Containers:   []corev1.Container{{Name: "coredns", Image: "registry.example/coredns:1"}},
+			}},
+		},
+	}
+	if _, err := env.Client.AppsV1().Deployments("kube-system").Create(ctx, d, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.AppsV1().Deployments("kube-system").Delete(context.Background(), d.Name, metav1.DeleteOptions{})
+	})
+	if _, err := env.Client.CoreV1().Services("kube-system").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Labels: labels},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"k8s-app": "kube-dns"}, Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}},
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	env.WaitReplicas(t, "kube-system", d.Name, 1)
 }

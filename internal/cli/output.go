@@ -26,6 +26,19 @@ func (o *outputFlag) validate() error {
 	return usage(fmt.Errorf("--output %q: want table or json", o.format))
 }
 
+// validateAlso also accepts the command's own extra formats.
+func (o *outputFlag) validateAlso(extra ...string) error {
+	for _, e := range extra {
+		if o.format == e {
+			return nil
+		}
+	}
+	if err := o.validate(); err != nil {
+		return usage(fmt.Errorf("--output %q: want table, json or %s", o.format, strings.Join(extra, ", ")))
+	}
+	return nil
+}
+
 func (o *outputFlag) json() bool { return o.format == "json" }
 
 func writeJSON(w io.Writer, v any) error {

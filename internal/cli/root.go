@@ -47,7 +47,9 @@ type Streams struct {
 	// Crash ends the process at once, with no cleanup: the lab's rehearsed
 	// crash (--lab-crash-at). OSStreams exits with 137, as a SIGKILL would.
 	Crash func()
-	// raw is the unmasked stdout, for GitHub's ::add-mask:: commands only.
+	// raw is the unmasked stderr, for GitHub's ::add-mask:: commands only:
+	// the runner reads workflow commands from both streams, and stderr
+	// keeps them out of a --output json or markdown document on stdout.
 	raw io.Writer
 }
 
@@ -143,7 +145,7 @@ Exit codes:
 		}
 		return usage(err)
 	})
-	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s), newInitCmd(s))
+	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s), newInitCmd(s), newSecretsCmd(s), newAccessCmd(s))
 	return root
 }
 
@@ -154,10 +156,10 @@ Exit codes:
 func Run(ctx context.Context, s Streams, args []string) int {
 	s.Masker = secrets.FromEnv(s.getenv, config.DefaultSecretEnv)
 	if s.getenv("GITHUB_ACTIONS") == "true" {
-		notify.AddMasks(s.Out, s.Masker.Values())
+		notify.AddMasks(s.Err, s.Masker.Values())
 	}
 	out, errw := s.Masker.NewWriter(s.Out, ""), s.Masker.NewWriter(s.Err, "")
-	s.raw, s.Out, s.Err = s.Out, out, errw
+	s.raw, s.Out, s.Err = s.Err, out, errw
 	defer func() {
 		_ = out.Flush()
 		_ = errw.Flush()

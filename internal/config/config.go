@@ -141,8 +141,9 @@ type Secrets struct {
 // DefaultSecretEnv are masked unless secrets.env says otherwise.
 var DefaultSecretEnv = []string{
 	"PROXMOX_USERNAME", "PROXMOX_PASSWORD", "TF_VAR_proxmox_password",
+	"PROXMOX_VE_USERNAME", "PROXMOX_VE_PASSWORD",
 	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TALOSCONFIG",
-	"DISCORD_WEBHOOK_URL", "GITHUB_APP_PRIVATE_KEY",
+	"DISCORD_WEBHOOK_URL", "GITHUB_APP_PRIVATE_KEY", "GH_APP_PRIVATE_KEY",
 }
 
 // Cluster names the cluster.

@@ -21,21 +21,90 @@ import (
 //go:embed all:templates
 var templates embed.FS
 
-// Values are the operator's names the kit is rendered with.
+// Values are the operator's names the kit is rendered with. Every one is
+// validated (Validate) before it is rendered: they end up in YAML, in
+// runs-on and in env: values, so none may carry a newline, a quote, a
+// ${{ }} expression or a leading dash.
 type Values struct {
 	Cluster       string
 	RepoURL       string
 	ScaleSet      string
 	Namespace     string
 	VariablesFile string
-	DroverVersion string
+	// SnapshotDir is where drover writes etcd snapshots (talos.etcdSnapshotDir).
+	SnapshotDir string
+	// DroverVersion, TofuVersion and TalosctlVersion are the pinned
+	// releases the workflows install (Renovate bumps them).
+	DroverVersion   string
+	TofuVersion     string
+	TalosctlVersion string
+	// DroverRepo is the GitHub repository drover's releases come from.
+	DroverRepo string
+	// RunnerImage is the runner scale set's image, pinned to a release.
+	RunnerImage string
 	// ApprovalEnvironment is the GitHub Environment whose required
 	// reviewers approve major upgrades.
 	ApprovalEnvironment string
 }
 
-// Render renders every template; the map is path -> content.
+// The versions the kit pins unless told otherwise.
+const (
+	DefaultTofuVersion     = "1.10.6"
+	DefaultTalosctlVersion = "v1.13.0"
+	DefaultRunnerImage     = "ghcr.io/actions/actions-runner:2.328.0"
+	DefaultDroverRepo      = "prox-ops/drover"
+)
+
+var (
+	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	semverRE    = regexp.MustCompile(`^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
+	repoRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._][A-Za-z0-9._-]{0,99}$`)
+	pathRE      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/-]*$`)
+	envNameRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$`)
+	imageRE     = regexp.MustCompile(`^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+:\d+\.\d+\.\d+$`)
+	githubURLRE = regexp.MustCompile(`^https://[A-Za-z0-9.-]+/[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._][A-Za-z0-9._-]{0,99}$`)
+)
+
+// InvalidError is a value the kit refuses to render. The CLI exits 2.
+type InvalidError struct{ Problems []string }
+
+func (e *InvalidError) Error() string {
+	return "refusing to render the kit: " + strings.Join(e.Problems, "; ")
+}
+
+// Validate checks every value against what it may be, so nothing rendered
+// can add a job, break out of a string or reach a shell as code.
+func (v Values) Validate() error {
+	var probs []string
+	check := func(field, value string, ok bool, want string) {
+		if !ok {
+			probs = append(probs, fmt.Sprintf("%s %q: want %s", field, value, want))
+		}
+	}
+	check("the cluster name (cluster.name)", v.Cluster, dnsLabel.MatchString(v.Cluster), "a DNS label (lowercase letters, digits and '-')")
+	check("--repo-url", v.RepoURL, githubURLRE.MatchString(v.RepoURL), "https://HOST/OWNER/REPOSITORY")
+	check("--scale-set", v.ScaleSet, dnsLabel.MatchString(v.ScaleSet), "a DNS label (the runner scale set's name)")
+	check("--namespace", v.Namespace, dnsLabel.MatchString(v.Namespace), "a DNS label")
+	check("versions.variablesFile", v.VariablesFile, pathRE.MatchString(v.VariablesFile) && !strings.Contains(v.VariablesFile, ".."), "a relative path of letters, digits, '.', '_', '-' and '/'")
+	check("talos.etcdSnapshotDir", v.SnapshotDir, pathRE.MatchString(v.SnapshotDir) && !strings.Contains(v.SnapshotDir, ".."), "a relative path of letters, digits, '.', '_', '-' and '/'")
+	check("--drover-version", v.DroverVersion, semverRE.MatchString(v.DroverVersion) && strings.HasPrefix(v.DroverVersion, "v"), "a release such as v0.4.0")
+	check("--tofu-version", v.TofuVersion, semverRE.MatchString(v.TofuVersion), "an OpenTofu release such as 1.10.6")
+	check("--talosctl-version", v.TalosctlVersion, semverRE.MatchString(v.TalosctlVersion) && strings.HasPrefix(v.TalosctlVersion, "v"), "a Talos release such as v1.13.0")
+	check("--drover-repo", v.DroverRepo, repoRE.MatchString(v.DroverRepo), "OWNER/REPOSITORY")
+	check("--runner-image", v.RunnerImage, imageRE.MatchString(v.RunnerImage), "an image pinned to a release, such as "+DefaultRunnerImage)
+	check("--approval-environment", v.ApprovalEnvironment, envNameRE.MatchString(v.ApprovalEnvironment), "a GitHub Environment name (letters, digits, '_', '.', '-')")
+	if len(probs) > 0 {
+		return &InvalidError{Problems: probs}
+	}
+	return nil
+}
+
+// Render validates the values and renders every template; the map is
+// path -> content.
 func Render(v Values) (map[string][]byte, error) {
+	if err := v.Validate(); err != nil {
+		return nil, err
+	}
 	out := map[string][]byte{}
 	err := fs.WalkDir(templates, "templates", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -126,11 +195,14 @@ func Write(dir string, files map[string][]byte, force bool) ([]Written, error) {
 	return plan, nil
 }
 
-// Secrets are what the operator must create for the kit to work.
+// Secrets are what the operator must create for the kit to work: the nine
+// GitHub secrets of the PRD (Story 1.2), checked by test-secrets.yml.
 var Secrets = []string{
-	"GitHub secret TALOSCONFIG: the talosconfig, base64 (base64 -w0 talosconfig)",
-	"GitHub secret TF_VAR_PROXMOX_PASSWORD: the Proxmox API password or token secret for Terraform",
+	"GitHub secrets PROXMOX_USERNAME and PROXMOX_PASSWORD: the Proxmox API token user (user@realm!token) and its secret, for Terraform's provider",
 	"GitHub secrets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: the Terraform state bucket's keys",
-	"GitHub secret DISCORD_WEBHOOK_URL: the Discord webhook for notifications (optional)",
+	"GitHub secret TALOSCONFIG: the talosconfig, base64 (base64 -w0 talosconfig)",
+	"GitHub secret DISCORD_WEBHOOK_URL: the Discord webhook for notifications",
+	"GitHub secrets GH_APP_ID, GH_APP_INSTALLATION_ID and GH_APP_PRIVATE_KEY: the GitHub App that labels and comments (GitHub refuses secret names starting with GITHUB_)",
 	"GitHub Environment with required reviewers, for major upgrades and approval-list versions",
+	"then run the test-secrets and test-runner workflows by hand",
 }

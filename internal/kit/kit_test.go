@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/rhysd/actionlint"
+	"gopkg.in/yaml.v3"
 
 	"github.com/prox-ops/drover/internal/config"
 )
@@ -25,7 +26,9 @@ func exampleValues(t *testing.T) Values {
 		t.Fatal(err)
 	}
 	return Values{Cluster: cfg.Cluster.Name, RepoURL: "https://github.com/prox-ops/infrastructure", ScaleSet: "cattle-upgrade",
-		Namespace: "github-actions", VariablesFile: cfg.Versions.VariablesFile, DroverVersion: "latest", ApprovalEnvironment: "cluster-upgrade-approval"}
+		Namespace: "github-actions", VariablesFile: cfg.Versions.VariablesFile, SnapshotDir: cfg.Talos.EtcdSnapshotDir,
+		DroverVersion: "v0.1.0", DroverRepo: DefaultDroverRepo, TofuVersion: DefaultTofuVersion, TalosctlVersion: DefaultTalosctlVersion,
+		RunnerImage: DefaultRunnerImage, ApprovalEnvironment: "cluster-upgrade-approval"}
 }
 
 // TestWorkflowsPassActionlint lints every rendered workflow with actionlint
@@ -58,8 +61,8 @@ func TestWorkflowsPassActionlint(t *testing.T) {
 		}
 		linted++
 	}
-	if linted != 4 {
-		t.Fatalf("linted %d workflows, want 4", linted)
+	if linted != 7 {
+		t.Fatalf("linted %d workflows, want 7", linted)
 	}
 }
 
@@ -68,25 +71,152 @@ func TestWorkflowsCarryTheRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	up := string(files[".github/workflows/drover-upgrade.yml"])
+	for _, want := range []string{
+		"workflow_call:", "runs-on: cattle-upgrade", "environment: cluster-upgrade-approval",
+		`--journal "configmap:${NAMESPACE}/drover-journal"`, "upload-artifact@", "drover-journal.jsonl", "etcd-snapshots/",
+		"timeout-minutes:", "TALOSCONFIG: ${{ secrets.TALOSCONFIG }}", "PROXMOX_USERNAME: ${{ secrets.PROXMOX_USERNAME }}",
+		"PROXMOX_PASSWORD: ${{ secrets.PROXMOX_PASSWORD }}", "uses: ./.github/workflows/health-check.yml", "uses: ./.github/actions/drover-tools",
+		`if [ "${got}" != "${WANT}" ]; then`, "if: always()",
+	} {
+		if !strings.Contains(up, want) {
+			t.Errorf("drover-upgrade lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"matrix:", "go install", "setup-go", "@v4\n", ":latest"} {
+		if strings.Contains(up, bad) {
+			t.Errorf("drover-upgrade has %q", bad)
+		}
+	}
 	for _, name := range []string{"upgrade-cattle", "upgrade-pets"} {
 		w := string(files[".github/workflows/"+name+".yml"])
+		strategy := strings.TrimPrefix(name, "upgrade-")
 		for _, want := range []string{
 			"types: [closed]", "terraform/variables.tf", "github.event.pull_request.merged == true",
-			"contains(github.event.pull_request.labels.*.name, '" + name + "')",
-			"runs-on: cattle-upgrade", "cancel-in-progress: false", "environment: cluster-upgrade-approval",
-			"--journal configmap:github-actions/drover-journal", "upload-artifact", "timeout-minutes:", "workflow_dispatch:",
-			"TALOSCONFIG: ${{ secrets.TALOSCONFIG }}",
+			"contains(github.event.pull_request.labels.*.name, '" + name + "')", "cancel-in-progress: false",
+			"group: drover-prox-ops-upgrade", "workflow_dispatch:", "uses: ./.github/workflows/drover-upgrade.yml",
+			"strategy: " + strategy, "secrets: inherit",
 		} {
 			if !strings.Contains(w, want) {
 				t.Errorf("%s lacks %q", name, want)
 			}
 		}
-		if strings.Contains(w, "matrix:") {
-			t.Errorf("%s uses a matrix: one drover upgrade runs the whole cluster", name)
+	}
+	if h := string(files[".github/workflows/health-check.yml"]); !strings.Contains(h, "workflow_call:") || !strings.Contains(h, "workflow_dispatch:") || !strings.Contains(h, "health_status") || !strings.Contains(h, "node_name") {
+		t.Error("health-check is not reusable and runnable by hand")
+	}
+	// Every third-party action is pinned by a commit SHA (Renovate keeps it).
+	usesRE := regexp.MustCompile(`uses:\s*([^\s#]+)`)
+	for _, p := range Paths(files) {
+		for _, m := range usesRE.FindAllStringSubmatch(string(files[p]), -1) {
+			ref := m[1]
+			if strings.HasPrefix(ref, "./") {
+				continue
+			}
+			if !regexp.MustCompile(`@[0-9a-f]{40}$`).MatchString(ref) {
+				t.Errorf("%s: %s is not pinned by a commit SHA", p, ref)
+			}
 		}
 	}
-	if h := string(files[".github/workflows/health-check.yml"]); !strings.Contains(h, "workflow_call:") || !strings.Contains(h, "health_status") || !strings.Contains(h, "node_name") {
-		t.Error("health-check is not the reusable workflow")
+	// The nine secrets of the PRD are each wired somewhere.
+	all := ""
+	for _, p := range Paths(files) {
+		all += string(files[p])
+	}
+	for _, sec := range []string{"PROXMOX_USERNAME", "PROXMOX_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TALOSCONFIG", "DISCORD_WEBHOOK_URL", "GH_APP_ID", "GH_APP_INSTALLATION_ID", "GH_APP_PRIVATE_KEY"} {
+		if !strings.Contains(all, "${{ secrets."+sec+" }}") {
+			t.Errorf("secret %s is wired nowhere", sec)
+		}
+	}
+	tools := string(files[".github/actions/drover-tools/action.yml"])
+	for _, want := range []string{`DROVER_VERSION: "v0.1.0"`, `TOFU_VERSION: "1.10.6"`, `TALOSCTL_VERSION: "v1.13.0"`, "sha256sum --check --strict", "checksums.txt", "tofu_${TOFU_VERSION#v}_SHA256SUMS", "sha256sum.txt", "# renovate: datasource=github-releases depName=opentofu/opentofu"} {
+		if !strings.Contains(tools, want) {
+			t.Errorf("drover-tools lacks %q", want)
+		}
+	}
+}
+
+// TestHostileValuesAreRefused: a value that could add a job, break out of a
+// string, inject an expression or reach a shell as code is refused before
+// anything is rendered.
+func TestHostileValuesAreRefused(t *testing.T) {
+	hostile := []string{"prod\njobs:", `a"b`, "x'y", "${{ github.event.pull_request.head.ref }}", "$(curl evil)", "-rf", "a b", "`id`", ""}
+	fields := map[string]func(v *Values, s string){
+		"cluster":     func(v *Values, s string) { v.Cluster = s },
+		"scale set":   func(v *Values, s string) { v.ScaleSet = s },
+		"namespace":   func(v *Values, s string) { v.Namespace = s },
+		"repo url":    func(v *Values, s string) { v.RepoURL = "https://github.com/prox-ops/" + s },
+		"variables":   func(v *Values, s string) { v.VariablesFile = s },
+		"snapshots":   func(v *Values, s string) { v.SnapshotDir = s },
+		"drover":      func(v *Values, s string) { v.DroverVersion = s },
+		"tofu":        func(v *Values, s string) { v.TofuVersion = s },
+		"talosctl":    func(v *Values, s string) { v.TalosctlVersion = s },
+		"drover repo": func(v *Values, s string) { v.DroverRepo = s },
+		"image":       func(v *Values, s string) { v.RunnerImage = s },
+		"environment": func(v *Values, s string) { v.ApprovalEnvironment = s },
+	}
+	for field, set := range fields {
+		for _, h := range hostile {
+			v := exampleValues(t)
+			set(&v, h)
+			_, err := Render(v)
+			var ie *InvalidError
+			if !errors.As(err, &ie) {
+				t.Errorf("%s = %q was rendered", field, h)
+			}
+		}
+	}
+	// Relative paths may not climb out of the repository.
+	v := exampleValues(t)
+	v.VariablesFile = "../etc/passwd"
+	if _, err := Render(v); err == nil {
+		t.Error("a variables file outside the repository was rendered")
+	}
+	// Unpinned tools and images are refused.
+	v = exampleValues(t)
+	v.RunnerImage = "ghcr.io/actions/actions-runner:latest"
+	if _, err := Render(v); err == nil {
+		t.Error("an unpinned runner image was rendered")
+	}
+}
+
+// TestValuesReachShellOnlyThroughEnv: no rendered run: script contains a
+// value drover rendered or a ${{ }} expression: they go through env:.
+func TestValuesReachShellOnlyThroughEnv(t *testing.T) {
+	files, err := Render(exampleValues(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range Paths(files) {
+		if !strings.HasPrefix(p, ".github/workflows/") && !strings.HasPrefix(p, ".github/actions/") {
+			continue
+		}
+		var doc any
+		if err := yaml.Unmarshal(files[p], &doc); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		var walk func(n any)
+		walk = func(n any) {
+			switch v := n.(type) {
+			case map[string]any:
+				for k, c := range v {
+					if k == "run" {
+						script, _ := c.(string)
+						for _, bad := range []string{"${{", "prox-ops", "github-actions", "cattle-upgrade", "cluster-upgrade-approval"} {
+							if strings.Contains(script, bad) {
+								t.Errorf("%s: a run: script contains %q:\n%s", p, bad, script)
+							}
+						}
+					}
+					walk(c)
+				}
+			case []any:
+				for _, c := range v {
+					walk(c)
+				}
+			}
+		}
+		walk(doc)
 	}
 }
 
@@ -176,9 +306,18 @@ func TestRenovateRegexesExtractTheVersions(t *testing.T) {
 	if strings.Contains(text, "fileMatch") {
 		t.Error("renovate.json5 uses the deprecated fileMatch")
 	}
-	res := renovatePatterns(t, text)
-	if len(res) != 4 {
-		t.Fatalf("%d matchStrings, want 4", len(res))
+	all := renovatePatterns(t, text)
+	if len(all) != 5 {
+		t.Fatalf("%d matchStrings with a currentValue, want 5", len(all))
+	}
+	res, tools := all[:4], all[4]
+	// The tools' regex finds each pinned version in the drover-tools action.
+	var found []string
+	for _, m := range tools.FindAllStringSubmatch(string(files[".github/actions/drover-tools/action.yml"]), -1) {
+		found = append(found, m[tools.SubexpIndex("depName")]+"@"+m[tools.SubexpIndex("currentValue")])
+	}
+	if strings.Join(found, ",") != "prox-ops/drover@v0.1.0,opentofu/opentofu@1.10.6,siderolabs/talos@v1.13.0" {
+		t.Errorf("the tools' versions Renovate finds: %v", found)
 	}
 	fixtures := []struct {
 		name, src string

@@ -32,31 +32,34 @@ func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
 	for _, v := range r.varOpts(to) {
 		planOpts = append(planOpts, tfexec.Var(v))
 	}
+	tmp, err := os.MkdirTemp("", "drover-templates-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	planFile := filepath.Join(tmp, "templates.tfplan")
 	var deletes []string
-	err := r.run("templates", func() error {
-		tmp, err := os.MkdirTemp("", "drover-templates-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(tmp)
-		planFile := filepath.Join(tmp, "templates.tfplan")
-		if _, err := r.tf.Plan(ctx, append(planOpts, tfexec.Out(planFile))...); err != nil {
-			return err
-		}
-		p, err := r.tf.ShowPlanFile(ctx, planFile)
-		if err != nil {
-			return err
-		}
-		for _, rc := range p.ResourceChanges {
-			if rc.Change != nil && rc.Change.Actions.Delete() || rc.Change != nil && rc.Change.Actions.Replace() {
-				deletes = append(deletes, rc.Address)
-			}
-		}
-		if len(deletes) > 0 && !rebuild {
-			return nil
-		}
-		return r.tf.Apply(ctx, tfexec.DirOrPlan(planFile))
+	err = r.run("templates", func() error {
+		_, err := r.tf.Plan(ctx, append(planOpts, tfexec.Out(planFile))...)
+		return err
 	})
+	if err == nil {
+		err = r.read(func() error {
+			p, err := r.tf.ShowPlanFile(ctx, planFile)
+			if err != nil {
+				return err
+			}
+			for _, rc := range p.ResourceChanges {
+				if rc.Change != nil && (rc.Change.Actions.Delete() || rc.Change.Actions.Replace()) {
+					deletes = append(deletes, rc.Address)
+				}
+			}
+			return nil
+		})
+	}
+	if err == nil && (len(deletes) == 0 || rebuild) {
+		err = r.run("templates", func() error { return r.tf.Apply(ctx, tfexec.DirOrPlan(planFile)) })
+	}
 	if le, ok := asLocked(err); ok {
 		return le
 	}
@@ -198,7 +201,7 @@ func (Preflight) Name() string { return "terraform state" }
 // lock: a lock held elsewhere is a *LockedError naming the holder.
 func (p Preflight) Check(ctx context.Context, _ plan.Plan) error {
 	r := p.Runner
-	err := r.run("", func() error {
+	err := r.read(func() error {
 		_, err := r.tf.StatePull(ctx)
 		return err
 	})

@@ -125,7 +125,13 @@ func Address(settings config.Terraform, n config.Node) string {
 }
 
 // run serialises a command and streams its output, prefixed with who.
-func (r *Runner) run(who string, fn func() error) error {
+func (r *Runner) run(who string, fn func() error) error { return r.runOut(who, true, fn) }
+
+// read serialises a command whose output is data drover reads (show,
+// state pull): only its errors reach the console, not the document.
+func (r *Runner) read(fn func() error) error { return r.runOut("", false, fn) }
+
+func (r *Runner) runOut(who string, stdout bool, fn func() error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	prefix := "[terraform] "
@@ -133,7 +139,10 @@ func (r *Runner) run(who string, fn func() error) error {
 		prefix = "[terraform " + who + "] "
 	}
 	w := r.masker.NewWriter(r.out, prefix)
-	r.tf.SetStdout(w)
+	r.tf.SetStdout(io.Discard)
+	if stdout {
+		r.tf.SetStdout(w)
+	}
 	r.tf.SetStderr(w)
 	err := fn()
 	_ = w.Flush()
@@ -325,7 +334,7 @@ func vmFromAttrs(addr string, attrs map[string]any) *vm {
 
 func (r *Runner) show(ctx context.Context) (*tfjson.State, error) {
 	var st *tfjson.State
-	err := r.run("", func() (err error) {
+	err := r.read(func() (err error) {
 		st, err = r.tf.Show(ctx)
 		return err
 	})

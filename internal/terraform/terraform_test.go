@@ -206,6 +206,11 @@ func TestReplaceNodeAndRollBack(t *testing.T) {
 	if strings.Contains(out, canary) {
 		t.Fatalf("the canary secret leaked into drover's output")
 	}
+	// The console shows what Terraform plans and does, not the state
+	// documents drover reads.
+	if strings.Contains(out, `"format_version"`) || strings.Contains(out, `"terraform_version"`) {
+		t.Fatalf("a show -json document reached the console:\n%s", out)
+	}
 	if !strings.Contains(out, "with password "+secrets.Mask) {
 		t.Fatalf("the provisioner's echo of the secret is not in the output, so masking was not exercised:\n%s", out)
 	}
