@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -329,6 +330,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"a directory as the configuration", []string{"plan", "--config", dir, "--to-talos", "v1.12.0"}, "not a regular file"},
 		{"a configuration over 1 MiB", []string{"plan", "--config", big, "--to-talos", "v1.12.0"}, "more than the 1048576 a configuration may have"},
 		{"a bad ConfigMap journal name", []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--journal", "configmap:Bad_Name"}, "DNS"},
+		{"a git range that is an option", []string{"plan", "--lab", "--git-range", "--output=pwned..HEAD"}, "git would read it as an option"},
+		{"a git range with a command", []string{"classify", "--git-range", "$(touch pwned)..HEAD"}, "is not allowed"},
 		{"a lab start that is not a version", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--lab-talos", "latest"}, "--lab-talos"},
 	}
 	for _, tc := range tests {
@@ -372,6 +375,30 @@ func TestVersion(t *testing.T) {
 	r := drover(t, "version")
 	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "drover dev (commit none") {
 		t.Fatalf("%d %q", r.code, r.stdout)
+	}
+}
+
+func TestVersionFromBuildInfo(t *testing.T) {
+	installed := &debug.BuildInfo{Main: debug.Module{Path: "github.com/prox-ops/drover", Version: "v0.3.1"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "4f55deb0123456789"}}}
+	tests := []struct {
+		name                    string
+		ldVersion, ldCommit     string
+		bi                      *debug.BuildInfo
+		wantVersion, wantCommit string
+	}{
+		{"a release sets both with ldflags", "v0.3.1", "abc1234", installed, "v0.3.1", "abc1234"},
+		{"go install module@version records the module version", "dev", "none", installed, "v0.3.1", "4f55deb"},
+		{"a build from a checkout", "dev", "none", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "dev", "none"},
+		{"no build info", "dev", "none", nil, "dev", "none"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, c := versionFrom(tc.ldVersion, tc.ldCommit, tc.bi)
+			if v != tc.wantVersion || c != tc.wantCommit {
+				t.Fatalf("got %s %s, want %s %s", v, c, tc.wantVersion, tc.wantCommit)
+			}
+		})
 	}
 }
 

@@ -33,27 +33,29 @@ var (
 // kitSecrets are the PRD's nine secrets (Story 1.2), as the kit names them:
 // GitHub refuses secret names that start with GITHUB_, so the GitHub App's
 // are GH_APP_*.
-var kitSecrets = []secretCheck{
-	{"PROXMOX_USERNAME", "Terraform's Proxmox provider (cattle)", func(v string) error {
-		if !proxmoxUserRE.MatchString(v) {
-			return errors.New("want USER@REALM or USER@REALM!TOKENID")
-		}
-		return nil
-	}},
-	{"PROXMOX_PASSWORD", "Terraform's Proxmox provider (cattle)", wordLike(8)},
-	{"AWS_ACCESS_KEY_ID", "the Terraform state bucket (S3)", wordLike(3)},
-	{"AWS_SECRET_ACCESS_KEY", "the Terraform state bucket (S3)", wordLike(8)},
-	{"TALOSCONFIG", "the Talos API (upgrades, etcd guard, versions)", checkTalosconfig},
-	{"DISCORD_WEBHOOK_URL", "notifications", func(v string) error {
-		u, err := url.Parse(v)
-		if err != nil || u.Scheme != "https" || !strings.HasPrefix(u.Path, "/api/webhooks/") || strings.Count(strings.Trim(u.Path, "/"), "/") != 3 {
-			return errors.New("want https://discord.com/api/webhooks/ID/TOKEN")
-		}
-		return nil
-	}},
-	{"GH_APP_ID", "pr-plan's labels and comments", digits},
-	{"GH_APP_INSTALLATION_ID", "the GitHub App's installation on the repository", digits},
-	{"GH_APP_PRIVATE_KEY", "pr-plan's labels and comments", checkPrivateKey},
+func kitSecrets() []secretCheck {
+	return []secretCheck{
+		{"PROXMOX_USERNAME", "Terraform's Proxmox provider (cattle)", func(v string) error {
+			if !proxmoxUserRE.MatchString(v) {
+				return errors.New("want USER@REALM or USER@REALM!TOKENID")
+			}
+			return nil
+		}},
+		{"PROXMOX_PASSWORD", "Terraform's Proxmox provider (cattle)", wordLike(8)},
+		{"AWS_ACCESS_KEY_ID", "the Terraform state bucket (S3)", wordLike(3)},
+		{"AWS_SECRET_ACCESS_KEY", "the Terraform state bucket (S3)", wordLike(8)},
+		{"TALOSCONFIG", "the Talos API (upgrades, etcd guard, versions)", checkTalosconfig},
+		{"DISCORD_WEBHOOK_URL", "notifications", func(v string) error {
+			u, err := url.Parse(v)
+			if err != nil || u.Scheme != "https" || !strings.HasPrefix(u.Path, "/api/webhooks/") || strings.Count(strings.Trim(u.Path, "/"), "/") != 3 {
+				return errors.New("want https://discord.com/api/webhooks/ID/TOKEN")
+			}
+			return nil
+		}},
+		{"GH_APP_ID", "pr-plan's labels and comments", digits},
+		{"GH_APP_INSTALLATION_ID", "the GitHub App's installation on the repository", digits},
+		{"GH_APP_PRIVATE_KEY", "pr-plan's labels and comments", checkPrivateKey},
+	}
 }
 
 func wordLike(minLen int) func(string) error {
@@ -152,7 +154,7 @@ func checkSecrets(s Streams, output string) error {
 	type row struct{ name, state, note, used string }
 	var rows []row
 	var bad []string
-	for _, c := range kitSecrets {
+	for _, c := range kitSecrets() {
 		v := s.getenv(c.Name)
 		r := row{name: c.Name, used: c.For, state: "ok"}
 		switch err := c.check(v); {

@@ -11,9 +11,16 @@ import (
 // buildVersion is drover's version and commit: the ldflags a release sets,
 // else what `go install module@version` records in the build info.
 func buildVersion() (version, commit string) {
-	version, commit = Version, Commit
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
+		bi = nil
+	}
+	return versionFrom(Version, Commit, bi)
+}
+
+// versionFrom prefers what the ldflags set and falls back on the build info.
+func versionFrom(version, commit string, bi *debug.BuildInfo) (string, string) {
+	if bi == nil {
 		return version, commit
 	}
 	if version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {

@@ -151,7 +151,12 @@ func (g GitSource) Name() string { return g.Rev + ":" + g.Path }
 
 // Read runs git show.
 func (g GitSource) Read() ([]byte, error) {
-	cmd := exec.CommandContext(g.Ctx, "git", "show", g.Rev+":"+g.Path)
+	if err := CheckRev(g.Rev); err != nil {
+		return nil, err
+	}
+	// --end-of-options: whatever the revision is, git reads it as a
+	// revision, never as an option (git >= 2.24).
+	cmd := exec.CommandContext(g.Ctx, "git", "show", "--end-of-options", g.Rev+":"+g.Path)
 	cmd.Dir = g.Dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -162,11 +167,51 @@ func (g GitSource) Read() ([]byte, error) {
 	return out, nil
 }
 
-// ParseRange splits a git revision range "BASE..HEAD".
+// ParseRange splits a git revision range "BASE..HEAD" and checks both
+// revisions with CheckRev: the range often comes from a workflow input.
 func ParseRange(r string) (base, head string, err error) {
 	base, head, ok := strings.Cut(r, "..")
 	if !ok || base == "" || head == "" || strings.HasPrefix(head, ".") {
 		return "", "", errors.New("want a revision range BASE..HEAD, such as origin/main~1..origin/main")
 	}
+	if err := CheckRev(base); err != nil {
+		return "", "", err
+	}
+	if err := CheckRev(head); err != nil {
+		return "", "", err
+	}
 	return base, head, nil
+}
+
+// CheckRev accepts what a revision in a range is in practice (a commit
+// SHA, a branch or tag name, HEAD, with ~N and ^N suffixes) and refuses
+// the rest: a leading '-' (git would read an option), whitespace and
+// control characters, ':' (it would change which file is read), '..',
+// and anything git check-ref-format refuses ('\\', '?', '*', '[', "@{").
+func CheckRev(rev string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("revision %q: %s", rev, why)
+	}
+	switch {
+	case rev == "":
+		return bad("empty")
+	case len(rev) > 256:
+		return bad("longer than 256 characters")
+	case strings.HasPrefix(rev, "-"):
+		return bad("starts with '-' (git would read it as an option)")
+	case strings.Contains(rev, ".."):
+		return bad("contains '..'")
+	case strings.Contains(rev, "@{"):
+		return bad("contains '@{'")
+	case strings.HasSuffix(rev, ".") || strings.HasSuffix(rev, "/") || strings.HasPrefix(rev, "/"):
+		return bad("starts with '/' or ends with '.' or '/'")
+	}
+	for _, r := range rev {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			strings.ContainsRune("._/~^-+@", r)
+		if !ok {
+			return bad(fmt.Sprintf("character %q is not allowed (letters, digits and . _ / ~ ^ - + @)", r))
+		}
+	}
+	return nil
 }

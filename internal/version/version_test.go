@@ -243,10 +243,40 @@ func TestChangeFromGitRange(t *testing.T) {
 }
 
 func TestParseRange(t *testing.T) {
-	for _, bad := range []string{"main", "..main", "main..", "a...b"} {
+	for _, good := range []string{"HEAD~1..HEAD", "origin/main~1..origin/main", "v1.2.3..v1.3.0", "0123abc..HEAD^2", "release-1.x..feature/a+b"} {
+		if _, _, err := ParseRange(good); err != nil {
+			t.Errorf("ParseRange(%q): %v", good, err)
+		}
+	}
+	hostile := []string{
+		"main", "..main", "main..", "a...b",
+		"--output=pwned..HEAD", "HEAD..--output=pwned", "-p..HEAD",
+		"HEAD~1..HEAD\nrun: curl evil", "HEAD~1..HEAD\"", "HEAD..'x'",
+		"${{ github.event.pull_request.title }}..HEAD", "$(touch pwned)..HEAD", "`id`..HEAD",
+		"HEAD..HEAD:other/file", "HEAD@{1}..HEAD", "a b..HEAD", "HEAD..refs/*",
+	}
+	for _, bad := range hostile {
 		if _, _, err := ParseRange(bad); err == nil {
 			t.Errorf("ParseRange(%q) accepted", bad)
 		}
+	}
+}
+
+// TestGitSourceNeverReadsAnOption hands GitSource a revision that is an
+// option: it is refused before git runs and no file is written. (Behind
+// the check, git show gets --end-of-options as a second guard.)
+func TestGitSourceNeverReadsAnOption(t *testing.T) {
+	dir := t.TempDir()
+	out, err := exec.Command("git", "-C", dir, "init", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	_, err = GitSource{Ctx: t.Context(), Dir: dir, Rev: "--output=pwned", Path: "x"}.Read()
+	if err == nil || !strings.Contains(err.Error(), "option") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, "pwned")); !os.IsNotExist(statErr) {
+		t.Fatalf("git wrote a file: %v", statErr)
 	}
 }
 
