@@ -8,8 +8,10 @@ import (
 	"time"
 
 	authv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -176,5 +178,181 @@ func TestRunnerPermissions(t *testing.T) {
 		if got := can(tc.ra); got != tc.want {
 			t.Errorf("%s: allowed=%v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// runnerPod is the runner pod the scale set creates: the HelmRelease's
+// values.template, as a Pod in the kit's namespace.
+func runnerPod(t *testing.T) *corev1.Pod {
+	t.Helper()
+	for _, u := range manifests(t) {
+		if u.GetKind() != "HelmRelease" {
+			continue
+		}
+		tmpl, ok, err := unstructured.NestedMap(u.Object, "spec", "values", "template")
+		if err != nil {
+			t.Fatalf("HelmRelease %s: values.template: %v", u.GetName(), err)
+		}
+		if !ok {
+			continue // the controller's release
+		}
+		pod := &corev1.Pod{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(tmpl, pod, true); err != nil {
+			t.Fatalf("values.template is not a pod template: %v", err)
+		}
+		pod.Name, pod.Namespace = "runner-dry-run", u.GetNamespace()
+		return pod
+	}
+	t.Fatal("no HelmRelease with a runner pod template among the manifests")
+	return nil
+}
+
+// TestRunnerPodIsAdmitted creates the runner pod with a server-side dry run
+// after the kit's ServiceAccount exists: the API server validates the spec
+// and admits it under the namespace's "restricted" Pod Security level.
+func TestRunnerPodIsAdmitted(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := t.Context()
+	ns := "github-actions"
+	env.Namespace(t, ns)
+	nsObj, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels = map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}
+	if _, err := env.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if n, err := env.Client.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); err == nil {
+			delete(n.Labels, "pod-security.kubernetes.io/enforce")
+			_, _ = env.Client.CoreV1().Namespaces().Update(context.Background(), n, metav1.UpdateOptions{})
+		}
+	})
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "github-actions-runner", Namespace: ns}}
+	if _, err := env.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatal(err)
+	}
+	pod := runnerPod(t)
+	got, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatalf("the runner pod is refused: %v", err)
+	}
+	if got.Spec.ServiceAccountName != "github-actions-runner" {
+		t.Fatalf("service account %q", got.Spec.ServiceAccountName)
+	}
+	// The namespace's level is enforced: the same pod, loosened, is refused.
+	loose := pod.DeepCopy()
+	esc := true
+	loose.Spec.InitContainers[0].SecurityContext.AllowPrivilegeEscalation = &esc
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, loose, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err == nil || !strings.Contains(err.Error(), "restricted") {
+		t.Fatalf("a pod allowing privilege escalation: %v", err)
+	}
+}
+
+// TestEveryPathTheRunnerWritesIsWritable walks what the runner and the
+// kit's steps write (actions/runner's run.sh, config and diagnostics, the
+// work directory with the checkout, RUNNER_TEMP and the file commands, the
+// tools drover-tools installs, HOME's caches, drover's temporary files and
+// snapshots) and checks each lands on a writable volume of the runner
+// container, whose root filesystem is read-only. The init container must
+// fill that same home volume from the image.
+func TestEveryPathTheRunnerWritesIsWritable(t *testing.T) {
+	pod := runnerPod(t)
+	v := exampleValues(t)
+	var runner *corev1.Container
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == "runner" {
+			runner = &pod.Spec.Containers[i]
+		}
+	}
+	if runner == nil {
+		t.Fatal("no runner container")
+	}
+	sc := runner.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+		t.Fatalf("the runner container is not hardened: %+v", sc)
+	}
+	if ps := pod.Spec.SecurityContext; ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot {
+		t.Fatal("the pod may run as root")
+	}
+	emptyDirs := map[string]bool{}
+	for _, vol := range pod.Spec.Volumes {
+		emptyDirs[vol.Name] = vol.EmptyDir != nil
+	}
+	writable := func(c corev1.Container, path string) (string, bool) {
+		best := ""
+		var vm corev1.VolumeMount
+		for _, m := range c.VolumeMounts {
+			mp := strings.TrimSuffix(m.MountPath, "/")
+			if (path == mp || strings.HasPrefix(path, mp+"/")) && len(mp) > len(best) {
+				best, vm = mp, m
+			}
+		}
+		if best == "" {
+			return "the read-only root filesystem", false
+		}
+		return "volume " + vm.Name, !vm.ReadOnly && emptyDirs[vm.Name]
+	}
+	home := "/home/runner"
+	work := home + "/_work"
+	workspace := work + "/infrastructure/infrastructure"
+	paths := []string{
+		home + "/run-helper.sh", // run.sh copies run-helper.sh.template here
+		home + "/.runner", home + "/.credentials", home + "/.credentials_rsaparams", home + "/.env", home + "/.path",
+		home + "/_diag/Runner_20261126.log",
+		workspace + "/drover.yaml",                           // the checkout
+		workspace + "/drover-report.json",                    // --report
+		workspace + "/drover-journal.jsonl",                  // the journal export
+		workspace + "/classify.json",                         // the plan job
+		workspace + "/" + v.SnapshotDir + "/etcd.snapshot",   // etcd snapshots
+		workspace + "/terraform/.terraform/providers/x",      // tofu init
+		work + "/_temp/drover-tools/bin/drover",              // drover-tools
+		work + "/_temp/_runner_file_commands/step_summary_1", // GITHUB_STEP_SUMMARY, GITHUB_PATH, GITHUB_OUTPUT
+		work + "/_actions/actions/upload-artifact/x/action.yml",
+		work + "/_tool/x",
+		home + "/.cache/x", home + "/.terraform.d/plugin-cache/x", home + "/.talos/config",
+		"/tmp/drover-123/x", // os.TempDir for drover, tofu and talosctl
+	}
+	for _, p := range paths {
+		if where, ok := writable(*runner, p); !ok {
+			t.Errorf("%s is on %s, not writable", p, where)
+		}
+	}
+	// The Talos credentials are mounted read-only, as they should be.
+	if _, ok := writable(*runner, "/var/run/secrets/talos.dev/x"); ok {
+		t.Error("the Talos credentials are writable")
+	}
+	// The init container copies the image's home into the same volume.
+	if len(pod.Spec.InitContainers) != 1 {
+		t.Fatalf("%d init containers", len(pod.Spec.InitContainers))
+	}
+	ic := pod.Spec.InitContainers[0]
+	if ic.Image != runner.Image || ic.Image != v.RunnerImage {
+		t.Errorf("the init container runs %s, the runner %s", ic.Image, runner.Image)
+	}
+	if len(ic.Command) != 4 || ic.Command[0] != "cp" || ic.Command[2] != home+"/." {
+		t.Fatalf("init command %q", ic.Command)
+	}
+	dest := ic.Command[3]
+	homeVol := ""
+	for _, m := range runner.VolumeMounts {
+		if m.MountPath == home {
+			homeVol = m.Name
+		}
+	}
+	copied := false
+	for _, m := range ic.VolumeMounts {
+		if strings.TrimSuffix(m.MountPath, "/") == strings.TrimSuffix(dest, "/") && m.Name == homeVol && !m.ReadOnly {
+			copied = true
+		}
+	}
+	if !copied {
+		t.Errorf("the init container does not copy into the runner's home volume %q", homeVol)
+	}
+	if !strings.Contains(v.RunnerImage, ":") || strings.HasSuffix(v.RunnerImage, ":latest") {
+		t.Errorf("the runner image %q is not pinned", v.RunnerImage)
 	}
 }
