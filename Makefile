@@ -6,7 +6,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 LDFLAGS := -X $(PKG)/internal/cli.Version=$(VERSION) -X $(PKG)/internal/cli.Commit=$(COMMIT)
 
-.PHONY: all build test vet lab bench testenv fuzz
+.PHONY: all build test vet lab bench testenv fuzz release-check
+
+# drover's release, without publishing: what the release workflow builds.
+release-check:
+	@gr="$$(hack/go-tool.sh goreleaser | tail -n 1)" && cdx="$$(hack/go-tool.sh cyclonedx-gomod | tail -n 1)" && \
+	  PATH="$$(dirname "$$cdx"):$$PATH" "$$gr" release --snapshot --clean --skip=publish
 
 # Real control-plane binaries for the integration tier (built once, cached
 # in $${XDG_CACHE_HOME:-~/.cache}/drover, keyed by version).
@@ -31,9 +36,13 @@ test: vet
 	  tf="$$(hack/tofu-binary.sh | tail -n 1)" && \
 	  rv="$$(hack/renovate-validator.sh | tail -n 1)" && \
 	  am="$$(hack/alertmanager-binary.sh | tail -n 1)" && \
-	  echo "testenv binaries: $$bin; terraform binary: $$tf; renovate validator: $$rv; alertmanager: $$am" && \
+	  gr="$$(hack/go-tool.sh goreleaser | tail -n 1)" && \
+	  cdx="$$(hack/go-tool.sh cyclonedx-gomod | tail -n 1)" && \
+	  act="$$(hack/go-tool.sh act | tail -n 1)" && \
+	  echo "testenv binaries: $$bin; terraform binary: $$tf; renovate validator: $$rv; alertmanager: $$am; goreleaser: $$gr; cyclonedx-gomod: $$cdx; act: $$act" && \
 	  DROVER_TESTENV_BIN="$$bin" DROVER_TF_BIN="$$tf" DROVER_RENOVATE_VALIDATOR="$$rv" DROVER_ALERTMANAGER_BIN="$$am" \
-	  DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -v ./...
+	  DROVER_GORELEASER_BIN="$$gr" DROVER_CYCLONEDX_BIN="$$cdx" DROVER_ACT_BIN="$$act" \
+	  DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 # Short fuzzing of the parsers (config, versions, journal); longer with FUZZTIME=10m.

@@ -24,6 +24,9 @@ type Tool struct {
 // The tools the integration tier runs.
 var (
 	AlertmanagerTool = Tool{Name: "alertmanager", Env: "DROVER_ALERTMANAGER_BIN", Script: "hack/alertmanager-binary.sh"}
+	GoreleaserTool   = Tool{Name: "goreleaser", Env: "DROVER_GORELEASER_BIN", Script: "hack/go-tool.sh goreleaser"}
+	CycloneDXTool    = Tool{Name: "cyclonedx-gomod", Env: "DROVER_CYCLONEDX_BIN", Script: "hack/go-tool.sh cyclonedx-gomod"}
+	ActTool          = Tool{Name: "act", Env: "DROVER_ACT_BIN", Script: "hack/go-tool.sh act"}
 )
 
 // Binary is the tool's path: $Env, else the cache. A missing tool skips the
