@@ -157,7 +157,7 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 	extra := map[string]string{
 		"HOME": filepath.Join(work, "home"), "KUBECONFIG": kubeconfig, "POD_NAMESPACE": namespace,
 		"DROVER_TOOLS_MIRROR": r.mirror.url, "DROVER_E2E_ARTIFACTS": r.artifacts, "DROVER_E2E_GH_LOG": r.ghLog,
-		"PATH": abs(t, "testdata/bin") + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"PATH":                      abs(t, "testdata/bin") + string(os.PathListSeparator) + os.Getenv("PATH"),
 		"ACT_DISABLE_VERSION_CHECK": "1",
 	}
 	for k, v := range tfEnv {
