@@ -37,9 +37,11 @@ type Adapters struct {
 	// SnapshotDir, when set, overrides talos.etcdSnapshotDir (the lab keeps
 	// its snapshots in a temporary directory).
 	SnapshotDir string
-	Replacer    rollout.Replacer
-	Upgrader    rollout.Upgrader
-	Kubernetes  rollout.KubernetesUpgrader
+	// SnapshotUpload, when set, keeps each snapshot off the runner too.
+	SnapshotUpload talos.SnapshotUploader
+	Replacer       rollout.Replacer
+	Upgrader       rollout.Upgrader
+	Kubernetes     rollout.KubernetesUpgrader
 	// Preflights are the adapters' own (the Terraform state, talosctl).
 	Preflights []rollout.Preflight
 	// Namespace is where drover runs ($POD_NAMESPACE in the runner pod):
@@ -85,6 +87,7 @@ func Guard(cfg config.Config, a Adapters) *talos.Guard {
 	return &talos.Guard{
 		Etcd: a.Etcd, ControlPlane: cfg.ControlPlaneNodes(), Clock: a.Clock, SnapshotDir: dir,
 		Keep: cfg.Talos.EtcdSnapshotsKeep, Timeout: cfg.Rollout.ReadyTimeout.Duration, PollInterval: PollInterval, Log: a.Log,
+		Upload: a.SnapshotUpload,
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -842,4 +843,64 @@ func coreDNS(t *testing.T, node string) {
 		t.Fatal(err)
 	}
 	env.WaitReplicas(t, "kube-system", d.Name, 1)
+}
+
+// TestSnapshotsAreUploadedToS3: with talos.etcdSnapshotUpload, the etcd
+// snapshot taken before the control-plane node is in a real S3 bucket
+// (MinIO) when the run ends, and the report says where.
+func TestSnapshotsAreUploadedToS3(t *testing.T) {
+	testenv.Require(t, env)
+	s3 := testenv.StartMinIO(t, "prox-ops-state")
+	dir := t.TempDir()
+	_, talosconfig := talosCluster(t, dir, []e2eNode{
+		{"s3-cp-1", "127.0.0.151", "v1.13.0", 1510}, {"s3-w-1", "127.0.0.152", "v1.13.0", 0},
+	})
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: s3}
+nodes:
+  - {name: s3-cp-1, role: controlplane, ip: 127.0.0.151, proxmoxHost: a, vmId: 1}
+  - {name: s3-w-1, role: worker, ip: 127.0.0.152, proxmoxHost: b, vmId: 2}
+talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+  etcdSnapshotUpload: {url: "s3://prox-ops-state/etcd-snapshots/", endpoint: "`+s3.Endpoint+`", pathStyle: true}
+rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+health: {disable: [DNS Resolution, Network Connectivity]}
+`)
+	var out, errb bytes.Buffer
+	s := testStreams(t, &out, &errb)
+	s.Getenv = func(k string) string {
+		return map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey}[k]
+	}
+	code := Run(context.Background(), s, []string{"upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+		"--to-talos", "v1.13.1", "--yes", "--output", "json", "--journal", filepath.Join(dir, "j.jsonl")})
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s", code, lastLines(errb.String(), 20))
+	}
+	var rep struct {
+		Nodes []struct {
+			Name, EtcdSnapshot, EtcdSnapshotURL string
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	var url, local string
+	for _, n := range rep.Nodes {
+		if n.Name == "s3-cp-1" {
+			url, local = n.EtcdSnapshotURL, n.EtcdSnapshot
+		}
+	}
+	key, ok := strings.CutPrefix(url, "s3://prox-ops-state/")
+	if !ok || !strings.HasPrefix(key, "etcd-snapshots/etcd-") {
+		t.Fatalf("report: snapshot %q uploaded to %q", local, url)
+	}
+	st, err := s3.Client(t).StatObject(context.Background(), "prox-ops-state", key, minio.StatObjectOptions{})
+	fi, ferr := os.Stat(local)
+	if err != nil || ferr != nil || st.Size != fi.Size() || st.Size == 0 {
+		t.Fatalf("the bucket's object: %v %v (%d bytes, local %v)", err, ferr, st.Size, fi)
+	}
+	if !strings.Contains(errb.String(), "etcd snapshot uploaded to "+url) {
+		t.Errorf("the console does not say where the snapshot went:\n%s", lastLines(errb.String(), 30))
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/prox-ops/drover/internal/assemble"
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/objstore"
+	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/talos"
 	"github.com/prox-ops/drover/internal/terraform"
@@ -43,6 +45,15 @@ func (u *upgrade) realAdapters(ctx context.Context) (assemble.Adapters, error) {
 		Kube: p.kube, Dynamic: dyn, Clock: clock.Real{}, Etcd: talos.Etcd{API: api}, Talos: api,
 		Upgrader: api, Network: api, Namespace: s.getenv("POD_NAMESPACE"), Alerts: alerts, Log: log,
 	}
+	if up := cfg.Talos.EtcdSnapshotUpload; up.URL != "" {
+		uploader, err := objstore.New(up, s.getenv)
+		if err != nil {
+			return a, usage(err)
+		}
+		a.SnapshotUpload = uploader
+		a.Preflights = append(a.Preflights, snapshotBucket{uploader})
+		log("", "etcd snapshots are uploaded to "+up.URL)
+	}
 	switch {
 	case p.plan.Strategy == version.Cattle:
 		tf, err := p.terraform(ctx, &u.f.src, Streams{Err: u.progress, Getenv: s.Getenv})
@@ -63,6 +74,14 @@ func (u *upgrade) realAdapters(ctx context.Context) (assemble.Adapters, error) {
 	}
 	return a, nil
 }
+
+// snapshotBucket is the preflight of talos.etcdSnapshotUpload: the bucket
+// is there and the credentials reach it, before anything changes.
+type snapshotBucket struct{ u *objstore.Uploader }
+
+func (snapshotBucket) Name() string { return "etcd snapshot bucket" }
+
+func (b snapshotBucket) Check(ctx context.Context, _ plan.Plan) error { return b.u.Check(ctx) }
 
 // assembleEngine assembles the engine for the prepared run.
 func assembleEngine(p *prepared, a assemble.Adapters) *rollout.Engine {

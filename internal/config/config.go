@@ -185,6 +185,37 @@ type Talos struct {
 	EtcdSnapshotDir string `yaml:"etcdSnapshotDir" json:"etcdSnapshotDir"`
 	// EtcdSnapshotsKeep is how many snapshots are kept.
 	EtcdSnapshotsKeep int `yaml:"etcdSnapshotsKeep" json:"etcdSnapshotsKeep"`
+	// EtcdSnapshotUpload, when its URL is set, uploads each snapshot to S3
+	// before the node is touched, so it outlives the runner pod.
+	EtcdSnapshotUpload SnapshotUpload `yaml:"etcdSnapshotUpload" json:"etcdSnapshotUpload"`
+}
+
+// SnapshotUpload is an S3 (or S3-compatible) location for etcd snapshots.
+// The credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+// (and AWS_SESSION_TOKEN, if set): those of the Terraform state bucket.
+type SnapshotUpload struct {
+	// URL is s3://BUCKET/PREFIX.
+	URL string `yaml:"url" json:"url"`
+	// Endpoint is the S3 API's URL (default https://s3.REGION.amazonaws.com);
+	// a MinIO or Ceph RGW endpoint for an S3-compatible store.
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+	// Region is the bucket's region (default us-east-1).
+	Region string `yaml:"region" json:"region"`
+	// PathStyle addresses the bucket as ENDPOINT/BUCKET rather than
+	// BUCKET.ENDPOINT (MinIO and Ceph RGW usually want it).
+	PathStyle bool `yaml:"pathStyle" json:"pathStyle"`
+}
+
+// Bucket and Prefix split URL (valid after Load).
+func (s SnapshotUpload) Bucket() string {
+	b, _, _ := strings.Cut(strings.TrimPrefix(s.URL, "s3://"), "/")
+	return b
+}
+
+// Prefix is URL's key prefix, without leading or trailing slashes.
+func (s SnapshotUpload) Prefix() string {
+	_, p, _ := strings.Cut(strings.TrimPrefix(s.URL, "s3://"), "/")
+	return strings.Trim(p, "/")
 }
 
 // Rollout is the rollout policy.

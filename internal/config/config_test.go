@@ -97,6 +97,9 @@ func TestParseRejects(t *testing.T) {
 		{"unknown templates mode", base + "terraform:\n  templates: replace\n", "terraform.templates", 10, "want keep"},
 		{"a bad alert matcher", base + "health:\n  alertmanager:\n    url: http://127.0.0.1:9093\n    ignore: ['severity=~\\\"(unclosed\\\"']\n", "health.alertmanager.ignore[0]", 12, "not an Alertmanager matcher"},
 		{"an alertmanager URL that is not one", base + "health:\n  alertmanager:\n    url: alertmanager:9093\n", "health.alertmanager.url", 11, "not an http(s) URL"},
+		{"a snapshot upload that is not s3", base + "talos:\n  etcdSnapshotUpload:\n    url: https://bucket/x\n", "talos.etcdSnapshotUpload.url", 11, "want s3://BUCKET/PREFIX"},
+		{"a snapshot bucket with capitals", base + "talos:\n  etcdSnapshotUpload:\n    url: s3://Prox_Ops/x\n", "talos.etcdSnapshotUpload.url", 11, "bucket name"},
+		{"a snapshot endpoint that is not a URL", base + "talos:\n  etcdSnapshotUpload:\n    url: s3://prox-ops/x\n    endpoint: minio:9000\n", "talos.etcdSnapshotUpload.endpoint", 12, "the S3 API's URL"},
 		{"blocking alerts without an alertmanager", base + "health:\n  blockingAlerts: ['severity=critical']\n", "health.blockingAlerts", 10, "needs health.alertmanager.url"},
 	}
 	for _, tc := range tests {

@@ -63,6 +63,7 @@ var (
 	yamlLineRE     = regexp.MustCompile(`^line (\d+): (.*)$`)
 	unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
 	typeErrorRE    = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: (`.*`))? into (\\S+)$")
+	bucketRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 )
 
 // InstallerPlaceholder is replaced by the target version in Talos.InstallerImage.
@@ -156,6 +157,16 @@ func (c *Config) validate(lines map[string]int) []Problem {
 
 	if c.Talos.EtcdSnapshotsKeep < 1 {
 		add("talos.etcdSnapshotsKeep", "must be at least 1, got %d", c.Talos.EtcdSnapshotsKeep)
+	}
+	if up := c.Talos.EtcdSnapshotUpload; up.URL != "" || up.Endpoint != "" {
+		if !strings.HasPrefix(up.URL, "s3://") || !bucketRE.MatchString(up.Bucket()) {
+			add("talos.etcdSnapshotUpload.url", "%q: want s3://BUCKET/PREFIX with a bucket name of 3-63 lowercase letters, digits, '.' and '-'", up.URL)
+		}
+		if up.Endpoint != "" {
+			if u, err := url.Parse(up.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				add("talos.etcdSnapshotUpload.endpoint", "%q: want the S3 API's URL, such as https://s3.example.net", up.Endpoint)
+			}
+		}
 	}
 	r := &c.Rollout
 	if r.MaxParallelWorkers < 1 {

@@ -175,13 +175,13 @@ func (e *Engine) prepare(ctx context.Context, p plan.Plan, r *nodeRun) {
 		}
 	}
 	if n.IsControlPlane() && e.Guard != nil && r.runs(StepEtcdGuard) {
-		var snap string
+		var snap Snapshot
 		err := e.step(ctx, n.Name, StepEtcdGuard, "", func() (err error) {
 			snap, err = e.Guard.BeforeNode(ctx, n)
 			return err
 		})
 		e.mu.Lock()
-		r.nr.EtcdSnapshot = snap
+		r.nr.EtcdSnapshot, r.nr.EtcdSnapshotURL = snap.Path, snap.URL
 		e.mu.Unlock()
 		if err != nil {
 			e.stop(r, OutcomeFailed, "etcd guard: "+err.Error(), e.refusal(n.Name, "etcd guard failed before the node was touched: "+err.Error(), err))

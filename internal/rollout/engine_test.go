@@ -413,8 +413,8 @@ func (v versions) NodeVersions(_ context.Context, n plan.Node, _ bool) (rollout.
 // guardRec records the etcd guard's calls into the recorder.
 type guardRec struct{ rec *recorder }
 
-func (g guardRec) BeforeNode(_ context.Context, n plan.Node) (string, error) {
-	return "snap-" + n.Name, g.rec.do("etcd-guard", n.Name)
+func (g guardRec) BeforeNode(_ context.Context, n plan.Node) (rollout.Snapshot, error) {
+	return rollout.Snapshot{Path: "snap-" + n.Name}, g.rec.do("etcd-guard", n.Name)
 }
 func (g guardRec) BeforeDestroy(_ context.Context, n plan.Node) error {
 	return g.rec.do("etcd-leave", n.Name)

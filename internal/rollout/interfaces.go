@@ -295,6 +295,13 @@ type Journal interface {
 	Record(ctx context.Context, e Entry) error
 }
 
+// Snapshot is where an etcd snapshot was written, and where it was
+// uploaded (empty when it was not), for the report.
+type Snapshot struct {
+	Path string
+	URL  string
+}
+
 // Entry is one journal record.
 type Entry struct {
 	Time   time.Time `json:"time"`
@@ -315,8 +322,8 @@ type Entry struct {
 // ControlPlaneGuard keeps etcd safe around each control-plane node.
 type ControlPlaneGuard interface {
 	// BeforeNode runs before the node is touched (snapshot, leadership)
-	// and returns the etcd snapshot's path.
-	BeforeNode(ctx context.Context, n plan.Node) (snapshot string, err error)
+	// and says where the etcd snapshot is.
+	BeforeNode(ctx context.Context, n plan.Node) (Snapshot, error)
 	// BeforeDestroy takes the node's etcd member out before its VM goes.
 	BeforeDestroy(ctx context.Context, n plan.Node) error
 	// AfterNode waits until etcd is whole and healthy again.

@@ -12,9 +12,9 @@ import (
 // guardStub only has to be there: resumeAt asks whether a guard exists.
 type guardStub struct{}
 
-func (guardStub) BeforeNode(context.Context, plan.Node) (string, error) { return "", nil }
-func (guardStub) BeforeDestroy(context.Context, plan.Node) error        { return nil }
-func (guardStub) AfterNode(context.Context, plan.Node) error            { return nil }
+func (guardStub) BeforeNode(context.Context, plan.Node) (Snapshot, error) { return Snapshot{}, nil }
+func (guardStub) BeforeDestroy(context.Context, plan.Node) error          { return nil }
+func (guardStub) AfterNode(context.Context, plan.Node) error              { return nil }
 
 // TestResumeAtTrustsTheClusterOverTheJournal pins down how a resumed node's
 // starting step is chosen from what the cluster shows, for each strategy

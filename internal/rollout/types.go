@@ -259,9 +259,11 @@ type NodeReport struct {
 	Reason          string        `json:"reason,omitempty"`
 	FailedChecks    []string      `json:"failedChecks,omitempty"`
 	Health          *HealthResult `json:"health,omitempty"`
-	// EtcdSnapshot is the snapshot taken before a control-plane node.
-	EtcdSnapshot string       `json:"etcdSnapshot,omitempty"`
-	Steps        []StepRecord `json:"steps,omitempty"`
+	// EtcdSnapshot is the snapshot taken before a control-plane node, and
+	// EtcdSnapshotURL where it was uploaded (talos.etcdSnapshotUpload).
+	EtcdSnapshot    string       `json:"etcdSnapshot,omitempty"`
+	EtcdSnapshotURL string       `json:"etcdSnapshotUrl,omitempty"`
+	Steps           []StepRecord `json:"steps,omitempty"`
 	// Notes are what happened along the way (evictions a budget refused).
 	Notes []string `json:"notes,omitempty"`
 }

@@ -56,6 +56,16 @@ type Guard struct {
 	Timeout      time.Duration
 	PollInterval time.Duration
 	Log          func(node, msg string)
+	// Upload, when set, copies each snapshot off the runner before the
+	// node is touched (talos.etcdSnapshotUpload): a failed upload stops the
+	// node like a failed snapshot.
+	Upload SnapshotUploader
+}
+
+// SnapshotUploader keeps a snapshot somewhere that outlives the runner and
+// says where (a URL).
+type SnapshotUploader interface {
+	Upload(ctx context.Context, path string) (url string, err error)
 }
 
 var (
@@ -163,9 +173,9 @@ func (g *Guard) healthy(ctx context.Context, tolerate ...string) error {
 // missing from etcd or down (a resumed node after its member left, a
 // rollback of a node that never joined): the snapshot then comes from
 // another member.
-func (g *Guard) BeforeNode(ctx context.Context, n plan.Node) (string, error) {
+func (g *Guard) BeforeNode(ctx context.Context, n plan.Node) (rollout.Snapshot, error) {
 	if err := g.healthy(ctx, n.Name); err != nil {
-		return "", err
+		return rollout.Snapshot{}, err
 	}
 	st, stErr := g.Etcd.Status(ctx, n.Node)
 	member := stErr == nil && len(st.Errors) == 0 && st.MemberID != 0
@@ -181,18 +191,27 @@ func (g *Guard) BeforeNode(ctx context.Context, n plan.Node) (string, error) {
 	}
 	path, err := g.snapshot(ctx, from, n.Name)
 	if err != nil {
-		return "", err
+		return rollout.Snapshot{}, err
+	}
+	snap := rollout.Snapshot{Path: path}
+	if g.Upload != nil {
+		url, err := g.Upload.Upload(ctx, path)
+		if err != nil {
+			return snap, fmt.Errorf("upload the etcd snapshot %s: %w", path, err)
+		}
+		snap.URL = url
+		g.log(n.Name, "etcd snapshot uploaded to %s", url)
 	}
 	switch {
 	case member && st.MemberID == st.Leader:
 		g.log(n.Name, "is the etcd leader: forfeiting leadership")
 		if err := g.Etcd.ForfeitLeadership(ctx, n.Node); err != nil {
-			return path, err
+			return snap, err
 		}
 	case member:
 		g.log(n.Name, "is not the etcd leader")
 	}
-	return path, nil
+	return snap, nil
 }
 
 // IsMember says whether the node is an etcd member, asking the others.

@@ -245,10 +245,11 @@ func TestSnapshotIsWrittenAndRotated(t *testing.T) {
 	g.Clock = v
 	var paths []string
 	for i := range 3 {
-		path, err := g.BeforeNode(context.Background(), pn(cps[0], "v1.13.0"))
+		snap, err := g.BeforeNode(context.Background(), pn(cps[0], "v1.13.0"))
 		if err != nil {
 			t.Fatal(err)
 		}
+		path := snap.Path
 		data, err := os.ReadFile(path)
 		if err != nil || !bytes.Contains(data, []byte("etcd-snapshot-chunk-2-from-cp-1")) {
 			t.Fatalf("snapshot %d at %s: %q, %v", i, path, data, err)
@@ -265,6 +266,37 @@ func TestSnapshotIsWrittenAndRotated(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "etcd snapshot") {
 		t.Errorf("log: %s", logs)
+	}
+}
+
+// failingUpload is an uploader whose store refuses everything.
+type failingUpload struct{ calls *int }
+
+func (f failingUpload) Upload(context.Context, string) (string, error) {
+	*f.calls++
+	return "", errors.New("AccessDenied: the bucket refuses the upload")
+}
+
+// TestAFailedSnapshotUploadStopsTheNode: with talos.etcdSnapshotUpload
+// set, a snapshot that cannot be uploaded fails the guard before the node
+// is touched, leadership included. (The upload itself is tested against a
+// real S3 server in internal/objstore and in the CLI's end-to-end run.)
+func TestAFailedSnapshotUploadStopsTheNode(t *testing.T) {
+	f := testenv.NewTalosAPI()
+	etcdCluster(f)
+	api, _ := connect(t, f)
+	g := newGuard(api, t.TempDir())
+	calls := 0
+	g.Upload = failingUpload{&calls}
+	snap, err := g.BeforeNode(context.Background(), pn(cps[1], "v1.13.0"))
+	if err == nil || !strings.Contains(err.Error(), "upload the etcd snapshot") || calls != 1 {
+		t.Fatalf("err = %v after %d uploads", err, calls)
+	}
+	if snap.Path == "" || snap.URL != "" {
+		t.Fatalf("snapshot %+v", snap)
+	}
+	if got := f.CallsOf("EtcdForfeitLeadership"); len(got) != 0 {
+		t.Fatalf("leadership moved after a failed upload: %v", got)
 	}
 }
 

@@ -8,9 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // Tool is a real server a test runs beside the control plane, built from
@@ -27,6 +31,7 @@ var (
 	GoreleaserTool   = Tool{Name: "goreleaser", Env: "DROVER_GORELEASER_BIN", Script: "hack/go-tool.sh goreleaser"}
 	CycloneDXTool    = Tool{Name: "cyclonedx-gomod", Env: "DROVER_CYCLONEDX_BIN", Script: "hack/go-tool.sh cyclonedx-gomod"}
 	ActTool          = Tool{Name: "act", Env: "DROVER_ACT_BIN", Script: "hack/go-tool.sh act"}
+	MinIOTool        = Tool{Name: "minio", Env: "DROVER_MINIO_BIN", Script: "hack/minio-binary.sh"}
 )
 
 // Binary is the tool's path: $Env, else the cache. A missing tool skips the
@@ -65,7 +70,10 @@ func FreePort(t testing.TB) int {
 
 // Serve runs a tool's binary with args until the test ends (SIGKILL if the
 // test process dies) and waits until ready answers 200.
-func Serve(t testing.TB, bin, ready string, args ...string) {
+func Serve(t testing.TB, bin, ready string, args ...string) { ServeEnv(t, bin, ready, nil, args...) }
+
+// ServeEnv is Serve with env added to the tool's environment.
+func ServeEnv(t testing.TB, bin, ready string, env []string, args ...string) {
 	t.Helper()
 	dir := t.TempDir()
 	logf, err := os.Create(filepath.Join(dir, filepath.Base(bin)+".log"))
@@ -75,6 +83,7 @@ func Serve(t testing.TB, bin, ready string, args ...string) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -122,4 +131,42 @@ func StartAlertmanager(t testing.TB) string {
 	Serve(t, bin, url+"/-/ready", "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--cluster.listen-address=", "--log.level=warn")
 	return url
+}
+
+// S3 is a real S3 server (MinIO) for one test.
+type S3 struct {
+	// Endpoint is its URL; AccessKey and SecretKey its root credentials.
+	Endpoint, AccessKey, SecretKey string
+	// Dir is where it keeps its data (a bucket is a directory there).
+	Dir string
+}
+
+// StartMinIO runs a MinIO server on a loopback port with its data in a
+// temporary directory, and creates the buckets.
+func StartMinIO(t testing.TB, buckets ...string) S3 {
+	t.Helper()
+	bin := MinIOTool.Binary(t)
+	dir := t.TempDir()
+	port, console := FreePort(t), FreePort(t)
+	s := S3{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), AccessKey: "drover-test", SecretKey: "drover-test-" + randomHex(8), Dir: dir}
+	ServeEnv(t, bin, s.Endpoint+"/minio/health/ready",
+		[]string{"MINIO_ROOT_USER=" + s.AccessKey, "MINIO_ROOT_PASSWORD=" + s.SecretKey, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1"},
+		"server", dir, "--address", fmt.Sprintf("127.0.0.1:%d", port), "--console-address", fmt.Sprintf("127.0.0.1:%d", console), "--quiet")
+	c := s.Client(t)
+	for _, b := range buckets {
+		if err := c.MakeBucket(context.Background(), b, minio.MakeBucketOptions{}); err != nil {
+			t.Fatalf("make bucket %s: %v", b, err)
+		}
+	}
+	return s
+}
+
+// Client is an S3 client of the server, as its root user.
+func (s S3) Client(t testing.TB) *minio.Client {
+	t.Helper()
+	c, err := minio.New(strings.TrimPrefix(s.Endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
