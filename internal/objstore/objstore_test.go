@@ -69,7 +69,9 @@ func TestUploadFailures(t *testing.T) {
 	}{
 		{"a bucket that does not exist", config.SnapshotUpload{URL: "s3://nope/x", Endpoint: s.Endpoint, PathStyle: true}, env(s), "does not exist"},
 		{"wrong credentials", config.SnapshotUpload{URL: "s3://prox-ops-state/x", Endpoint: s.Endpoint, PathStyle: true},
-			func(k string) string { return map[string]string{"AWS_ACCESS_KEY_ID": "drover-test", "AWS_SECRET_ACCESS_KEY": "wrong-secret"}[k] }, "signature"},
+			func(k string) string {
+				return map[string]string{"AWS_ACCESS_KEY_ID": "drover-test", "AWS_SECRET_ACCESS_KEY": "wrong-secret"}[k]
+			}, "signature"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
