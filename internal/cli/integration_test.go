@@ -904,3 +904,132 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 		t.Errorf("the console does not say where the snapshot went:\n%s", lastLines(errb.String(), 30))
 	}
 }
+
+// TestAKilledCattleRunResumesAndBreaksItsOwnLock: the state is in a real
+// S3 bucket (MinIO) with use_lockfile. drover is killed outright, with its
+// Terraform, while Terraform creates the worker's VM (what the runner
+// does 10 s after a cancel): the lock stays in the bucket. The resume
+// finds in its journal that the lock is its own dead run's, breaks it
+// (only that one), and finishes.
+func TestAKilledCattleRunResumesAndBreaksItsOwnLock(t *testing.T) {
+	testenv.Require(t, env)
+	tf := tfBinary(t)
+	s3 := testenv.StartMinIO(t, "kr-tfstate")
+	bin := droverBinary(t)
+	ctx := context.Background()
+	dir, tfDir, vmDir := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.CopyFS(tfDir, os.DirFS("../terraform/testdata/prox-ops")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(tfDir, "backend_override.tf"), "terraform {\n  backend \"s3\" {}\n}\n")
+	backend := map[string]string{
+		"bucket": "kr-tfstate", "key": "prox-ops/terraform.tfstate", "region": "us-east-1", "use_lockfile": "true", "use_path_style": "true",
+		"skip_credentials_validation": "true", "skip_requesting_account_id": "true", "skip_metadata_api_check": "true", "skip_region_validation": "true",
+	}
+	envv := append(os.Environ(), "KUBECONFIG=", "TALOSCONFIG=", "AWS_ACCESS_KEY_ID="+s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3.SecretKey,
+		"AWS_ENDPOINT_URL_S3="+s3.Endpoint, "TF_VAR_vm_dir="+vmDir, `TF_VAR_nodes={"kr-ctrl-1"={vm_id=8001,host="baldar"},"kr-work-1"={vm_id=8101,host="heimdall"}}`)
+	ta := testenv.NewTalosAPI()
+	ta.Add("127.0.0.161", "kr-ctrl-1", "v1.11.3", 1610)
+	ta.SetLeader(1610)
+	k := testenv.NewKubelets(env.Client, "none")
+	t.Cleanup(k.Close)
+	members := uint64(1610)
+	testenv.WatchVMs(t, vmDir, k, func(name, _ string) {
+		if name == "kr-ctrl-1" {
+			members++
+			ta.SetMember("127.0.0.161", members)
+		}
+	})
+	t.Cleanup(func() { env.DeleteNodes("kr-ctrl-1", "kr-work-1") })
+	initArgs := []string{"init", "-input=false"}
+	var backendYAML strings.Builder
+	for k, v := range backend {
+		initArgs = append(initArgs, "-backend-config="+k+"="+v)
+		fmt.Fprintf(&backendYAML, "    %s: %q\n", k, v)
+	}
+	for _, args := range [][]string{initArgs, {"apply", "-auto-approve", "-input=false", "-var", "talos_version=v1.11.3"}} {
+		cmd := exec.Command(tf, args...)
+		cmd.Dir, cmd.Env = tfDir, envv
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	env.WaitSchedulable(t, "kr-ctrl-1", "kr-work-1")
+	talosconfig := filepath.Join(dir, "talosconfig")
+	write(t, talosconfig, string(ta.Serve(t)))
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: kr}
+nodes:
+  - {name: kr-ctrl-1, role: controlplane, ip: 127.0.0.161, proxmoxHost: baldar, vmId: 8001}
+  - {name: kr-work-1, role: worker, ip: 127.0.0.162, proxmoxHost: heimdall, vmId: 8101}
+talos:
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+terraform:
+  binary: `+tf+`
+  workingDir: `+tfDir+`
+  vmResourceType: terraform_data
+  backendConfig:
+`+backendYAML.String()+`rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+health: {disable: [DNS Resolution, Network Connectivity]}
+`)
+	journalPath := filepath.Join(dir, "journal.jsonl")
+	args := []string{"upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+		"--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes", "--journal", journalPath, "--lock-namespace", "drover-kr", "--lock-ttl", "3s"}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = dir, append(envv, "DROVER_FIXTURE_CLONE_SECONDS=120", "DROVER_FIXTURE_SLOW_NODE=kr-work-1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lockObject := func() bool {
+		_, err := s3.Client(t).StatObject(ctx, "kr-tfstate", "prox-ops/terraform.tfstate.tflock", minio.StatObjectOptions{})
+		return err == nil
+	}
+	testenv.Eventually(t, 90*time.Second, "Terraform to be creating the worker's VM", func() (bool, error) {
+		data, _ := os.ReadFile(journalPath)
+		return strings.Contains(string(data), `"node":"kr-work-1","step":"create","status":"started"`) && lockObject() &&
+			strings.Contains(out.String(), "Provisioning with 'local-exec'"), nil
+	})
+	// The runner kills the whole process tree.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if !lockObject() {
+		t.Fatalf("the killed run left no lock:\n%s", lastLines(out.String(), 20))
+	}
+
+	// The resume, once the dead run's lease has expired.
+	var res []byte
+	testenv.Eventually(t, 60*time.Second, "the resume to run", func() (bool, error) {
+		c := exec.Command(bin, append(args, "--resume")...)
+		c.Dir, c.Env = dir, envv
+		var err error
+		res, err = c.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == ExitBlocked && strings.Contains(string(res), "run lock") {
+			return false, nil // the dead run's lease has not expired yet
+		}
+		if err != nil {
+			return false, fmt.Errorf("resume: %v\n%s", err, lastLines(string(res), 30))
+		}
+		return true, nil
+	})
+	if !strings.Contains(string(res), "was left by this run's own apply") {
+		t.Errorf("the resume does not say whose lock it broke:\n%s", lastLines(string(res), 30))
+	}
+	if lockObject() {
+		t.Error("the lock is still in the bucket")
+	}
+	for _, n := range []string{"kr-ctrl-1", "kr-work-1"} {
+		if data, _ := os.ReadFile(filepath.Join(vmDir, n+".vm")); string(data) != "v1.12.0 v1.34.1" {
+			t.Errorf("VM %s is %q", n, data)
+		}
+	}
+	data, _ := os.ReadFile(journalPath)
+	if !strings.Contains(string(data), `"step":"terraform","status":"unlocked"`) {
+		t.Errorf("the journal does not record the broken lock")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"k8s.io/client-go/dynamic"
 
@@ -21,7 +22,12 @@ import (
 // realAdapters are a real cluster's side of the engine: client-go for
 // Kubernetes, the Talos API for pets, versions and etcd, Terraform for
 // cattle, and talosctl for the Kubernetes phase of a pets run.
-func (u *upgrade) realAdapters(ctx context.Context) (assemble.Adapters, error) {
+//
+// ctx is the run's: it is done on SIGINT/SIGTERM or when the run lock is
+// lost, and a running Terraform command is then interrupted (it stops
+// gracefully and releases the state lock). j is the run's journal, where
+// each Terraform command that takes the lock is written down.
+func (u *upgrade) realAdapters(ctx context.Context, j rollout.Journal) (assemble.Adapters, error) {
 	p, s := u.p, u.s
 	if p.kube == nil {
 		return assemble.Adapters{}, usage(fmt.Errorf("%w; an upgrade needs the cluster (rehearse with --lab)", kube.ErrNoCluster))
@@ -61,8 +67,17 @@ func (u *upgrade) realAdapters(ctx context.Context) (assemble.Adapters, error) {
 			return a, err
 		}
 		log("", fmt.Sprintf("cattle through %s %s in %s", tf.Binary, tf.Version, cfg.Terraform.WorkingDir))
+		tf.Watch(ctx, func(c context.Context, rec terraform.LockRecord) {
+			if err := j.Record(c, rec.Entry(u.runID, time.Now().UTC())); err != nil {
+				log("", "journal: "+err.Error())
+			}
+		})
 		a.Replacer = tf
-		a.Preflights = append(a.Preflights, terraform.Preflight{Runner: tf, At: p.change.From})
+		pf := terraform.Preflight{Runner: tf, At: p.change.From}
+		if p.resume != nil {
+			pf.Own = terraform.LockRecords(p.resume.Terraform)
+		}
+		a.Preflights = append(a.Preflights, pf)
 	case p.plan.KubernetesPhase:
 		cps := cfg.ControlPlaneNodes()
 		if len(cps) == 0 {

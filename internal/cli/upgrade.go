@@ -406,7 +406,7 @@ func (u *upgrade) engine(ctx context.Context, j rollout.Journal) (*rollout.Engin
 	if p.lab != nil {
 		eng = p.lab.Engine(j, u.con, u.runID)
 	} else {
-		a, err := u.realAdapters(ctx)
+		a, err := u.realAdapters(ctx, j)
 		if err != nil {
 			return nil, cleanup, err
 		}

@@ -320,8 +320,10 @@ func (e *Engine) replace(ctx context.Context, rs []*nodeRun) {
 		return nil
 	})
 	if ctx.Err() != nil {
+		// The destroy was interrupted too (Terraform stops on the signal):
+		// whether each VM is gone is the state's to say.
 		for _, r := range liveOf(rs) {
-			e.interrupt(ctx, r, StepDestroy, false)
+			e.interrupt(ctx, r, StepDestroy, e.vmExists(actx, r.n, false))
 		}
 		return
 	}
@@ -347,6 +349,27 @@ func (e *Engine) replace(ctx context.Context, rs []*nodeRun) {
 	e.together(ctx, create, StepCreate, func(r *nodeRun) string { return r.target.String() }, func(nodes []plan.Node) error {
 		return e.Replacer.Create(actx, nodes, target)
 	})
+	if ctx.Err() != nil {
+		// An interrupted create is not a failed one: no rollback, the
+		// resume finishes it.
+		for _, r := range create {
+			if !r.ended {
+				r.cause = nil
+				e.interrupt(ctx, r, StepCreate, e.vmExists(actx, r.n, true))
+			}
+		}
+	}
+}
+
+// vmExists asks the replacer whether the node's VM exists; assume when it
+// cannot tell.
+func (e *Engine) vmExists(ctx context.Context, n plan.Node, assume bool) bool {
+	if vc, ok := e.Replacer.(VMChecker); ok {
+		if exists, err := vc.VMExists(ctx, n); err == nil {
+			return exists
+		}
+	}
+	return assume
 }
 
 // together runs one operation for several nodes (one Terraform run), each

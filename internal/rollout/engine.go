@@ -168,6 +168,11 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 		if err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
 			return e.Replacer.PrepareTemplates(context.WithoutCancel(ctx), p.To)
 		}); err != nil {
+			if ctx.Err() != nil {
+				// Interrupted with the run (Terraform stops on the signal).
+				_ = e.record(ctx, "", StepRun, StatusInterrupted, "during the templates")
+				return stopped(ctx)
+			}
 			return &HaltError{Phase: StepTemplates, Reason: "creating the new templates failed: " + err.Error(), Err: err}
 		}
 	}

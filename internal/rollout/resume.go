@@ -40,6 +40,8 @@ type ResumeState struct {
 	Header   RunHeader
 	Finished bool
 	Nodes    map[string]*NodeState
+	// Terraform are the run's StepTerraform entries, in order.
+	Terraform []Entry
 }
 
 // InFlight names the nodes caught mid-step: neither done, nor halted, nor
@@ -79,6 +81,9 @@ func ReadResume(entries []Entry) (*ResumeState, error) {
 		if e.Node == "" {
 			if e.Step == StepRun && e.Status == StatusDone {
 				st.Finished = true
+			}
+			if e.Step == StepTerraform {
+				st.Terraform = append(st.Terraform, e)
 			}
 			continue
 		}

@@ -32,6 +32,10 @@ const (
 	StepRollback   Step = "rollback"
 	StepKubernetes Step = "kubernetes"
 	StepDone       Step = "done"
+	// StepTerraform records, run-wide, each Terraform command that takes
+	// the state lock (the Detail is the Terraform adapter's LockRecord), so
+	// a resume can tell a lock its own dead run left from anyone else's.
+	StepTerraform Step = "terraform"
 )
 
 // Status is where a step stands.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
@@ -39,7 +40,7 @@ func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
 	defer os.RemoveAll(tmp)
 	planFile := filepath.Join(tmp, "templates.tfplan")
 	var deletes []string
-	err = r.run("templates", func() error {
+	err = r.locked(ctx, "plan templates", "templates", func(ctx context.Context) error {
 		_, err := r.tf.Plan(ctx, append(planOpts, tfexec.Out(planFile))...)
 		return err
 	})
@@ -58,7 +59,7 @@ func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
 		})
 	}
 	if err == nil && (len(deletes) == 0 || rebuild) {
-		err = r.run("templates", func() error { return r.tf.Apply(ctx, tfexec.DirOrPlan(planFile)) })
+		err = r.locked(ctx, "apply templates", "templates", func(ctx context.Context) error { return r.tf.Apply(ctx, tfexec.DirOrPlan(planFile)) })
 	}
 	if le, ok := asLocked(err); ok {
 		return le
@@ -102,7 +103,7 @@ func (r *Runner) Destroy(ctx context.Context, nodes []plan.Node) error {
 	for _, v := range r.varOpts(nodes[0].From) {
 		opts = append(opts, tfexec.Var(v))
 	}
-	err = r.run(strings.Join(who, ","), func() error { return r.tf.Destroy(ctx, opts...) })
+	err = r.locked(ctx, "destroy", strings.Join(who, ","), func(ctx context.Context) error { return r.tf.Destroy(ctx, opts...) })
 	if le, ok := asLocked(err); ok {
 		return le
 	}
@@ -130,7 +131,7 @@ func (r *Runner) Create(ctx context.Context, nodes []plan.Node, at version.Pair)
 		planOpts = append(planOpts, tfexec.Var(v))
 	}
 	var changes, applied bool
-	err := r.run(strings.Join(who, ","), func() error {
+	err := r.locked(ctx, "apply", strings.Join(who, ","), func(ctx context.Context) error {
 		if err := r.tf.Apply(ctx, applyOpts...); err != nil {
 			return err
 		}
@@ -190,6 +191,10 @@ type Preflight struct {
 	Runner *Runner
 	// At are the current versions, for a refresh-free plan.
 	At version.Pair
+	// Own are the Terraform commands the journal of the run being resumed
+	// records: a lock one of them left behind is broken (force-unlock),
+	// and no other lock ever is.
+	Own []LockRecord
 }
 
 var _ rollout.Preflight = Preflight{}
@@ -200,6 +205,26 @@ func (Preflight) Name() string { return "terraform state" }
 // Check pulls the state, then runs a refresh-free plan that takes the
 // lock: a lock held elsewhere is a *LockedError naming the holder.
 func (p Preflight) Check(ctx context.Context, _ plan.Plan) error {
+	err := p.check(ctx)
+	le, ok := err.(*LockedError)
+	if !ok {
+		return err
+	}
+	rec, own := ownDeadLock(le, p.Own)
+	if !own {
+		return err
+	}
+	r := p.Runner
+	fmt.Fprintf(r.out, "[terraform] the state lock %s was left by this run's own %s of %s, which did not finish (its journal says so): breaking it\n", le.ID, rec.Op, rec.Started.Format(time.RFC3339))
+	if ferr := r.run("", func() error { return r.tf.ForceUnlock(ctx, le.ID) }); ferr != nil {
+		return &StateUnavailableError{Err: r.wrap("force-unlock "+le.ID, ferr)}
+	}
+	rec.Status, rec.LockID = LockBroken, le.ID
+	r.note(ctx, rec)
+	return p.check(ctx)
+}
+
+func (p Preflight) check(ctx context.Context) error {
 	r := p.Runner
 	err := r.read(func() error {
 		_, err := r.tf.StatePull(ctx)

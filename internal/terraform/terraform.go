@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 	tfjson "github.com/hashicorp/terraform-json"
@@ -43,6 +44,14 @@ type Runner struct {
 	// Binary and Version say which Terraform runs, e.g. "tofu", "1.10.10".
 	Binary  string
 	Version string
+
+	// at are the versions before the change (for read-only plans).
+	at version.Pair
+	// owner is who Terraform names as the holder of the locks it takes.
+	owner string
+	// stop and ledger: see Watch.
+	stop   context.Context
+	ledger Ledger
 
 	mu sync.Mutex
 }
@@ -105,7 +114,13 @@ func New(ctx context.Context, o Options) (*Runner, error) {
 	r := &Runner{
 		tf: tf, settings: o.Settings, vars: o.Vars, out: out, masker: o.Masker,
 		kubeChanges: !o.Change.From.Kubernetes.IsZero() && o.Change.From.Kubernetes != o.Change.To.Kubernetes,
-		Binary:      filepath.Base(bin),
+		Binary:      filepath.Base(bin), at: o.Change.From, owner: lockOwner(),
+	}
+	// A stopped command gets SIGINT, then this long to release its lock
+	// before it is killed (GitHub sends SIGTERM 7.5s after SIGINT, and
+	// drover exits on that second signal).
+	if err := tf.SetWaitDelay(gracePeriod); err != nil {
+		return nil, err
 	}
 	v, _, err := tf.Version(ctx, true)
 	if err != nil {
@@ -114,6 +129,9 @@ func New(ctx context.Context, o Options) (*Runner, error) {
 	r.Version = v.String()
 	return r, nil
 }
+
+// gracePeriod is how long an interrupted Terraform gets to stop.
+const gracePeriod = 2 * time.Minute
 
 // Address is the node's module address: its override, or the template
 // with {name} replaced.

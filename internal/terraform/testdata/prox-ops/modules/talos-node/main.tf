@@ -22,7 +22,10 @@ resource "terraform_data" "vm" {
   provisioner "local-exec" {
     # The shell sees TF_VAR_proxmox_password like any provider would; a
     # careless script echoes it. drover must mask it.
-    command = "echo \"cloning VM ${self.input.vm_id} on ${self.input.node_name} with password $TF_VAR_proxmox_password\" && printf '%s %s' '${self.input.talos_version}' '${self.input.kubernetes_version}' > '${self.input.dir}/${self.input.name}.vm'"
+    # DROVER_FIXTURE_CLONE_SECONDS makes the clone take that long (only
+    # DROVER_FIXTURE_SLOW_NODE's, when set), for the tests that stop a run
+    # while Terraform is creating a VM.
+    command = "case \"$${DROVER_FIXTURE_SLOW_NODE:-${self.input.name}}\" in '${self.input.name}') sleep $${DROVER_FIXTURE_CLONE_SECONDS:-0} ;; esac && echo \"cloning VM ${self.input.vm_id} on ${self.input.node_name} with password $TF_VAR_proxmox_password\" && printf '%s %s' '${self.input.talos_version}' '${self.input.kubernetes_version}' > '${self.input.dir}/${self.input.name}.vm'"
   }
 
   provisioner "local-exec" {
