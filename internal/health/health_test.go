@@ -45,26 +45,6 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
-// minimalCRD is a CRD of the same group, version and kind as upstream's,
-// schema-less, with a status subresource.
-func minimalCRD(group, version, kind, plural string) *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-		"metadata": map[string]any{"name": plural + "." + group, "labels": map[string]any{"drover.prox-ops.io/minimal-crd": "true"}},
-		"spec": map[string]any{
-			"group": group, "scope": "Namespaced",
-			"names": map[string]any{"kind": kind, "plural": plural, "singular": strings.ToLower(kind), "listKind": kind + "List"},
-			"versions": []any{map[string]any{
-				"name": version, "served": true, "storage": true,
-				"subresources": map[string]any{"status": map[string]any{}},
-				"schema":       map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-			}},
-		},
-	}}
-}
-
 var sharedOnce sync.Once
 
 // shared installs what every fixture uses: the CRDs, CoreDNS and the
@@ -73,15 +53,9 @@ func shared(t *testing.T, dyn dynamic.Interface) {
 	t.Helper()
 	sharedOnce.Do(func() {
 		ctx := context.Background()
-		for _, c := range [][4]string{
-			{"ceph.rook.io", "v1", "CephCluster", "cephclusters"},
-			{"kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"},
-			{"helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"},
-		} {
-			if _, err := dyn.Resource(crdGVR).Create(ctx, minimalCRD(c[0], c[1], c[2], c[3]), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				t.Fatal(err)
-			}
-		}
+		// The upstream CRDs, schemas and all (hack/crds.sh): an object the
+		// gate reads must be one Flux or Rook would accept.
+		env.InstallUpstreamCRDs(t, "ceph.rook.io_cephclusters.yaml", "kustomize.toolkit.fluxcd.io_kustomizations.yaml", "helm.toolkit.fluxcd.io_helmreleases.yaml")
 		testenv.Eventually(t, 30*time.Second, "the CRDs to be served", func() (bool, error) {
 			_, err := env.Client.Discovery().ServerResourcesForGroupVersion("helm.toolkit.fluxcd.io/v2")
 			return err == nil, nil
@@ -245,6 +219,21 @@ func fluxReady(status string) map[string]any {
 	}}}
 }
 
+// specOf is a spec the upstream schema of kind accepts, as prox-ops has.
+func specOf(kind string) map[string]any {
+	switch kind {
+	case "Kustomization":
+		return map[string]any{"interval": "10m", "path": "./kubernetes/apps", "prune": true,
+			"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system", "namespace": "flux-system"}}
+	case "HelmRelease":
+		return map[string]any{"interval": "30m", "chartRef": map[string]any{"kind": "OCIRepository", "name": "cilium"}}
+	case "CephCluster":
+		return map[string]any{"cephVersion": map[string]any{"image": "quay.io/ceph/ceph:v19.2.3"}, "dataDirHostPath": "/var/lib/rook",
+			"mon": map[string]any{"count": int64(3)}}
+	}
+	return map[string]any{}
+}
+
 // put creates (once) and sets the status of a custom resource.
 func (f *fixture) put(t *testing.T, o obj, status map[string]any) {
 	t.Helper()
@@ -253,7 +242,7 @@ func (f *fixture) put(t *testing.T, o obj, status map[string]any) {
 	u, err := r.Get(ctx, o.name, metav1.GetOptions{})
 	if err != nil {
 		u = &unstructured.Unstructured{Object: map[string]any{"apiVersion": o.apiVersion, "kind": o.kind,
-			"metadata": map[string]any{"name": o.name, "namespace": o.ns}, "spec": map[string]any{"interval": "10m"}}}
+			"metadata": map[string]any{"name": o.name, "namespace": o.ns}, "spec": specOf(o.kind)}}
 		if u, err = r.Create(ctx, u, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -391,7 +380,7 @@ func TestEachCheckFailsOnItsBrokenFixture(t *testing.T) {
 func TestCephWarnWithAnAcceptedReasonPassesAndHealthErrIsCritical(t *testing.T) {
 	f := newFixture(t, "h-cephwarn")
 	ctx := context.Background()
-	f.put(t, f.ceph(), cephStatus("HEALTH_WARN", map[string]any{"MON_CLOCK_SKEW": map[string]any{"message": "clock skew detected on mon.b"}}))
+	f.put(t, f.ceph(), cephStatus("HEALTH_WARN", map[string]any{"MON_CLOCK_SKEW": map[string]any{"message": "clock skew detected on mon.b", "severity": "HEALTH_WARN"}}))
 	f.g.Settings.CephAcceptWarn = []string{"MON_CLOCK_SKEW"}
 	if res := f.g.Check(ctx, f.input()); !res.Passed() {
 		t.Fatalf("%s", res.Summary(f.gpu.Name))
@@ -406,7 +395,7 @@ func TestCephWarnWithAnAcceptedReasonPassesAndHealthErrIsCritical(t *testing.T) 
 		t.Fatalf("preflight with HEALTH_WARN: %s", res.Summary(""))
 	}
 	// HEALTH_ERR blocks even before the run, and says why from status.ceph.details.
-	f.put(t, f.ceph(), cephStatus("HEALTH_ERR", map[string]any{"MON_DOWN": map[string]any{"message": "1/3 mons down, quorum a,b"}}))
+	f.put(t, f.ceph(), cephStatus("HEALTH_ERR", map[string]any{"MON_DOWN": map[string]any{"message": "1/3 mons down, quorum a,b", "severity": "HEALTH_ERR"}}))
 	res = f.g.Check(ctx, rollout.GateInput{Preflight: true})
 	if res.Passed() || !strings.Contains(diagnostics(res), `health is "HEALTH_ERR": MON_DOWN: 1/3 mons down, quorum a,b`) {
 		t.Fatalf("preflight with HEALTH_ERR: %s\n%s", res.Summary(""), diagnostics(res))

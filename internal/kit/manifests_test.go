@@ -13,33 +13,37 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/prox-ops/drover/internal/testenv"
 )
 
-// The runner manifests are applied with server-side dry-run to a real API
-// server. The Flux, External Secrets and Talos CRDs are not in the module
-// cache, so these are minimal CRDs of the same group, version and kind
-// (labelled drover.prox-ops.io/minimal-crd), with a status subresource.
+// The runner manifests are applied with server-side dry-run, strict field
+// validation, to a real API server with the upstream CRDs of Flux
+// (kustomize-controller and source-controller v1.10.1, helm-controller
+// v1.6.0) and External Secrets (v1.3.2), taken from the projects' modules
+// by hack/crds.sh. Talos's ServiceAccount CRD ships in no Go module (the
+// Talos controller registers it at run time), so it alone is a minimal,
+// schema-less stand-in of the same group, version and kind (labelled
+// drover.prox-ops.io/minimal-crd).
 
 var env *testenv.Env
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 var minimalCRDs = [][4]string{
-	{"kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"},
-	{"helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"},
-	{"source.toolkit.fluxcd.io", "v1", "OCIRepository", "ocirepositories"},
-	{"external-secrets.io", "v1", "ExternalSecret", "externalsecrets"},
 	{"talos.dev", "v1alpha1", "ServiceAccount", "serviceaccounts"},
 }
 
 func installCRDs(t *testing.T, dyn dynamic.Interface) {
 	t.Helper()
+	env.InstallUpstreamCRDs(t, "kustomize.toolkit.fluxcd.io_kustomizations.yaml", "source.toolkit.fluxcd.io_ocirepositories.yaml",
+		"helm.toolkit.fluxcd.io_helmreleases.yaml", "external-secrets.io_externalsecrets.yaml")
 	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	for _, c := range minimalCRDs {
 		u := &unstructured.Unstructured{Object: map[string]any{
@@ -111,9 +115,25 @@ func TestManifestsApplyWithServerSideDryRun(t *testing.T) {
 		if m.Scope.Name() == "namespace" {
 			ri = r.Namespace(u.GetNamespace())
 		}
-		// Server-side apply, dry run: validated and admitted, not stored.
-		if _, err := ri.Apply(context.Background(), u.GetName(), u, metav1.ApplyOptions{FieldManager: "drover-test", Force: true, DryRun: []string{metav1.DryRunAll}}); err != nil {
+		// Server-side apply, dry run, strict: validated against the
+		// schema (an unknown field is an error) and admitted, not stored.
+		if err := dryRunApply(ri, u); err != nil {
 			t.Errorf("%s %s/%s: %v", gvk.Kind, u.GetNamespace(), u.GetName(), err)
+		}
+	}
+	// The schemas are real: a misspelt field is refused.
+	for _, u := range objs {
+		if u.GetKind() != "HelmRelease" && u.GetKind() != "ExternalSecret" && u.GetKind() != "Kustomization" {
+			continue
+		}
+		bad := u.DeepCopy()
+		if err := unstructured.SetNestedField(bad.Object, "10m", "spec", "intervall"); err != nil {
+			t.Fatal(err)
+		}
+		m, _ := mapper.RESTMapping(bad.GroupVersionKind().GroupKind(), bad.GroupVersionKind().Version)
+		err := dryRunApply(dyn.Resource(m.Resource).Namespace(bad.GetNamespace()), bad)
+		if err == nil || !strings.Contains(err.Error(), "intervall") {
+			t.Errorf("%s %s with spec.intervall: %v, want it refused", bad.GetKind(), bad.GetName(), err)
 		}
 	}
 	for _, k := range []string{"Kustomization", "OCIRepository", "HelmRelease", "ExternalSecret", "ServiceAccount", "ClusterRole", "Role", "Namespace"} {
@@ -121,6 +141,17 @@ func TestManifestsApplyWithServerSideDryRun(t *testing.T) {
 			t.Errorf("no %s among the manifests", k)
 		}
 	}
+}
+
+// dryRunApply is a server-side apply, dry run, with strict field validation.
+func dryRunApply(ri dynamic.ResourceInterface, u *unstructured.Unstructured) error {
+	data, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	_, err = ri.Patch(context.Background(), u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{
+		FieldManager: "drover-test", Force: ptr.To(true), DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"})
+	return err
 }
 
 // TestRunnerPermissions applies the RBAC for real and asks the API server

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	yamlutil "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -226,5 +227,39 @@ func (e *Env) Apply(t testing.TB, path string) {
 		if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "drover-test", Force: true}); err != nil {
 			t.Fatalf("apply %s %s/%s: %v", gvk.Kind, u.GetNamespace(), u.GetName(), err)
 		}
+	}
+}
+
+// InstallUpstreamCRDs applies the named files of UpstreamCRDs (e.g.
+// "helm.toolkit.fluxcd.io_helmreleases.yaml") and waits until each CRD is
+// established.
+func (e *Env) InstallUpstreamCRDs(t testing.TB, files ...string) {
+	t.Helper()
+	dir := UpstreamCRDs(t)
+	for _, f := range files {
+		e.Apply(t, filepath.Join(dir, f))
+	}
+	dyn, err := dynamic.NewForConfig(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	for _, f := range files {
+		// The files are named GROUP_PLURAL.yaml; the CRD is PLURAL.GROUP.
+		group, plural, _ := strings.Cut(strings.TrimSuffix(f, ".yaml"), "_")
+		name := plural + "." + group
+		Eventually(t, 30*time.Second, "CRD "+name+" to be established", func() (bool, error) {
+			u, err := dyn.Resource(crds).Get(context.Background(), name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
 	}
 }

@@ -170,3 +170,27 @@ func (s S3) Client(t testing.TB) *minio.Client {
 	}
 	return c
 }
+
+// UpstreamCRDs is the directory of the upstream CRDs hack/crds.sh collects
+// (Flux, External Secrets, Rook): $DROVER_CRDS_DIR, else the cache. Missing,
+// the test skips, or fails when the integration tier is required.
+func UpstreamCRDs(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("DROVER_CRDS_DIR"); d != "" {
+		return d
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	matches, _ := filepath.Glob(filepath.Join(cache, "drover", "crds-*", ".complete"))
+	if len(matches) > 0 {
+		return filepath.Dir(matches[len(matches)-1])
+	}
+	if required() {
+		t.Fatalf("integration tier required (%s=1) but the upstream CRDs are missing: run hack/crds.sh (make test does)", EnvRequired)
+	}
+	t.Skip("the upstream CRDs are not collected (run hack/crds.sh, or make test): skipping")
+	return ""
+}
