@@ -332,6 +332,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"a bad ConfigMap journal name", []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--journal", "configmap:Bad_Name"}, "DNS"},
 		{"a git range that is an option", []string{"plan", "--lab", "--git-range", "--output=pwned..HEAD"}, "git would read it as an option"},
 		{"a git range with a command", []string{"classify", "--git-range", "$(touch pwned)..HEAD"}, "is not allowed"},
+		{"--only with an unknown node", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--only", "k8s-work-99"}, "--only k8s-work-99: no such node"},
+		{"--only on a resume", []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--resume", "--journal", filepath.Join(dir, "j.jsonl"), "--only", "k8s-work-1"}, "--resume continues the journal's run"},
+		{"a negative canary", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--canary", "-1"}, "--canary -1"},
 		{"a lab start that is not a version", []string{"plan", "--lab", "--to-talos", "v1.12.0", "--lab-talos", "latest"}, "--lab-talos"},
 	}
 	for _, tc := range tests {
@@ -375,6 +378,64 @@ func TestVersion(t *testing.T) {
 	r := drover(t, "version")
 	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "drover dev (commit none") {
 		t.Fatalf("%d %q", r.code, r.stdout)
+	}
+}
+
+// TestCanaryThenResume: --canary 1 upgrades one worker, pauses with exit 5
+// and a paused journal; --resume does the rest.
+func TestCanaryThenResume(t *testing.T) {
+	dir := t.TempDir()
+	j := filepath.Join(dir, "j.jsonl")
+	state := filepath.Join(dir, "lab.json")
+	r := drover(t, "upgrade", "--lab", "--lab-state", state, "--to-talos", "v1.12.0", "--yes", "--canary", "1", "--journal", j, "--output", "json")
+	if r.code != ExitCanary || !strings.Contains(r.stderr, "drover: paused: the canary (k8s-work-1) is upgraded and healthy") {
+		t.Fatalf("exit %d, want 5\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	rep := decodeReport(t, r)
+	upgraded := 0
+	for _, n := range rep.Nodes {
+		if n.Outcome == "upgraded" {
+			upgraded++
+			if n.Name != "k8s-work-1" {
+				t.Errorf("%s was upgraded with the canary", n.Name)
+			}
+		}
+	}
+	if rep.Result != "canary-paused" || upgraded != 1 {
+		t.Fatalf("result %s, %d upgraded", rep.Result, upgraded)
+	}
+	data, _ := os.ReadFile(j)
+	if !strings.Contains(string(data), "paused after the canary: k8s-work-1") {
+		t.Fatalf("the journal does not say it paused:\n%s", lastLines(string(data), 3))
+	}
+	r = drover(t, "upgrade", "--lab", "--lab-state", state, "--to-talos", "v1.12.0", "--yes", "--resume", "--journal", j, "--output", "json")
+	if r.code != ExitOK {
+		t.Fatalf("resume: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	rep = decodeReport(t, r)
+	for _, n := range rep.Nodes {
+		if n.Name == "k8s-work-1" && n.Outcome == "upgraded" {
+			t.Error("the resume upgraded the canary again")
+		}
+	}
+	if rep.Result != "succeeded" {
+		t.Fatalf("resume: %s", rep.Result)
+	}
+}
+
+func TestOnly(t *testing.T) {
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--only", "k8s-work-2,k8s-ctrl-2", "--output", "json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	var order []string
+	for _, n := range decodeReport(t, r).Nodes {
+		if n.Outcome == "upgraded" {
+			order = append(order, n.Name)
+		}
+	}
+	if strings.Join(order, " ") != "k8s-ctrl-2 k8s-work-2" {
+		t.Fatalf("upgraded %v, want the control-plane node first, then the worker, and nothing else", order)
 	}
 }
 

@@ -17,6 +17,9 @@ const (
 	ExitUsage          = 2
 	ExitRollbackFailed = 3
 	ExitBlocked        = 4
+	// ExitCanary: the canary nodes are done and healthy and the run paused
+	// for a look (--canary); nothing failed. --resume does the rest.
+	ExitCanary = 5
 	// ExitInterrupted is 128+SIGINT, as shells report a run stopped by a signal.
 	ExitInterrupted = 130
 )
@@ -46,10 +49,13 @@ func ExitCode(err error) int {
 		je *rollout.JournalError
 		ll *journal.LockLostError
 		ae *observe.AccessError
+		cp *rollout.CanaryPausedError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &cp):
+		return ExitCanary
 	case errors.As(err, &ll):
 		// Stopped safely because another run may now hold the lock.
 		return ExitBlocked

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/prox-ops/drover/internal/rollout"
 )
 
 // outputFlag is the --output format.
@@ -52,6 +55,12 @@ func newTable(w io.Writer) *tabwriter.Writer {
 }
 
 func printError(w io.Writer, err error) {
+	var cp *rollout.CanaryPausedError
+	if errors.As(err, &cp) {
+		// Nothing failed: the run stopped where it was asked to.
+		fmt.Fprintf(w, "drover: paused: %s\n", err)
+		return
+	}
 	fmt.Fprintf(w, "drover: error: %s\n", err)
 }
 

@@ -16,8 +16,9 @@ import (
 )
 
 type planFlags struct {
-	src sourceFlags
-	out outputFlag
+	src    sourceFlags
+	target targetFlags
+	out    outputFlag
 }
 
 func newPlanCmd(s Streams) *cobra.Command {
@@ -45,7 +46,7 @@ from the claim alone, and says so.`,
 			if err := f.out.validate(); err != nil {
 				return err
 			}
-			p, err := prepare(cmd.Context(), s, &f.src, prepareOptions{})
+			p, err := prepare(cmd.Context(), s, &f.src, prepareOptions{target: f.target})
 			if err != nil {
 				return err
 			}
@@ -82,6 +83,7 @@ from the claim alone, and says so.`,
 		},
 	}
 	f.src.register(cmd.Flags())
+	f.target.register(cmd.Flags())
 	f.out.register(cmd.Flags())
 	return cmd
 }
@@ -130,6 +132,12 @@ type planOutput struct {
 	KubernetesPhase bool `json:"kubernetesPhase,omitempty"`
 	// RollbackETASeconds is how long rolling one node back takes.
 	RollbackETASeconds float64 `json:"rollbackEtaSeconds,omitempty"`
+	// Canary are the canary workers; the run pauses (exit 5) after the
+	// first PauseAfterBatch batches.
+	Canary          []string `json:"canary,omitempty"`
+	PauseAfterBatch int      `json:"pauseAfterBatch,omitempty"`
+	// Only is the --only selection.
+	Only []string `json:"only,omitempty"`
 	// ClusterSource says where the node versions were read.
 	ClusterSource string `json:"clusterSource,omitempty"`
 }
@@ -147,6 +155,7 @@ func planJSON(p plan.Plan, d version.Decision, sources, versionSources map[strin
 		From: p.From.Talos.String(), To: p.To.Talos.String(),
 		FromKubernetes: kubeString(p.From.Kubernetes), ToKubernetes: kubeString(p.To.Kubernetes),
 		Batches: []planBatchJSON{}, ETASeconds: p.ETA.Seconds(), KubernetesPhase: p.KubernetesPhase, RollbackETASeconds: p.RollbackETA.Seconds(),
+		Canary: p.Canary, PauseAfterBatch: p.PauseAfter, Only: p.Only,
 	}
 	for _, b := range p.Batches {
 		var jb planBatchJSON
@@ -192,6 +201,9 @@ func printPlan(w io.Writer, p plan.Plan, d version.Decision) {
 				if n.GPUs > 0 {
 					role += fmt.Sprintf(" (%d GPU)", n.GPUs)
 				}
+				if slices.Contains(p.Canary, n.Name) {
+					role += " (canary)"
+				}
 				fmt.Fprintf(t, "%d\t%s\t%s\t%s\t%s -> %s\t%s\n", i+1, n.Name, role, n.ProxmoxHost, n.From.Talos, p.To.Talos, p.Strategy)
 			}
 		}
@@ -205,4 +217,10 @@ func printPlan(w io.Writer, p plan.Plan, d version.Decision) {
 		fmt.Fprintf(w, "then Kubernetes %s -> %s on every node (talosctl upgrade-k8s)\n", p.From.Kubernetes, p.To.Kubernetes)
 	}
 	fmt.Fprintf(w, "%d nodes in %d batches, %d skipped, ETA %s\n", p.NodeCount(), len(p.Batches), len(p.Skipped), human(p.ETA))
+	if len(p.Only) > 0 {
+		fmt.Fprintf(w, "only: %s (--only)\n", strings.Join(p.Only, ", "))
+	}
+	if len(p.Canary) > 0 {
+		fmt.Fprintf(w, "canary: %s first, then the run pauses after batch %d (exit 5); drover upgrade --resume does the rest\n", strings.Join(p.Canary, ", "), p.PauseAfter)
+	}
 }

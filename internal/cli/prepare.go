@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	"k8s.io/client-go/kubernetes"
@@ -26,6 +27,7 @@ import (
 
 // prepared is everything a plan or an upgrade needs, checked, before any change.
 type prepared struct {
+	target   targetFlags
 	cfg      *config.Config
 	claim    observe.Claim
 	change   version.Change
@@ -63,6 +65,8 @@ type prepareOptions struct {
 	// resume, when set, reads the journal of the run to resume, once the
 	// cluster is reachable (a ConfigMap journal lives there).
 	resume func(p *prepared) (*rollout.ResumeState, error)
+	// target is --only and --canary.
+	target targetFlags
 }
 
 // prepare loads the configuration, reads what the nodes run, checks the
@@ -78,7 +82,10 @@ func prepare(ctx context.Context, s Streams, src *sourceFlags, o prepareOptions)
 		return nil, err
 	}
 	s.addSecrets(cfg.Secrets.Env)
-	p := &prepared{cfg: cfg}
+	if err := o.target.check(cfg); err != nil {
+		return nil, err
+	}
+	p := &prepared{cfg: cfg, target: o.target}
 	if p.claim, err = src.claim(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -270,10 +277,15 @@ func (p *prepared) buildPlan() {
 		}
 	}
 	r := p.cfg.Rollout
+	only := p.target.only
+	if p.resume != nil && p.resume.Header.Only != "" {
+		only = strings.Split(p.resume.Header.Only, ",")
+	}
 	p.plan = plan.Build(plan.Input{
 		Nodes: p.cfg.Nodes, Strategy: p.decision.Strategy, From: p.change.From, To: p.change.To,
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
 		RebuildTemplates: p.cfg.Terraform.Templates == config.TemplatesRebuild,
+		Only:             only, Canary: p.target.canary, CanaryNodes: r.Canary,
 	})
 	p.plan.InFlight = inFlight
 }

@@ -226,3 +226,27 @@ func (f *sourceFlags) clientset(s Streams) (kubernetes.Interface, *rest.Config, 
 	}
 	return cs, rc, nil
 }
+
+// targetFlags are --only and --canary: which nodes a plan or run takes.
+type targetFlags struct {
+	only   []string
+	canary int
+}
+
+func (f *targetFlags) register(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&f.only, "only", nil, "upgrade only these nodes (NODE[,NODE...]), under the same rules: control plane first and one at a time, host-aware batches, gates, rollback; the others are skipped")
+	fs.IntVar(&f.canary, "canary", 0, "upgrade N canary workers first (the first N of rollout.canary, else of the plan), then pause: exit 5, the journal says paused, --resume does the rest")
+}
+
+// check refuses names that are not in the inventory and a negative canary.
+func (f targetFlags) check(cfg *config.Config) error {
+	for _, n := range f.only {
+		if _, ok := cfg.NodeByName(n); !ok {
+			return usage(fmt.Errorf("--only %s: no such node in %s", n, cfg.Cluster.Name))
+		}
+	}
+	if f.canary < 0 {
+		return usage(fmt.Errorf("--canary %d: want a number of workers, 1 or more", f.canary))
+	}
+	return nil
+}

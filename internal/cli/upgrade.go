@@ -24,6 +24,7 @@ import (
 
 type upgradeFlags struct {
 	src         sourceFlags
+	target      targetFlags
 	out         outputFlag
 	yes         bool
 	approve     bool
@@ -89,6 +90,7 @@ goes to drover-journal.jsonl unless --journal says otherwise. Rehearse with
 		},
 	}
 	f.src.register(cmd.Flags())
+	f.target.register(cmd.Flags())
 	f.out.register(cmd.Flags())
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().BoolVar(&f.approve, "approve", false, "approve a major upgrade or a version on the approval list")
@@ -193,6 +195,9 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	if len(f.retryNodes) > 0 && !f.resume {
 		return usage(errors.New("--retry-node goes with --resume"))
 	}
+	if f.resume && (len(f.target.only) > 0 || f.target.canary > 0) {
+		return usage(errors.New("--only and --canary choose the nodes of a new run; --resume continues the journal's run with its own selection"))
+	}
 	u := &upgrade{f: f, s: s, progress: s.Out}
 	if f.out.json() {
 		u.progress = s.Err
@@ -248,7 +253,7 @@ func stoppedOr(ctx context.Context, err error) error {
 // builds the plan.
 func (u *upgrade) prepare(ctx context.Context) error {
 	f := u.f
-	opts := prepareOptions{labLog: func(node, msg string) {
+	opts := prepareOptions{target: f.target, labLog: func(node, msg string) {
 		if u.con != nil {
 			u.con.labLog(node, msg)
 		}
@@ -413,7 +418,11 @@ func (u *upgrade) engine(ctx context.Context, j rollout.Journal) (*rollout.Engin
 		eng = assembleEngine(p, a)
 		eng.Journal, eng.Sink, eng.RunID = j, u.con, u.runID
 	}
-	eng.Header = rollout.RunHeader{Cluster: p.cfg.Cluster.Name, Strategy: string(p.plan.Strategy), From: p.plan.From.String(), To: p.plan.To.String()}
+	eng.Header = rollout.RunHeader{Cluster: p.cfg.Cluster.Name, Strategy: string(p.plan.Strategy), From: p.plan.From.String(), To: p.plan.To.String(),
+		Only: strings.Join(p.plan.Only, ",")}
+	if p.resume != nil {
+		eng.Header.Only = p.resume.Header.Only
+	}
 	eng.Resume = p.resume
 	if f.skipDrainPF {
 		eng.Preflights, u.skipped = without(eng.Preflights, kube.DrainPreflightCheck{}.Name())

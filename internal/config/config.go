@@ -221,6 +221,9 @@ func (s SnapshotUpload) Prefix() string {
 // Rollout is the rollout policy.
 type Rollout struct {
 	MaxParallelWorkers int      `yaml:"maxParallelWorkers" json:"maxParallelWorkers"`
+	// Canary names the workers --canary N takes first (the first N of them
+	// that need the change); empty: the first workers of the plan.
+	Canary []string `yaml:"canary" json:"canary,omitempty"`
 	DrainTimeout       Duration `yaml:"drainTimeout" json:"drainTimeout"`
 	// DrainAttempts is how many drains of drainTimeout each a node gets
 	// before the run halts.

@@ -100,6 +100,8 @@ func TestParseRejects(t *testing.T) {
 		{"a snapshot upload that is not s3", base + "talos:\n  etcdSnapshotUpload:\n    url: https://bucket/x\n", "talos.etcdSnapshotUpload.url", 11, "want s3://BUCKET/PREFIX"},
 		{"a snapshot bucket with capitals", base + "talos:\n  etcdSnapshotUpload:\n    url: s3://Prox_Ops/x\n", "talos.etcdSnapshotUpload.url", 11, "bucket name"},
 		{"a snapshot endpoint that is not a URL", base + "talos:\n  etcdSnapshotUpload:\n    url: s3://prox-ops/x\n    endpoint: minio:9000\n", "talos.etcdSnapshotUpload.endpoint", 12, "the S3 API's URL"},
+		{"a canary that is not a node", base + "rollout:\n  canary: [w-9]\n", "rollout.canary[0]", 10, "not a node of the inventory"},
+		{"a control-plane canary", base + "rollout:\n  canary: [cp-1]\n", "rollout.canary[0]", 10, "a canary is a worker"},
 		{"blocking alerts without an alertmanager", base + "health:\n  blockingAlerts: ['severity=critical']\n", "health.blockingAlerts", 10, "needs health.alertmanager.url"},
 	}
 	for _, tc := range tests {

@@ -172,6 +172,15 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	if r.MaxParallelWorkers < 1 {
 		add("rollout.maxParallelWorkers", "must be at least 1, got %d", r.MaxParallelWorkers)
 	}
+	for i, name := range r.Canary {
+		field := fmt.Sprintf("rollout.canary[%d]", i)
+		switch n, ok := c.NodeByName(name); {
+		case !ok:
+			add(field, "%q is not a node of the inventory", name)
+		case n.IsControlPlane():
+			add(field, "%q is a control-plane node; a canary is a worker", name)
+		}
+	}
 	for _, c := range []struct {
 		field string
 		v     int

@@ -315,6 +315,34 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 	if !ok {
 		return
 	}
+	ok = t.Run("a canary run by hand pauses green, and resume does the rest", func(t *testing.T) {
+		base, head = r.bump(t, "v1.12.1", "v1.12.2")
+		a := r.run(t, "workflow_dispatch", "upgrade-pets.yml", map[string]any{
+			"inputs": map[string]any{"base": base, "head": head, "resume": "false", "retry_node": "", "only": "", "canary": "1"}})
+		if a.code != 0 || a.job("upgrade") != "success" || !strings.Contains(a.log, "drover: canary paused") {
+			t.Fatalf("canary: act exit %d, jobs %v\n%s", a.code, a.jobs, a.tail(40))
+		}
+		at := map[string]string{}
+		for _, n := range storyNodes {
+			at[n.name] = ta.NodeVersion(n.ip)
+		}
+		if at["k8s-work-1"] != "v1.12.2" || at["k8s-ctrl-1"] != "v1.12.1" || at["k8s-work-2"] != "v1.12.1" {
+			t.Fatalf("after the canary: %v", at)
+		}
+		a = r.run(t, "workflow_dispatch", "upgrade-pets.yml", map[string]any{
+			"inputs": map[string]any{"base": base, "head": head, "resume": "true", "retry_node": "", "only": "", "canary": "0"}})
+		if a.code != 0 {
+			t.Fatalf("resume: act exit %d\n%s", a.code, a.tail(60))
+		}
+		for _, n := range storyNodes {
+			if v := ta.NodeVersion(n.ip); v != "v1.12.2" {
+				t.Errorf("%s runs %s", n.name, v)
+			}
+		}
+	})
+	if !ok {
+		return
+	}
 	t.Run("a tampered download stops the job before drover runs", func(t *testing.T) {
 		// The mirror now serves a different drover than its checksums.txt names.
 		tar := filepath.Join(r.mirror.dir, "prox-ops/drover/releases/download", droverVersion, "drover_0.1.0_linux_"+runtime.GOARCH+".tar.gz")

@@ -77,7 +77,7 @@ func TestWorkflowsCarryTheRules(t *testing.T) {
 		`--journal "configmap:${NAMESPACE}/drover-journal"`, "upload-artifact@", "drover-journal.jsonl", "etcd-snapshots/",
 		"timeout-minutes:", "TALOSCONFIG: ${{ secrets.TALOSCONFIG }}", "PROXMOX_USERNAME: ${{ secrets.PROXMOX_USERNAME }}",
 		"PROXMOX_PASSWORD: ${{ secrets.PROXMOX_PASSWORD }}", "uses: ./.github/workflows/health-check.yml", "uses: ./.github/actions/drover-tools",
-		`if [ "${got}" != "${WANT}" ]; then`, "if: always()", `exec drover upgrade "${args[@]}"`,
+		`if [ "${got}" != "${WANT}" ]; then`, "if: always()", `trap 'kill -TERM "${pid}" 2>/dev/null' TERM`, `args+=(--canary "${CANARY}")`,
 	} {
 		if !strings.Contains(up, want) {
 			t.Errorf("drover-upgrade lacks %q", want)

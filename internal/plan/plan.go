@@ -3,6 +3,7 @@
 package plan
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +48,13 @@ type Plan struct {
 	// RollbackETA is how long rolling one node back takes: drain, replace
 	// or upgrade, health, and the templates first when they are rebuilt.
 	RollbackETA time.Duration
+	// Canary names the canary workers; the run pauses after the first
+	// PauseAfter batches (the canary's, and for a cattle Kubernetes change
+	// the control plane's before them), to be resumed once looked at.
+	Canary     []string
+	PauseAfter int
+	// Only, when set, is the --only selection the plan was limited to.
+	Only []string
 }
 
 // Input is what a plan is built from.
@@ -63,6 +71,13 @@ type Input struct {
 	// RebuildTemplates: templates are replaced in place, so a rollback
 	// rebuilds the old ones first (terraform.templates: rebuild).
 	RebuildTemplates bool
+	// Only limits the plan to these nodes (--only); empty: every node.
+	Only []string
+	// Canary is how many workers go first, then the run pauses (--canary);
+	// they are the first of CanaryNodes that need the change, else the
+	// first workers of the plan.
+	Canary      int
+	CanaryNodes []string
 }
 
 // Build makes the plan. It is deterministic: the same input gives the same
@@ -85,6 +100,10 @@ func Build(in Input) Plan {
 			p.Skipped = append(p.Skipped, Skipped{Node: n, Reason: "already at " + in.To.String()})
 			continue
 		}
+		if len(in.Only) > 0 && !slices.Contains(in.Only, n.Name) {
+			p.Skipped = append(p.Skipped, Skipped{Node: n, Reason: "not selected (--only)"})
+			continue
+		}
 		if n.IsControlPlane() {
 			cps = append(cps, n)
 		} else {
@@ -95,14 +114,73 @@ func Build(in Input) Plan {
 	sortNodes(workers)
 	sort.SliceStable(p.Skipped, func(i, j int) bool { return NaturalLess(p.Skipped[i].Node.Name, p.Skipped[j].Node.Name) })
 
+	p.Only = in.Only
+	var cpBatches []Batch
 	for _, n := range cps {
-		p.Batches = append(p.Batches, Batch{Nodes: []Node{n}})
+		cpBatches = append(cpBatches, Batch{Nodes: []Node{n}})
 	}
-	p.Batches = append(p.Batches, batchWorkers(workers, max(1, in.MaxParallelWorkers))...)
+	canary, rest := pickCanary(workers, in.Canary, in.CanaryNodes)
+	size := max(1, in.MaxParallelWorkers)
+	switch {
+	case len(canary) == 0 || len(rest)+len(cps) == 0:
+		// No canary, or nothing after it to pause for.
+		p.Batches = append(cpBatches, batchWorkers(workers, size)...)
+	case in.Strategy == version.Cattle && kubeChanges(in.From, in.To):
+		// A replaced worker comes back with the new kubelet, which must
+		// not be newer than the API servers: the control plane goes first.
+		cb := batchWorkers(canary, size)
+		p.Batches = append(append(cpBatches, cb...), batchWorkers(rest, size)...)
+		p.PauseAfter = len(cpBatches) + len(cb)
+	default:
+		cb := batchWorkers(canary, size)
+		p.Batches = append(append(cb, cpBatches...), batchWorkers(rest, size)...)
+		p.PauseAfter = len(cb)
+	}
+	if p.PauseAfter > 0 {
+		for _, n := range canary {
+			p.Canary = append(p.Canary, n.Name)
+		}
+	}
 	p.KubernetesPhase = in.Strategy == version.Pets && !in.From.Kubernetes.IsZero() && !in.To.Kubernetes.IsZero() && in.From.Kubernetes.Compare(in.To.Kubernetes) < 0
 	p.ETA = eta(p, in)
 	p.RollbackETA = rollbackETA(in)
 	return p
+}
+
+// pickCanary takes n workers for the canary: the first of names that are
+// among workers (in that order), else the first workers.
+func pickCanary(workers []Node, n int, names []string) (canary, rest []Node) {
+	if n <= 0 {
+		return nil, workers
+	}
+	pool := workers
+	if len(names) > 0 {
+		pool = nil
+		for _, name := range names {
+			for _, w := range workers {
+				if w.Name == name {
+					pool = append(pool, w)
+				}
+			}
+		}
+	}
+	picked := map[string]bool{}
+	for _, w := range pool {
+		if len(canary) < n {
+			canary = append(canary, w)
+			picked[w.Name] = true
+		}
+	}
+	for _, w := range workers {
+		if !picked[w.Name] {
+			rest = append(rest, w)
+		}
+	}
+	return canary, rest
+}
+
+func kubeChanges(from, to version.Pair) bool {
+	return !from.Kubernetes.IsZero() && !to.Kubernetes.IsZero() && from.Kubernetes.Compare(to.Kubernetes) < 0
 }
 
 func rollbackETA(in Input) time.Duration {

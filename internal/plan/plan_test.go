@@ -141,6 +141,50 @@ func TestBuildOrder(t *testing.T) {
 	}
 }
 
+func TestOnlyAndCanary(t *testing.T) {
+	inv := []config.Node{
+		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "cp-2", Role: config.RoleControlPlane, ProxmoxHost: "b"},
+		{Name: "cp-3", Role: config.RoleControlPlane, ProxmoxHost: "c"},
+		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "w-2", Role: config.RoleWorker, ProxmoxHost: "b"},
+		{Name: "w-3", Role: config.RoleWorker, ProxmoxHost: "a"},
+	}
+	kubeTo := version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: version.MustParse("v1.35.0")}
+	tests := []struct {
+		name       string
+		in         Input
+		want       [][]string
+		pauseAfter int
+		canary     []string
+		skipped    int
+	}{
+		{"only one worker", Input{Only: []string{"w-2"}}, [][]string{{"w-2"}}, 0, nil, 5},
+		{"only keeps the rules", Input{Only: []string{"w-3", "cp-2", "w-1"}, MaxParallelWorkers: 2}, [][]string{{"cp-2"}, {"w-1"}, {"w-3"}}, 0, nil, 3},
+		{"a canary worker goes first, then the pause", Input{Canary: 1}, [][]string{{"w-1"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-2"}, {"w-3"}}, 1, []string{"w-1"}, 0},
+		{"the configured canary", Input{Canary: 1, CanaryNodes: []string{"w-2", "w-1"}}, [][]string{{"w-2"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-1"}, {"w-3"}}, 1, []string{"w-2"}, 0},
+		{"two canaries in host-aware batches", Input{Canary: 2, MaxParallelWorkers: 2, CanaryNodes: []string{"w-1", "w-3"}}, [][]string{{"w-1"}, {"w-3"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-2"}}, 2, []string{"w-1", "w-3"}, 0},
+		{"a cattle Kubernetes change keeps the control plane first", Input{Canary: 1, To: kubeTo}, [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-1"}, {"w-2"}, {"w-3"}}, 4, []string{"w-1"}, 0},
+		{"a canary of everything does not pause", Input{Canary: 5, Only: []string{"w-1", "w-2"}}, [][]string{{"w-1"}, {"w-2"}}, 0, nil, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			in.Nodes, in.Strategy, in.From = inv, version.Cattle, from
+			if in.To.Talos.IsZero() {
+				in.To = to
+			}
+			p := Build(in)
+			if got := names(p); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("batches = %v, want %v", got, tc.want)
+			}
+			if p.PauseAfter != tc.pauseAfter || !reflect.DeepEqual(p.Canary, tc.canary) || len(p.Skipped) != tc.skipped {
+				t.Fatalf("pause after %d, canary %v, %d skipped", p.PauseAfter, p.Canary, len(p.Skipped))
+			}
+		})
+	}
+}
+
 func TestBuildSkipsNodesAlreadyAtTarget(t *testing.T) {
 	inv := []config.Node{
 		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},

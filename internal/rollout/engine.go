@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,6 +188,10 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 		}
 		if err := e.batch(ctx, p, b); err != nil {
 			return err
+		}
+		if p.PauseAfter > 0 && i+1 == p.PauseAfter && i+1 < len(p.Batches) {
+			_ = e.record(ctx, "", StepRun, StatusInterrupted, "paused after the canary: "+strings.Join(p.Canary, ", "))
+			return &CanaryPausedError{Nodes: p.Canary}
 		}
 	}
 	if p.KubernetesPhase {
@@ -399,6 +404,7 @@ func ResultOf(err error) Result {
 	var bl *BlockedError
 	var ie *InterruptedError
 	var pe *PausedError
+	var cp *CanaryPausedError
 	switch {
 	case err == nil:
 		return ResultSucceeded
@@ -406,6 +412,8 @@ func ResultOf(err error) Result {
 		return ResultInterrupted
 	case errors.As(err, &pe):
 		return ResultPaused
+	case errors.As(err, &cp):
+		return ResultCanary
 	case errors.As(err, &rf):
 		return ResultRollbackFailed
 	case errors.As(err, &bl):
@@ -416,10 +424,12 @@ func ResultOf(err error) Result {
 
 func statusOf(err error) Status {
 	var ie *InterruptedError
+	var pe *PausedError
+	var cp *CanaryPausedError
 	switch {
 	case err == nil:
 		return StatusDone
-	case errors.As(err, &ie):
+	case errors.As(err, &ie), errors.As(err, &pe), errors.As(err, &cp):
 		return StatusInterrupted
 	}
 	return StatusFailed

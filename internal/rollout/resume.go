@@ -20,6 +20,8 @@ type RunHeader struct {
 	Strategy string `json:"strategy"`
 	From     string `json:"from"`
 	To       string `json:"to"`
+	// Only is the run's --only selection, comma-separated: a resume keeps it.
+	Only string `json:"only,omitempty"`
 }
 
 // NodeState is where a node stood when the journal ends.

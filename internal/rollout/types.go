@@ -75,6 +75,8 @@ const (
 	ResultBlocked        Result = "blocked"
 	ResultInterrupted    Result = "interrupted"
 	ResultPaused         Result = "paused"
+	// ResultCanary: paused after the canary, as asked.
+	ResultCanary Result = "canary-paused"
 )
 
 // EventKind says what an Event is about.
@@ -193,6 +195,16 @@ type PausedError struct{ Window string }
 
 func (e *PausedError) Error() string {
 	return "the maintenance window (" + e.Window + ") closed: the run paused between batches; resume with drover upgrade --resume in the next window"
+}
+
+// CanaryPausedError means the canary nodes are done and healthy and the
+// run paused, as asked (--canary), for the operator to look before the
+// rest: nothing failed. The journal says paused; --resume goes on. The CLI
+// exits 5.
+type CanaryPausedError struct{ Nodes []string }
+
+func (e *CanaryPausedError) Error() string {
+	return "the canary (" + strings.Join(e.Nodes, ", ") + ") is upgraded and healthy; the run paused for you to look: resume the rest with drover upgrade --resume"
 }
 
 // BlockedError means the run was refused before any change. The CLI exits 4.
