@@ -18,9 +18,11 @@ import (
 // Permission is one thing drover does to the cluster during a run.
 type Permission struct {
 	Verb, Group, Resource, Subresource string
-	// Namespaced permissions are needed in drover's own namespace only.
-	Namespaced bool
-	Why        string
+	// Namespaced permissions are needed in drover's own namespace only;
+	// InNamespace ones in that namespace only.
+	Namespaced  bool
+	InNamespace string
+	Why         string
 }
 
 func (p Permission) String() string {
@@ -51,6 +53,7 @@ var Permissions = []Permission{
 	{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespaced: true, Why: "the run lock"},
 	{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespaced: true, Why: "renew the run lock"},
 	{Verb: "update", Resource: "configmaps", Namespaced: true, Why: "the journal (--journal configmap)"},
+	{Verb: "create", Group: "events.k8s.io", Resource: "events", InNamespace: "default", Why: "a Node's events (a Node's events live in default)"},
 }
 
 type accessFlags struct {
@@ -145,6 +148,9 @@ func checkPermissions(ctx context.Context, cs kubernetes.Interface, ns string) (
 		where := "cluster"
 		if p.Namespaced {
 			attrs.Namespace, where = ns, "namespace "+ns
+		}
+		if p.InNamespace != "" {
+			attrs.Namespace, where = p.InNamespace, "namespace "+p.InNamespace
 		}
 		r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs},

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/testenv"
 )
 
@@ -770,8 +771,22 @@ health: {checkTimeout: 20s}
 	s.Getenv = func(k string) string {
 		return map[string]string{"POD_NAMESPACE": "github-actions"}[k]
 	}
+	// While drover works on a node, the node carries the run's id.
+	var marked sync.Map
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	go func() {
+		for watchCtx.Err() == nil {
+			for _, n := range []string{"sa-cp-1", "sa-w-1", "sa-w-2"} {
+				if node, err := env.Client.CoreV1().Nodes().Get(watchCtx, n, metav1.GetOptions{}); err == nil && node.Annotations[kube.RunAnnotation] != "" {
+					marked.Store(n, node.Annotations[kube.RunAnnotation])
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	code := Run(ctx, s, []string{"upgrade", "--config", cfg, "--kubeconfig", kubeconfig, "--talosconfig", talosconfig,
 		"--to-talos", "v1.13.1", "--yes", "--journal", "configmap", "--report", filepath.Join(dir, "r.json")})
+	stopWatch()
 	if code != ExitOK || strings.Contains(errb.String()+out.String(), "forbidden") {
 		t.Fatalf("exit %d as the runner's ServiceAccount:\n%s", code, lastLines(errb.String(), 30))
 	}
@@ -803,6 +818,33 @@ health: {checkTimeout: 20s}
 	}
 	if _, err := env.Client.CoreV1().ConfigMaps("github-actions").Get(ctx, "drover-journal", metav1.GetOptions{}); err != nil {
 		t.Fatalf("the journal is not in the runner's namespace: %v", err)
+	}
+	// Each step is an Event on its Node, reported by drover; the mark is
+	// gone once the node is done.
+	evs, err := env.Client.EventsV1().Events("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string][]string{}
+	for _, e := range evs.Items {
+		if e.ReportingController == "drover" && e.Regarding.Kind == "Node" {
+			reasons[e.Regarding.Name] = append(reasons[e.Regarding.Name], e.Reason)
+		}
+	}
+	for _, n := range []string{"sa-cp-1", "sa-w-1", "sa-w-2"} {
+		got := strings.Join(reasons[n], " ")
+		for _, want := range []string{"Cordoned", "Draining", "Upgrading", "Uncordoned", "HealthPassed", "Upgraded"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s: events %q lack %s", n, got, want)
+			}
+		}
+		if v, ok := marked.Load(n); !ok || !strings.HasPrefix(v.(string), "2") {
+			t.Errorf("%s never carried the run annotation (%v)", n, v)
+		}
+		node, err := env.Client.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err != nil || node.Annotations[kube.RunAnnotation] != "" {
+			t.Errorf("%s still carries the run annotation: %v", n, err)
+		}
 	}
 	r := drover(t, "access", "--kubeconfig", kubeconfig, "--namespace", "github-actions")
 	if r.code != ExitOK || !strings.Contains(r.stdout, "system:serviceaccount:github-actions:github-actions-runner") || strings.Contains(r.stdout, " NO ") {

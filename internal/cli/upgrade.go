@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
@@ -171,6 +172,7 @@ func (ss sinks) Event(e rollout.Event) {
 
 // upgrade is one run of drover upgrade; its phases share it.
 type upgrade struct {
+	events   *kube.NodeEvents
 	f        *upgradeFlags
 	s        Streams
 	progress io.Writer
@@ -229,6 +231,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		return stoppedOr(ctx, err)
 	}
 	u.notifiers(eng)
+	defer u.closeEvents()
 	rep, runErr := eng.Run(ctx, u.p.plan)
 	if rep == nil {
 		return runErr
@@ -437,10 +440,40 @@ func (u *upgrade) engine(ctx context.Context, j rollout.Journal) (*rollout.Engin
 	return eng, cleanup, nil
 }
 
+// eventsClient is the Node events' client: on a real cluster one of its
+// own, so its calls never queue behind the run's in a shared rate limiter.
+func (u *upgrade) eventsClient() kubernetes.Interface {
+	if u.p.lab != nil {
+		return u.p.lab.Client
+	}
+	if u.p.rest == nil {
+		return nil
+	}
+	kc, err := kubernetes.NewForConfig(rest.CopyConfig(u.p.rest))
+	if err != nil {
+		return nil
+	}
+	return kc
+}
+
+// closeEvents records the Node events still queued (at most 10 s).
+func (u *upgrade) closeEvents() {
+	if u.events == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u.events.Close(ctx)
+}
+
 // notifiers attach Discord (when its webhook is set) and the hard-stop
 // tracker to the engine's events.
 func (u *upgrade) notifiers(eng *rollout.Engine) {
 	ss := sinks{u.con}
+	if kc := u.eventsClient(); kc != nil {
+		u.events = kube.NewNodeEvents(kc, u.runID, func(msg string) { u.con.labLog("", msg) })
+		ss = append(ss, u.events)
+	}
 	if u.s.Where != nil {
 		ss = append(ss, u.s.Where)
 	}
