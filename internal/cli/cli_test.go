@@ -721,6 +721,40 @@ func TestDiscordNotificationsOfALabRun(t *testing.T) {
 	}
 }
 
+// TestABlockedRunIsToldToDiscord: a run refused before it starts (here: a
+// non-interactive run without --yes) sends one message with the reason.
+func TestABlockedRunIsToldToDiscord(t *testing.T) {
+	var mu sync.Mutex
+	var got []notify.Embed
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m notify.Message
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		got = append(got, m.Embeds...)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	s := testStreams(t, &out, &errb)
+	s.Getenv = func(k string) string { return map[string]string{"DISCORD_WEBHOOK_URL": srv.URL}[k] }
+	code := Run(context.Background(), s, []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--output", "json"})
+	if code != ExitBlocked {
+		t.Fatalf("exit %d, want 4\n%s", code, errb.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || !strings.Contains(got[0].Title, "blocked") || !strings.Contains(got[0].Description, "refusing to upgrade without --yes") {
+		t.Fatalf("messages %+v", got)
+	}
+	var rep struct {
+		Notifications []notify.Delivery `json:"notifications"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || len(rep.Notifications) != 1 || !rep.Notifications[0].Delivered {
+		t.Fatalf("report notifications: %v %+v", err, rep.Notifications)
+	}
+}
+
 // TestMaintenanceWindow: the lab's clock starts Thursday 2026-01-01 02:00
 // UTC. A run outside the window is blocked; one that outlives it pauses
 // between batches with exit 4.

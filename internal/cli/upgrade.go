@@ -332,6 +332,13 @@ func (u *upgrade) refused(err error) error {
 	rep := rollout.NewReport(u.runID, u.p.plan)
 	rep.Result, rep.Error = rollout.ResultOf(err), err.Error()
 	rep.From, rep.To = u.p.change.From.String(), u.p.change.To.String()
+	rep.Started = u.now()
+	rep.Finished = rep.Started
+	// A run refused before it starts is told like any other.
+	if u.attachDiscord() {
+		u.discord.Event(rollout.Event{Kind: rollout.EventRunFinished, Time: rep.Finished, Report: rep, Message: string(rep.Result)})
+		u.deliveries = u.discord.Close(30 * time.Second)
+	}
 	return u.report(rep, err)
 }
 
@@ -456,6 +463,21 @@ func (u *upgrade) eventsClient() kubernetes.Interface {
 	return kc
 }
 
+// attachDiscord sets u.discord when the webhook is configured and set.
+func (u *upgrade) attachDiscord() bool {
+	env := u.p.cfg.Notifications.Discord.WebhookEnv
+	if env == "" || u.s.getenv(env) == "" {
+		return false
+	}
+	url := u.s.getenv(env)
+	if !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "http://") {
+		fmt.Fprintf(u.progress, "drover: warning: %s is not an http(s) URL; Discord notifications are off\n", env)
+		return false
+	}
+	u.discord = &notify.Discord{URL: url, Mask: u.s.Masker.Mask}
+	return true
+}
+
 // closeEvents records the Node events still queued (at most 10 s).
 func (u *upgrade) closeEvents() {
 	if u.events == nil {
@@ -477,13 +499,8 @@ func (u *upgrade) notifiers(eng *rollout.Engine) {
 	if u.s.Where != nil {
 		ss = append(ss, u.s.Where)
 	}
-	if env := u.p.cfg.Notifications.Discord.WebhookEnv; env != "" && u.s.getenv(env) != "" {
-		if url := u.s.getenv(env); strings.HasPrefix(url, "https://") || strings.HasPrefix(url, "http://") {
-			u.discord = &notify.Discord{URL: url, Mask: u.s.Masker.Mask}
-			ss = append(ss, u.discord)
-		} else {
-			fmt.Fprintf(u.progress, "drover: warning: %s is not an http(s) URL; Discord notifications are off\n", env)
-		}
+	if u.attachDiscord() {
+		ss = append(ss, u.discord)
 	}
 	eng.Sink = ss
 }

@@ -333,6 +333,15 @@ func MessageFor(e rollout.Event) (Message, string, bool) {
 		if r.Result == rollout.ResultRollbackFailed {
 			return one("rollback-failed", Embed{Title: "🚨 Rollback failed: manual intervention required", Description: r.Error, Color: colourAlarm})
 		}
+		if r.Result == rollout.ResultBlocked {
+			// Refused before any change: say why, so nobody is left guessing.
+			return one("run-blocked", Embed{Title: "⛔ drover: upgrade blocked, nothing changed", Description: r.Error, Color: colourRed, Fields: []Field{
+				{Name: "Upgrade", Value: fmt.Sprintf("%s %s → %s", orDash(string(r.Strategy)), orDash(r.From), orDash(r.To))},
+			}})
+		}
+		if r.Result == rollout.ResultCanary {
+			return one("canary-paused", Embed{Title: "⏸ drover: canary done, run paused", Description: r.Error, Color: colourInfo})
+		}
 		var fields []Field
 		for _, n := range r.Nodes {
 			fields = append(fields, Field{Name: n.Name, Value: fmt.Sprintf("%s (%s → %s)", n.Outcome, n.From, n.To), Inline: true})
@@ -348,4 +357,11 @@ func MessageFor(e rollout.Event) (Message, string, bool) {
 		return one("run-summary", Embed{Title: "drover: run " + string(r.Result), Description: desc, Color: colour, Fields: fields})
 	}
 	return Message{}, "", false
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
