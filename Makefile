@@ -41,9 +41,10 @@ test: vet
 	  act="$$(hack/go-tool.sh act | tail -n 1)" && \
 	  minio="$$(hack/minio-binary.sh | tail -n 1)" && \
 	  crds="$$(hack/crds.sh | tail -n 1)" && \
-	  echo "testenv binaries: $$bin; terraform binary: $$tf; renovate validator: $$rv; alertmanager: $$am; goreleaser: $$gr; cyclonedx-gomod: $$cdx; act: $$act; minio: $$minio; CRDs: $$crds" && \
+	  pg="$$(hack/pushgateway-binary.sh | tail -n 1)" && \
+	  echo "testenv binaries: $$bin; terraform binary: $$tf; renovate validator: $$rv; alertmanager: $$am; goreleaser: $$gr; cyclonedx-gomod: $$cdx; act: $$act; minio: $$minio; CRDs: $$crds; pushgateway: $$pg" && \
 	  DROVER_TESTENV_BIN="$$bin" DROVER_TF_BIN="$$tf" DROVER_RENOVATE_VALIDATOR="$$rv" DROVER_ALERTMANAGER_BIN="$$am" \
-	  DROVER_GORELEASER_BIN="$$gr" DROVER_CYCLONEDX_BIN="$$cdx" DROVER_ACT_BIN="$$act" DROVER_MINIO_BIN="$$minio" DROVER_CRDS_DIR="$$crds" \
+	  DROVER_GORELEASER_BIN="$$gr" DROVER_CYCLONEDX_BIN="$$cdx" DROVER_ACT_BIN="$$act" DROVER_MINIO_BIN="$$minio" DROVER_CRDS_DIR="$$crds" DROVER_PUSHGATEWAY_BIN="$$pg" \
 	  DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/notify"
-	"k8s.io/client-go/rest"
+	"github.com/prox-ops/drover/internal/testenv"
 )
 
 type result struct {
@@ -795,5 +798,36 @@ func TestMaintenanceWindow(t *testing.T) {
 	}
 	if upgraded == 0 || untouched == 0 {
 		t.Fatalf("%d upgraded, %d untouched: the pause did not fall between batches", upgraded, untouched)
+	}
+}
+
+// TestMetricsOfALabRun: with metrics.pushgateway set, a lab run's metrics
+// are on a real Pushgateway when it ends.
+func TestMetricsOfALabRun(t *testing.T) {
+	url := testenv.StartPushgateway(t)
+	data, err := os.ReadFile("../../examples/prox-ops/drover.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "drover.yaml")
+	write(t, cfg, string(data)+"\nmetrics:\n  pushgateway: "+url+"\n")
+	r := drover(t, "upgrade", "--lab", "--config", cfg, "--to-talos", "v1.11.4", "--yes", "--output", "json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 10))
+	}
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	text := string(body)
+	for _, want := range []string{`drover_run_result{cluster="prox-ops",instance="",job="drover",result="succeeded",run="`, `drover_run_running{cluster="prox-ops"`, `drover_node_outcome{cluster="prox-ops",instance="",job="drover",node="k8s-work-14",outcome="upgraded"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the Pushgateway lacks %s", want)
+		}
+	}
+	if n := strings.Count(text, "\ndrover_node_outcome{"); n != 15 {
+		t.Errorf("%d node outcomes, want 15", n)
 	}
 }

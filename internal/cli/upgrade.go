@@ -18,6 +18,7 @@ import (
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/metrics"
 	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
@@ -173,6 +174,7 @@ func (ss sinks) Event(e rollout.Event) {
 // upgrade is one run of drover upgrade; its phases share it.
 type upgrade struct {
 	events   *kube.NodeEvents
+	metrics  *metrics.Pusher
 	f        *upgradeFlags
 	s        Streams
 	progress io.Writer
@@ -502,6 +504,12 @@ func (u *upgrade) notifiers(eng *rollout.Engine) {
 	if u.attachDiscord() {
 		ss = append(ss, u.discord)
 	}
+	if pg := u.p.cfg.Metrics.Pushgateway; pg != "" {
+		p := u.p.plan
+		u.metrics = metrics.New(pg, metrics.Run{Cluster: u.p.cfg.Cluster.Name, ID: u.runID, Strategy: string(p.Strategy),
+			From: p.From.String(), To: p.To.String(), Started: u.now(), ETA: p.ETA}, func(msg string) { u.con.labLog("", msg) })
+		ss = append(ss, u.metrics)
+	}
 	eng.Sink = ss
 }
 
@@ -515,6 +523,9 @@ func (u *upgrade) finish(rep *rollout.Report, runErr error) error {
 	}
 	if u.discord != nil {
 		u.deliveries = u.discord.Close(30 * time.Second)
+	}
+	if u.metrics != nil {
+		u.metrics.Close(10 * time.Second)
 	}
 	return u.report(rep, runErr)
 }

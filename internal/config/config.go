@@ -35,6 +35,13 @@ type Config struct {
 	// MaintenanceWindow limits when a run may start and go on.
 	MaintenanceWindow MaintenanceWindow `yaml:"maintenanceWindow" json:"maintenanceWindow"`
 	Secrets           Secrets           `yaml:"secrets" json:"secrets"`
+	Metrics           Metrics           `yaml:"metrics" json:"metrics"`
+}
+
+// Metrics configures where a run's metrics go.
+type Metrics struct {
+	// Pushgateway is a Prometheus Pushgateway's URL; empty: no metrics.
+	Pushgateway string `yaml:"pushgateway" json:"pushgateway"`
 }
 
 // Terraform configures cattle replacement through Terraform or OpenTofu.
@@ -220,11 +227,11 @@ func (s SnapshotUpload) Prefix() string {
 
 // Rollout is the rollout policy.
 type Rollout struct {
-	MaxParallelWorkers int      `yaml:"maxParallelWorkers" json:"maxParallelWorkers"`
+	MaxParallelWorkers int `yaml:"maxParallelWorkers" json:"maxParallelWorkers"`
 	// Canary names the workers --canary N takes first (the first N of them
 	// that need the change); empty: the first workers of the plan.
-	Canary []string `yaml:"canary" json:"canary,omitempty"`
-	DrainTimeout       Duration `yaml:"drainTimeout" json:"drainTimeout"`
+	Canary       []string `yaml:"canary" json:"canary,omitempty"`
+	DrainTimeout Duration `yaml:"drainTimeout" json:"drainTimeout"`
 	// DrainAttempts is how many drains of drainTimeout each a node gets
 	// before the run halts.
 	DrainAttempts  int      `yaml:"drainAttempts" json:"drainAttempts"`

@@ -172,6 +172,11 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	if r.MaxParallelWorkers < 1 {
 		add("rollout.maxParallelWorkers", "must be at least 1, got %d", r.MaxParallelWorkers)
 	}
+	if u := c.Metrics.Pushgateway; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add("metrics.pushgateway", "%q: want the Pushgateway's http(s) URL, such as http://pushgateway.monitoring:9091", u)
+		}
+	}
 	for i, name := range r.Canary {
 		field := fmt.Sprintf("rollout.canary[%d]", i)
 		switch n, ok := c.NodeByName(name); {

@@ -32,6 +32,7 @@ var (
 	CycloneDXTool    = Tool{Name: "cyclonedx-gomod", Env: "DROVER_CYCLONEDX_BIN", Script: "hack/go-tool.sh cyclonedx-gomod"}
 	ActTool          = Tool{Name: "act", Env: "DROVER_ACT_BIN", Script: "hack/go-tool.sh act"}
 	MinIOTool        = Tool{Name: "minio", Env: "DROVER_MINIO_BIN", Script: "hack/minio-binary.sh"}
+	PushgatewayTool  = Tool{Name: "pushgateway", Env: "DROVER_PUSHGATEWAY_BIN", Script: "hack/pushgateway-binary.sh"}
 )
 
 // Binary is the tool's path: $Env, else the cache. A missing tool skips the
@@ -193,4 +194,15 @@ func UpstreamCRDs(t testing.TB) string {
 	}
 	t.Skip("the upstream CRDs are not collected (run hack/crds.sh, or make test): skipping")
 	return ""
+}
+
+// StartPushgateway runs a real Prometheus Pushgateway on a loopback port
+// and returns its URL.
+func StartPushgateway(t testing.TB) string {
+	t.Helper()
+	bin := PushgatewayTool.Binary(t)
+	port := FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	Serve(t, bin, url+"/-/ready", fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn")
+	return url
 }
