@@ -810,7 +810,7 @@ func TestMetricsOfALabRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(t.TempDir(), "drover.yaml")
-	write(t, cfg, string(data)+"\nmetrics:\n  pushgateway: "+url+"\n")
+	write(t, cfg, strings.Replace(string(data), `pushgateway: ""`, "pushgateway: "+url, 1))
 	r := drover(t, "upgrade", "--lab", "--config", cfg, "--to-talos", "v1.11.4", "--yes", "--output", "json")
 	if r.code != ExitOK {
 		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 10))

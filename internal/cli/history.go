@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -31,35 +32,9 @@ ended. A run that crashed or is still going shows as incomplete.`,
 			if err := out.validateAlso("jsonl"); err != nil {
 				return err
 			}
-			var entries []rollout.Entry
-			if ns, name, ok, err := journal.ParseConfigMapRef(path, ""); ok {
-				if err != nil {
-					return usage(err)
-				}
-				cs, _, err := src.clientset(s)
-				if err != nil {
-					return err
-				}
-				if ns == "" {
-					ns = lock.lease(cs, clock.Real{}, s).Namespace
-				}
-				if entries, err = (&journal.ConfigMap{Client: cs, Namespace: ns, Name: name}).Entries(cmd.Context()); err != nil {
-					return err
-				}
-			} else {
-				f, err := os.Open(path)
-				if err != nil {
-					return usage(fmt.Errorf("--journal: %w", err))
-				}
-				defer f.Close()
-				log, err := journal.Read(f)
-				if err != nil {
-					return usage(err)
-				}
-				for _, w := range log.Warnings {
-					fmt.Fprintf(s.Err, "drover: warning: %s\n", w)
-				}
-				entries = log.Entries
+			entries, err := readJournal(cmd.Context(), s, path, &src, &lock)
+			if err != nil {
+				return err
 			}
 			if out.format == "jsonl" {
 				// The journal itself, one entry per line: what a workflow
@@ -93,4 +68,35 @@ ended. A run that crashed or is still going shows as incomplete.`,
 	lock.register(cmd.Flags())
 	out.register(cmd.Flags())
 	return cmd
+}
+
+// readJournal reads the journal --journal names: a file, or a ConfigMap
+// (configmap[:[NS/]NAME], through the cluster access of src).
+func readJournal(ctx context.Context, s Streams, path string, src *sourceFlags, lock *lockFlags) ([]rollout.Entry, error) {
+	if ns, name, ok, err := journal.ParseConfigMapRef(path, ""); ok {
+		if err != nil {
+			return nil, usage(err)
+		}
+		cs, _, err := src.clientset(s)
+		if err != nil {
+			return nil, err
+		}
+		if ns == "" {
+			ns = lock.lease(cs, clock.Real{}, s).Namespace
+		}
+		return (&journal.ConfigMap{Client: cs, Namespace: ns, Name: name}).Entries(ctx)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usage(fmt.Errorf("--journal: %w", err))
+	}
+	defer f.Close()
+	log, err := journal.Read(f)
+	if err != nil {
+		return nil, usage(err)
+	}
+	for _, w := range log.Warnings {
+		fmt.Fprintf(s.Err, "drover: warning: %s\n", w)
+	}
+	return log.Entries, nil
 }

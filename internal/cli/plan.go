@@ -138,6 +138,8 @@ type planOutput struct {
 	PauseAfterBatch int      `json:"pauseAfterBatch,omitempty"`
 	// Only is the --only selection.
 	Only []string `json:"only,omitempty"`
+	// ETASource says what the ETA was computed from.
+	ETASource string `json:"etaSource,omitempty"`
 	// ClusterSource says where the node versions were read.
 	ClusterSource string `json:"clusterSource,omitempty"`
 }
@@ -155,7 +157,7 @@ func planJSON(p plan.Plan, d version.Decision, sources, versionSources map[strin
 		From: p.From.Talos.String(), To: p.To.Talos.String(),
 		FromKubernetes: kubeString(p.From.Kubernetes), ToKubernetes: kubeString(p.To.Kubernetes),
 		Batches: []planBatchJSON{}, ETASeconds: p.ETA.Seconds(), KubernetesPhase: p.KubernetesPhase, RollbackETASeconds: p.RollbackETA.Seconds(),
-		Canary: p.Canary, PauseAfterBatch: p.PauseAfter, Only: p.Only,
+		Canary: p.Canary, PauseAfterBatch: p.PauseAfter, Only: p.Only, ETASource: p.ETASource,
 	}
 	for _, b := range p.Batches {
 		var jb planBatchJSON
@@ -217,6 +219,9 @@ func printPlan(w io.Writer, p plan.Plan, d version.Decision) {
 		fmt.Fprintf(w, "then Kubernetes %s -> %s on every node (talosctl upgrade-k8s)\n", p.From.Kubernetes, p.To.Kubernetes)
 	}
 	fmt.Fprintf(w, "%d nodes in %d batches, %d skipped, ETA %s\n", p.NodeCount(), len(p.Batches), len(p.Skipped), human(p.ETA))
+	if p.ETASource != "" && len(p.Batches) > 0 {
+		fmt.Fprintf(w, "ETA from %s\n", p.ETASource)
+	}
 	if len(p.Only) > 0 {
 		fmt.Fprintf(w, "only: %s (--only)\n", strings.Join(p.Only, ", "))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	"k8s.io/client-go/kubernetes"
@@ -14,6 +15,7 @@ import (
 	"github.com/prox-ops/drover/internal/assemble"
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/lab"
 	"github.com/prox-ops/drover/internal/observe"
@@ -27,12 +29,15 @@ import (
 
 // prepared is everything a plan or an upgrade needs, checked, before any change.
 type prepared struct {
-	target   targetFlags
-	cfg      *config.Config
-	claim    observe.Claim
-	change   version.Change
-	decision version.Decision
-	plan     plan.Plan
+	target targetFlags
+	// measured are the medians of measured durations, with sample counts.
+	measured  map[string]time.Duration
+	measuredN map[string]int
+	cfg       *config.Config
+	claim     observe.Claim
+	change    version.Change
+	decision  version.Decision
+	plan      plan.Plan
 	// lab is the embedded cluster, nil for a real one.
 	lab *lab.Lab
 	// clusterSource says where the node versions were read, or why not.
@@ -160,8 +165,41 @@ func (p *prepared) settle(ctx context.Context, s Streams, src *sourceFlags, read
 			fmt.Fprintf(s.Err, "drover: warning: could not complete the inventory from the Terraform state: %v\n", err)
 		}
 	}
+	p.loadMeasured(ctx, s)
 	p.buildPlan()
 	return nil
+}
+
+// durations is the history of measured durations, in the run lock's
+// namespace ($POD_NAMESPACE, else drover); nil without a cluster.
+func (p *prepared) durations(s Streams) *journal.Durations {
+	var kc kubernetes.Interface = p.kube
+	if p.lab != nil {
+		kc = p.lab.Client
+	}
+	if kc == nil {
+		return nil
+	}
+	ns := s.getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "drover"
+	}
+	return &journal.Durations{Client: kc, Namespace: ns}
+}
+
+// loadMeasured reads the medians of measured durations for the ETA; a
+// history that cannot be read leaves the configured durations.
+func (p *prepared) loadMeasured(ctx context.Context, s Streams) {
+	d := p.durations(s)
+	if d == nil {
+		return
+	}
+	samples, err := d.Load(ctx)
+	if err != nil {
+		fmt.Fprintf(s.Err, "drover: warning: %v; the ETA uses rollout.stepDurations\n", err)
+		return
+	}
+	p.measured, p.measuredN = journal.Medians(samples)
 }
 
 // connect reaches the cluster: the lab, or a real one when there is access.
@@ -286,6 +324,7 @@ func (p *prepared) buildPlan() {
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
 		RebuildTemplates: p.cfg.Terraform.Templates == config.TemplatesRebuild,
 		Only:             only, Canary: p.target.canary, CanaryNodes: r.Canary,
+		Measured: p.measured, MeasuredCount: p.measuredN,
 	})
 	p.plan.InFlight = inFlight
 }

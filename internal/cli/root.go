@@ -145,7 +145,8 @@ Exit codes:
 		}
 		return usage(err)
 	})
-	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s), newInitCmd(s), newSecretsCmd(s), newAccessCmd(s))
+	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s),
+		newReportCmd(s), newInitCmd(s), newSecretsCmd(s), newAccessCmd(s))
 	return root
 }
 

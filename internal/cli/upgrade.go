@@ -480,6 +480,31 @@ func (u *upgrade) attachDiscord() bool {
 	return true
 }
 
+// keepDurations adds what the upgraded nodes (and the templates) took to
+// the history plans take their ETA from.
+func (u *upgrade) keepDurations(rep *rollout.Report) {
+	d := u.p.durations(u.s)
+	if d == nil {
+		return
+	}
+	add := map[string][]time.Duration{}
+	for _, n := range rep.Nodes {
+		if n.Outcome == rollout.OutcomeUpgraded && n.Duration > 0 {
+			k := journal.SampleKey(rep.Strategy, n.Role)
+			add[k] = append(add[k], n.Duration)
+		}
+	}
+	if rep.TemplatesSeconds > 0 {
+		k := journal.SampleKey(rep.Strategy, "templates")
+		add[k] = append(add[k], time.Duration(rep.TemplatesSeconds*float64(time.Second)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Add(ctx, add); err != nil {
+		fmt.Fprintf(u.s.Err, "drover: warning: keep the measured durations: %v\n", err)
+	}
+}
+
 // closeEvents records the Node events still queued (at most 10 s).
 func (u *upgrade) closeEvents() {
 	if u.events == nil {
@@ -527,6 +552,7 @@ func (u *upgrade) finish(rep *rollout.Report, runErr error) error {
 	if u.metrics != nil {
 		u.metrics.Close(10 * time.Second)
 	}
+	u.keepDurations(rep)
 	return u.report(rep, runErr)
 }
 

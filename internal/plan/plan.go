@@ -3,6 +3,7 @@
 package plan
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"strconv"
@@ -55,6 +56,8 @@ type Plan struct {
 	PauseAfter int
 	// Only, when set, is the --only selection the plan was limited to.
 	Only []string
+	// ETASource says what the ETA was computed from.
+	ETASource string
 }
 
 // Input is what a plan is built from.
@@ -78,6 +81,11 @@ type Input struct {
 	// first workers of the plan.
 	Canary      int
 	CanaryNodes []string
+	// Measured are the medians of measured durations by kind
+	// ("cattle/worker", "pets/controlplane", "cattle/templates"), with
+	// their sample counts; a kind present here is used instead of Steps.
+	Measured      map[string]time.Duration
+	MeasuredCount map[string]int
 }
 
 // Build makes the plan. It is deterministic: the same input gives the same
@@ -142,7 +150,7 @@ func Build(in Input) Plan {
 		}
 	}
 	p.KubernetesPhase = in.Strategy == version.Pets && !in.From.Kubernetes.IsZero() && !in.To.Kubernetes.IsZero() && in.From.Kubernetes.Compare(in.To.Kubernetes) < 0
-	p.ETA = eta(p, in)
+	p.ETA, p.ETASource = eta(p, in)
 	p.RollbackETA = rollbackETA(in)
 	return p
 }
@@ -230,7 +238,10 @@ func batchWorkers(workers []Node, size int) []Batch {
 	return batches
 }
 
-func eta(p Plan, in Input) time.Duration {
+// eta adds up the batches (a batch takes as long as its longest node) and
+// the templates, from the medians of measured durations where there are
+// enough samples, else from rollout.stepDurations; the source says which.
+func eta(p Plan, in Input) (time.Duration, string) {
 	s := in.Steps
 	var perNode time.Duration
 	var total time.Duration
@@ -238,22 +249,44 @@ func eta(p Plan, in Input) time.Duration {
 		total += s.Kubernetes.Duration
 	}
 	if len(p.Batches) == 0 {
-		return total
+		return total, "rollout.stepDurations"
+	}
+	used := map[string]bool{}
+	measured := func(kind string, configured time.Duration) time.Duration {
+		if d, ok := in.Measured[string(in.Strategy)+"/"+kind]; ok {
+			used[kind] = true
+			return d
+		}
+		return configured
 	}
 	switch in.Strategy {
 	case version.Cattle:
 		perNode = s.Drain.Duration + s.Destroy.Duration + s.Create.Duration + s.Health.Duration
-		total = s.Template.Duration
+		total += measured("templates", s.Template.Duration)
 	default:
 		perNode = s.Drain.Duration + s.Upgrade.Duration + s.Health.Duration
 	}
 	for _, b := range p.Batches {
-		total += perNode
+		var longest time.Duration
+		for _, n := range b.Nodes {
+			longest = max(longest, measured(string(n.Role), perNode))
+		}
+		total += longest
 		if b.Nodes[0].IsControlPlane() {
 			total += in.ControlPlaneSoak
 		}
 	}
-	return total
+	if len(used) == 0 {
+		return total, "rollout.stepDurations (fewer than 3 measured runs of each kind)"
+	}
+	var parts []string
+	for _, kind := range []string{"controlplane", "worker", "templates"} {
+		if used[kind] {
+			k := string(in.Strategy) + "/" + kind
+			parts = append(parts, fmt.Sprintf("%s %s median %s over %d", in.Strategy, kind, in.Measured[k].Round(time.Second), in.MeasuredCount[k]))
+		}
+	}
+	return total, "measured (" + strings.Join(parts, "; ") + "), the rest from rollout.stepDurations"
 }
 
 // Empty says there is nothing to do: no node and no Kubernetes phase.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,6 +183,29 @@ func TestOnlyAndCanary(t *testing.T) {
 				t.Fatalf("pause after %d, canary %v, %d skipped", p.PauseAfter, p.Canary, len(p.Skipped))
 			}
 		})
+	}
+}
+
+func TestETAFromMeasuredDurations(t *testing.T) {
+	inv := []config.Node{
+		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "w-2", Role: config.RoleWorker, ProxmoxHost: "b"},
+	}
+	steps := config.Defaults().Rollout.StepDurations
+	configured := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: 1, Steps: steps})
+	if !strings.HasPrefix(configured.ETASource, "rollout.stepDurations") {
+		t.Fatalf("source %q", configured.ETASource)
+	}
+	measured := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: 1, Steps: steps,
+		Measured:      map[string]time.Duration{"cattle/worker": 4 * time.Minute, "cattle/templates": 8 * time.Minute},
+		MeasuredCount: map[string]int{"cattle/worker": 6, "cattle/templates": 3}})
+	perNode := steps.Drain.Duration + steps.Destroy.Duration + steps.Create.Duration + steps.Health.Duration
+	if want := 8*time.Minute + perNode + 2*4*time.Minute; measured.ETA != want {
+		t.Fatalf("ETA %s, want %s (templates and workers measured, the control plane configured)", measured.ETA, want)
+	}
+	if !strings.Contains(measured.ETASource, "cattle worker median 4m0s over 6") || !strings.Contains(measured.ETASource, "cattle templates median 8m0s over 3") {
+		t.Fatalf("source %q", measured.ETASource)
 	}
 }
 

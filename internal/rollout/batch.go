@@ -486,6 +486,13 @@ func (e *Engine) done(ctx context.Context, p plan.Plan, r *nodeRun) {
 	e.mu.Lock()
 	r.nr.Duration = e.Clock.Now().Sub(r.start)
 	r.nr.DurationSeconds = r.nr.Duration.Seconds()
+	if target := NodeTarget(string(p.Strategy)); target > 0 {
+		r.nr.TargetSeconds = target.Seconds()
+		if r.nr.Outcome == OutcomeUpgraded && r.nr.Duration > target {
+			r.nr.MissedTarget = true
+			e.report.MissedTargets = append(e.report.MissedTargets, fmt.Sprintf("%s took %s, over the %s target of %s", r.n.Name, formatDuration(r.nr.Duration), p.Strategy, formatDuration(target)))
+		}
+	}
 	snapshot := *r.nr
 	e.mu.Unlock()
 	e.emit(Event{Kind: EventNodeDone, Node: r.n.Name, NodeReport: &snapshot,

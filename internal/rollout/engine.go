@@ -166,9 +166,18 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 	}
 	if p.Strategy == version.Cattle {
 		// Idempotent: templates that exist at the target are a no-op.
-		if err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
+		started := e.Clock.Now()
+		err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
 			return e.Replacer.PrepareTemplates(context.WithoutCancel(ctx), p.To)
-		}); err != nil {
+		})
+		took := e.Clock.Now().Sub(started)
+		e.mu.Lock()
+		e.report.TemplatesSeconds = took.Seconds()
+		if err == nil && took > TemplatesTarget {
+			e.report.MissedTargets = append(e.report.MissedTargets, fmt.Sprintf("the templates took %s, over the target of %s", formatDuration(took), formatDuration(TemplatesTarget)))
+		}
+		e.mu.Unlock()
+		if err != nil {
 			if ctx.Err() != nil {
 				// Interrupted with the run (Terraform stops on the signal).
 				_ = e.record(ctx, "", StepRun, StatusInterrupted, "during the templates")

@@ -282,6 +282,28 @@ type NodeReport struct {
 	Steps           []StepRecord `json:"steps,omitempty"`
 	// Notes are what happened along the way (evictions a budget refused).
 	Notes []string `json:"notes,omitempty"`
+	// TargetSeconds is the PRD's target for the node (cattle 6 min, pets
+	// 3 min); MissedTarget says an upgraded node took longer.
+	TargetSeconds float64 `json:"targetSeconds,omitempty"`
+	MissedTarget  bool    `json:"missedTarget,omitempty"`
+}
+
+// The PRD's duration targets.
+const (
+	CattleNodeTarget = 6 * time.Minute
+	PetsNodeTarget   = 3 * time.Minute
+	TemplatesTarget  = 15 * time.Minute
+)
+
+// NodeTarget is the PRD's target duration of one node of a strategy.
+func NodeTarget(strategy string) time.Duration {
+	switch strategy {
+	case "cattle":
+		return CattleNodeTarget
+	case "pets":
+		return PetsNodeTarget
+	}
+	return 0
 }
 
 // Report is what a run did.
@@ -303,6 +325,10 @@ type Report struct {
 	// KnownBeforeRun is what was already unwell before the first change:
 	// the baseline the gates judged against.
 	KnownBeforeRun []string `json:"knownBeforeRun,omitempty"`
+	// TemplatesSeconds is how long the templates took (cattle).
+	TemplatesSeconds float64 `json:"templatesSeconds,omitempty"`
+	// MissedTargets says which durations went past the PRD's targets.
+	MissedTargets []string `json:"missedTargets,omitempty"`
 }
 
 // Node returns the named node's report.

@@ -1,0 +1,87 @@
+package runreport
+
+import (
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+// FromJournal rebuilds a run's report from its journal entries (one run:
+// rollout.LastRun): each node's steps with their times, its outcome, and
+// the run's result. Health verdicts and notifications are only in the
+// report file.
+func FromJournal(entries []rollout.Entry) Doc {
+	var d Doc
+	if len(entries) == 0 {
+		return d
+	}
+	nodes := map[string]*rollout.NodeReport{}
+	var order []string
+	open := map[[2]string]rollout.Entry{}
+	for _, e := range entries {
+		if e.Header != nil && d.RunID == "" {
+			d.RunID, d.Strategy, d.From, d.To = e.RunID, e.Header.Strategy, e.Header.From, e.Header.To
+			d.Started = e.Time
+		}
+		if e.Node == "" {
+			if e.Step == rollout.StepRun && e.Status != rollout.StatusStarted {
+				d.Finished, d.Result = e.Time, rollout.Result(e.Detail)
+				if e.Status == rollout.StatusInterrupted && d.Result == "" {
+					d.Result = rollout.ResultInterrupted
+				}
+			}
+			continue
+		}
+		n := nodes[e.Node]
+		if n == nil {
+			n = &rollout.NodeReport{Name: e.Node, From: talosOf(d.From), To: talosOf(d.To), Outcome: rollout.OutcomeUntouched}
+			nodes[e.Node] = n
+			order = append(order, e.Node)
+		}
+		k := [2]string{e.Node, string(e.Step)}
+		switch {
+		case e.Step == rollout.StepDone && e.Status == rollout.StatusDone:
+			n.Outcome = rollout.OutcomeUpgraded
+		case e.Step == rollout.StepRollback && e.Status == rollout.StatusDone:
+			n.Outcome = rollout.OutcomeRolledBack
+		case e.Step == rollout.StepRollback && e.Status == rollout.StatusFailed:
+			n.Outcome = rollout.OutcomeFailed
+		case e.Status == rollout.StatusInterrupted && n.Outcome != rollout.OutcomeUpgraded:
+			n.Outcome = rollout.OutcomeInterrupted
+		}
+		if e.Status == rollout.StatusStarted {
+			open[k] = e
+			if n.Outcome == rollout.OutcomeUntouched {
+				n.Outcome = rollout.OutcomeFailed // touched; a later entry says better
+			}
+			continue
+		}
+		if s, ok := open[k]; ok {
+			n.Steps = append(n.Steps, rollout.StepRecord{Step: e.Step, Started: s.Time, Finished: e.Time, Status: e.Status, Detail: e.Detail})
+			delete(open, k)
+		}
+	}
+	for _, name := range order {
+		n := nodes[name]
+		if len(n.Steps) > 0 {
+			n.Duration = n.Steps[len(n.Steps)-1].Finished.Sub(n.Steps[0].Started)
+			n.DurationSeconds = n.Duration.Seconds()
+		}
+		if t := rollout.NodeTarget(d.Strategy); t > 0 && n.Outcome == rollout.OutcomeUpgraded {
+			n.TargetSeconds, n.MissedTarget = t.Seconds(), n.Duration > t
+		}
+		d.Nodes = append(d.Nodes, *n)
+	}
+	if !d.Finished.IsZero() {
+		d.Duration = d.Finished.Sub(d.Started)
+	}
+	return d
+}
+
+// talosOf is the Talos version of a "Talos vX, Kubernetes vY" pair, as
+// the node rows of a report show it.
+func talosOf(pair string) string {
+	if p, err := version.ParsePair(pair); err == nil {
+		return p.Talos.String()
+	}
+	return pair
+}
