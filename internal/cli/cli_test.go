@@ -440,6 +440,10 @@ func TestOnly(t *testing.T) {
 	if strings.Join(order, " ") != "k8s-ctrl-2 k8s-work-2" {
 		t.Fatalf("upgraded %v, want the control-plane node first, then the worker, and nothing else", order)
 	}
+	// The lab's Nodes got their Events, as a real cluster's would.
+	if !strings.Contains(r.stderr, "lab: drover recorded") || !strings.Contains(r.stderr, "Upgraded 2") || !strings.Contains(r.stderr, "Cordoned 2") {
+		t.Errorf("no Node events in the lab:\n%s", lastLines(r.stderr, 3))
+	}
 }
 
 func TestVersionFromBuildInfo(t *testing.T) {

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -505,6 +508,26 @@ func (u *upgrade) keepDurations(rep *rollout.Report) {
 	}
 }
 
+// labEvents says what the lab's Nodes got as Events, as kubectl describe
+// node would show them on a real cluster.
+func (u *upgrade) labEvents() {
+	evs, err := u.p.lab.Client.EventsV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(evs.Items) == 0 {
+		return
+	}
+	count := map[string]int{}
+	for _, e := range evs.Items {
+		if e.ReportingController == "drover" {
+			count[e.Reason]++
+		}
+	}
+	var parts []string
+	for _, r := range slices.Sorted(maps.Keys(count)) {
+		parts = append(parts, fmt.Sprintf("%s %d", r, count[r]))
+	}
+	fmt.Fprintf(u.progress, "lab: drover recorded %d Events on the Nodes (%s)\n", len(evs.Items), strings.Join(parts, ", "))
+}
+
 // closeEvents records the Node events still queued (at most 10 s).
 func (u *upgrade) closeEvents() {
 	if u.events == nil {
@@ -541,6 +564,10 @@ func (u *upgrade) notifiers(eng *rollout.Engine) {
 // finish saves the lab, flushes the notifications and reports.
 func (u *upgrade) finish(rep *rollout.Report, runErr error) error {
 	rep.SkippedPreflights = u.skipped
+	u.closeEvents()
+	if u.p.lab != nil {
+		u.labEvents()
+	}
 	if u.p.lab != nil && u.f.src.labState != "" {
 		if err := u.p.lab.SaveState(u.f.src.labState); err != nil {
 			fmt.Fprintf(u.s.Err, "drover: warning: save the lab state: %v\n", err)
