@@ -169,6 +169,9 @@ func (e *Engine) prepare(ctx context.Context, p plan.Plan, r *nodeRun) {
 		case errors.Is(err, errAtTarget):
 			e.stop(r, OutcomeSkipped, "already at "+r.target.String()+" when its turn came", nil)
 			return
+		case err != nil && ctx.Err() != nil:
+			e.stoppedUntouched(ctx, r, StepPreflight)
+			return
 		case err != nil:
 			e.stop(r, OutcomeFailed, "preflight: "+err.Error(), e.refusal(n.Name, "preflight failed: "+err.Error(), err))
 			return
@@ -183,6 +186,10 @@ func (e *Engine) prepare(ctx context.Context, p plan.Plan, r *nodeRun) {
 		e.mu.Lock()
 		r.nr.EtcdSnapshot, r.nr.EtcdSnapshotURL = snap.Path, snap.URL
 		e.mu.Unlock()
+		if err != nil && ctx.Err() != nil {
+			e.stoppedUntouched(ctx, r, StepEtcdGuard)
+			return
+		}
 		if err != nil {
 			e.stop(r, OutcomeFailed, "etcd guard: "+err.Error(), e.refusal(n.Name, "etcd guard failed before the node was touched: "+err.Error(), err))
 			return
@@ -517,6 +524,21 @@ func (e *Engine) interrupt(ctx context.Context, r *nodeRun, s Step, vmExists boo
 	}
 	_ = e.record(actx, r.n.Name, s, StatusInterrupted, detail)
 	e.stop(r, OutcomeInterrupted, "interrupted "+detail, ie)
+}
+
+// stoppedUntouched ends a node whose preflight or etcd guard the stop cut
+// short: nothing on it changed, so nothing is undone (not even an
+// uncordon: a cordon the operator set stays), and a resume starts it again
+// at its preflight.
+func (e *Engine) stoppedUntouched(ctx context.Context, r *nodeRun, s Step) {
+	ie := stopped(ctx).(*InterruptedError)
+	ie.Node, ie.Step, ie.VMExists = r.n.Name, s, true
+	detail := "during " + string(s) + ", before any change to the node"
+	if ie.Cause != nil {
+		detail += "; " + ie.Cause.Error()
+	}
+	_ = e.record(context.WithoutCancel(ctx), r.n.Name, s, StatusInterrupted, detail)
+	e.stop(r, OutcomeUntouched, "interrupted "+detail, ie)
 }
 
 func (e *Engine) uncordon(ctx context.Context, node string) {

@@ -549,3 +549,78 @@ type preflightFunc func(ctx context.Context) error
 
 func (preflightFunc) Name() string                                   { return "stub" }
 func (f preflightFunc) Check(ctx context.Context, _ plan.Plan) error { return f(ctx) }
+
+// stopVersions cancels the run while the version of node is being read, as
+// a SIGTERM arriving during that node's preflight does.
+type stopVersions struct {
+	versions
+	node   string
+	cancel context.CancelFunc
+}
+
+func (v stopVersions) NodeVersions(ctx context.Context, n plan.Node, pets bool) (rollout.Observed, error) {
+	if n.Name == v.node {
+		v.cancel()
+		return rollout.Observed{}, fmt.Errorf("talos version of %s: %w", n.Name, ctx.Err())
+	}
+	return v.versions.NodeVersions(ctx, n, pets)
+}
+
+// stopGuard cancels the run while the etcd guard works on a node.
+type stopGuard struct {
+	guardRec
+	cancel context.CancelFunc
+}
+
+func (g stopGuard) BeforeNode(ctx context.Context, _ plan.Node) (rollout.Snapshot, error) {
+	g.cancel()
+	return rollout.Snapshot{}, fmt.Errorf("etcd snapshot: %w", ctx.Err())
+}
+
+// A stop that cuts a node's preflight or etcd guard short is a stop: the
+// node was not touched, nothing is undone on it (not even an uncordon), and
+// a resume starts it again at the step the stop cut short.
+func TestAStopBeforeANodeIsTouchedLeavesItUntouched(t *testing.T) {
+	old := version.Pair{Talos: version.MustParse("v1.11.3")}
+	tests := []struct {
+		name string
+		node string
+		step rollout.Step
+		wire func(eng *rollout.Engine, rec *recorder, cancel context.CancelFunc)
+	}{
+		{"during a worker's preflight", "w-1", rollout.StepPreflight, func(eng *rollout.Engine, _ *recorder, cancel context.CancelFunc) {
+			eng.Versions = stopVersions{versions: versions{from: old}, node: "w-1", cancel: cancel}
+		}},
+		{"during the etcd guard", "cp-1", rollout.StepEtcdGuard, func(eng *rollout.Engine, rec *recorder, cancel context.CancelFunc) {
+			eng.Guard = stopGuard{guardRec: guardRec{rec}, cancel: cancel}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewVirtual(time.Unix(0, 0))
+			rec := newRecorder(clk)
+			eng, j := newEngine(clk, rec, &gate{fn: alwaysPass})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tc.wire(eng, rec, cancel)
+			rep, err := eng.Run(ctx, testPlan(version.Cattle, 1))
+			var ie *rollout.InterruptedError
+			if !errors.As(err, &ie) || ie.Node != tc.node || ie.Step != tc.step {
+				t.Fatalf("err = %T %v, want a stop of %s at %s", err, err, tc.node, tc.step)
+			}
+			if rep.Result != rollout.ResultInterrupted || rep.Node(tc.node).Outcome != rollout.OutcomeUntouched {
+				t.Fatalf("result %s, %s %s", rep.Result, tc.node, rep.Node(tc.node).Outcome)
+			}
+			if calls := rec.callsFor(tc.node); calls != "" {
+				t.Fatalf("%s was touched: %s", tc.node, calls)
+			}
+			st, err := rollout.ReadResume(j.Entries())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ns := st.Nodes[tc.node]; ns == nil || ns.Halted || ns.ResumeAt != tc.step {
+				t.Fatalf("resume state of %s: %+v, want it resumed at %s", tc.node, ns, tc.step)
+			}
+		})
+	}
+}

@@ -87,11 +87,15 @@ func (k *Kubelets) AddNode(ctx context.Context, spec NodeSpec) error {
 		labels["node-role.kubernetes.io/control-plane"] = ""
 		taints = append(taints, corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule})
 	}
+	status := nodeStatus(spec, string(uuid.NewUUID()))
 	_, err := k.Client.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		// A kubelet registers its Node with its status (versions, OS image)
+		// in the same request: nobody ever sees a Node without them.
 		_, err = k.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Labels: labels},
 			Spec:       corev1.NodeSpec{Taints: taints},
+			Status:     status,
 		}, metav1.CreateOptions{})
 	}
 	if err != nil {
@@ -100,7 +104,6 @@ func (k *Kubelets) AddNode(ctx context.Context, spec NodeSpec) error {
 	k.mu.Lock()
 	k.nodes[spec.Name] = &simNode{spec: spec, running: true}
 	k.mu.Unlock()
-	status := nodeStatus(spec, string(uuid.NewUUID()))
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := k.Client.CoreV1().Nodes().Get(ctx, spec.Name, metav1.GetOptions{})
 		if err != nil {

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 )
 
 var env *Env
@@ -37,8 +39,18 @@ func TestSimulatedKubeletKeepsANodeReady(t *testing.T) {
 	ctx := context.Background()
 	k := NewKubelets(env.Client, "")
 	defer k.Close()
+	w, err := env.Client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=tk-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	if err := k.AddNode(ctx, NodeSpec{Name: "tk-1", Talos: "v1.11.3", Kubelet: "v1.34.1"}); err != nil {
 		t.Fatal(err)
+	}
+	// Like a real kubelet's registration, the Node is born with its status:
+	// a reader never sees it without its OS image (drover refuses such a node).
+	if ev := <-w.ResultChan(); ev.Type != watch.Added || ev.Object.(*corev1.Node).Status.NodeInfo.OSImage != "Talos (v1.11.3)" {
+		t.Fatalf("the first event of the node is %s %+v", ev.Type, ev.Object)
 	}
 	n, err := env.Client.CoreV1().Nodes().Get(ctx, "tk-1", metav1.GetOptions{})
 	if err != nil {
