@@ -53,6 +53,9 @@ type Adapters struct {
 	Network rollout.LinkReader
 	// Log is told what the adapters do (etcd guard steps).
 	Log func(node, msg string)
+	// Reader, when set, is where the health gate reads nodes and pods (a
+	// run's informer cache, the lab's index); otherwise paginated lists.
+	Reader health.Reader
 }
 
 // Policy is the engine's policy from the configuration.
@@ -75,7 +78,7 @@ func KubeClient(cfg config.Config, a Adapters) *kube.Client {
 
 // Health is the health gate with the configured settings.
 func Health(cfg config.Config, a Adapters) *health.Gate {
-	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Inventory: cfg.Nodes, Namespace: a.Namespace, Alerts: a.Alerts, Network: a.Network}
+	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Inventory: cfg.Nodes, Namespace: a.Namespace, Alerts: a.Alerts, Network: a.Network, Reader: a.Reader}
 }
 
 // Guard is the etcd guard of the control plane.

@@ -44,6 +44,8 @@ var Permissions = []Permission{
 	{Verb: "patch", Resource: "nodes", Why: "cordon and uncordon"},
 	{Verb: "delete", Resource: "nodes", Why: "delete a replaced VM's Node object"},
 	{Verb: "list", Resource: "pods", Why: "drain, health checks"},
+	{Verb: "watch", Resource: "nodes", Why: "the health gate's cache of the nodes"},
+	{Verb: "watch", Resource: "pods", Why: "the health gate's cache of the pods"},
 	{Verb: "create", Resource: "pods", Subresource: "eviction", Why: "evict pods, budgets honoured"},
 	{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Why: "drain preflight"},
 	{Verb: "list", Group: "apps", Resource: "replicasets", Why: "drain preflight: the workload behind a budget"},

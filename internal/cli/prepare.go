@@ -256,7 +256,8 @@ func (p *prepared) startLab(src *sourceFlags, faults map[string]lab.Fault, log f
 			return nil, usage(err)
 		}
 	}
-	p.lab, err = lab.New(lab.Options{Config: *cfg, Talos: start.Talos, Kubernetes: start.Kubernetes, Faults: faults, Log: log, FaultsNow: src.faultsNow, State: saved})
+	p.lab, err = lab.New(lab.Options{Config: *cfg, Talos: start.Talos, Kubernetes: start.Kubernetes, Faults: faults, Log: log, FaultsNow: src.faultsNow, State: saved,
+		PodsPerNode: src.podsPerNode()})
 	if err != nil {
 		return nil, usage(err)
 	}

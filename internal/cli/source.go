@@ -41,6 +41,8 @@ type sourceFlags struct {
 	labTalos    string
 	labKube     string
 	talosconfig string
+	// labNodes, labCPs, labHosts and labPods shape a generated lab.
+	labNodes, labCPs, labHosts, labPods int
 }
 
 func (f *sourceFlags) register(fs *pflag.FlagSet) {
@@ -48,6 +50,7 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.lab, "lab", false, "use the embedded lab: a simulated prox-ops cluster (15 nodes, Talos v1.11.3, Kubernetes v1.34.1) on a virtual clock; with --config, the lab takes that inventory")
 	fs.StringArrayVar(&f.labFaults, "lab-fault", nil, "inject a lab fault, NODE=KIND, repeatable; KIND is never-ready, health-fail, drain-blocked, replace-fails or rollback-fails")
 	fs.StringVar(&f.labState, "lab-state", "", "keep the lab cluster in this file between runs (a crashed rehearsal can then be resumed)")
+	f.registerLabShape(fs)
 	fs.StringVar(&f.crashAt, "lab-crash-at", "", "rehearse a crash: kill drover abruptly right after the journal records NODE:STEP (e.g. k8s-work-2:destroy)")
 	fs.BoolVar(&f.faultsNow, "lab-faults-now", false, "make the lab's health faults (dns-down, ceph-warn, flux-failed, gpu-lost, crashloop) show from the start, to rehearse a cluster that is already unhealthy")
 	fs.StringVar(&f.fromTalos, "from-talos", "", "the Talos version the cluster runs now, as a cross-check: drover reads what each node runs and stops (exit 4) if this disagrees (default: from --vars-before/--git-range, if given)")
@@ -66,6 +69,25 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
 }
 
+// registerLabShape registers the flags of a generated lab inventory.
+func (f *sourceFlags) registerLabShape(fs *pflag.FlagSet) {
+	fs.IntVar(&f.labNodes, "lab-nodes", 0, "with --lab, generate an inventory of this many nodes instead of the prox-ops one (names cp-N and worker-N, a GPU on every tenth worker), to rehearse a large cluster")
+	fs.IntVar(&f.labCPs, "lab-control-planes", 0, "with --lab-nodes, how many of them are control-plane nodes (default 3, 1 below 6 nodes)")
+	fs.IntVar(&f.labHosts, "lab-hosts", 0, "with --lab-nodes, how many Proxmox hosts they are spread over (default one per four nodes, at least 3)")
+	fs.IntVar(&f.labPods, "lab-pods-per-node", -1, "with --lab, add replicated services until each worker runs about this many pods (default 30 with --lab-nodes, else the lab's standard workloads only)")
+}
+
+// podsPerNode is the lab's Options.PodsPerNode the flags ask for.
+func (f *sourceFlags) podsPerNode() int {
+	switch {
+	case f.labPods >= 0:
+		return f.labPods
+	case f.labNodes > 0:
+		return 30
+	}
+	return 0
+}
+
 // access is the cluster access the flags describe.
 func (f *sourceFlags) access(s Streams) kube.Access {
 	getenv := s.Getenv
@@ -79,6 +101,19 @@ func (f *sourceFlags) access(s Streams) kube.Access {
 // inventory with --lab.
 func (f *sourceFlags) loadConfig() (*config.Config, error) {
 	switch {
+	case (f.labCPs != 0 || f.labHosts != 0) && f.labNodes == 0:
+		return nil, usage(errors.New("--lab-control-planes and --lab-hosts shape a generated lab: they need --lab-nodes"))
+	case f.labNodes != 0 && !f.lab:
+		return nil, usage(errors.New("--lab-nodes generates a lab inventory: it needs --lab"))
+	case f.labNodes != 0 && f.configPath != "":
+		return nil, usage(errors.New("--lab-nodes generates the inventory: leave out --config, or leave out --lab-nodes to rehearse the configured one"))
+	case f.labNodes < 0 || f.labNodes > 5000:
+		return nil, usage(fmt.Errorf("--lab-nodes %d: want 1 to 5000", f.labNodes))
+	case f.labNodes > 0 && (f.labCPs < 0 || f.labCPs > f.labNodes || f.labHosts < 0):
+		return nil, usage(fmt.Errorf("--lab-control-planes %d, --lab-hosts %d: want 0 (derived) or up to --lab-nodes control-plane nodes, and 0 or more hosts", f.labCPs, f.labHosts))
+	case f.labNodes > 0:
+		c := lab.GeneratedConfig(f.labNodes, f.labCPs, f.labHosts)
+		return &c, nil
 	case f.configPath != "":
 		return config.Load(f.configPath)
 	case f.lab:

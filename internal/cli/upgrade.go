@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/health"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/metrics"
@@ -430,6 +431,16 @@ func (u *upgrade) engine(ctx context.Context, j rollout.Journal) (*rollout.Engin
 		if err != nil {
 			return nil, cleanup, err
 		}
+		// The gate reads through informers started once for the run. They
+		// outlive a stop signal (a rollback still needs its gate) and stop
+		// when the run ends.
+		cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		cache := health.NewCache(p.kube)
+		if err := cache.Start(cctx, time.Minute); err != nil {
+			stop()
+			return nil, cleanup, fmt.Errorf("start the health gate's cache: %w", err)
+		}
+		a.Reader, cleanup = cache, stop
 		eng = assembleEngine(p, a)
 		eng.Journal, eng.Sink, eng.RunID = j, u.con, u.runID
 	}

@@ -99,12 +99,13 @@ func (g *Gate) storage(ctx context.Context, _ rollout.GateInput) (outcome, error
 		case now.Sub(t) > 2*s.CephCheckInterval.Duration:
 			o.fail("ceph-stale/"+name, "", false, "CephCluster %s status is stale: last checked %s ago (interval %s)", name, now.Sub(t).Round(time.Second), s.CephCheckInterval.Duration)
 		}
-		pods, err := g.Client.CoreV1().Pods(c.GetNamespace()).List(ctx, metav1.ListOptions{})
+		// A pod that is not Running is unsettled: no need to read the others.
+		pods, err := g.reader().Unsettled(ctx)
 		if err != nil {
 			return outcome{}, err
 		}
-		for _, p := range pods.Items {
-			if strings.HasPrefix(p.Name, "csi-") && p.Status.Phase != corev1.PodRunning {
+		for _, p := range pods {
+			if p.Namespace == c.GetNamespace() && strings.HasPrefix(p.Name, "csi-") && p.Status.Phase != corev1.PodRunning {
 				o.fail("csi/"+p.Namespace+"/"+p.Name, p.Spec.NodeName, false, "CSI pod %s/%s is %s (node %s)", p.Namespace, p.Name, p.Status.Phase, orNone(p.Spec.NodeName))
 			}
 		}

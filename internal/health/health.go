@@ -16,7 +16,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -62,6 +61,16 @@ type Gate struct {
 	// Network, when set, reads a node's network links (the Talos API), to
 	// compare with the links it had before its change.
 	Network rollout.LinkReader
+	// Reader, when set, is where nodes and pods are read: a run's Cache,
+	// the lab's index. Otherwise paginated lists through Client.
+	Reader Reader
+}
+
+func (g *Gate) reader() Reader {
+	if g.Reader != nil {
+		return g.Reader
+	}
+	return Lists{Client: g.Client}
 }
 
 var _ rollout.HealthGate = (*Gate)(nil)
@@ -225,15 +234,15 @@ func clip(d []string) []string {
 func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) (outcome, error) {
 	var o outcome
 	if in.Node.Name == "" {
-		nodes, err := g.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		nodes, err := g.reader().Nodes(ctx)
 		if err != nil {
 			return outcome{}, err
 		}
-		for _, n := range nodes.Items {
+		for _, n := range nodes {
 			if slices.Contains(in.Exclude, n.Name) {
 				continue // caught mid-step by a resumed run: down or cordoned on purpose
 			}
-			if !kube.IsReady(&n) {
+			if !kube.IsReady(n) {
 				o.fail("not-ready/"+n.Name, n.Name, false, "node %s is not Ready", n.Name)
 			}
 			if n.Spec.Unschedulable {
@@ -242,7 +251,7 @@ func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) (outcome
 		}
 		return o, nil
 	}
-	n, err := g.Client.CoreV1().Nodes().Get(ctx, in.Node.Name, metav1.GetOptions{})
+	n, err := g.reader().Node(ctx, in.Node.Name)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -285,9 +294,21 @@ var badWaiting = map[string]bool{"CrashLoopBackOff": true, "ImagePullBackOff": t
 // critical namespace is Running and Ready.
 func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, error) {
 	s := g.settings()
-	// One list serves both the node's pods and the cluster-wide rules.
-	all, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	r := g.reader()
+	// The node's pods (every pod, for the whole cluster) for the pod
+	// rules; only the unsettled pods for the cluster-wide rules.
+	pods, err := r.PodsOn(ctx, in.Node.Name)
 	if err != nil {
+		return outcome{}, err
+	}
+	var unsettled []*corev1.Pod
+	if in.Node.Name == "" {
+		for _, p := range pods {
+			if !Settled(p) {
+				unsettled = append(unsettled, p)
+			}
+		}
+	} else if unsettled, err = r.Unsettled(ctx); err != nil {
 		return outcome{}, err
 	}
 	var o outcome
@@ -295,19 +316,23 @@ func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, er
 	for _, ns := range s.CriticalNamespaces {
 		critical[ns] = true
 	}
-	now := g.Clock.Now()
-	for i := range all.Items {
-		p := &all.Items[i]
-		if isProbe(p) || slices.Contains(in.Exclude, p.Spec.NodeName) {
+	skip := func(p *corev1.Pod) bool { return isProbe(p) || slices.Contains(in.Exclude, p.Spec.NodeName) }
+	for _, p := range pods {
+		if skip(p) || p.Spec.NodeName == "" {
 			continue
 		}
 		id := p.Namespace + "/" + p.Name
-		if p.Spec.NodeName != "" && (in.Node.Name == "" || p.Spec.NodeName == in.Node.Name) {
-			if why, reason := brokenPod(p); why != "" {
-				o.fail("pod/"+id+"/"+reason, p.Spec.NodeName, critical[p.Namespace], "pod %s on %s: %s", id, p.Spec.NodeName, why)
-			}
-			restarts(&o, in.Memory, p)
+		if why, reason := brokenPod(p); why != "" {
+			o.fail("pod/"+id+"/"+reason, p.Spec.NodeName, critical[p.Namespace], "pod %s on %s: %s", id, p.Spec.NodeName, why)
 		}
+		restarts(&o, in.Memory, p)
+	}
+	now := g.Clock.Now()
+	for _, p := range unsettled {
+		if skip(p) {
+			continue
+		}
+		id := p.Namespace + "/" + p.Name
 		if p.Status.Phase == corev1.PodPending {
 			// The preflight notes every Pending pod, so one that crosses
 			// the grace during the run is known, not blamed on a node.
@@ -391,7 +416,7 @@ func (g *Gate) gpu(ctx context.Context, in rollout.GateInput) (outcome, error) {
 	}
 	var o outcome
 	for _, want := range nodes {
-		n, err := g.Client.CoreV1().Nodes().Get(ctx, want.Name, metav1.GetOptions{})
+		n, err := g.reader().Node(ctx, want.Name)
 		if err != nil {
 			return outcome{}, err
 		}
@@ -399,12 +424,12 @@ func (g *Gate) gpu(ctx context.Context, in rollout.GateInput) (outcome, error) {
 		if q.Value() < int64(want.GPUs) {
 			o.fail("gpu/"+n.Name, n.Name, false, "node %s has allocatable %s %s, the inventory says %d", n.Name, kube.GPUResource, q.String(), want.GPUs)
 		}
-		pods, err := g.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + n.Name})
+		pods, err := g.reader().PodsOn(ctx, n.Name)
 		if err != nil {
 			return outcome{}, err
 		}
 		running := false
-		for _, p := range pods.Items {
+		for _, p := range pods {
 			if p.Spec.NodeName == n.Name && strings.Contains(p.Name, "nvidia-device-plugin") && p.Status.Phase == corev1.PodRunning {
 				running = true
 			}

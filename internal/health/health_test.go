@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
@@ -179,6 +181,20 @@ func purge(ns string) {
 	_ = env.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
 }
 
+// useCache makes the fixture's gate read through a run's informer cache,
+// as an upgrade's gate does, instead of one-shot paginated lists.
+func (f *fixture) useCache(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := NewCache(env.Client)
+	if err := c.Start(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	f.g.Reader = c
+	f.waitHealthy(t)
+}
+
 func (f *fixture) waitHealthy(t *testing.T) {
 	t.Helper()
 	var last rollout.HealthResult
@@ -308,6 +324,9 @@ func diagnostics(res rollout.HealthResult) string {
 func TestHealthyFixturePassesTenTimesInARow(t *testing.T) {
 	f := newFixture(t, "h-healthy")
 	for i := range 10 {
+		if i == 5 {
+			f.useCache(t) // and the same through a run's cache
+		}
 		res := f.g.Check(context.Background(), f.input())
 		if !res.Passed() {
 			t.Fatalf("run %d: %s\n%s", i+1, res.Summary(f.gpu.Name), diagnostics(res))
@@ -361,6 +380,7 @@ func TestEachCheckFailsOnItsBrokenFixture(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.check, func(t *testing.T) {
 			f := newFixture(t, names[tc.check])
+			f.useCache(t) // what an upgrade's gate reads through
 			tc.breaks(t, f)
 			var res rollout.HealthResult
 			testenv.Eventually(t, 45*time.Second, tc.check+" to fail", func() (bool, error) {
@@ -578,5 +598,71 @@ func TestAProbeThatCannotRunSaysWhy(t *testing.T) {
 	want := `drover may not create pods in namespace drover (grant create, get and delete on pods there; the kit's runner Role does)`
 	if res.Passed() || !strings.Contains(diagnostics(res), want) || !strings.Contains(diagnostics(res), `cannot create resource "pods"`) {
 		t.Fatalf("%s\n%s", res.Summary(""), diagnostics(res))
+	}
+}
+
+// countingTransport counts the LIST requests that reach the API server.
+type countingTransport struct {
+	mu    sync.Mutex
+	lists map[string]int
+	next  http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet && r.URL.Query().Get("watch") != "true" && (strings.HasSuffix(r.URL.Path, "/pods") || strings.HasSuffix(r.URL.Path, "/nodes")) {
+		c.mu.Lock()
+		c.lists[r.URL.Path]++
+		c.mu.Unlock()
+	}
+	return c.next.RoundTrip(r)
+}
+
+func (c *countingTransport) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.lists {
+		n += v
+	}
+	return n
+}
+
+// TestAWarmCacheGateListsNothing: once a run's cache is warm, a node's gate
+// sends no list of pods or nodes to the API server: its cost no longer
+// grows with the cluster. One-shot lists say the same as the cache.
+func TestAWarmCacheGateListsNothing(t *testing.T) {
+	f := newFixture(t, "h-warm")
+	ctx := context.Background()
+	crashLooping(t, f.name, "crasher", f.gpu.Name, 6)
+	cfg := rest.CopyConfig(env.Config)
+	counter := &countingTransport{lists: map[string]int{}}
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
+	client := kubernetes.NewForConfigOrDie(cfg)
+	cache := NewCache(client)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := cache.Start(cctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	g := *f.g
+	g.Client, g.Reader = client, cache
+	g.Settings.Disable = []string{CheckDNS, CheckNetwork, CheckScheduling} // probes create pods: another cost
+	lists := Lists{Client: env.Client}
+	var viaCache, viaLists rollout.HealthResult
+	testenv.Eventually(t, 30*time.Second, "the cache to see the crash-looping pod", func() (bool, error) {
+		viaCache = g.Check(ctx, f.input())
+		return strings.Contains(diagnostics(viaCache), "crasher"), nil
+	})
+	warm := counter.count()
+	for range 5 {
+		viaCache = g.Check(ctx, f.input())
+	}
+	if n := counter.count() - warm; n != 0 {
+		t.Fatalf("five gates on a warm cache sent %d lists of pods or nodes: %v", n, counter.lists)
+	}
+	g.Client, g.Reader = env.Client, lists
+	viaLists = g.Check(ctx, f.input())
+	if a, b := viaCache.Summary(f.gpu.Name), viaLists.Summary(f.gpu.Name); a != b || diagnostics(viaCache) != diagnostics(viaLists) {
+		t.Fatalf("the cache says\n%s\n%s\nthe lists say\n%s\n%s", a, diagnostics(viaCache), b, diagnostics(viaLists))
 	}
 }

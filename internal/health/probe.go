@@ -13,6 +13,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/kube"
@@ -70,13 +71,13 @@ func (g *Gate) dns(ctx context.Context, in rollout.GateInput) (outcome, error) {
 
 // someReadyNode is a Ready, schedulable node not in exclude, by name.
 func (g *Gate) someReadyNode(ctx context.Context, exclude []string) (string, error) {
-	nodes, err := g.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	nodes, err := g.reader().Nodes(ctx)
 	if err != nil {
 		return "", err
 	}
 	var names []string
-	for _, n := range nodes.Items {
-		if kube.IsReady(&n) && !n.Spec.Unschedulable && !contains(exclude, n.Name) {
+	for _, n := range nodes {
+		if kube.IsReady(n) && !n.Spec.Unschedulable && !contains(exclude, n.Name) {
 			names = append(names, n.Name)
 		}
 	}
@@ -102,13 +103,13 @@ func (g *Gate) network(ctx context.Context, in rollout.GateInput) (outcome, erro
 	if in.Node.Name == "" {
 		return outcome{skipped: "needs a node"}, nil
 	}
-	pods, err := g.Client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
+	pods, err := g.reader().PodsIn(ctx, "kube-system", labels.SelectorFromSet(labels.Set{"k8s-app": "kube-dns"}))
 	if err != nil {
 		return outcome{}, err
 	}
 	cmd := "nc -z -w 3 kubernetes.default.svc 443"
 	peer := ""
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		if p.Spec.NodeName != in.Node.Name && p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
 			peer = p.Status.PodIP
 			cmd += " && nc -z -w 3 " + p.Status.PodIP + " 53"

@@ -13,6 +13,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/kubectl/pkg/drain"
 
@@ -58,6 +59,22 @@ func (c *Client) DrainPreflight(ctx context.Context, nodes []string) ([]Blocker,
 	if err != nil {
 		return nil, fmt.Errorf("list PodDisruptionBudgets: %w", err)
 	}
+	// Each selector is parsed once, and a pod is only held against the
+	// budgets of its namespace.
+	type budget struct {
+		pdb *policyv1.PodDisruptionBudget
+		sel labels.Selector
+	}
+	byNS := map[string][]budget{}
+	for i := range pdbs.Items {
+		pdb := &pdbs.Items[i]
+		if pdb.Spec.Selector == nil {
+			continue
+		}
+		if sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector); err == nil {
+			byNS[pdb.Namespace] = append(byNS[pdb.Namespace], budget{pdb, sel})
+		}
+	}
 	var out []Blocker
 	seen := map[string]bool{}
 	for _, node := range nodes {
@@ -69,10 +86,10 @@ func (c *Client) DrainPreflight(ctx context.Context, nodes []string) ([]Blocker,
 			continue
 		}
 		for _, p := range list.Pods() {
-			for i := range pdbs.Items {
-				pdb := &pdbs.Items[i]
+			for _, b := range byNS[p.Namespace] {
+				pdb := b.pdb
 				key := pdb.Namespace + "/" + pdb.Name
-				if seen[key] || !PDBSelects(pdb, &p) {
+				if seen[key] || !b.sel.Matches(labels.Set(p.Labels)) {
 					continue
 				}
 				kind, name, replicas := c.workloadOf(ctx, &p)

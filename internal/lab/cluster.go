@@ -2,7 +2,8 @@ package lab
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -49,6 +50,8 @@ type app struct {
 	extraLabels    map[string]string
 	minAvailable   *intstr.IntOrString
 	maxUnavailable *intstr.IntOrString
+	// pdb is the app's PodDisruptionBudget, once created.
+	pdb *policyv1.PodDisruptionBudget
 }
 
 func (a *app) labels() map[string]string {
@@ -97,6 +100,7 @@ func (l *Lab) workloads() []*app {
 		// A GPU workload only where there are GPUs to run it.
 		apps = append(apps, &app{ns: "ai", name: "ollama", replicas: 1, gpu: true})
 	}
+	apps = append(apps, l.fillers()...)
 	for _, name := range l.order {
 		switch l.vms[name].fault {
 		case FaultPendingBefore:
@@ -109,6 +113,30 @@ func (l *Lab) workloads() []*app {
 		}
 	}
 	return apps
+}
+
+// fillers are the replicated services that bring the workers to
+// Options.PodsPerNode pods each (counting the three daemons every worker
+// runs): ten replicas each, every other one with a budget of one pod down.
+func (l *Lab) fillers() []*app {
+	workers := 0
+	for _, name := range l.order {
+		if !l.vms[name].node.IsControlPlane() {
+			workers++
+		}
+	}
+	const replicas, daemons = 10, 3
+	n := (max(0, l.opts.PodsPerNode-daemons)*workers + replicas - 1) / replicas
+	out := make([]*app, 0, n)
+	for i := range n {
+		// Twenty services a team, a namespace a team, as clusters grow.
+		a := &app{ns: fmt.Sprintf("team-%03d", i/20+1), name: fmt.Sprintf("svc-%04d", i+1), replicas: replicas}
+		if i%2 == 0 {
+			a.maxUnavailable = intOrStr(1)
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // installAPI adds what the fake clientset lacks: the eviction subresource
@@ -145,11 +173,27 @@ func (l *Lab) installAPI() {
 			return false, nil, nil
 		}
 		list := &corev1.PodList{}
-		for _, p := range l.pods(a.GetNamespace()) {
+		match := func(p *corev1.Pod) {
 			f := fields.Set{"metadata.name": p.Name, "metadata.namespace": p.Namespace, "spec.nodeName": p.Spec.NodeName, "status.phase": string(p.Status.Phase)}
-			if r.Fields.Matches(f) && (r.Labels == nil || r.Labels.Matches(labels.Set(p.Labels))) {
-				list.Items = append(list.Items, *p)
+			if (a.GetNamespace() == "" || p.Namespace == a.GetNamespace()) && r.Fields.Matches(f) && (r.Labels == nil || r.Labels.Matches(labels.Set(p.Labels))) {
+				list.Items = append(list.Items, *p.DeepCopy())
 			}
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		// A drain lists the pods of one node: read them from the index,
+		// not from a copy of every pod of the cluster.
+		if node, ok := r.Fields.RequiresExactMatch("spec.nodeName"); ok {
+			for _, p := range l.store.sorted(l.store.onNode[node]) {
+				match(p)
+			}
+			for _, p := range l.probesOn(node) {
+				match(p)
+			}
+			return true, list, nil
+		}
+		for _, p := range l.trackerPods(a.GetNamespace()) {
+			match(p)
 		}
 		return true, list, nil
 	})
@@ -166,10 +210,44 @@ func (l *Lab) installAPI() {
 		if err := l.Client.Tracker().Delete(nodesGVR, "", name); err != nil {
 			return true, nil, err
 		}
+		l.nodeChanged(name)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.reconcile()
 		return true, nil, nil
+	})
+	// Any other write to a Node (a cordon, an annotation) is seen by the
+	// simulated controllers at their next pass.
+	write := k8stesting.ObjectReaction(l.Client.Tracker())
+	l.Client.PrependReactor("*", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		var name string
+		switch a := a.(type) {
+		case k8stesting.PatchAction:
+			name = a.GetName()
+		case k8stesting.UpdateAction:
+			name = objectName(a.GetObject())
+		case k8stesting.CreateAction:
+			name = objectName(a.GetObject())
+		default:
+			return false, nil, nil
+		}
+		handled, obj, err := write(a)
+		l.nodeChanged(name) // after the write: the next pass reads it
+		return handled, obj, err
+	})
+	// A pod deleted through the API (not evicted) leaves the lab's index.
+	l.Client.PrependReactor("delete", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		ns, name := a.GetNamespace(), a.(k8stesting.DeleteAction).GetName()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if p := l.store.all[ns+"/"+name]; p != nil {
+			l.dropPod(p)
+			if a := l.appOf(p); a != nil {
+				l.replace(a)
+			}
+			return true, nil, nil
+		}
+		return false, nil, nil
 	})
 }
 
@@ -184,12 +262,13 @@ func (l *Lab) seed() error {
 		if st := l.opts.State; st != nil {
 			n.Spec.Unschedulable = st.VMs[name].Unschedulable
 		}
-		if err := l.Client.Tracker().Add(n); err != nil {
+		if err := l.addNode(n); err != nil {
 			return err
 		}
 	}
 	l.apps = l.workloads()
 	for _, a := range l.apps {
+		l.appIndex[a.key()] = a
 		if a.late {
 			continue
 		}
@@ -222,10 +301,11 @@ func (l *Lab) addWorkloadObjects(a *app) error {
 		objs = append(objs, &appsv1.ReplicaSet{ObjectMeta: rs, Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To(int32(a.replicas)), Selector: sel, Template: tmpl}})
 	}
 	if a.hasPDB() {
-		objs = append(objs, &policyv1.PodDisruptionBudget{
+		a.pdb = &policyv1.PodDisruptionBudget{
 			ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: a.name, UID: l.newUID(), Generation: 1},
 			Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: a.minAvailable, MaxUnavailable: a.maxUnavailable, Selector: sel},
-		})
+		}
+		objs = append(objs, a.pdb)
 	}
 	for _, o := range objs {
 		if err := l.Client.Tracker().Add(o); err != nil {
@@ -238,88 +318,84 @@ func (l *Lab) addWorkloadObjects(a *app) error {
 // reconcile runs the simulated controllers once; l.mu must be held.
 func (l *Lab) reconcile() { l.reconcileWith(false) }
 
+// reconcileWith is one pass of the simulated controllers over the lab's
+// own pod index; its cost grows with the nodes and the pods that need
+// something, not with every pod of the cluster.
 func (l *Lab) reconcileWith(startNow bool) {
 	nodes := l.nodes()
-	byName := map[string]*corev1.Node{}
+	byName := make(map[string]*corev1.Node, len(nodes))
 	for _, n := range nodes {
 		byName[n.Name] = n
 	}
-	pods := l.pods("")
 	// Pod GC: pods bound to a Node object that no longer exists.
-	live := pods[:0]
-	for _, p := range pods {
-		if p.Spec.NodeName != "" && byName[p.Spec.NodeName] == nil {
-			_ = l.Client.Tracker().Delete(podsGVR, p.Namespace, p.Name)
-			continue
+	for _, node := range slices.Sorted(maps.Keys(l.store.onNode)) {
+		if node != "" && byName[node] == nil {
+			for _, p := range l.store.sorted(l.store.onNode[node]) {
+				l.dropPod(p)
+			}
 		}
-		live = append(live, p)
 	}
-	pods = live
 	for _, a := range l.apps {
 		if a.late && !l.lateAppDue(a, byName) {
 			continue
 		}
-		var mine []*corev1.Pod
-		for _, p := range pods {
-			if p.Namespace == a.ns && p.Labels["app.kubernetes.io/name"] == a.name && p.DeletionTimestamp == nil {
-				mine = append(mine, p)
-			}
-		}
 		switch {
 		case a.daemon || a.static:
 			have := map[string]bool{}
-			for _, p := range mine {
+			for _, p := range l.store.ofApp[a] {
 				have[p.Spec.NodeName] = true
 			}
 			for _, n := range nodes {
 				if !have[n.Name] && l.daemonFits(a, n) {
 					// Node-level pods (CNI, static pods) come up with the
 					// kubelet: a node turns Ready only once its CNI runs.
-					if p := l.createPod(a, n, startNow || nodeReady(n)); p != nil {
-						pods = append(pods, p)
-					}
+					l.createPod(a, n, startNow || nodeReady(n))
 				}
 			}
 		default:
-			for i := len(mine); i < a.replicas; i++ {
-				if p := l.createPod(a, l.schedule(a, nodes, pods), startNow); p != nil {
-					pods = append(pods, p)
-				}
+			for i := len(l.store.ofApp[a]); i < a.replicas; i++ {
+				l.createPod(a, l.schedule(a, nodes), startNow)
 			}
 		}
 	}
 	// Scheduler: bind pending pods that have no node yet.
-	for _, p := range pods {
-		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
-			continue
-		}
+	for _, p := range l.store.sorted(l.store.onNode[""]) {
 		a := l.appOf(p)
 		if a == nil {
 			continue
 		}
-		if n := l.schedule(a, nodes, pods); n != nil {
+		if n := l.schedule(a, nodes); n != nil {
 			p.Spec.NodeName = n.Name
 			p.Status.PodIP = l.podIP(n.Name)
-			_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
+			l.putPod(p, "")
 			l.startLater(p.Namespace, p.Name)
 		}
 	}
-	l.syncPodReadiness(pods, byName)
-	l.flap(pods)
-	l.syncDNSSlice(pods)
-	l.observe(pods)
+	l.syncPodReadiness(nodes)
+	l.flap()
+	l.syncDNSSlice()
+	l.observe()
+}
+
+// replace is the ReplicaSet controller after one of a's pods went away:
+// the missing replicas are created and scheduled. l.mu must be held.
+func (l *Lab) replace(a *app) {
+	if !a.daemon && !a.static {
+		nodes := l.nodes()
+		for i := len(l.store.ofApp[a]); i < a.replicas; i++ {
+			l.createPod(a, l.schedule(a, nodes), false)
+		}
+	}
+	l.observeApp(a)
+	if a.ns == "kube-system" && a.name == "coredns" {
+		l.syncDNSSlice()
+	}
 }
 
 // podIP hands out pod addresses from the node's pod CIDR (data: nothing
 // dials them).
 func (l *Lab) podIP(node string) string {
-	idx := 0
-	for i, name := range l.order {
-		if name == node {
-			idx = i + 1
-		}
-	}
-	return fmt.Sprintf("10.244.%d.%d", idx, 2+l.seq%250)
+	return fmt.Sprintf("10.244.%d.%d", l.nodeIdx[node], 2+l.seq%250)
 }
 
 // crashes says whether a's pod crash-loops on node; l.mu must be held.
@@ -340,25 +416,36 @@ func (l *Lab) crashes(a *app, node string) bool {
 	return false
 }
 
+// faulty lists, in order, the nodes whose fault kind is one of kinds.
+func (l *Lab) faulty(kinds ...Fault) []string {
+	var out []string
+	for _, name := range l.order {
+		if f := l.vms[name].fault; f != "" && slices.Contains(kinds, f) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // flap restarts the flapping pods: a container that crashes and is back
 // before anyone looks; l.mu must be held.
-func (l *Lab) flap(pods []*corev1.Pod) {
-	for _, p := range pods {
-		if p.Labels["app.kubernetes.io/name"] != "node-exporter" || !l.nodeFaultActive(p.Spec.NodeName, FaultFlapping) || len(p.Status.ContainerStatuses) == 0 {
+func (l *Lab) flap() {
+	for _, node := range l.faulty(FaultFlapping) {
+		if !l.nodeFaultActive(node, FaultFlapping) {
 			continue
 		}
-		p.Status.ContainerStatuses[0].RestartCount++
-		_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
+		for _, p := range l.store.sorted(l.store.onNode[node]) {
+			if p.Labels["app.kubernetes.io/name"] != "node-exporter" || len(p.Status.ContainerStatuses) == 0 {
+				continue
+			}
+			p.Status.ContainerStatuses[0].RestartCount++
+			l.putPod(p, node)
+		}
 	}
 }
 
 func (l *Lab) appOf(p *corev1.Pod) *app {
-	for _, a := range l.apps {
-		if a.ns == p.Namespace && a.name == p.Labels["app.kubernetes.io/name"] {
-			return a
-		}
-	}
-	return nil
+	return l.appIndex[p.Namespace+"/"+p.Labels["app.kubernetes.io/name"]]
 }
 
 func (l *Lab) daemonFits(a *app, n *corev1.Node) bool {
@@ -400,21 +487,12 @@ func (l *Lab) lateAppDue(a *app, nodes map[string]*corev1.Node) bool {
 
 // schedule picks a node for one more pod of a, or nil: a schedulable Ready
 // node it tolerates with room, spreading the app's pods.
-func (l *Lab) schedule(a *app, nodes []*corev1.Node, pods []*corev1.Pod) *corev1.Node {
+func (l *Lab) schedule(a *app, nodes []*corev1.Node) *corev1.Node {
 	same := map[string]int{}
-	total := map[string]int{}
-	gpusUsed := map[string]int64{}
-	for _, p := range pods {
-		total[p.Spec.NodeName]++
-		if p.Namespace == a.ns && p.Labels["app.kubernetes.io/name"] == a.name {
-			same[p.Spec.NodeName]++
-		}
-		for _, c := range p.Spec.Containers {
-			if q, ok := c.Resources.Requests[gpu]; ok {
-				gpusUsed[p.Spec.NodeName] += q.Value()
-			}
-		}
+	for _, p := range l.store.ofApp[a] {
+		same[p.Spec.NodeName]++
 	}
+	total := func(n *corev1.Node) int { return len(l.store.onNode[n.Name]) }
 	var best *corev1.Node
 	for _, n := range nodes {
 		if n.Spec.Unschedulable || !nodeReady(n) || (isCP(n) && !a.tolerateCP) {
@@ -426,22 +504,32 @@ func (l *Lab) schedule(a *app, nodes []*corev1.Node, pods []*corev1.Pod) *corev1
 		if a.prefer != "" && n.Name == a.prefer {
 			return n
 		}
-		if a.gpu {
-			q := n.Status.Allocatable[gpu]
-			if q.Value()-gpusUsed[n.Name] < 1 {
-				continue
-			}
+		if a.gpu && l.freeGPUs(n) < 1 {
+			continue
 		}
-		if best == nil || same[n.Name] < same[best.Name] || (same[n.Name] == same[best.Name] && total[n.Name] < total[best.Name]) {
+		if best == nil || same[n.Name] < same[best.Name] || (same[n.Name] == same[best.Name] && total(n) < total(best)) {
 			best = n
 		}
 	}
 	return best
 }
 
-// createPod creates a pod of a on n (nil: Pending, unscheduled) and
-// returns it, or nil if it could not be stored.
-func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) *corev1.Pod {
+// freeGPUs is what n has left of its allocatable GPUs.
+func (l *Lab) freeGPUs(n *corev1.Node) int64 {
+	q := n.Status.Allocatable[gpu]
+	free := q.Value()
+	for _, p := range l.store.onNode[n.Name] {
+		for _, c := range p.Spec.Containers {
+			if r, ok := c.Resources.Requests[gpu]; ok {
+				free -= r.Value()
+			}
+		}
+	}
+	return free
+}
+
+// createPod creates a pod of a on n (nil: Pending, unscheduled).
+func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) {
 	l.seq++
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -475,17 +563,16 @@ func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) *corev1.Pod {
 		p.Spec.NodeName = n.Name
 		p.Status.PodIP = l.podIP(n.Name)
 	}
-	if err := l.Client.Tracker().Add(p); err != nil {
-		return nil
-	}
 	switch {
 	case n == nil:
 	case startNow:
-		l.setPodRunning(p, n)
+		l.runPod(p, n)
 	default:
 		l.startLater(p.Namespace, p.Name)
 	}
-	return p
+	if err := l.addPod(p); err != nil {
+		return
+	}
 }
 
 // startLater starts a scheduled pod after the pod start-up time.
@@ -493,21 +580,31 @@ func (l *Lab) startLater(ns, name string) {
 	l.Clock.AfterFunc(l.opts.Durations.PodStart, func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		obj, err := l.Client.Tracker().Get(podsGVR, ns, name)
-		if err != nil {
+		p := l.store.all[ns+"/"+name]
+		if p == nil {
 			return
 		}
-		p := obj.(*corev1.Pod)
-		if n := l.node(p.Spec.NodeName); n != nil && nodeReady(n) {
+		if n := l.cachedNode(p.Spec.NodeName); n != nil && nodeReady(n) {
 			l.setPodRunning(p, n)
-			l.observe(l.pods(""))
+			if a := l.appOf(p); a != nil {
+				l.observeApp(a)
+				if a.ns == "kube-system" && a.name == "coredns" {
+					l.syncDNSSlice()
+				}
+			}
 		}
 	})
 }
 
-// setPodRunning marks a pod started on n: Running and Ready, or
-// crash-looping when n's health fault is active.
+// setPodRunning marks a pod started on n (see runPod) and stores it.
 func (l *Lab) setPodRunning(p *corev1.Pod, n *corev1.Node) {
+	l.runPod(p, n)
+	l.putPod(p, p.Spec.NodeName)
+}
+
+// runPod sets a pod's status to started on n: Running and Ready, or
+// crash-looping when n's health fault is active.
+func (l *Lab) runPod(p *corev1.Pod, n *corev1.Node) {
 	a := l.appOf(p)
 	crash := l.crashes(a, n.Name)
 	start := l.now()
@@ -528,33 +625,37 @@ func (l *Lab) setPodRunning(p *corev1.Pod, n *corev1.Node) {
 		{Type: corev1.PodReady, Status: ready, LastTransitionTime: start},
 		{Type: corev1.ContainersReady, Status: ready, LastTransitionTime: start},
 	}
-	_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
 }
 
 // syncPodReadiness makes pods on a NotReady node unready (the kubelet is
-// gone) and restarts them when it is back.
-func (l *Lab) syncPodReadiness(pods []*corev1.Pod, nodes map[string]*corev1.Node) {
-	for _, p := range pods {
-		if p.Spec.NodeName == "" || p.Status.Phase != corev1.PodRunning {
+// gone) and restarts them when it is back. Only the nodes whose readiness
+// changed since the last pass, or whose fault can crash their pods, are
+// looked at.
+func (l *Lab) syncPodReadiness(nodes []*corev1.Node) {
+	crashy := l.faulty(FaultHealthFail, FaultRollbackFails, FaultLateFail, FaultFailOnce, FaultCrashloop)
+	for _, n := range nodes {
+		ready := nodeReady(n)
+		if was, seen := l.synced[n.Name]; seen && was == ready && !slices.Contains(crashy, n.Name) {
 			continue
 		}
-		n := nodes[p.Spec.NodeName]
-		if n == nil {
-			continue
-		}
-		wasReady := podReady(p)
-		a := l.appOf(p)
-		crash := l.crashes(a, n.Name)
-		switch {
-		case !nodeReady(n) && wasReady:
-			for i := range p.Status.Conditions {
-				if p.Status.Conditions[i].Type == corev1.PodReady || p.Status.Conditions[i].Type == corev1.ContainersReady {
-					p.Status.Conditions[i].Status = corev1.ConditionFalse
-				}
+		l.synced[n.Name] = ready
+		for _, p := range l.store.sorted(l.store.onNode[n.Name]) {
+			if p.Status.Phase != corev1.PodRunning {
+				continue
 			}
-			_ = l.Client.Tracker().Update(podsGVR, p, p.Namespace)
-		case nodeReady(n) && (!wasReady && !crash || wasReady && crash):
-			l.setPodRunning(p, n)
+			wasReady := podReady(p)
+			crash := l.crashes(l.appOf(p), n.Name)
+			switch {
+			case !ready && wasReady:
+				for i := range p.Status.Conditions {
+					if p.Status.Conditions[i].Type == corev1.PodReady || p.Status.Conditions[i].Type == corev1.ContainersReady {
+						p.Status.Conditions[i].Status = corev1.ConditionFalse
+					}
+				}
+				l.putPod(p, n.Name)
+			case ready && (!wasReady && !crash || wasReady && crash):
+				l.setPodRunning(p, n)
+			}
 		}
 	}
 }
@@ -570,89 +671,82 @@ func podReady(p *corev1.Pod) bool {
 
 // budget is a PDB's arithmetic, as the disruption controller computes it.
 type budget struct {
-	pdb                    *policyv1.PodDisruptionBudget
 	expected, healthy, min int
 }
 
 func (b budget) allowed() int { return max(0, b.healthy-b.min) }
 
-func (l *Lab) budgets(pods []*corev1.Pod) []budget {
-	var out []budget
-	for _, pdb := range l.pdbs() {
-		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-		if err != nil {
-			continue
-		}
-		b := budget{pdb: pdb}
-		if a := l.appByKey(pdb.Namespace + "/" + pdb.Name); a != nil {
-			b.expected = a.replicas
-		}
-		for _, p := range pods {
-			if p.Namespace == pdb.Namespace && sel.Matches(labels.Set(p.Labels)) && p.DeletionTimestamp == nil && podReady(p) {
-				b.healthy++
-			}
-		}
-		switch {
-		case pdb.Spec.MinAvailable != nil:
-			v, _ := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MinAvailable, b.expected, true)
-			b.min = v
-		case pdb.Spec.MaxUnavailable != nil:
-			v, _ := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MaxUnavailable, b.expected, true)
-			b.min = max(0, b.expected-v)
-		}
-		out = append(out, b)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		return out[i].pdb.Namespace+out[i].pdb.Name < out[j].pdb.Namespace+out[j].pdb.Name
-	})
-	return out
-}
-
-func (l *Lab) appByKey(key string) *app {
-	for _, a := range l.apps {
-		if a.key() == key {
-			return a
+// budgetOf is the budget of a's PodDisruptionBudget; l.mu must be held.
+func (l *Lab) budgetOf(a *app) budget {
+	b := budget{expected: a.replicas}
+	for _, p := range l.store.ofApp[a] {
+		if p.DeletionTimestamp == nil && podReady(p) {
+			b.healthy++
 		}
 	}
-	return nil
+	switch {
+	case a.minAvailable != nil:
+		v, _ := intstr.GetScaledValueFromIntOrPercent(a.minAvailable, b.expected, true)
+		b.min = v
+	case a.maxUnavailable != nil:
+		v, _ := intstr.GetScaledValueFromIntOrPercent(a.maxUnavailable, b.expected, true)
+		b.min = max(0, b.expected-v)
+	}
+	return b
 }
 
 // evict is the eviction subresource: refused with 429 when the pod's
 // budget allows no disruption, otherwise the pod is deleted and its
 // controller replaces it. l.mu must be held.
 func (l *Lab) evict(ns, name string) error {
-	obj, err := l.Client.Tracker().Get(podsGVR, ns, name)
-	if err != nil {
-		return err
+	p := l.store.all[ns+"/"+name]
+	if p == nil {
+		// Not a workload of the lab (a probe): no budget covers it.
+		return l.Client.Tracker().Delete(podsGVR, ns, name)
 	}
-	p := obj.(*corev1.Pod)
 	if p.DeletionTimestamp != nil {
 		return nil
 	}
-	for _, b := range l.budgets(l.pods(ns)) {
-		sel, _ := metav1.LabelSelectorAsSelector(b.pdb.Spec.Selector)
-		if b.pdb.Namespace != ns || !sel.Matches(labels.Set(p.Labels)) {
-			continue
-		}
-		// An unready pod does not count against the budget.
-		if podReady(p) && b.allowed() < 1 {
+	a := l.appOf(p)
+	// An unready pod does not count against the budget.
+	if a != nil && a.pdb != nil && podReady(p) {
+		if b := l.budgetOf(a); b.allowed() < 1 {
 			l.stats.EvictionsRefused++
-			return apierrors.NewTooManyRequests(fmt.Sprintf("Cannot evict pod as it would violate the pod's disruption budget. The disruption budget %s needs %d healthy pods and has %d currently", b.pdb.Name, b.min, b.healthy), 10)
+			return apierrors.NewTooManyRequests(fmt.Sprintf("Cannot evict pod as it would violate the pod's disruption budget. The disruption budget %s needs %d healthy pods and has %d currently", a.name, b.min, b.healthy), 10)
 		}
 	}
-	if err := l.Client.Tracker().Delete(podsGVR, ns, name); err != nil {
-		return err
-	}
+	l.dropPod(p)
 	l.stats.Evictions++
-	l.reconcile()
+	if a != nil {
+		l.replace(a)
+	}
 	return nil
 }
 
-// observe updates PDB status and the run's safety counters from the
-// current pods; l.mu must be held.
-func (l *Lab) observe(pods []*corev1.Pod) {
-	for _, b := range l.budgets(pods) {
-		key := b.pdb.Namespace + "/" + b.pdb.Name
+// observe updates the status of the PDBs whose pods changed since the last
+// pass, and the run's safety counters; l.mu must be held.
+func (l *Lab) observe() {
+	for _, a := range l.apps {
+		if l.store.touched[a] {
+			l.observeApp(a)
+		}
+	}
+	clear(l.store.touched)
+	down := 0
+	for _, name := range l.controlPlane {
+		if n := l.cachedNode(name); !l.vms[name].running || n == nil || !nodeReady(n) {
+			down++
+		}
+	}
+	l.stats.MaxControlPlaneDown = max(l.stats.MaxControlPlaneDown, down)
+}
+
+// observeApp updates a's PDB status and the safety counters; l.mu must be
+// held.
+func (l *Lab) observeApp(a *app) {
+	if a.pdb != nil {
+		b := l.budgetOf(a)
+		key := a.key()
 		switch {
 		case b.healthy < b.min && !l.satisfied[key]:
 			// A workload still starting up is not disrupted.
@@ -664,25 +758,14 @@ func (l *Lab) observe(pods []*corev1.Pod) {
 			l.violated[key], l.satisfied[key] = false, true
 		}
 		st := policyv1.PodDisruptionBudgetStatus{
-			ObservedGeneration: b.pdb.Generation, DisruptionsAllowed: int32(b.allowed()),
+			ObservedGeneration: a.pdb.Generation, DisruptionsAllowed: int32(b.allowed()),
 			CurrentHealthy: int32(b.healthy), DesiredHealthy: int32(b.min), ExpectedPods: int32(b.expected),
 		}
-		if b.pdb.Status.DisruptionsAllowed != st.DisruptionsAllowed || b.pdb.Status.CurrentHealthy != st.CurrentHealthy || b.pdb.Status.ExpectedPods != st.ExpectedPods {
-			b.pdb.Status = st
-			_ = l.Client.Tracker().Update(pdbsGVR, b.pdb, b.pdb.Namespace)
+		if old := a.pdb.Status; old.DisruptionsAllowed != st.DisruptionsAllowed || old.CurrentHealthy != st.CurrentHealthy || old.ExpectedPods != st.ExpectedPods || old.DesiredHealthy != st.DesiredHealthy {
+			a.pdb.Status = st
+			_ = l.Client.Tracker().Update(pdbsGVR, a.pdb, a.pdb.Namespace)
 		}
 	}
-	down := 0
-	for _, name := range l.order {
-		v := l.vms[name]
-		if !v.node.IsControlPlane() {
-			continue
-		}
-		if n := l.node(name); !v.running || n == nil || !nodeReady(n) {
-			down++
-		}
-	}
-	l.stats.MaxControlPlaneDown = max(l.stats.MaxControlPlaneDown, down)
 }
 
 func (l *Lab) controlLoop() {

@@ -14,7 +14,7 @@ func (l *Lab) Adapters() assemble.Adapters {
 		Kube: l.Client, Dynamic: l.Dynamic, Clock: l.Clock,
 		Etcd: l.Etcd(), Talos: l.Talos(), SnapshotDir: l.snapshotDir,
 		Replacer: l.Hypervisor(), Upgrader: l.Talos(), Kubernetes: l.Talos(),
-		Alerts: l.Alerts(), Network: l.Talos(), Log: l.opts.Log,
+		Alerts: l.Alerts(), Network: l.Talos(), Log: l.opts.Log, Reader: l.Reader(),
 	}
 }
 

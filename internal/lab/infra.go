@@ -202,9 +202,9 @@ func (l *Lab) register(v *vm) {
 		// Same Node object: the kubelet updates its status.
 		old.Status.NodeInfo = fresh.Status.NodeInfo
 		old.Status.Conditions = fresh.Status.Conditions
-		_ = l.Client.Tracker().Update(nodesGVR, old, "")
+		l.putNode(old)
 	} else {
-		_ = l.Client.Tracker().Add(fresh)
+		_ = l.addNode(fresh)
 	}
 	if !ready {
 		l.log(v.node.Name, "kubelet up, but the node stays NotReady (lab fault never-ready)")
@@ -230,7 +230,7 @@ func (l *Lab) setNodeReady(name string, ready bool, info *corev1.NodeSystemInfo)
 	if info != nil {
 		n.Status.NodeInfo = *info
 	}
-	_ = l.Client.Tracker().Update(nodesGVR, n, "")
+	l.putNode(n)
 	l.reconcile()
 }
 
@@ -341,7 +341,7 @@ func (t *Talos) UpgradeKubernetes(ctx context.Context, _, to version.Version) er
 		v.at.Kubernetes = to
 		if n := l.node(name); n != nil {
 			n.Status.NodeInfo.KubeletVersion = to.String()
-			_ = l.Client.Tracker().Update(nodesGVR, n, "")
+			l.putNode(n)
 		}
 		l.mu.Unlock()
 	}

@@ -13,13 +13,11 @@ package lab
 import (
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -148,6 +146,10 @@ type Options struct {
 	Log func(node, msg string)
 	// State, when set, is a saved lab (--lab-state) to continue from.
 	State *State
+	// PodsPerNode, when set, adds replicated services until each worker
+	// runs about that many pods (a generated lab's default is 30);
+	// otherwise the lab runs its standard workloads only.
+	PodsPerNode int
 	// FaultsNow makes the health faults (dns-down, ceph-warn, flux-failed,
 	// gpu-lost, crashloop) show from the start instead of after the node's
 	// upgrade: `drover health --lab` uses it.
@@ -211,6 +213,22 @@ type Lab struct {
 	etcd     etcdState
 	// snapshotDir holds the lab's etcd snapshots; Close removes it.
 	snapshotDir string
+
+	store    podStore
+	appIndex map[string]*app // namespace/name
+	nodeIdx  map[string]int  // node -> its pod CIDR's index
+	// controlPlane are the control-plane nodes, in order.
+	controlPlane []string
+	// synced is each node's readiness when its pods were last synced.
+	synced map[string]bool
+	// probes are the probe pods drover created (namespace/name).
+	probes    map[string]bool
+	nodeCache []*corev1.Node
+	nodeMap   map[string]*corev1.Node
+	// staleNodes are the Nodes written since the cache last read them;
+	// staleMu guards it (the API's reactors write it without l.mu).
+	staleMu    sync.Mutex
+	staleNodes map[string]bool
 }
 
 var (
@@ -254,11 +272,20 @@ func New(opts Options) (*Lab, error) {
 		appeared:  map[string]bool{},
 		satisfied: map[string]bool{},
 		tmpl:      map[string]bool{opts.Talos.String(): true},
+		store:     newPodStore(),
+		appIndex:  map[string]*app{},
+		nodeIdx:   map[string]int{},
+		synced:    map[string]bool{},
+		probes:    map[string]bool{},
 	}
 	at := version.Pair{Talos: opts.Talos, Kubernetes: opts.Kubernetes}
 	for _, n := range opts.Config.Nodes {
 		l.vms[n.Name] = &vm{node: n, running: true, at: at, initial: at}
 		l.order = append(l.order, n.Name)
+		l.nodeIdx[n.Name] = len(l.order)
+		if n.IsControlPlane() {
+			l.controlPlane = append(l.controlPlane, n.Name)
+		}
 	}
 	for name, f := range opts.Faults {
 		v, ok := l.vms[name]
@@ -387,57 +414,10 @@ func readyCondition(ready bool, at metav1.Time) corev1.NodeCondition {
 	return c
 }
 
-// nodes returns the Node objects, sorted by name.
-func (l *Lab) nodes() []*corev1.Node {
-	obj, err := l.Client.Tracker().List(nodesGVR, schema.GroupVersionKind{Version: "v1", Kind: "Node"}, "")
-	if err != nil {
-		return nil
-	}
-	list := obj.(*corev1.NodeList)
-	out := make([]*corev1.Node, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
 func (l *Lab) node(name string) *corev1.Node {
 	obj, err := l.Client.Tracker().Get(nodesGVR, "", name)
 	if err != nil {
 		return nil
 	}
 	return obj.(*corev1.Node)
-}
-
-func (l *Lab) pods(ns string) []*corev1.Pod {
-	obj, err := l.Client.Tracker().List(podsGVR, podsGVK, ns)
-	if err != nil {
-		return nil
-	}
-	list := obj.(*corev1.PodList)
-	out := make([]*corev1.Pod, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Namespace != out[j].Namespace {
-			return out[i].Namespace < out[j].Namespace
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out
-}
-
-func (l *Lab) pdbs() []*policyv1.PodDisruptionBudget {
-	obj, err := l.Client.Tracker().List(pdbsGVR, pdbsGVK, "")
-	if err != nil {
-		return nil
-	}
-	list := obj.(*policyv1.PodDisruptionBudgetList)
-	out := make([]*policyv1.PodDisruptionBudget, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	return out
 }

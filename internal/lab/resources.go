@@ -140,7 +140,11 @@ func (l *Lab) refreshResources() {
 
 // syncDNSSlice keeps the kube-dns EndpointSlice in step with the CoreDNS
 // pods; l.mu must be held.
-func (l *Lab) syncDNSSlice(pods []*corev1.Pod) {
+func (l *Lab) syncDNSSlice() {
+	var pods []*corev1.Pod
+	if a := l.appIndex["kube-system/coredns"]; a != nil {
+		pods = l.store.sorted(l.store.ofApp[a])
+	}
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns-lab", Labels: map[string]string{discoveryv1.LabelServiceName: "kube-dns"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
@@ -180,6 +184,9 @@ func (l *Lab) installProbes() {
 			return true, nil, err
 		}
 		ns, name := p.Namespace, p.Name
+		l.mu.Lock()
+		l.probes[ns+"/"+name] = true
+		l.mu.Unlock()
 		l.Clock.AfterFunc(3*time.Second, func() {
 			l.mu.Lock()
 			defer l.mu.Unlock()
@@ -205,14 +212,15 @@ func (l *Lab) scheduleProbe(p *corev1.Pod) {
 		}
 	}
 	var ok []string
-	for _, n := range l.nodes() {
+	nodes := l.nodes()
+	for _, n := range nodes {
 		if (want == "" || n.Name == want) && nodeReady(n) && !n.Spec.Unschedulable && (!isCP(n) || want != "") {
 			ok = append(ok, n.Name)
 		}
 	}
 	if len(ok) == 0 {
 		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable",
-			Message: fmt.Sprintf("0/%d nodes are available: the node the affinity asks for is not Ready, or is cordoned", len(l.nodes()))}}
+			Message: fmt.Sprintf("0/%d nodes are available: the node the affinity asks for is not Ready, or is cordoned", len(nodes))}}
 		return
 	}
 	p.Spec.NodeName = ok[0]
