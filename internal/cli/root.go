@@ -145,7 +145,7 @@ Exit codes:
 		}
 		return usage(err)
 	})
-	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s),
+	root.AddCommand(newVersionCmd(s), newClassifyCmd(s), newPlanCmd(s), newPrepareCmd(s), newUpgradeCmd(s), newHealthCmd(s), newUnlockCmd(s), newHistoryCmd(s),
 		newReportCmd(s), newInitCmd(s), newSecretsCmd(s), newAccessCmd(s))
 	return root
 }

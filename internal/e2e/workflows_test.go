@@ -181,11 +181,12 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 		}
 		return map[string]any{"action": action, "number": 7, "pull_request": map[string]any{
 			"number": 7, "merged": merged, "labels": ls, "title": "chore(deps): update talos",
-			"base": map[string]any{"sha": base, "ref": "main"}, "head": map[string]any{"sha": head, "ref": "renovate/talos"},
+			"base": map[string]any{"sha": base, "ref": "main"}, "head": map[string]any{"sha": head, "ref": "renovate/talos", "repo": map[string]any{"full_name": "prox-ops/e2e-infra"}},
 			"merge_commit_sha": head,
 		}, "repository": map[string]any{"full_name": "prox-ops/e2e-infra", "name": "e2e-infra", "owner": map[string]any{"login": "prox-ops"}}}
 	}
 
+	before := vms()
 	ok := t.Run("pr-plan labels and comments the pull request", func(t *testing.T) {
 		a := r.run(t, "pull_request", "pr-plan.yml", pr("opened", false))
 		if a.code != 0 {
@@ -201,11 +202,18 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 		if strings.Contains(string(gh), "UNAUTHENTICATED") {
 			t.Errorf("gh ran without the App's token:\n%s", gh)
 		}
+		// A cattle bump from a branch of the repository: the templates are
+		// built ahead (they exist already in this fixture: a no-op apply).
+		if a.job("templates") != "success" || !strings.Contains(a.log, "templates are in place (module.templates applied") {
+			t.Errorf("the templates job: %q\n%s", a.job("templates"), a.tail(40))
+		}
+		if after := vms(); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("building the templates changed VMs: %v -> %v", before, after)
+		}
 	})
 	if !ok {
 		return
 	}
-	before := vms()
 	ok = t.Run("a pets label on a minor bump is refused", func(t *testing.T) {
 		a := r.run(t, "pull_request", "upgrade-pets.yml", pr("closed", true, "upgrade-pets"))
 		if a.code == 0 {

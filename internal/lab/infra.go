@@ -50,6 +50,13 @@ var (
 	_ rollout.VMChecker = (*Hypervisor)(nil)
 )
 
+// HasTemplates says whether the templates of to's Talos version exist.
+func (h *Hypervisor) HasTemplates(to version.Pair) bool {
+	h.lab.mu.Lock()
+	defer h.lab.mu.Unlock()
+	return h.lab.tmpl[to.Talos.String()]
+}
+
 // PrepareTemplates builds the templates of the target Talos version. With
 // terraform.templates: rebuild the templates sit at fixed VM ids, so the
 // new ones replace the old.
