@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 LDFLAGS := -X $(PKG)/internal/cli.Version=$(VERSION) -X $(PKG)/internal/cli.Commit=$(COMMIT)
 
-.PHONY: all build test vet lab bench testenv fuzz release-check
+.PHONY: all build test vet lab bench bench-go testenv fuzz release-check
 
 # drover's release, without publishing: what the release workflow builds.
 release-check:
@@ -59,5 +59,14 @@ fuzz:
 lab:
 	$(GO) run ./cmd/drover upgrade --lab --to-talos v1.12.0 --yes
 
+# Speed and scale, each figure beside a reference measured in the same run
+# (README, "Performance"): drain against kubectl drain, the gate on the real
+# API server at 15/300 and 1000/30,000, the lab at 15 and 1000 nodes, the
+# whole reference cluster's simulated time. About ten minutes; the Go
+# micro-benchmarks are `make bench-go`.
 bench:
+	@bin="$$(hack/testenv-binaries.sh | tail -n 1)" && kubectl="$$(hack/kubectl-binary.sh | tail -n 1)" && \
+	  DROVER_TESTENV_BIN="$$bin" DROVER_KUBECTL_BIN="$$kubectl" $(GO) run ./hack/bench
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...

@@ -699,3 +699,35 @@ func TestRebuiltTemplatesAreRebuiltForARollback(t *testing.T) {
 		t.Fatalf("rollback took %s with kept templates and %s with rebuilt ones; want the difference to be one template build (%s)", keep, rebuild, DefaultDurations().Template)
 	}
 }
+
+// TestAThousandNodeLab: a generated lab of 1000 nodes with 30 pods each
+// upgrades end to end, safely. (Its speed is a benchmark's business:
+// make bench reports the wall time and memory against their targets.)
+func TestAThousandNodeLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the 1000-node lab takes about 20 s")
+	}
+	cfg := GeneratedConfig(1000, 0, 0)
+	cfg.Rollout.MaxParallelWorkers = 4
+	l, err := New(Options{Config: cfg, PodsPerNode: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if n := len(l.store.all); n < 29000 {
+		t.Fatalf("the lab runs %d pods, want about 30 per node", n)
+	}
+	p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: version.Cattle, From: start, To: minor, MaxParallelWorkers: 4})
+	rep, err := l.Engine(&journal.Memory{}, nil, "big").Run(context.Background(), p)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, n := range rep.Nodes {
+		if n.Outcome != rollout.OutcomeUpgraded {
+			t.Fatalf("%s: %s %s", n.Name, n.Outcome, n.Reason)
+		}
+	}
+	if st := l.Stats(); st.PDBViolations != 0 || st.MaxControlPlaneDown > 1 || st.EtcdLeaderLost != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

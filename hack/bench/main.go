@@ -1,0 +1,478 @@
+// Command bench measures drover's speed and scale, each figure beside a
+// reference measured in the same run, and prints a Markdown table (the
+// README's performance section is its output). `make bench` runs it with
+// the control-plane binaries and kubectl built (cached) first.
+//
+//   - drain: drover's drain of a 100-pod node against `kubectl drain`, on
+//     the same real API server (simulated kubelets finish the pods);
+//   - gate: one node's health gate at 15 nodes / 300 pods and 1000 nodes /
+//     30,000 pods on the real API server, through the run's informer cache
+//     (warm) and through one-shot paginated lists, and the cache's memory;
+//   - lab: a full lab upgrade at 15 and 1000 nodes (30 pods per node), wall
+//     time and peak memory of the drover process;
+//   - whole cluster: simulated time of the reference inventory for 1 to 4
+//     parallel workers, with and without the templates built ahead.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/prox-ops/drover/internal/clock"
+	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/health"
+	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/kube"
+	"github.com/prox-ops/drover/internal/lab"
+	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/testenv"
+	"github.com/prox-ops/drover/internal/version"
+)
+
+type row struct{ what, figure, reference, ratio string }
+
+func main() {
+	kubectl := flag.String("kubectl", os.Getenv("DROVER_KUBECTL_BIN"), "kubectl binary (hack/kubectl-binary.sh)")
+	only := flag.String("only", "", "run only these parts, comma-separated: drain, gate, lab, cluster")
+	flag.Parse()
+	want := func(part string) bool { return *only == "" || strings.Contains(","+*only+",", ","+part+",") }
+	ctx := context.Background()
+	var rows []row
+	if want("cluster") {
+		rows = append(rows, wholeCluster()...)
+	}
+	if want("lab") {
+		r, err := labRuns(ctx)
+		check(err)
+		rows = append(rows, r...)
+	}
+	if want("drain") || want("gate") {
+		env, err := testenv.Start(ctx)
+		check(err)
+		defer env.Stop()
+		fmt.Fprintln(os.Stderr, env.Summary)
+		if want("drain") {
+			r, err := drains(ctx, env, *kubectl)
+			check(err)
+			rows = append(rows, r...)
+		}
+		if want("gate") {
+			for _, size := range []struct{ nodes, pods int }{{15, 300}, {1000, 30000}} {
+				r, err := gate(ctx, env, size.nodes, size.pods)
+				check(err)
+				rows = append(rows, r...)
+			}
+		}
+	}
+	fmt.Printf("Measured %s on %d CPUs (%s/%s, %s).\n\n", time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Println("| measurement | drover | reference | ratio |")
+	fmt.Println("|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %s | %s | %s | %s |\n", r.what, r.figure, r.reference, r.ratio)
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func ratio(a, b float64) string { return fmt.Sprintf("%.2f", a/b) }
+
+func dur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < time.Second:
+		return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000)
+	case d < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return d.Round(time.Second).String()
+}
+
+// wholeCluster is the simulated time of the reference inventory's cattle
+// upgrade (Talos minor), against the PRD's sequential estimate of 15 nodes
+// x 6 minutes.
+func wholeCluster() []row {
+	const prd = 90 * time.Minute
+	var rows []row
+	for _, ahead := range []bool{false, true} {
+		for workers := 1; workers <= 4; workers++ {
+			took, st := simulate(workers, ahead, 0)
+			label := "without"
+			if ahead {
+				label = "with"
+			}
+			rows = append(rows, row{
+				fmt.Sprintf("whole cluster, %d parallel worker(s), %s templates built ahead (simulated; PDB violations %d, control-plane nodes down at most %d)", workers, label, st.PDBViolations, st.MaxControlPlaneDown),
+				took.String(), "PRD estimate " + prd.String(), ratio(took.Seconds(), prd.Seconds())})
+		}
+	}
+	soak := 2 * time.Minute
+	took, st := simulate(4, true, soak)
+	rows = append(rows, row{fmt.Sprintf("whole cluster, 4 workers, templates ahead, controlPlaneSoak %s instead of 5m (simulated; PDB violations %d)", soak, st.PDBViolations),
+		took.String(), "goal 40m0s", ratio(took.Seconds(), (40 * time.Minute).Seconds())})
+	return rows
+}
+
+func simulate(workers int, ahead bool, soak time.Duration) (time.Duration, lab.Stats) {
+	cfg := lab.DefaultConfig()
+	cfg.Rollout.MaxParallelWorkers = workers
+	if soak > 0 {
+		cfg.Rollout.ControlPlaneSoak = config.D(soak)
+	}
+	l, err := lab.New(lab.Options{Config: cfg})
+	check(err)
+	defer l.Close()
+	from := version.Pair{Talos: lab.DefaultTalos, Kubernetes: lab.DefaultKubernetes}
+	to := version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: lab.DefaultKubernetes}
+	if ahead {
+		check(l.Hypervisor().PrepareTemplates(context.Background(), to))
+	}
+	p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: workers, ControlPlaneSoak: cfg.Rollout.ControlPlaneSoak.Duration})
+	start := l.Clock.Now()
+	_, err = l.Engine(&journal.Memory{}, nil, "bench").Run(context.Background(), p)
+	check(err)
+	return l.Clock.Now().Sub(start), l.Stats()
+}
+
+// labRuns times full lab upgrades in a drover process of their own, with
+// its peak resident memory.
+func labRuns(ctx context.Context) ([]row, error) {
+	dir, err := os.MkdirTemp("", "drover-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "drover")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/drover").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build drover: %v\n%s", err, out)
+	}
+	var rows []row
+	for _, c := range []struct {
+		args   []string
+		what   string
+		target time.Duration
+		mem    int64
+	}{
+		{nil, "lab upgrade, reference inventory (15 nodes)", time.Second, 0},
+		{[]string{"--lab-nodes", "1000", "--config", ""}, "lab upgrade, 1000 nodes, 30 pods per node", time.Minute, 1 << 30},
+	} {
+		args := []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--output", "json", "--report", filepath.Join(dir, "report.json")}
+		for i := 0; i < len(c.args); i += 2 {
+			if c.args[i+1] != "" {
+				args = append(args, c.args[i], c.args[i+1])
+			}
+		}
+		cmd := exec.CommandContext(ctx, bin, args...)
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		took := time.Since(start)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v\n%s", c.what, err, lastLines(string(out), 10))
+		}
+		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+		rows = append(rows, row{c.what + " (wall time)", dur(took), "target " + dur(c.target), ratio(took.Seconds(), c.target.Seconds())})
+		if c.mem > 0 {
+			rows = append(rows, row{c.what + " (peak memory)", mib(rss), "target " + mib(c.mem), ratio(float64(rss), float64(c.mem))})
+		}
+	}
+	return rows, nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%d MiB", b>>20) }
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// fastClient is a client without client-side throttling, for the setup.
+func fastClient(env *testenv.Env) kubernetes.Interface {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.QPS, cfg.Burst = 5000, 5000
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+// drains drains a node of 100 pods (a ReplicaSet's, no budget) with
+// drover's drain, then another with kubectl drain.
+func drains(ctx context.Context, env *testenv.Env, kubectl string) ([]row, error) {
+	if kubectl == "" {
+		return nil, fmt.Errorf("no kubectl: pass -kubectl or DROVER_KUBECTL_BIN (hack/kubectl-binary.sh builds it)")
+	}
+	const ns, pods = "bench-drain", 100
+	cs := fastClient(env)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	k := testenv.NewKubelets(cs, ns)
+	defer k.Close()
+	drain := func(node string, run func() error) (time.Duration, error) {
+		if err := k.AddNode(ctx, testenv.NodeSpec{Name: node, Talos: "v1.12.0", Kubelet: "v1.34.1"}); err != nil {
+			return 0, err
+		}
+		if err := replicaSet(ctx, cs, ns, node, pods); err != nil {
+			return 0, err
+		}
+		if err := waitFor(ctx, 2*time.Minute, func() (bool, error) {
+			l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node + ",status.phase=Running"})
+			return err == nil && len(l.Items) == pods, err
+		}); err != nil {
+			return 0, fmt.Errorf("%d pods Running on %s: %w", pods, node, err)
+		}
+		start := time.Now()
+		if err := run(); err != nil {
+			return 0, err
+		}
+		return time.Since(start), nil
+	}
+	kc := &kube.Client{Client: cs, Clock: clock.Real{}}
+	ours, err := drain("drain-drover", func() error {
+		if err := kc.Cordon(ctx, "drain-drover"); err != nil {
+			return err
+		}
+		return kc.Drain(ctx, "drain-drover", 5*time.Minute, nil)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("drover drain: %w", err)
+	}
+	theirs, err := drain("drain-kubectl", func() error {
+		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", env.Kubeconfig, "drain", "drain-kubectl", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout", "5m").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("kubectl drain: %v\n%s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []row{{fmt.Sprintf("drain a node of %d pods (real API server, cordon included)", pods), dur(ours), "kubectl drain " + dur(theirs), ratio(ours.Seconds(), theirs.Seconds())}}, nil
+}
+
+func replicaSet(ctx context.Context, cs kubernetes.Interface, ns, node string, n int) error {
+	labels := map[string]string{"app": node}
+	_, err := cs.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: node},
+		Spec: appsv1.ReplicaSetSpec{
+			Replicas: ptr.To(int32(n)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"kubernetes.io/hostname": node},
+				Containers:   []corev1.Container{{Name: "app", Image: "registry.example/app:1"}},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	return clock.Poll(ctx, clock.Real{}, "the pods", 200*time.Millisecond, timeout, func(context.Context) (bool, string, error) {
+		ok, err := cond()
+		return ok, "not yet", err
+	})
+}
+
+// gate builds a cluster of nodes Ready nodes (their leases kept fresh, so
+// the node lifecycle controller leaves them be) and pods Running and Ready
+// pods spread over them, then times one node's gate.
+func gate(ctx context.Context, env *testenv.Env, nodes, pods int) ([]row, error) {
+	cs := fastClient(env)
+	prefix := fmt.Sprintf("g%d", nodes)
+	names := make([]string, nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-n-%d", prefix, i)
+	}
+	fmt.Fprintf(os.Stderr, "bench: creating %d nodes and %d pods on the API server\n", nodes, pods)
+	if err := parallel(nodes, func(i int) error { return createNode(ctx, cs, names[i]) }); err != nil {
+		return nil, err
+	}
+	lctx, stopLeases := context.WithCancel(ctx)
+	defer stopLeases()
+	go renewLeases(lctx, cs, names)
+	namespaces := []string{prefix + "-apps", prefix + "-system"}
+	for _, ns := range namespaces {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	if err := parallel(pods, func(i int) error {
+		return createPod(ctx, cs, namespaces[i%2], fmt.Sprintf("p-%d", i), names[i%nodes])
+	}); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "bench: %d pods created and Running in %s\n", pods, dur(time.Since(start)))
+	g := &health.Gate{Client: cs, Clock: clock.Real{}, Settings: config.Health{
+		CriticalNamespaces: []string{namespaces[1]},
+		// The probes' cost is a pod start, whatever the cluster's size;
+		// Ceph and Flux objects are not in this cluster.
+		Disable: []string{health.CheckDNS, health.CheckNetwork, health.CheckScheduling, health.CheckStorage, health.CheckFlux},
+	}}
+	in := rollout.GateInput{Node: plan.Node{Node: config.Node{Name: names[0]}}, Want: version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: version.MustParse("v1.34.1")}}
+	once := func() (time.Duration, error) {
+		start := time.Now()
+		res := g.Check(ctx, in)
+		if !res.Passed() {
+			return 0, fmt.Errorf("the gate failed on the bench cluster: %s %+v", res.Summary(names[0]), res.Checks)
+		}
+		return time.Since(start), nil
+	}
+	g.Reader = health.Lists{Client: cs}
+	lists, err := best(3, once)
+	if err != nil {
+		return nil, err
+	}
+	before := heap()
+	cache := health.NewCache(cs)
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := cache.Start(cctx, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	cacheMem := heap() - before
+	g.Reader = cache
+	warm, err := best(10, once)
+	if err != nil {
+		return nil, err
+	}
+	size := fmt.Sprintf("%d nodes / %d pods", nodes, pods)
+	rows := []row{
+		{"one node's gate, " + size + ", warm cache (real API server)", dur(warm), "one-shot paginated lists " + dur(lists), ratio(warm.Seconds(), lists.Seconds())},
+		{"the gate's cache, " + size + " (heap held)", mib(cacheMem), "target " + mib(150<<20), ratio(float64(cacheMem), 150<<20)},
+	}
+	if nodes >= 1000 {
+		rows = append(rows, row{"one node's gate, " + size + ", warm cache, against the target", dur(warm), "target 100.0ms", ratio(warm.Seconds(), 0.1)})
+	}
+	return rows, nil
+}
+
+// best is the shortest of n timed runs.
+func best(n int, f func() (time.Duration, error)) (time.Duration, error) {
+	var out time.Duration
+	for i := range n {
+		d, err := f()
+		if err != nil {
+			return 0, err
+		}
+		if i == 0 || d < out {
+			out = d
+		}
+	}
+	return out, nil
+}
+
+func heap() int64 {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// parallel runs f for 0..n-1 on 32 workers; the first error wins.
+func parallel(n int, f func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	next := make(chan int)
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+func createNode(ctx context.Context, cs kubernetes.Interface, name string) error {
+	now := metav1.Now()
+	res := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110")}
+	_, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}},
+		Status: corev1.NodeStatus{
+			Capacity: res, Allocatable: res,
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}},
+			NodeInfo:   corev1.NodeSystemInfo{OSImage: "Talos (v1.12.0)", KubeletVersion: "v1.34.1", OperatingSystem: "linux", Architecture: "amd64"},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To(int32(40)), RenewTime: &metav1.MicroTime{Time: time.Now()}},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+// renewLeases is every node's kubelet heartbeat, every ten seconds.
+func renewLeases(ctx context.Context, cs kubernetes.Interface, names []string) {
+	for (clock.Real{}).Sleep(ctx, 10*time.Second) == nil {
+		_ = parallel(len(names), func(i int) error {
+			l, err := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, names[i], metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+			_, err = cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Update(ctx, l, metav1.UpdateOptions{})
+			return err
+		})
+	}
+}
+
+func createPod(ctx context.Context, cs kubernetes.Interface, ns, name, node string) error {
+	p, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "bench"}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	now := metav1.Now()
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &now, PodIP: "10.244.0.2",
+		Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}, {Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now}},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Ready: true, Started: ptr.To(true), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}}
+	_, err = cs.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	return err
+}
