@@ -23,9 +23,12 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/drover ./cmd/drover
 
+# gofmt, go vet, and golangci-lint pinned (built once into the cache) with
+# the linters .golangci.yml lists and defends.
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	@lint="$$(hack/go-tool.sh golangci-lint | tail -n 1)" && "$$lint" run ./...
 
 # The whole test suite: vet, the control-plane binaries (built or reused
 # from the cache before go test, whose 10-minute timeout a build would hit),

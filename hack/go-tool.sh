@@ -6,13 +6,17 @@
 #   hack/go-tool.sh goreleaser       release config check and snapshot build
 #   hack/go-tool.sh cyclonedx-gomod  the release's SBOMs
 #   hack/go-tool.sh act              the kit's workflows under nektos/act
+#   hack/go-tool.sh golangci-lint    make vet's linter (.golangci.yml)
+#   hack/go-tool.sh gremlins         make mutate's mutation testing
 set -euo pipefail
 
 case "${1:-}" in
   goreleaser)      mod=github.com/goreleaser/goreleaser/v2 v=v2.15.1 ;;
   cyclonedx-gomod) mod=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod v=v1.10.0 ;;
   act)             mod=github.com/nektos/act v=v0.2.89 ;;
-  *) echo "usage: $0 goreleaser|cyclonedx-gomod|act" >&2; exit 2 ;;
+  golangci-lint)   mod=github.com/golangci/golangci-lint/v2/cmd/golangci-lint v=v2.15.0 ;;
+  gremlins)        mod=github.com/go-gremlins/gremlins/cmd/gremlins v=v0.6.0 ;;
+  *) echo "usage: $0 goreleaser|cyclonedx-gomod|act|golangci-lint|gremlins" >&2; exit 2 ;;
 esac
 name="$1"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/$name-$v"

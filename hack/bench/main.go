@@ -169,7 +169,7 @@ func labRuns(ctx context.Context) ([]row, error) {
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "drover")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/drover").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build drover: %v\n%s", err, out)
+		return nil, fmt.Errorf("build drover: %w\n%s", err, out)
 	}
 	var rows []row
 	for _, c := range []struct {
@@ -192,7 +192,7 @@ func labRuns(ctx context.Context) ([]row, error) {
 		out, err := cmd.CombinedOutput()
 		took := time.Since(start)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %v\n%s", c.what, err, lastLines(string(out), 10))
+			return nil, fmt.Errorf("%s: %w\n%s", c.what, err, lastLines(string(out), 10))
 		}
 		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
 		rows = append(rows, row{c.what + " (wall time)", dur(took), "target " + dur(c.target), ratio(took.Seconds(), c.target.Seconds())})
@@ -265,7 +265,7 @@ func drains(ctx context.Context, env *testenv.Env, kubectl string) ([]row, error
 	theirs, err := drain("drain-kubectl", func() error {
 		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", env.Kubeconfig, "drain", "drain-kubectl", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout", "5m").CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("kubectl drain: %v\n%s", err, out)
+			return fmt.Errorf("kubectl drain: %w\n%s", err, out)
 		}
 		return nil
 	})

@@ -700,7 +700,7 @@ func TestDiscordNotificationsOfALabRun(t *testing.T) {
 		s.Getenv = func(k string) string { return map[string]string{"DISCORD_WEBHOOK_URL": srv.URL}[k] }
 		code := Run(context.Background(), s, []string{"upgrade", "--lab", "--to-talos", "v1.11.4", "--yes", "--output", "json"})
 		if code != ExitOK {
-			t.Fatalf("failing webhook %v: exit %d", failing, code)
+			t.Fatalf("failing webhook %v: exit %d\n%s", failing, code, lastLines(errb.String(), 20))
 		}
 		var rep struct {
 			Notifications []notify.Delivery `json:"notifications"`

@@ -25,7 +25,7 @@ type healthFlags struct {
 	output string
 }
 
-// UnhealthyError: drover health found a failing check. Exit 1.
+// UnhealthyError says drover health found a failing check. Exit 1.
 type UnhealthyError struct{ Summary string }
 
 func (e *UnhealthyError) Error() string { return e.Summary }

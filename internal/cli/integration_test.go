@@ -1055,7 +1055,7 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 			return false, nil // the dead run's lease has not expired yet
 		}
 		if err != nil {
-			return false, fmt.Errorf("resume: %v\n%s", err, lastLines(string(res), 30))
+			return false, fmt.Errorf("resume: %w\n%s", err, lastLines(string(res), 30))
 		}
 		return true, nil
 	})

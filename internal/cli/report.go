@@ -46,8 +46,11 @@ file or configmap[:[NS/]NAME]: its last run, steps and outcomes only).`,
 				if err != nil {
 					return usage(fmt.Errorf("--report: %w", err))
 				}
-				if err := json.Unmarshal(data, &d); err != nil || d.RunID == "" {
-					return usage(fmt.Errorf("--report %s: not a drover report (%v)", reportPath, err))
+				if err := json.Unmarshal(data, &d); err != nil {
+					return usage(fmt.Errorf("--report %s: not a drover report: %w", reportPath, err))
+				}
+				if d.RunID == "" {
+					return usage(fmt.Errorf("--report %s: not a drover report (no runId)", reportPath))
 				}
 				d.Duration = d.Report.Finished.Sub(d.Report.Started)
 				for i := range d.Nodes {

@@ -86,7 +86,8 @@ func (s Streams) getenv(k string) string {
 func OSStreams() Streams {
 	home, _ := os.UserHomeDir()
 	return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Home: home, InCluster: rest.InClusterConfig,
-		Crash: func() { os.Exit(137) }} //nolint:revive // the rehearsed crash is an abrupt exit by design, like a SIGKILL
+		// The rehearsed crash is an abrupt exit by design, like a SIGKILL.
+		Crash: func() { os.Exit(137) }}
 }
 
 func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }

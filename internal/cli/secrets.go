@@ -112,7 +112,7 @@ func checkPrivateKey(v string) error {
 	return errors.New("the PEM block is not a private key")
 }
 
-// SecretsError: a secret is missing or malformed. Exit 1.
+// SecretsError says a secret is missing or malformed. Exit 1.
 type SecretsError struct{ Names []string }
 
 func (e *SecretsError) Error() string {

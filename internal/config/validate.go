@@ -69,6 +69,9 @@ var (
 // InstallerPlaceholder is replaced by the target version in Talos.InstallerImage.
 const InstallerPlaceholder = "{version}"
 
+// validate checks every field, in the order of the schema.
+//
+//nolint:gocyclo,funlen // a flat list of one check per field: split, the schema would be scattered
 func (c *Config) validate(lines map[string]int) []Problem {
 	var probs []Problem
 	add := func(field, format string, args ...any) {

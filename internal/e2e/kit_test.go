@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -211,7 +212,7 @@ func (r *kitRepo) run(t *testing.T, event, workflow string, payload map[string]a
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
 	res := actRun{jobs: map[string]string{}}
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		res.code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("act: %v", err)

@@ -267,7 +267,7 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 			if strings.Contains(a.log, v) || strings.Contains(sum, v) {
 				t.Errorf("a secret (%d bytes) appears in the workflow's output", len(v))
 			}
-			filepath.WalkDir(art, func(p string, d os.DirEntry, err error) error {
+			walkErr := filepath.WalkDir(art, func(p string, d os.DirEntry, err error) error {
 				if err == nil && !d.IsDir() {
 					if data, _ := os.ReadFile(p); strings.Contains(string(data), v) {
 						t.Errorf("a secret (%d bytes) is in the artifact %s", len(v), p)
@@ -275,6 +275,9 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 				}
 				return nil
 			})
+			if walkErr != nil {
+				t.Errorf("read the artifacts: %v", walkErr)
+			}
 		}
 		// The tools came from the release mirror, each with its sums.
 		got := strings.Join(r.mirror.fetched(), "\n")

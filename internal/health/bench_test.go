@@ -81,7 +81,7 @@ func benchCluster(b *testing.B, nodes, pods int) (*Gate, rollout.GateInput) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns-1", Labels: map[string]string{discoveryv1.LabelServiceName: "kube-dns"}},
 		Endpoints:  []discoveryv1.Endpoint{{Addresses: []string{"10.244.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 	})
-	client := fake.NewSimpleClientset(objs...) //nolint:staticcheck // no field management needed
+	client := fake.NewSimpleClientset(objs...)
 	now := time.Now().UTC().Format(time.RFC3339)
 	ceph := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "ceph.rook.io/v1", "kind": "CephCluster",
 		"metadata": map[string]any{"namespace": "rook-ceph", "name": "rook-ceph"},

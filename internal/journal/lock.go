@@ -28,7 +28,7 @@ func (h Holder) String() string {
 	return fmt.Sprintf("runner=%s run=%s started=%s", h.Runner, h.RunID, h.Started.UTC().Format(time.RFC3339))
 }
 
-// LockedError: another run holds the lock. The CLI exits 4.
+// LockedError says another run holds the lock. The CLI exits 4.
 type LockedError struct {
 	Holder string
 	Since  time.Time
@@ -56,7 +56,7 @@ type LeaseLock struct {
 	OnLost func(error)
 }
 
-// LockLostError: the run lock was lost while the run held it. The run
+// LockLostError says the run lock was lost while the run held it. The run
 // stops at its next safe point; the CLI exits 4.
 type LockLostError struct {
 	// Holder is who holds it now, when someone does.

@@ -149,7 +149,7 @@ type Written struct {
 	Action string // created, updated, unchanged
 }
 
-// ChangedError: files differ from the kit and --force was not given.
+// ChangedError says files differ from the kit and --force was not given.
 type ChangedError struct{ Paths []string }
 
 func (e *ChangedError) Error() string {

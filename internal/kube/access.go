@@ -65,7 +65,7 @@ func (a Access) RESTConfig() (*rest.Config, string, error) {
 		}
 		c, err := a.InCluster()
 		if err != nil {
-			return nil, "", fmt.Errorf("%w (in-cluster: %v)", ErrNoCluster, err)
+			return nil, "", fmt.Errorf("%w (in-cluster: %w)", ErrNoCluster, err)
 		}
 		return c, "in-cluster service account", nil
 	}

@@ -221,13 +221,11 @@ func (l *Lab) installAPI() {
 	write := k8stesting.ObjectReaction(l.Client.Tracker())
 	l.Client.PrependReactor("*", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		var name string
-		switch a := a.(type) {
-		case k8stesting.PatchAction:
-			name = a.GetName()
-		case k8stesting.UpdateAction:
-			name = objectName(a.GetObject())
-		case k8stesting.CreateAction:
-			name = objectName(a.GetObject())
+		switch a.GetVerb() {
+		case "patch":
+			name = a.(k8stesting.PatchAction).GetName()
+		case "create", "update":
+			name = objectName(a.(interface{ GetObject() runtime.Object }).GetObject())
 		default:
 			return false, nil, nil
 		}

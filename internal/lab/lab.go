@@ -236,7 +236,6 @@ var (
 	podsGVR  = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 	pdbsGVR  = schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}
 	podsGVK  = schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
-	pdbsGVK  = schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"}
 )
 
 // New builds a lab: every node up at the starting versions, the workloads
@@ -265,7 +264,7 @@ func New(opts Options) (*Lab, error) {
 		// NewSimpleClientset, not NewClientset: the lab needs no server-side
 		// apply, and the field-managed tracker builds a REST mapper on every
 		// write, which took a third of a lab run.
-		Client:    fake.NewSimpleClientset(), //nolint:staticcheck // see above
+		Client:    fake.NewSimpleClientset(),
 		opts:      opts,
 		vms:       map[string]*vm{},
 		violated:  map[string]bool{},

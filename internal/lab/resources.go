@@ -24,8 +24,7 @@ import (
 // probe pods that its simulated kubelets run.
 
 var (
-	servicesGVR = schema.GroupVersionResource{Version: "v1", Resource: "services"}
-	slicesGVR   = schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"}
+	slicesGVR = schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"}
 )
 
 func (l *Lab) newDynamic() {

@@ -26,7 +26,7 @@ type Uploader struct {
 	prefix string
 }
 
-// CredentialsError: the credentials are missing from the environment.
+// CredentialsError says the credentials are missing from the environment.
 type CredentialsError struct{ Missing []string }
 
 func (e *CredentialsError) Error() string {

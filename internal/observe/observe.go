@@ -183,6 +183,8 @@ func (e *SpreadError) Error() string {
 // target are left out of the starting point; a claimed From that any other
 // node contradicts is a *MismatchError; nodes more than one minor apart are a
 // *SpreadError. With no node observed, the claim stands as it is.
+//
+//nolint:gocyclo // one rule per line of the doc comment above, each with its own case in the tests
 func Resolve(c Claim, obs map[string]rollout.Observed) (Resolution, error) {
 	res := Resolution{From: c.From, To: c.To}
 	if len(obs) == 0 {

@@ -517,7 +517,7 @@ func (e *Engine) interrupt(ctx context.Context, r *nodeRun, s Step, vmExists boo
 	if !vmExists {
 		detail = "after " + string(s) + "; VM destroyed, not yet created"
 	}
-	ie := stopped(ctx).(*InterruptedError)
+	ie := stopped(ctx)
 	ie.Node, ie.Step, ie.VMExists = r.n.Name, s, vmExists
 	if ie.Cause != nil {
 		detail += "; " + ie.Cause.Error()
@@ -531,7 +531,7 @@ func (e *Engine) interrupt(ctx context.Context, r *nodeRun, s Step, vmExists boo
 // uncordon: a cordon the operator set stays), and a resume starts it again
 // at its preflight.
 func (e *Engine) stoppedUntouched(ctx context.Context, r *nodeRun, s Step) {
-	ie := stopped(ctx).(*InterruptedError)
+	ie := stopped(ctx)
 	ie.Node, ie.Step, ie.VMExists = r.n.Name, s, true
 	detail := "during " + string(s) + ", before any change to the node"
 	if ie.Cause != nil {

@@ -137,7 +137,7 @@ func (e *Engine) check(p plan.Plan) error {
 }
 
 // stopped is the error for a run stopped before or between changes.
-func stopped(ctx context.Context) error {
+func stopped(ctx context.Context) *InterruptedError {
 	ie := &InterruptedError{}
 	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 		ie.Cause = c

@@ -102,6 +102,8 @@ func said(s Step) string {
 }
 
 // resumeAt is reconcile's decision.
+//
+//nolint:gocyclo // a decision table, one case per thing the cluster can show; TestResumeAtTrustsTheClusterOverTheJournal has a row for each
 func (e *Engine) resumeAt(p plan.Plan, r *nodeRun, seen Sighting, journal Step) Step {
 	atTarget := seen.Versions != nil && plan.AtTarget(*seen.Versions, r.target)
 	atOld := seen.Versions != nil && !atTarget

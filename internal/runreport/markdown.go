@@ -78,23 +78,7 @@ func Markdown(w io.Writer, d Doc) error {
 		}
 	}
 
-	if bs := bars(d); len(bs) > 0 {
-		b.WriteString("\n## Timeline\n\n```mermaid\ngantt\n")
-		fmt.Fprintf(&b, "    title drover run %s\n    dateFormat YYYY-MM-DDTHH:mm:ss\n    axisFormat %%H:%%M\n", mermaidText(d.RunID))
-		node := ""
-		for i, x := range bs {
-			if x.node != node {
-				node = x.node
-				fmt.Fprintf(&b, "    section %s\n", mermaidText(node))
-			}
-			tag := "done, "
-			if x.failed {
-				tag = "crit, "
-			}
-			fmt.Fprintf(&b, "    %s :%st%d, %s, %s\n", mermaidText(x.step), tag, i, x.start.UTC().Format("2006-01-02T15:04:05"), x.end.UTC().Format("2006-01-02T15:04:05"))
-		}
-		b.WriteString("```\n\nSteps shorter than a second are left out of the chart.\n")
-	}
+	mermaidTimeline(&b, d)
 
 	if rb := rollbacks(d); len(rb) > 0 {
 		b.WriteString("\n## Rollbacks\n\n")
@@ -148,4 +132,27 @@ func triggerText(t *Trigger) string {
 		parts = append(parts, t.RunURL)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// mermaidTimeline writes the Gantt chart of the run's steps, if any.
+func mermaidTimeline(b *strings.Builder, d Doc) {
+	bs := bars(d)
+	if len(bs) == 0 {
+		return
+	}
+	b.WriteString("\n## Timeline\n\n```mermaid\ngantt\n")
+	fmt.Fprintf(b, "    title drover run %s\n    dateFormat YYYY-MM-DDTHH:mm:ss\n    axisFormat %%H:%%M\n", mermaidText(d.RunID))
+	node := ""
+	for i, x := range bs {
+		if x.node != node {
+			node = x.node
+			fmt.Fprintf(b, "    section %s\n", mermaidText(node))
+		}
+		tag := "done, "
+		if x.failed {
+			tag = "crit, "
+		}
+		fmt.Fprintf(b, "    %s :%st%d, %s, %s\n", mermaidText(x.step), tag, i, x.start.UTC().Format("2006-01-02T15:04:05"), x.end.UTC().Format("2006-01-02T15:04:05"))
+	}
+	b.WriteString("```\n\nSteps shorter than a second are left out of the chart.\n")
 }

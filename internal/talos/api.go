@@ -101,6 +101,7 @@ func (a *API) Upgrade(ctx context.Context, pn plan.Node, to version.Pair) error 
 		}
 	} else {
 		a.log(n.Name, "Talos %s predates the LifecycleService API: upgrading through the legacy MachineService Upgrade", cur)
+		//nolint:staticcheck // SA1019: deprecated for the LifecycleService, which nodes before Talos v1.13 do not have
 		if _, err := a.C.UpgradeWithOptions(nctx, client.WithUpgradeImage(image)); err != nil {
 			return fmt.Errorf("upgrade %s (legacy API): %w", n.Name, err)
 		}

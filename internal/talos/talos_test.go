@@ -207,9 +207,9 @@ func etcdCluster(f *testenv.TalosAPI) {
 
 func TestUnhealthyEtcdBlocksBeforeAnyChange(t *testing.T) {
 	tests := []struct {
-		name   string
-		break_ func(f *testenv.TalosAPI)
-		want   string
+		name    string
+		breakIt func(f *testenv.TalosAPI)
+		want    string
 	}{
 		{"a member reports errors", func(f *testenv.TalosAPI) { f.SetEtcdErrors("127.0.0.13", "etcdserver: no leader") }, "no leader"},
 		{"a member is missing", func(f *testenv.TalosAPI) { f.SetMember("127.0.0.13", 0) }, "2 members"},
@@ -219,7 +219,7 @@ func TestUnhealthyEtcdBlocksBeforeAnyChange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := testenv.NewTalosAPI()
 			etcdCluster(f)
-			tc.break_(f)
+			tc.breakIt(f)
 			api, _ := connect(t, f)
 			p := plan.Build(plan.Input{Nodes: cps, Strategy: version.Pets, From: pair("v1.13.0"), To: pair("v1.13.1"), MaxParallelWorkers: 1})
 			rep, err := engine(api, newGuard(api, t.TempDir())).Run(context.Background(), p)

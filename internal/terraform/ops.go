@@ -206,8 +206,8 @@ func (Preflight) Name() string { return "terraform state" }
 // lock: a lock held elsewhere is a *LockedError naming the holder.
 func (p Preflight) Check(ctx context.Context, _ plan.Plan) error {
 	err := p.check(ctx)
-	le, ok := err.(*LockedError)
-	if !ok {
+	var le *LockedError
+	if !errors.As(err, &le) {
 		return err
 	}
 	rec, own := ownDeadLock(le, p.Own)

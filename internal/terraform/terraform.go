@@ -217,13 +217,13 @@ type maskedError struct {
 func (e *maskedError) Error() string { return e.msg }
 func (e *maskedError) Unwrap() error { return e.err }
 
-// StateUnavailableError: the state cannot be read. The run is blocked.
+// StateUnavailableError says the state cannot be read. The run is blocked.
 type StateUnavailableError struct{ Err error }
 
 func (e *StateUnavailableError) Error() string { return "remote state unavailable: " + e.Err.Error() }
 func (e *StateUnavailableError) Unwrap() error { return e.Err }
 
-// LockedError: someone else holds the state lock.
+// LockedError says someone else holds the state lock.
 type LockedError struct {
 	ID, Who, Operation, Created, Path string
 	Err                               error
@@ -268,7 +268,7 @@ func asLocked(err error) (*LockedError, bool) {
 	return le, true
 }
 
-// IdentityMismatchError: the address does not hold the node's VM.
+// IdentityMismatchError says the address does not hold the node's VM.
 type IdentityMismatchError struct {
 	Node, Address, Field string
 	Want, Got            any
@@ -279,7 +279,7 @@ func (e *IdentityMismatchError) Error() string {
 		e.Address, e.Address, e.Field, e.Got, e.Node, e.Want)
 }
 
-// DriftError: after the apply, a plan of the node still shows changes.
+// DriftError says that after the apply a plan of the node still shows changes.
 type DriftError struct{ Address string }
 
 func (e *DriftError) Error() string {

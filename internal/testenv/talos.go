@@ -61,10 +61,13 @@ type talosNode struct {
 	etcdErrors             []string
 }
 
+// NewTalosAPI returns a Talos API with no node; Add adds them.
 func NewTalosAPI() *TalosAPI {
 	return &TalosAPI{nodes: map[string]*talosNode{}, fail: map[string]error{}, exitCode: map[string]int32{}, rebootFor: 300 * time.Millisecond, links: map[string][]Link{}}
 }
 
+// Add adds a node at ip running Talos version; a member other than 0
+// makes it a control-plane node with that etcd member ID.
 func (f *TalosAPI) Add(ip, name, version string, member uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -96,6 +99,7 @@ func (f *TalosAPI) node(ctx context.Context, method string) (*talosNode, string,
 	return n, ip, nil
 }
 
+// CallsOf lists the node addresses method was called on, in order.
 func (f *TalosAPI) CallsOf(method string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -112,6 +116,7 @@ func meta(ip string) *common.Metadata { return &common.Metadata{Hostname: ip} }
 
 func tagOf(image string) string { return image[strings.LastIndex(image, ":")+1:] }
 
+// Version answers the node's Talos version.
 func (f *TalosAPI) Version(ctx context.Context, _ *emptypb.Empty) (*machineapi.VersionResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -122,6 +127,8 @@ func (f *TalosAPI) Version(ctx context.Context, _ *emptypb.Empty) (*machineapi.V
 	return &machineapi.VersionResponse{Messages: []*machineapi.Version{{Metadata: meta(ip), Version: &machineapi.VersionInfo{Tag: n.version}}}}, nil
 }
 
+// Reboot reboots the node: it is down for a while and comes back at the
+// version an upgrade staged, if any.
 func (f *TalosAPI) Reboot(ctx context.Context, _ *machineapi.RebootRequest) (*machineapi.RebootResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -225,6 +232,7 @@ func (l talosLifecycleServer) Upgrade(req *machineapi.LifecycleServiceUpgradeReq
 	return l.f.lifecycle(req, srv)
 }
 
+// EtcdMemberList lists the etcd members.
 func (f *TalosAPI) EtcdMemberList(ctx context.Context, _ *machineapi.EtcdMemberListRequest) (*machineapi.EtcdMemberListResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -241,6 +249,7 @@ func (f *TalosAPI) EtcdMemberList(ctx context.Context, _ *machineapi.EtcdMemberL
 	return &machineapi.EtcdMemberListResponse{Messages: []*machineapi.EtcdMembers{{Metadata: meta(ip), Members: members}}}, nil
 }
 
+// EtcdStatus answers the node's etcd status (member ID, leader).
 func (f *TalosAPI) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machineapi.EtcdStatusResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -251,6 +260,7 @@ func (f *TalosAPI) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machineap
 	return &machineapi.EtcdStatusResponse{Messages: []*machineapi.EtcdStatus{{Metadata: meta(ip), MemberStatus: &machineapi.EtcdMemberStatus{MemberId: n.member, Leader: f.leader, Errors: n.etcdErrors}}}}, nil
 }
 
+// EtcdSnapshot streams a small snapshot.
 func (f *TalosAPI) EtcdSnapshot(_ *machineapi.EtcdSnapshotRequest, srv grpc.ServerStreamingServer[common.Data]) error {
 	f.mu.Lock()
 	n, _, err := f.node(srv.Context(), "EtcdSnapshot")
@@ -266,6 +276,7 @@ func (f *TalosAPI) EtcdSnapshot(_ *machineapi.EtcdSnapshotRequest, srv grpc.Serv
 	return nil
 }
 
+// EtcdForfeitLeadership hands leadership to another member.
 func (f *TalosAPI) EtcdForfeitLeadership(ctx context.Context, _ *machineapi.EtcdForfeitLeadershipRequest) (*machineapi.EtcdForfeitLeadershipResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -284,6 +295,7 @@ func (f *TalosAPI) EtcdForfeitLeadership(ctx context.Context, _ *machineapi.Etcd
 	return &machineapi.EtcdForfeitLeadershipResponse{Messages: []*machineapi.EtcdForfeitLeadership{{Metadata: meta(ip)}}}, nil
 }
 
+// EtcdLeaveCluster removes the node's member from etcd.
 func (f *TalosAPI) EtcdLeaveCluster(ctx context.Context, _ *machineapi.EtcdLeaveClusterRequest) (*machineapi.EtcdLeaveClusterResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -333,7 +345,7 @@ func newTalosPKI(t testing.TB) talosPKI {
 	return p
 }
 
-// serve starts the fake on a loopback port over mTLS and returns a
+// Serve starts the fake on a loopback port over mTLS and returns a
 // talosconfig (its bytes) for it.
 func (f *TalosAPI) Serve(t testing.TB) []byte {
 	t.Helper()
