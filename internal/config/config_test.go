@@ -87,6 +87,7 @@ func TestParseRejects(t *testing.T) {
 		{"negative gpus", base + node("w-1", "worker", "127.0.0.12", 102, "    gpus: -1\n"), "nodes[1].gpus", 14, "must be 0 or more"},
 		{"bad ip", base + node("w-1", "worker", "10.20.300.1", 102, ""), "nodes[1].ip", 11, "not an IP address"},
 		{"duplicate vm id", base + node("w-1", "worker", "127.0.0.12", 101, ""), "nodes[1].vmId", 13, "duplicate VM id 101"},
+		{"duplicate ip", base + node("w-1", "worker", "127.0.0.11", 102, ""), "nodes[1].ip", 11, "duplicate IP 127.0.0.11 (also nodes[0])"},
 		{"missing cluster name", strings.Replace(base, "name: test", "name: ''", 1), "cluster.name", 2, "is required"},
 		{"installer image without placeholder", base + "talos:\n  installerImage: factory.talos.dev/nocloud-installer/abc:v1.11.3\n", "talos.installerImage", 10, "{version}"},
 		{"installer image with a bad schematic", base + "talos:\n  installerImage: factory.talos.dev/nocloud-installer/not-hex:{version}\n", "talos.installerImage", 10, "64 lowercase hex"},

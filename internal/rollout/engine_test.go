@@ -387,12 +387,29 @@ func TestTheWorstOutcomeOfABatchDecides(t *testing.T) {
 }
 
 func TestEngineRefusesAPlanItCannotRun(t *testing.T) {
-	clk := clock.NewVirtual(time.Unix(0, 0))
-	rec := newRecorder(clk)
-	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
-	eng.Replacer = nil
-	if _, err := eng.Run(context.Background(), testPlan(version.Cattle, 1)); err == nil {
-		t.Fatal("a cattle plan ran without a replacer")
+	tests := []struct {
+		name     string
+		strategy version.Strategy
+		breaks   func(e *rollout.Engine)
+		want     string
+	}{
+		{"cattle without a replacer", version.Cattle, func(e *rollout.Engine) { e.Replacer = nil }, "a cattle plan needs a node replacer"},
+		{"pets without an upgrader", version.Pets, func(e *rollout.Engine) { e.Upgrader = nil }, "a pets plan needs an in-place upgrader"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewVirtual(time.Unix(0, 0))
+			rec := newRecorder(clk)
+			eng, j := newEngine(clk, rec, &gate{fn: alwaysPass})
+			tc.breaks(eng)
+			_, err := eng.Run(context.Background(), testPlan(tc.strategy, 1))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if len(rec.calls) != 0 || len(j.Entries()) > 1 {
+				t.Fatalf("calls %v, journal %v: the refusal touched something", rec.calls, j.Entries())
+			}
+		})
 	}
 }
 
@@ -622,5 +639,136 @@ func TestAStopBeforeANodeIsTouchedLeavesItUntouched(t *testing.T) {
 				t.Fatalf("resume state of %s: %+v, want it resumed at %s", tc.node, ns, tc.step)
 			}
 		})
+	}
+}
+
+// criticalGate fails every run with a critical finding: a cluster already
+// broken before the run.
+type criticalGate struct{ calls int }
+
+func (g *criticalGate) Check(_ context.Context, in rollout.GateInput) rollout.HealthResult {
+	g.calls++
+	f := rollout.Finding{Key: "critical/kube-system/coredns", Critical: true, Text: "critical pod kube-system/coredns is Pending"}
+	return rollout.HealthResult{Checks: []rollout.CheckResult{{Name: "Pod Health", Diagnostics: []string{f.Text}, Findings: []rollout.Finding{f}}}}
+}
+
+// TestAnUnhealthyClusterBlocksBeforeAnyChange: with the preflight health
+// on (as assembled), a cluster whose gate fails critically blocks the run
+// (exit 4) before any node is touched.
+func TestAnUnhealthyClusterBlocksBeforeAnyChange(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	g := &criticalGate{}
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	eng.Health, eng.PreflightHealth = g, true
+	eng.Policy.HealthPasses = 1
+	_, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+	var blocked *rollout.BlockedError
+	if !errors.As(err, &blocked) || !strings.Contains(err.Error(), "preflight health") {
+		t.Fatalf("err = %T %v, want a block by the preflight health", err, err)
+	}
+	if g.calls == 0 || len(rec.calls) != 0 {
+		t.Fatalf("gate runs %d, calls %v", g.calls, rec.calls)
+	}
+}
+
+// journalCheck is a recorder that, at each action, checks the journal
+// already says the step started: an action is never ahead of its record.
+type journalCheck struct {
+	*recorder
+	j *journal.Memory
+	t *testing.T
+}
+
+func (c journalCheck) started(op, node string) {
+	step := map[string]rollout.Step{"cordon": rollout.StepCordon, "drain": rollout.StepDrain, "destroy": rollout.StepDestroy}[op]
+	if strings.HasPrefix(op, "create") {
+		step = rollout.StepCreate
+	}
+	es := c.j.Entries()
+	for i := len(es) - 1; i >= 0; i-- {
+		if es[i].Node == node && es[i].Step == step {
+			if es[i].Status != rollout.StatusStarted {
+				c.t.Errorf("%s %s: the journal's last record of the step is %s", op, node, es[i].Status)
+			}
+			return
+		}
+	}
+	c.t.Errorf("%s %s ran before the journal recorded its start", op, node)
+}
+
+func (c journalCheck) Cordon(ctx context.Context, n string) error {
+	c.started("cordon", n)
+	return c.recorder.Cordon(ctx, n)
+}
+
+func (c journalCheck) Drain(ctx context.Context, n string, d time.Duration, p func(string)) error {
+	c.started("drain", n)
+	return c.recorder.Drain(ctx, n, d, p)
+}
+
+func (c journalCheck) Destroy(ctx context.Context, ns []plan.Node) error {
+	for _, n := range ns {
+		c.started("destroy", n.Name)
+	}
+	return c.recorder.Destroy(ctx, ns)
+}
+
+func (c journalCheck) Create(ctx context.Context, ns []plan.Node, at version.Pair) error {
+	for _, n := range ns {
+		c.started("create", n.Name)
+	}
+	return c.recorder.Create(ctx, ns, at)
+}
+
+// TestTheJournalSaysStartedBeforeEachAction: a crash in the middle of an
+// action must find its start in the journal, or a resume would skip it.
+func TestTheJournalSaysStartedBeforeEachAction(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, j := newEngine(clk, rec, &gate{fn: alwaysPass})
+	c := journalCheck{recorder: rec, j: j, t: t}
+	eng.Cluster, eng.Replacer = c, c
+	if _, err := eng.Run(context.Background(), testPlan(version.Cattle, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.calls) < 16 {
+		t.Fatalf("only %d calls were checked", len(rec.calls))
+	}
+}
+
+// readyWants records what the engine waits for after each change.
+type readyWants struct {
+	*recorder
+	mu    sync.Mutex
+	wants map[string]rollout.ReadyWant
+}
+
+func (r *readyWants) WaitReady(ctx context.Context, n string, want rollout.ReadyWant, d time.Duration) (rollout.Identity, error) {
+	r.mu.Lock()
+	r.wants[n] = want
+	r.mu.Unlock()
+	return r.recorder.WaitReady(ctx, n, want, d)
+}
+
+// TestAReplacedNodeMustBeANewNodeObject: after a cattle replacement the old
+// Node object (its UID) never counts as the node being back; an in-place
+// upgrade keeps its Node object.
+func TestAReplacedNodeMustBeANewNodeObject(t *testing.T) {
+	for _, strategy := range []version.Strategy{version.Cattle, version.Pets} {
+		clk := clock.NewVirtual(time.Unix(0, 0))
+		rec := newRecorder(clk)
+		rw := &readyWants{recorder: rec, wants: map[string]rollout.ReadyWant{}}
+		eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+		eng.Cluster = rw
+		if _, err := eng.Run(context.Background(), testPlan(strategy, 1)); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"cp-1", "w-1"} {
+			got := rw.wants[n].NotUID
+			if strategy == version.Cattle && got != n+"-0" || strategy == version.Pets && got != "" {
+				t.Errorf("%s %s: waits for a Node whose UID is not %q", strategy, n, got)
+			}
+		}
 	}
 }

@@ -82,3 +82,28 @@ func TestFromEnv(t *testing.T) {
 		t.Fatal("value from the environment not masked")
 	}
 }
+
+// TestEveryBase64FormIsMasked uses a secret whose four base64 forms all
+// differ (padded, with '+' and '/'), so dropping any one of them from the
+// masker leaves that form in the output.
+func TestEveryBase64FormIsMasked(t *testing.T) {
+	const secret = "token>>>???x"                      // 12 bytes: no padding; see padded below
+	for _, v := range []string{secret, secret + "y"} { // 13 bytes: "==" padding
+		m := New(v)
+		forms := map[string]string{
+			"std":     base64.StdEncoding.EncodeToString([]byte(v)),
+			"raw std": base64.RawStdEncoding.EncodeToString([]byte(v)),
+			"url":     base64.URLEncoding.EncodeToString([]byte(v)),
+			"raw url": base64.RawURLEncoding.EncodeToString([]byte(v)),
+		}
+		if !strings.ContainsAny(forms["std"], "+/") {
+			t.Fatalf("test secret %q: its base64 %q has no '+' or '/'", v, forms["std"])
+		}
+		for name, f := range forms {
+			line := "Authorization: Basic " + f + " end"
+			if got := m.Mask(line); got != "Authorization: Basic "+Mask+" end" {
+				t.Errorf("%q, %s form %q: masked to %q", v, name, f, got)
+			}
+		}
+	}
+}
