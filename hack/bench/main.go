@@ -99,7 +99,7 @@ func check(err error) {
 	}
 }
 
-func ratio(a, b float64) string { return fmt.Sprintf("%.2f", a/b) }
+func ratio(a, b float64) string { return fmt.Sprintf("%.2g", a/b) }
 
 func dur(d time.Duration) string {
 	switch {

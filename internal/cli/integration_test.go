@@ -142,7 +142,6 @@ nodes:
 terraform:
   binary: `+bin+`
   workingDir: `+dir+`
-  vmResourceType: terraform_data
 `)
 	r := drover(t, "plan", "--config", cfg, "--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--output", "json")
 	if r.code != ExitOK {
@@ -302,7 +301,6 @@ talos:
 terraform:
   binary: `+bin+`
   workingDir: `+tfDir+`
-  vmResourceType: terraform_data
 rollout:
   maxParallelWorkers: 2
   controlPlaneSoak: 1s
@@ -341,6 +339,7 @@ health:
 
 func tfBinary(t *testing.T) string {
 	t.Helper()
+	testenv.TerraformProvider(t, "../terraform/testdata/provider")
 	if b := os.Getenv("DROVER_TF_BIN"); b != "" {
 		return b
 	}
@@ -1009,7 +1008,6 @@ talos:
 terraform:
   binary: `+tf+`
   workingDir: `+tfDir+`
-  vmResourceType: terraform_data
   backendConfig:
 `+backendYAML.String()+`rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
@@ -1032,7 +1030,7 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 	testenv.Eventually(t, 90*time.Second, "Terraform to be creating the worker's VM", func() (bool, error) {
 		data, _ := os.ReadFile(journalPath)
 		return strings.Contains(string(data), `"node":"kr-work-1","step":"create","status":"started"`) && lockObject() &&
-			strings.Contains(out.String(), "Provisioning with 'local-exec'"), nil
+			strings.Contains(out.String(), "proxmox_virtual_environment_vm.vm: Creating..."), nil
 	})
 	// The runner kills the whole process tree.
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {

@@ -63,7 +63,7 @@ func TestPrepareRefusesWhatItCannotDoAhead(t *testing.T) {
 }
 
 // TestPrepareAppliesTheTemplatesWithTerraform: against the prox-ops-shaped
-// Terraform fixture (real Terraform, terraform_data stand-ins for Proxmox),
+// Terraform fixture (real Terraform, the stand-in bpg/proxmox provider),
 // prepare applies only the templates, at the target, and touches no VM.
 func TestPrepareAppliesTheTemplatesWithTerraform(t *testing.T) {
 	bin := tfBinary(t)
@@ -85,7 +85,6 @@ nodes:
 terraform:
   binary: `+bin+`
   workingDir: `+tfDir+`
-  vmResourceType: terraform_data
 `)
 	r := drover(t, "prepare", "--config", cfg, "--from-talos", "v1.11.3", "--to-talos", "v1.12.0")
 	if r.code != ExitOK || !strings.Contains(r.stdout, "module.templates applied") {

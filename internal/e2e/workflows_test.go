@@ -48,7 +48,7 @@ var storyNodes = []struct {
 // Every drover step authenticates as the runner's ServiceAccount with the
 // rendered rbac.yaml applied; drover, OpenTofu and talosctl come from a
 // release mirror, checksums checked. Fakes: the kubelets and the Talos
-// API's nodes (simulated in-process), the Proxmox VMs (terraform_data
+// API's nodes (simulated in-process), the Proxmox VMs (a stand-in bpg/proxmox
 // whose provisioners write files), GitHub (act for the runner, stand-ins
 // for upload-artifact, create-github-app-token and gh).
 func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
@@ -450,6 +450,7 @@ func artifactDir(t *testing.T, root string) string {
 
 func tfBinary(t *testing.T) string {
 	t.Helper()
+	testenv.TerraformProvider(t, "../terraform/testdata/provider")
 	if b := os.Getenv("DROVER_TF_BIN"); b != "" {
 		return b
 	}
@@ -484,7 +485,6 @@ nodes:
   etcdSnapshotDir: etcd-snapshots
 terraform:
   workingDir: terraform
-  vmResourceType: terraform_data
 rollout: {maxParallelWorkers: 2, controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, healthAttempts: 2}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `), 0o644))

@@ -148,7 +148,7 @@ func (c *Cache) Start(ctx context.Context, timeout time.Duration) error {
 	defer cancel()
 	for typ, ok := range c.factory.WaitForCacheSync(wctx.Done()) {
 		if !ok {
-			return fmt.Errorf("the %v cache did not fill within %s: may drover list and watch nodes and pods? (drover check access)", typ, timeout)
+			return fmt.Errorf("the %v cache did not fill within %s: may drover list and watch nodes and pods? (drover access)", typ, timeout)
 		}
 	}
 	return nil

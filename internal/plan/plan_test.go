@@ -274,3 +274,53 @@ func TestPetsPlanComparesTalosOnlyAndAddsAKubernetesPhase(t *testing.T) {
 		t.Fatalf("cattle: phase %v, %d nodes", c.KubernetesPhase, c.NodeCount())
 	}
 }
+
+// TestRollbackETA: a rollback is a drain, the change back and a gate; a
+// cattle rollback under rebuilt templates builds the old ones first. Each
+// step has its own duration, so a step counted wrong shows.
+func TestRollbackETA(t *testing.T) {
+	steps := config.StepDurations{
+		Drain: config.D(1 * time.Second), Destroy: config.D(10 * time.Second), Create: config.D(100 * time.Second),
+		Upgrade: config.D(1000 * time.Second), Template: config.D(10000 * time.Second), Health: config.D(100000 * time.Second),
+	}
+	nodes := []config.Node{{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"}}
+	for _, tc := range []struct {
+		strategy version.Strategy
+		rebuild  bool
+		want     time.Duration
+	}{
+		{version.Cattle, false, 100111 * time.Second},
+		{version.Cattle, true, 110111 * time.Second},
+		{version.Pets, false, 101001 * time.Second},
+		{version.NoChange, false, 0},
+	} {
+		p := Build(Input{Nodes: nodes, Strategy: tc.strategy, From: from, To: to, Steps: steps, RebuildTemplates: tc.rebuild, MaxParallelWorkers: 1})
+		if p.RollbackETA != tc.want {
+			t.Errorf("%s rebuild=%v: rollback ETA %s, want %s", tc.strategy, tc.rebuild, p.RollbackETA, tc.want)
+		}
+	}
+}
+
+func TestNaturalLess(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		less bool
+	}{
+		{"k8s-work-2", "k8s-work-10", true},
+		{"k8s-work-10", "k8s-work-2", false},
+		{"k8s-work-2", "k8s-work-2", false},
+		{"a", "b", true},
+		{"b", "a", false},
+		{"w1", "w1a", true},
+		{"w1a", "w1", false},
+		{"9", "10", true},
+		{"10", "9", false},
+		{"x9", "y1", true},
+		{"", "a", true},
+		{"a", "", false},
+	} {
+		if got := NaturalLess(tc.a, tc.b); got != tc.less {
+			t.Errorf("NaturalLess(%q, %q) = %v", tc.a, tc.b, got)
+		}
+	}
+}

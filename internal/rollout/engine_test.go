@@ -772,3 +772,35 @@ func TestAReplacedNodeMustBeANewNodeObject(t *testing.T) {
 		}
 	}
 }
+
+// TestAResumeMidDrainDrainsAgain: a run stopped while it drained w-1 is
+// resumed: w-1 still runs its old version, so it is cordoned and drained
+// again before anything is destroyed (pods may have landed on it since).
+func TestAResumeMidDrainDrainsAgain(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+	old := version.Pair{Talos: version.MustParse("v1.11.3")}
+	eng.Versions = versions{from: old, runs: map[string]version.Pair{"cp-1": {Talos: version.MustParse("v1.12.0")}}}
+	h := &rollout.RunHeader{Cluster: "c", Strategy: "cattle", From: "v1.11.3", To: "v1.12.0"}
+	st, err := rollout.ReadResume([]rollout.Entry{
+		{RunID: "t", Step: rollout.StepRun, Status: rollout.StatusStarted, Header: h},
+		{RunID: "t", Node: "cp-1", Step: rollout.StepDone, Status: rollout.StatusDone},
+		{RunID: "t", Node: "w-1", Step: rollout.StepCordon, Status: rollout.StatusStarted},
+		{RunID: "t", Node: "w-1", Step: rollout.StepCordon, Status: rollout.StatusDone},
+		{RunID: "t", Node: "w-1", Step: rollout.StepDrain, Status: rollout.StatusStarted},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Resume = st
+	if _, err := eng.Run(context.Background(), testPlan(version.Cattle, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.callsFor("w-1"); !strings.HasPrefix(got, "cordon, drain, destroy") {
+		t.Fatalf("w-1 calls %q: the resumed node was not drained before its destroy", got)
+	}
+	if got := rec.callsFor("cp-1"); strings.Contains(got, "destroy") {
+		t.Fatalf("cp-1, done before the stop, was replaced again: %q", got)
+	}
+}

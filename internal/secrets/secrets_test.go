@@ -3,6 +3,8 @@ package secrets
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -105,5 +107,34 @@ func TestEveryBase64FormIsMasked(t *testing.T) {
 				t.Errorf("%q, %s form %q: masked to %q", v, name, f, got)
 			}
 		}
+	}
+}
+
+// TestTheShortestMaskedValue: a value of minLen characters is masked, one
+// shorter is not.
+func TestTheShortestMaskedValue(t *testing.T) {
+	m := New("abcd", "xyz")
+	if got := m.Mask("abcd xyz"); got != Mask+" xyz" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+
+// TestWriterKeepsEmptyLinesAndReportsErrors: an empty line is written as
+// it came; a writer that fails makes Write fail.
+func TestWriterKeepsEmptyLinesAndReportsErrors(t *testing.T) {
+	var b bytes.Buffer
+	w := New(canary).NewWriter(&b, "> ")
+	if _, err := w.Write([]byte("\n" + canary + "\n\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.String(); got != "> \n> "+Mask+"\n> \n" {
+		t.Fatalf("got %q", got)
+	}
+	if _, err := New(canary).NewWriter(failingWriter{}, "").Write([]byte("x\n")); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("err = %v", err)
 	}
 }

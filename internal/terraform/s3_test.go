@@ -190,7 +190,7 @@ func TestAStoppedCreateReleasesItsLock(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Create(ctx, []plan.Node{w}, v1120) }()
 	testenv.Eventually(t, 30*time.Second, "the create to take the lock and start cloning", func() (bool, error) {
-		return f.object(t, lockKey) && strings.Contains(f.out.String(), "Provisioning with 'local-exec'"), nil
+		return f.object(t, lockKey) && strings.Contains(f.out.String(), "proxmox_virtual_environment_vm.vm: Creating..."), nil
 	})
 	stopRun()
 	var err error

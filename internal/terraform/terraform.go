@@ -325,16 +325,9 @@ func (r *Runner) vmAt(st *tfjson.State, addr string) (*vm, error) {
 	return nil, fmt.Errorf("%d resources of type %s under %s; want one VM per node", len(found), r.settings.VMResourceType, addr)
 }
 
-// vmFromAttrs reads bpg/proxmox attributes (vm_id, name, node_name). A
-// terraform_data stand-in carries them in its output (or input) map.
-func vmFromAttrs(addr string, attrs map[string]any) *vm {
-	src := attrs
-	for _, k := range []string{"output", "input"} {
-		if m, ok := attrs[k].(map[string]any); ok {
-			src = m
-			break
-		}
-	}
+// vmFromAttrs reads the bpg/proxmox VM's attributes (vm_id, name,
+// node_name).
+func vmFromAttrs(addr string, src map[string]any) *vm {
 	v := &vm{Address: addr}
 	switch id := src["vm_id"].(type) {
 	case float64:

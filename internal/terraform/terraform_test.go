@@ -24,9 +24,11 @@ import (
 )
 
 // These tests run a real terraform or tofu binary on testdata/prox-ops, a
-// fixture shaped like prox-ops whose VMs are terraform_data resources (no
-// provider, no network): their provisioners write and remove <node>.vm
-// files that stand in for Proxmox VMs.
+// fixture shaped like prox-ops whose VMs are proxmox_virtual_environment_vm
+// resources of a stand-in for the bpg/proxmox provider (testdata/provider,
+// built with terraform-plugin-framework and installed through dev_overrides;
+// no network): it writes and removes <node>.vm files that stand in for
+// Proxmox VMs, since no Proxmox host runs here.
 
 const canary = "canary-PxM0x-pa55word"
 
@@ -46,6 +48,7 @@ var fixtureNodes = []config.Node{
 // tfBinary finds the binary make test prepared ($DROVER_TF_BIN), or one on PATH.
 func tfBinary(t *testing.T) string {
 	t.Helper()
+	testenv.TerraformProvider(t, "testdata/provider")
 	if b := os.Getenv("DROVER_TF_BIN"); b != "" {
 		return b
 	}
@@ -111,7 +114,6 @@ func (f *fixture) settings() config.Terraform {
 	s := config.Defaults().Terraform
 	s.WorkingDir = f.dir
 	s.Binary = f.bin
-	s.VMResourceType = "terraform_data"
 	s.LockTimeout = config.D(30 * time.Second)
 	return s
 }

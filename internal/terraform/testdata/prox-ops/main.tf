@@ -1,9 +1,20 @@
 # A fixture shaped like prox-ops: module "templates" and module "nodes" with
-# for_each. Proxmox cannot run here, so each VM is a terraform_data whose
-# local-exec provisioners tell the test's simulated hypervisor (a directory
-# of <node>.vm files) to create or destroy the VM. No provider is downloaded.
+# for_each. Proxmox cannot run here: each VM is a
+# proxmox_virtual_environment_vm of a stand-in for the bpg/proxmox provider
+# (testdata/provider, installed through dev_overrides; nothing is
+# downloaded), whose VMs are <node>.vm files in the test's simulated
+# hypervisor directory. The templates are terraform_data.
 terraform {
+  required_providers {
+    proxmox = {
+      source = "bpg/proxmox"
+    }
+  }
   backend "local" {}
+}
+
+provider "proxmox" {
+  endpoint = "file://${var.vm_dir}"
 }
 
 variable "talos_version" {

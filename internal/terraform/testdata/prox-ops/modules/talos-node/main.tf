@@ -6,30 +6,28 @@ variable "kubernetes_version" { type = string }
 variable "dir" { type = string }
 variable "drift" { type = bool }
 
-# Stands in for proxmox_virtual_environment_vm: the output map carries the
-# same vm_id, name and node_name attributes drover checks before a destroy.
-resource "terraform_data" "vm" {
-  input = {
-    vm_id              = var.vm_id
-    name               = var.name
-    node_name          = var.host
-    talos_version      = var.talos_version
-    kubernetes_version = var.kubernetes_version
-    dir                = var.dir
+terraform {
+  required_providers {
+    proxmox = {
+      source = "bpg/proxmox"
+    }
   }
-  triggers_replace = var.drift ? timestamp() : null
+}
+
+# The node's VM, as bpg/proxmox names it: drover checks its vm_id, name and
+# node_name before a destroy. The stand-in provider writes the VM's file,
+# holding its description, in the simulated hypervisor's directory.
+resource "proxmox_virtual_environment_vm" "vm" {
+  vm_id       = var.vm_id
+  name        = var.name
+  node_name   = var.host
+  description = "${var.talos_version} ${var.kubernetes_version}"
+  # drift: every plan wants to replace the VM, as a provider bug would.
+  tags = var.drift ? [timestamp()] : []
 
   provisioner "local-exec" {
-    # The shell sees TF_VAR_proxmox_password like any provider would; a
+    # The shell sees TF_VAR_proxmox_password like any provisioner would; a
     # careless script echoes it. drover must mask it.
-    # DROVER_FIXTURE_CLONE_SECONDS makes the clone take that long (only
-    # DROVER_FIXTURE_SLOW_NODE's, when set), for the tests that stop a run
-    # while Terraform is creating a VM.
-    command = "case \"$${DROVER_FIXTURE_SLOW_NODE:-${self.input.name}}\" in '${self.input.name}') sleep $${DROVER_FIXTURE_CLONE_SECONDS:-0} ;; esac && echo \"cloning VM ${self.input.vm_id} on ${self.input.node_name} with password $TF_VAR_proxmox_password\" && printf '%s %s' '${self.input.talos_version}' '${self.input.kubernetes_version}' > '${self.input.dir}/${self.input.name}.vm'"
-  }
-
-  provisioner "local-exec" {
-    when    = destroy
-    command = "rm -f '${self.input.dir}/${self.input.name}.vm'"
+    command = "echo \"cloned VM ${self.vm_id} on ${self.node_name} with password $TF_VAR_proxmox_password\""
   }
 }
