@@ -87,6 +87,9 @@ func TestParseRejects(t *testing.T) {
 		{"negative gpus", base + node("w-1", "worker", "127.0.0.12", 102, "    gpus: -1\n"), "nodes[1].gpus", 14, "must be 0 or more"},
 		{"bad ip", base + node("w-1", "worker", "10.20.300.1", 102, ""), "nodes[1].ip", 11, "not an IP address"},
 		{"duplicate vm id", base + node("w-1", "worker", "127.0.0.12", 101, ""), "nodes[1].vmId", 13, "duplicate VM id 101"},
+		{"an endpoint that is not http", base + "talos:\n  etcdSnapshotUpload:\n    url: s3://etcd-snaps/prox-ops\n    endpoint: ftp://s3.example.net\n", "talos.etcdSnapshotUpload.endpoint", 12, "want the S3 API's URL"},
+		{"an endpoint without a host", base + "talos:\n  etcdSnapshotUpload:\n    url: s3://etcd-snaps/prox-ops\n    endpoint: https://\n", "talos.etcdSnapshotUpload.endpoint", 12, "want the S3 API's URL"},
+		{"an endpoint with a path", base + "talos:\n  etcdSnapshotUpload:\n    url: s3://etcd-snaps/prox-ops\n    endpoint: https://s3.example.net/bucket\n", "talos.etcdSnapshotUpload.endpoint", 12, "want the S3 API's URL"},
 		{"duplicate ip", base + node("w-1", "worker", "127.0.0.11", 102, ""), "nodes[1].ip", 11, "duplicate IP 127.0.0.11 (also nodes[0])"},
 		{"missing cluster name", strings.Replace(base, "name: test", "name: ''", 1), "cluster.name", 2, "is required"},
 		{"installer image without placeholder", base + "talos:\n  installerImage: factory.talos.dev/nocloud-installer/abc:v1.11.3\n", "talos.installerImage", 10, "{version}"},
@@ -169,5 +172,16 @@ func TestLoadMissingFile(t *testing.T) {
 	var ce *Error
 	if !errors.As(err, &ce) || !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestSnapshotEndpointsAccepted: http and https endpoints, with or without
+// a trailing slash, are the S3 API's URL.
+func TestSnapshotEndpointsAccepted(t *testing.T) {
+	for _, ep := range []string{"http://127.0.0.1:9000", "https://s3.example.net/"} {
+		y := validYAML + "talos:\n  etcdSnapshotUpload:\n    url: s3://etcd-snaps/prox-ops\n    endpoint: " + ep + "\n"
+		if _, err := Parse("drover.yaml", []byte(y)); err != nil {
+			t.Errorf("%s: %v", ep, err)
+		}
 	}
 }

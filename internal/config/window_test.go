@@ -30,6 +30,14 @@ func TestMaintenanceWindow(t *testing.T) {
 		{"time zone outside", MaintenanceWindow{Start: "02:00", End: "06:00", Timezone: "America/New_York"}, "2026-01-01T03:00:00Z", false},
 		{"wraps past midnight, after midnight counts for the day before", MaintenanceWindow{Days: []string{"Wed"}, Start: "22:00", End: "04:00"}, "2026-01-01T01:00:00Z", true},
 		{"wraps past midnight, wrong day", MaintenanceWindow{Days: []string{"Thu"}, Start: "22:00", End: "04:00"}, "2026-01-01T01:00:00Z", false},
+		{"start is inclusive", MaintenanceWindow{Start: "02:00", End: "06:00"}, "2026-01-01T02:00:00Z", true},
+		{"a minute before the start", MaintenanceWindow{Start: "02:00", End: "06:00"}, "2026-01-01T01:59:00Z", false},
+		{"wrapping: the start is inclusive", MaintenanceWindow{Start: "22:00", End: "04:00"}, "2026-01-01T22:00:00Z", true},
+		{"wrapping: a minute before the start", MaintenanceWindow{Start: "22:00", End: "04:00"}, "2026-01-01T21:59:00Z", false},
+		{"wrapping: the end is exclusive", MaintenanceWindow{Start: "22:00", End: "04:00"}, "2026-01-01T04:00:00Z", false},
+		{"wrapping: before midnight counts for that day", MaintenanceWindow{Days: []string{"Thu"}, Start: "22:00", End: "04:00"}, "2026-01-01T23:00:00Z", true},
+		{"an empty window is never open", MaintenanceWindow{Start: "02:00", End: "02:00"}, "2026-01-01T02:00:00Z", false},
+		{"day names in any case", MaintenanceWindow{Days: []string{"THURSDAY"}, Start: "02:00", End: "06:00"}, "2026-01-01T03:00:00Z", true},
 	}
 	for _, tc := range tests {
 		if got := tc.w.Open(at(tc.t)); got != tc.want {
@@ -44,6 +52,20 @@ func TestMaintenanceWindowValidation(t *testing.T) {
 	for _, want := range []string{"maintenanceWindow.start", "maintenanceWindow.days", "maintenanceWindow.timezone"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %s", err, want)
+		}
+	}
+}
+
+// TestMaintenanceWindowDays: a day is its first three letters, in any case;
+// shorter is not a day.
+func TestMaintenanceWindowDays(t *testing.T) {
+	for _, tc := range []struct {
+		day string
+		ok  bool
+	}{{"Mon", true}, {"monday", true}, {"SUN", true}, {"Mo", false}, {"", false}, {"Mox", false}} {
+		_, bad := MaintenanceWindow{Days: []string{tc.day}, Start: "02:00", End: "06:00"}.problems()["days"]
+		if bad == tc.ok {
+			t.Errorf("day %q: accepted %v, want %v", tc.day, !bad, tc.ok)
 		}
 	}
 }

@@ -137,7 +137,9 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 	// The VMs exist at v1.11.3, in a state outside the checkout (it is the
 	// S3 bucket's stand-in: each job starts from a fresh checkout).
 	nodesVar := `{"k8s-ctrl-1"={vm_id=8001,host="baldar"},"k8s-work-1"={vm_id=8101,host="baldar"},"k8s-work-2"={vm_id=8102,host="heimdall"}}`
-	tfEnv := map[string]string{"TF_VAR_vm_dir": vmDir, "TF_VAR_nodes": nodesVar, "TF_CLI_ARGS_init": "-backend-config=path=" + state}
+	// TF_CLI_CONFIG_FILE installs the stand-in bpg/proxmox provider from its mirror.
+	tfEnv := map[string]string{"TF_VAR_vm_dir": vmDir, "TF_VAR_nodes": nodesVar, "TF_CLI_ARGS_init": "-backend-config=path=" + state,
+		"TF_CLI_CONFIG_FILE": os.Getenv("TF_CLI_CONFIG_FILE")}
 	seed := filepath.Join(work, "seed")
 	must(t, os.CopyFS(seed, os.DirFS(filepath.Join(r.dir, "terraform"))))
 	for _, args := range [][]string{{"init", "-input=false"}, {"apply", "-auto-approve", "-input=false"}} {
