@@ -92,13 +92,30 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode() != 137 {
 				t.Fatalf("the crash run: %v\n%s", err, lastLines(string(out), 5))
 			}
+			if c.step == "drain" && strings.HasPrefix(c.node, "k8s-work-") {
+				// The saved lab keeps the pods the drain had not evicted
+				// yet: the resumed drain has something to evict.
+				st, err := lab.LoadState(state)
+				if err != nil || st == nil {
+					t.Fatalf("lab state after the crash: %v", err)
+				}
+				evictable := 0
+				for _, p := range st.Pods {
+					if p.Node == c.node && strings.HasPrefix(p.App, "apps/") {
+						evictable++
+					}
+				}
+				if evictable == 0 {
+					t.Fatalf("the lab saved no app pod on %s: %+v", c.node, st.Pods)
+				}
+			}
 			resume := exec.Command(bin, append(args, "--resume")...)
 			resume.Env = env
 			var stderr strings.Builder
 			resume.Stderr = &stderr
 			stdout, err := resume.Output()
 			if err != nil {
-				t.Fatalf("the resumed run: %v\n%s", err, stdout)
+				t.Fatalf("the resumed run: %v\n%s\n%s", err, stdout, lastLines(stderr.String(), 15))
 			}
 			j, _ := os.ReadFile(jpath)
 			r, _ := os.ReadFile(report)

@@ -276,6 +276,7 @@ func (l *Lab) seed() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.restorePods()
 	l.reconcileWith(true)
 	return nil
 }
@@ -529,9 +530,31 @@ func (l *Lab) freeGPUs(n *corev1.Node) int64 {
 // createPod creates a pod of a on n (nil: Pending, unscheduled).
 func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) {
 	l.seq++
+	var name string
+	switch {
+	case a.static:
+		name = a.name + "-" + n.Name
+	case a.daemon:
+		name = fmt.Sprintf("%s-%s", a.name, strconv.FormatInt(int64(l.seq)+46656, 36))
+	default:
+		name = fmt.Sprintf("%s-5d8f7b9c6-%s", a.name, strconv.FormatInt(int64(l.seq)+1679616, 36))
+	}
+	p := l.podObject(a, n, name)
+	switch {
+	case n == nil:
+	case startNow:
+		l.runPod(p, n)
+	default:
+		l.startLater(p.Namespace, p.Name)
+	}
+	_ = l.addPod(p)
+}
+
+// podObject is a's pod called name, on n (nil: not scheduled), Pending.
+func (l *Lab) podObject(a *app, n *corev1.Node, name string) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: a.ns, Labels: a.labels(), UID: l.newUID(), CreationTimestamp: l.now(),
+			Namespace: a.ns, Name: name, Labels: a.labels(), UID: l.newUID(), CreationTimestamp: l.now(),
 		},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: a.name, Image: "registry.example/" + a.name + ":stable"}},
@@ -540,14 +563,11 @@ func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) {
 	}
 	switch {
 	case a.static:
-		p.Name = a.name + "-" + n.Name
 		p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "lab"}
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID, Controller: ptr.To(true)}}
 	case a.daemon:
-		p.Name = fmt.Sprintf("%s-%s", a.name, strconv.FormatInt(int64(l.seq)+46656, 36))
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: a.name, Controller: ptr.To(true)}}
 	default:
-		p.Name = fmt.Sprintf("%s-5d8f7b9c6-%s", a.name, strconv.FormatInt(int64(l.seq)+1679616, 36))
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: a.name + "-5d8f7b9c6", Controller: ptr.To(true)}}
 	}
 	if a.gpu && !a.daemon {
@@ -561,16 +581,40 @@ func (l *Lab) createPod(a *app, n *corev1.Node, startNow bool) {
 		p.Spec.NodeName = n.Name
 		p.Status.PodIP = l.podIP(n.Name)
 	}
-	switch {
-	case n == nil:
-	case startNow:
-		l.runPod(p, n)
-	default:
-		l.startLater(p.Namespace, p.Name)
+	return p
+}
+
+// restorePods puts back the pods a saved lab had, where they were, before
+// the controllers fill in what is missing: a run resumed mid-drain finds
+// the pods it had not evicted yet. l.mu must be held.
+func (l *Lab) restorePods() {
+	for _, ps := range l.saved {
+		a := l.appIndex[ps.App]
+		if a == nil {
+			continue
+		}
+		var n *corev1.Node
+		if ps.Node != "" {
+			if n = l.cachedNode(ps.Node); n == nil {
+				continue // its node is gone: the pod went with it
+			}
+		}
+		if a.late && !l.appeared[a.key()] {
+			l.appeared[a.key()] = true
+			if err := l.addWorkloadObjects(a); err != nil {
+				continue
+			}
+		}
+		p := l.podObject(a, n, ps.Name)
+		switch {
+		case n != nil && ps.Running:
+			l.runPod(p, n)
+		case n != nil:
+			l.startLater(p.Namespace, p.Name) // it was starting
+		}
+		_ = l.addPod(p)
 	}
-	if err := l.addPod(p); err != nil {
-		return
-	}
+	l.saved = nil
 }
 
 // startLater starts a scheduled pod after the pod start-up time.

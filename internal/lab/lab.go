@@ -222,7 +222,9 @@ type Lab struct {
 	// synced is each node's readiness when its pods were last synced.
 	synced map[string]bool
 	// probes are the probe pods drover created (namespace/name).
-	probes    map[string]bool
+	probes map[string]bool
+	// saved are a restored lab's pods, put back at seeding.
+	saved     []PodState
 	nodeCache []*corev1.Node
 	nodeMap   map[string]*corev1.Node
 	// staleNodes are the Nodes written since the cache last read them;

@@ -731,3 +731,39 @@ func TestAThousandNodeLab(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestASavedLabKeepsItsPods: a lab saved and started again has the same
+// pods on the same nodes (a run resumed mid-drain finds the pods it had not
+// evicted), and new pods do not take the names of old ones.
+func TestASavedLabKeepsItsPods(t *testing.T) {
+	l, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(l *Lab, node string) []string {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		var out []string
+		for _, p := range l.store.sorted(l.store.onNode[node]) {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	before := names(l, "k8s-work-1")
+	st := l.Snapshot()
+	l.Close()
+	if len(before) < 3 || len(st.Pods) == 0 {
+		t.Fatalf("the lab had %d pods on k8s-work-1, %d saved", len(before), len(st.Pods))
+	}
+	again, err := New(Options{State: &st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if after := names(again, "k8s-work-1"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("k8s-work-1 runs %v after the restore, %v before", after, before)
+	}
+	if again.seq != st.Seq {
+		t.Fatalf("the pod sequence restarts at %d, not %d", again.seq, st.Seq)
+	}
+}

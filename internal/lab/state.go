@@ -7,12 +7,15 @@ import (
 	"sort"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/prox-ops/drover/internal/version"
 )
 
 // State is the lab cluster saved between processes (--lab-state), so a
 // crashed rehearsal can be resumed: the VMs and their versions, which
-// nodes are cordoned, the templates, etcd, and the virtual time.
+// nodes are cordoned, the templates, etcd, the workloads' pods and where
+// they ran, and the virtual time.
 type State struct {
 	Clock     time.Time          `json:"clock"`
 	VMs       map[string]VMState `json:"vms"`
@@ -20,6 +23,17 @@ type State struct {
 	Etcd      EtcdState          `json:"etcd"`
 	// Stats carry the safety counters across processes.
 	Stats Stats `json:"stats"`
+	// Pods are the workloads' pods and where they ran; Seq names the next.
+	Pods []PodState `json:"pods,omitempty"`
+	Seq  int        `json:"seq,omitempty"`
+}
+
+// PodState is one pod of a workload.
+type PodState struct {
+	App     string `json:"app"` // namespace/name
+	Name    string `json:"name"`
+	Node    string `json:"node,omitempty"`
+	Running bool   `json:"running,omitempty"`
 }
 
 // VMState is one VM.
@@ -56,6 +70,12 @@ func (l *Lab) Snapshot() State {
 	for k, v := range l.etcd.members {
 		st.Etcd.Members[k] = v
 	}
+	for _, p := range l.store.sorted(l.store.all) {
+		if a := l.appOf(p); a != nil {
+			st.Pods = append(st.Pods, PodState{App: a.key(), Name: p.Name, Node: p.Spec.NodeName, Running: p.Status.Phase == corev1.PodRunning})
+		}
+	}
+	st.Seq = l.seq
 	return st
 }
 
@@ -110,6 +130,7 @@ func (l *Lab) restore(st *State) error {
 		l.tmpl[t] = true
 	}
 	l.stats = st.Stats
+	l.saved, l.seq = st.Pods, st.Seq
 	l.etcd = etcdState{members: map[string]uint64{}, leader: st.Etcd.Leader, nextID: st.Etcd.NextID}
 	for k, v := range st.Etcd.Members {
 		l.etcd.members[k] = v
