@@ -931,3 +931,87 @@ func TestTheGateLoop(t *testing.T) {
 		})
 	}
 }
+
+// slowCreate makes a VM's creation take extra on the clock.
+type slowCreate struct {
+	*recorder
+	extra time.Duration
+}
+
+func (s slowCreate) Create(ctx context.Context, ns []plan.Node, at version.Pair) error {
+	_ = s.clk.Sleep(ctx, s.extra)
+	return s.recorder.Create(ctx, ns, at)
+}
+
+// TestANodeOverItsTargetIsNamed: an upgraded node that took longer than
+// the PRD's target is marked in the report; one under it is not.
+func TestANodeOverItsTargetIsNamed(t *testing.T) {
+	for _, tc := range []struct {
+		extra  time.Duration
+		missed bool
+	}{{0, false}, {10 * time.Minute, true}} {
+		clk := clock.NewVirtual(time.Unix(0, 0))
+		rec := newRecorder(clk)
+		eng, _ := newEngine(clk, rec, &gate{fn: alwaysPass})
+		eng.Replacer = slowCreate{recorder: rec, extra: tc.extra}
+		rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := rep.Node("w-1")
+		if w.MissedTarget != tc.missed || w.TargetSeconds != rollout.CattleNodeTarget.Seconds() {
+			t.Errorf("create +%s: w-1 took %s, missed %v (target %vs)", tc.extra, w.Duration, w.MissedTarget, w.TargetSeconds)
+		}
+	}
+}
+
+// TestTheRunHeaderAndTheSoak: without a header the journal's first entry
+// still says what the run is; a worker with no soak configured has no
+// soak step, a control-plane node has its soak.
+func TestTheRunHeaderAndTheSoak(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	rec := newRecorder(clk)
+	eng, j := newEngine(clk, rec, &gate{fn: alwaysPass})
+	rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := j.Entries()[0].Header; h == nil || h.Strategy != "cattle" || !strings.Contains(h.To, "v1.12.0") {
+		t.Fatalf("first entry %+v", j.Entries()[0])
+	}
+	soaked := func(node string) bool {
+		for _, s := range rep.Node(node).Steps {
+			if s.Step == rollout.StepSoak {
+				return true
+			}
+		}
+		return false
+	}
+	if !soaked("cp-1") || soaked("w-1") {
+		t.Fatalf("soak: cp-1 %v, w-1 %v", soaked("cp-1"), soaked("w-1"))
+	}
+}
+
+// memoryGate checks the gate hands every run the same memory.
+type memoryGate struct{ seen []*rollout.Memory }
+
+func (g *memoryGate) Check(_ context.Context, in rollout.GateInput) rollout.HealthResult {
+	g.seen = append(g.seen, in.Memory)
+	return rollout.HealthResult{Checks: []rollout.CheckResult{{Name: "Stub", Passed: true}}}
+}
+
+// TestTheGateKeepsItsMemory: the runs of one gate share one memory (the
+// restart counts), given or made.
+func TestTheGateKeepsItsMemory(t *testing.T) {
+	clk := clock.NewVirtual(time.Unix(0, 0))
+	for _, given := range []*rollout.Memory{nil, rollout.NewMemory()} {
+		g := &memoryGate{}
+		loop := rollout.Gate{Checks: g, Clock: clk, Timeout: time.Hour, Interval: time.Second, Attempts: 1, Passes: 2}
+		if _, err := loop.Run(context.Background(), rollout.GateInput{Memory: given}); err != nil {
+			t.Fatal(err)
+		}
+		if len(g.seen) != 2 || g.seen[0] == nil || g.seen[0] != g.seen[1] || given != nil && g.seen[0] != given {
+			t.Fatalf("memories %v (given %p)", g.seen, given)
+		}
+	}
+}

@@ -25,6 +25,7 @@ func TestErrorMessages(t *testing.T) {
 		{&HealthFailedError{Result: failing}, "health gate failed for the cluster: Pod Health"},
 		{&HealthFailedError{Node: "w-1", Result: passing, Streak: 1, Want: 2}, "health gate for node w-1 timed out with 1 of 2 passing runs in a row"},
 		{&HealthFailedError{Node: "w-1", Result: failing, Streak: 0, Want: 2}, "health gate failed for node w-1: Pod Health"},
+		{&HealthFailedError{Node: "w-1", Result: passing, Want: 0}, "health gate failed for node w-1: "},
 		{&InterruptedError{}, "interrupted between batches; resume with drover upgrade --resume"},
 		{&InterruptedError{Cause: boom}, "stopped (boom) between batches; resume with drover upgrade --resume"},
 		{&InterruptedError{Node: "w-1", Step: StepDrain, VMExists: true}, "interrupted during drain of node w-1: uncordoned on its current VM; resume with drover upgrade --resume"},
@@ -49,6 +50,7 @@ func TestHealthSummary(t *testing.T) {
 		{"all passed", "w-1", HealthResult{Checks: []CheckResult{{Name: "A", Passed: true}, {Name: "B", Passed: true}}}, "✅ Node w-1: 2/2 health checks passed"},
 		{"one failed, one skipped", "w-1", HealthResult{Checks: []CheckResult{{Name: "A", Passed: true}, {Name: "B"}, {Name: "C", Skipped: true}}}, "❌ Node w-1: 1/2 health checks passed (failed: B), 1 skipped"},
 		{"the cluster names the failed nodes", "", HealthResult{Checks: []CheckResult{{Name: "B", FailedNodes: []string{"w-3", "w-4"}}}}, "❌ Cluster: 0/1 health checks passed (failed: B on w-3, w-4)"},
+		{"a failure with no node to name", "", HealthResult{Checks: []CheckResult{{Name: "B"}}}, "❌ Cluster: 0/1 health checks passed (failed: B)"},
 		{"a node's summary does not", "w-3", HealthResult{Checks: []CheckResult{{Name: "B", FailedNodes: []string{"w-3"}}}}, "❌ Node w-3: 0/1 health checks passed (failed: B)"},
 		{"known before the run", "", HealthResult{Checks: []CheckResult{{Name: "A", Passed: true, Known: []string{known.Text}}}}, "✅ Cluster: 1/1 health checks passed, 1 known before the run"},
 	}

@@ -52,6 +52,12 @@ func TestResumeAtTrustsTheClusterOverTheJournal(t *testing.T) {
 		{"pets worker: at the target", version.Pets, false, Sighting{Exists: true, Ready: true, Versions: at(petsTo)}, StepUpgrade, StepWaitReady},
 		{"pets worker: rebooting, still reporting the old version", version.Pets, false, Sighting{Exists: true, Ready: false, Versions: at(old)}, StepUpgrade, StepWaitReady},
 		{"pets worker: upgrade never happened", version.Pets, false, Sighting{Exists: true, Ready: true, Versions: at(old)}, StepUpgrade, StepCordon},
+		{"pets worker: not Ready before its upgrade started: the journal decides", version.Pets, false, Sighting{Exists: true, Ready: false, Versions: at(old)}, StepDrain, StepCordon},
+		{"pets worker: not Ready after its wait began", version.Pets, false, Sighting{Exists: true, Ready: false, Versions: at(old)}, StepWaitReady, StepWaitReady},
+		{"pets worker: not Ready, but done: start again", version.Pets, false, Sighting{Exists: true, Ready: false, Versions: at(old)}, StepDone, StepCordon},
+		{"cattle worker: old, the journal says cordon", version.Cattle, false, Sighting{Exists: true, Ready: true, Versions: at(old), VM: &yes}, StepCordon, StepCordon},
+		{"cattle worker: old, the journal says drain", version.Cattle, false, Sighting{Exists: true, Ready: true, Versions: at(old), VM: &yes}, StepDrain, StepCordon},
+		{"cattle worker: VM there, no Node, the journal says destroy", version.Cattle, false, Sighting{VM: &yes}, StepDestroy, StepDestroy},
 		{"pets control plane: upgrade never happened: the guard again", version.Pets, true, Sighting{Exists: true, Ready: true, Versions: at(old), Member: &yes}, StepUpgrade, StepEtcdGuard},
 		{"pets control plane: nothing observable, the journal says drain: the guard again", version.Pets, true, Sighting{}, StepDrain, StepEtcdGuard},
 	}
@@ -118,5 +124,27 @@ func TestReadResumeTable(t *testing.T) {
 				t.Fatalf("state %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestNextStep(t *testing.T) {
+	for _, tc := range []struct{ s, want Step }{
+		{StepPreflight, StepEtcdGuard}, {StepHealth, StepSoak}, {StepSoak, StepDone}, {StepDone, StepDone}, {Step("nonsense"), StepDone},
+	} {
+		if got := next(tc.s); got != tc.want {
+			t.Errorf("next(%s) = %s, want %s", tc.s, got, tc.want)
+		}
+	}
+}
+
+// TestInFlight: only nodes caught mid-step are in flight, not the done,
+// the halted or the untouched.
+func TestInFlight(t *testing.T) {
+	st := &ResumeState{Nodes: map[string]*NodeState{
+		"done": {Done: true}, "halted": {Halted: true, ResumeAt: StepCordon}, "untouched": {},
+		"mid-drain": {ResumeAt: StepCordon}, "mid-create": {ResumeAt: StepCreate},
+	}}
+	if got := st.InFlight(); len(got) != 2 || got[0] != "mid-create" || got[1] != "mid-drain" {
+		t.Fatalf("in flight: %v", got)
 	}
 }
