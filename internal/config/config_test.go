@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,5 +184,92 @@ func TestSnapshotEndpointsAccepted(t *testing.T) {
 		if _, err := Parse("drover.yaml", []byte(y)); err != nil {
 			t.Errorf("%s: %v", ep, err)
 		}
+	}
+}
+
+// TestTheDocumentedDefaults: the step durations the ETA falls back on and
+// the Terraform lock timeout, as examples/prox-ops/drover.yaml documents
+// them.
+func TestTheDocumentedDefaults(t *testing.T) {
+	d := Defaults()
+	s := d.Rollout.StepDurations
+	for name, tc := range map[string]struct{ got, want time.Duration }{
+		"drain": {s.Drain.Duration, time.Minute}, "destroy": {s.Destroy.Duration, 20 * time.Second},
+		"create": {s.Create.Duration, 210 * time.Second}, "upgrade": {s.Upgrade.Duration, 2 * time.Minute},
+		"template": {s.Template.Duration, 10 * time.Minute}, "health": {s.Health.Duration, 30 * time.Second},
+		"kubernetes": {s.Kubernetes.Duration, 10 * time.Minute}, "terraform.lockTimeout": {d.Terraform.LockTimeout.Duration, 5 * time.Minute},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: %s, want %s", name, tc.got, tc.want)
+		}
+	}
+}
+
+// TestAConfigFileAtTheSizeLimit: a file of MaxFileSize bytes loads, one
+// byte more is refused.
+func TestAConfigFileAtTheSizeLimit(t *testing.T) {
+	for _, tc := range []struct {
+		size int
+		ok   bool
+	}{{MaxFileSize, true}, {MaxFileSize + 1, false}} {
+		body := validYAML + "# "
+		body += strings.Repeat("x", tc.size-len(body)-1) + "\n"
+		path := filepath.Join(t.TempDir(), "drover.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(path); (err == nil) != tc.ok {
+			t.Errorf("%d bytes: err = %v", tc.size, err)
+		}
+	}
+}
+
+// TestBoundariesThatAreAccepted: the smallest accepted values, and the
+// forms of a few fields that are fine.
+func TestBoundariesThatAreAccepted(t *testing.T) {
+	for name, extra := range map[string]string{
+		"one attempt, one pass": "rollout:\n  healthAttempts: 1\n  healthPasses: 1\n  drainAttempts: 1\n",
+		"one snapshot kept":     "talos:\n  etcdSnapshotsKeep: 1\n",
+		"an http alertmanager":  "health:\n  alertmanager:\n    url: http://127.0.0.1:9093\n",
+		"a webhook variable":    "notifications:\n  discord:\n    webhookEnv: DROVER_DISCORD_1\n",
+		"nodes without VM ids (found in the Terraform state)": "",
+	} {
+		y := validYAML + extra
+		if name == "nodes without VM ids (found in the Terraform state)" {
+			y = strings.ReplaceAll(strings.ReplaceAll(validYAML, "    vmId: 101\n", ""), "    vmId: 201\n", "")
+		}
+		if _, err := Parse("drover.yaml", []byte(y)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for name, tc := range map[string]struct{ extra, field string }{
+		"no snapshot kept":         {"talos:\n  etcdSnapshotsKeep: 0\n", "talos.etcdSnapshotsKeep"},
+		"no drain attempt":         {"rollout:\n  drainAttempts: 0\n", "rollout.drainAttempts"},
+		"a webhook variable name":  {"notifications:\n  discord:\n    webhookEnv: \"has space\"\n", "notifications.discord.webhookEnv"},
+		"an address with a space":  {"", "nodes[1].terraformAddress"},
+		"a negative VM id":         {"", "nodes[1].vmId"},
+		"an alertmanager over ftp": {"health:\n  alertmanager:\n    url: ftp://127.0.0.1\n", "health.alertmanager.url"},
+	} {
+		y := validYAML + tc.extra
+		switch name {
+		case "an address with a space":
+			y = validYAML + "    terraformAddress: module.nodes[\"w 1\"]\n"
+		case "a negative VM id":
+			y = strings.Replace(validYAML, "vmId: 201", "vmId: -1", 1)
+		}
+		_, err := Parse("drover.yaml", []byte(y))
+		if err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: err = %v, want %s named", name, err, tc.field)
+		}
+	}
+}
+
+// TestAProblemWithoutALine is printed without a line number.
+func TestAProblemWithoutALine(t *testing.T) {
+	if got := (Problem{Field: "nodes", Msg: "x"}).String(); strings.Contains(got, "line") {
+		t.Fatalf("%q", got)
+	}
+	if got := (Problem{Field: "nodes", Line: 1, Msg: "x"}).String(); !strings.HasPrefix(got, "line 1: ") {
+		t.Fatalf("%q", got)
 	}
 }

@@ -37,6 +37,10 @@ func TestMaintenanceWindow(t *testing.T) {
 		{"wrapping: the end is exclusive", MaintenanceWindow{Start: "22:00", End: "04:00"}, "2026-01-01T04:00:00Z", false},
 		{"wrapping: before midnight counts for that day", MaintenanceWindow{Days: []string{"Thu"}, Start: "22:00", End: "04:00"}, "2026-01-01T23:00:00Z", true},
 		{"an empty window is never open", MaintenanceWindow{Start: "02:00", End: "02:00"}, "2026-01-01T02:00:00Z", false},
+		{"minutes count: a minute before 02:30", MaintenanceWindow{Start: "02:30", End: "06:15"}, "2026-01-01T02:29:00Z", false},
+		{"minutes count: at 02:30", MaintenanceWindow{Start: "02:30", End: "06:15"}, "2026-01-01T02:30:00Z", true},
+		{"minutes count: 06:14 is in", MaintenanceWindow{Start: "02:30", End: "06:15"}, "2026-01-01T06:14:00Z", true},
+		{"minutes count: 06:15 is out", MaintenanceWindow{Start: "02:30", End: "06:15"}, "2026-01-01T06:15:00Z", false},
 		{"day names in any case", MaintenanceWindow{Days: []string{"THURSDAY"}, Start: "02:00", End: "06:00"}, "2026-01-01T03:00:00Z", true},
 	}
 	for _, tc := range tests {
