@@ -124,7 +124,7 @@ func Engine(cfg config.Config, a Adapters) *rollout.Engine {
 
 // TalosAPI is the Talos API adapter with the configured timeouts.
 func TalosAPI(cfg config.Config, c *client.Client, clk clock.Clock, log func(node, msg string)) *talos.API {
-	return &talos.API{C: c, Clock: clk, Talos: cfg.Talos, RebootTimeout: cfg.Rollout.ReadyTimeout.Duration, PollInterval: PollInterval, Log: log}
+	return &talos.API{Client: c, Clock: clk, Talos: cfg.Talos, RebootTimeout: cfg.Rollout.ReadyTimeout.Duration, PollInterval: PollInterval, Log: log}
 }
 
 // Settings are an engine's settings, everything that is not an adapter:

@@ -364,7 +364,7 @@ func PDBSelects(pdb *policyv1.PodDisruptionBudget, p *corev1.Pod) bool {
 	return sel.Matches(labels.Set(p.Labels))
 }
 
-// NotReadyYet explains why a node does not yet count as back.
+// notReadyYet explains why a node does not yet count as back.
 func notReadyYet(n *corev1.Node, want rollout.ReadyWant) string {
 	if want.NotUID != "" && string(n.UID) == want.NotUID {
 		return "only the old Node object is present (same UID); waiting for the new node to register"

@@ -22,9 +22,9 @@ import (
 // API talks to every node through one Talos client; the node travels in
 // the context (client.WithNode), so one client serves all of them.
 type API struct {
-	C     *client.Client
-	Clock clock.Clock
-	Talos config.Talos
+	Client *client.Client
+	Clock  clock.Clock
+	Talos  config.Talos
 	// RebootTimeout bounds the wait for a node to answer at its new version.
 	RebootTimeout time.Duration
 	// PollInterval is how often the wait asks the node's version.
@@ -50,7 +50,7 @@ func (a *API) nodeCtx(ctx context.Context, n config.Node) context.Context {
 
 // NodeVersion asks the node which Talos it runs.
 func (a *API) NodeVersion(ctx context.Context, n config.Node) (version.Version, error) {
-	resp, err := a.C.Version(a.nodeCtx(ctx, n))
+	resp, err := a.Client.Version(a.nodeCtx(ctx, n))
 	if err != nil {
 		return version.Version{}, fmt.Errorf("talos version of %s: %w", n.Name, err)
 	}
@@ -96,13 +96,13 @@ func (a *API) Upgrade(ctx context.Context, pn plan.Node, to version.Pair) error 
 		if err := a.lifecycleUpgrade(nctx, n, image); err != nil {
 			return err
 		}
-		if err := a.C.Reboot(nctx); err != nil {
+		if err := a.Client.Reboot(nctx); err != nil {
 			return fmt.Errorf("reboot %s: %w", n.Name, err)
 		}
 	} else {
 		a.log(n.Name, "Talos %s predates the LifecycleService API: upgrading through the legacy MachineService Upgrade", cur)
 		//nolint:staticcheck // SA1019: deprecated for the LifecycleService, which nodes before Talos v1.13 do not have
-		if _, err := a.C.UpgradeWithOptions(nctx, client.WithUpgradeImage(image)); err != nil {
+		if _, err := a.Client.UpgradeWithOptions(nctx, client.WithUpgradeImage(image)); err != nil {
 			return fmt.Errorf("upgrade %s (legacy API): %w", n.Name, err)
 		}
 	}
@@ -114,7 +114,7 @@ func containerd() *common.ContainerdInstance {
 }
 
 func (a *API) lifecycleUpgrade(ctx context.Context, n config.Node, image string) error {
-	pull, err := a.C.ImageClient.Pull(ctx, &machineapi.ImageServicePullRequest{Containerd: containerd(), ImageRef: image})
+	pull, err := a.Client.ImageClient.Pull(ctx, &machineapi.ImageServicePullRequest{Containerd: containerd(), ImageRef: image})
 	if err != nil {
 		return fmt.Errorf("pull %s on %s: %w", image, n.Name, err)
 	}
@@ -126,7 +126,7 @@ func (a *API) lifecycleUpgrade(ctx context.Context, n config.Node, image string)
 			return fmt.Errorf("pull %s on %s: %w", image, n.Name, err)
 		}
 	}
-	st, err := a.C.LifecycleClient.Upgrade(ctx, &machineapi.LifecycleServiceUpgradeRequest{
+	st, err := a.Client.LifecycleClient.Upgrade(ctx, &machineapi.LifecycleServiceUpgradeRequest{
 		Containerd: containerd(), Source: &machineapi.InstallArtifactsSource{ImageName: image},
 	})
 	if err != nil {
@@ -188,7 +188,7 @@ var _ EtcdAPI = Etcd{}
 
 // Members lists the etcd members, as seen from node.
 func (e Etcd) Members(ctx context.Context, n config.Node) ([]Member, error) {
-	resp, err := e.API.C.EtcdMemberList(e.API.nodeCtx(ctx, n), &machineapi.EtcdMemberListRequest{})
+	resp, err := e.API.Client.EtcdMemberList(e.API.nodeCtx(ctx, n), &machineapi.EtcdMemberListRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("etcd members via %s: %w", n.Name, err)
 	}
@@ -203,7 +203,7 @@ func (e Etcd) Members(ctx context.Context, n config.Node) ([]Member, error) {
 
 // Status is the node's etcd member status.
 func (e Etcd) Status(ctx context.Context, n config.Node) (Status, error) {
-	resp, err := e.API.C.EtcdStatus(e.API.nodeCtx(ctx, n))
+	resp, err := e.API.Client.EtcdStatus(e.API.nodeCtx(ctx, n))
 	if err != nil {
 		return Status{}, fmt.Errorf("etcd status of %s: %w", n.Name, err)
 	}
@@ -216,7 +216,7 @@ func (e Etcd) Status(ctx context.Context, n config.Node) (Status, error) {
 
 // Snapshot streams an etcd snapshot from node into w.
 func (e Etcd) Snapshot(ctx context.Context, n config.Node, w io.Writer) error {
-	r, err := e.API.C.EtcdSnapshot(e.API.nodeCtx(ctx, n), &machineapi.EtcdSnapshotRequest{})
+	r, err := e.API.Client.EtcdSnapshot(e.API.nodeCtx(ctx, n), &machineapi.EtcdSnapshotRequest{})
 	if err != nil {
 		return fmt.Errorf("etcd snapshot from %s: %w", n.Name, err)
 	}
@@ -229,7 +229,7 @@ func (e Etcd) Snapshot(ctx context.Context, n config.Node, w io.Writer) error {
 
 // ForfeitLeadership moves etcd leadership away from node.
 func (e Etcd) ForfeitLeadership(ctx context.Context, n config.Node) error {
-	if _, err := e.API.C.EtcdForfeitLeadership(e.API.nodeCtx(ctx, n), &machineapi.EtcdForfeitLeadershipRequest{}); err != nil {
+	if _, err := e.API.Client.EtcdForfeitLeadership(e.API.nodeCtx(ctx, n), &machineapi.EtcdForfeitLeadershipRequest{}); err != nil {
 		return fmt.Errorf("etcd forfeit leadership on %s: %w", n.Name, err)
 	}
 	return nil
@@ -237,7 +237,7 @@ func (e Etcd) ForfeitLeadership(ctx context.Context, n config.Node) error {
 
 // LeaveCluster removes node's member from etcd.
 func (e Etcd) LeaveCluster(ctx context.Context, n config.Node) error {
-	if err := e.API.C.EtcdLeaveCluster(e.API.nodeCtx(ctx, n), &machineapi.EtcdLeaveClusterRequest{}); err != nil {
+	if err := e.API.Client.EtcdLeaveCluster(e.API.nodeCtx(ctx, n), &machineapi.EtcdLeaveClusterRequest{}); err != nil {
 		return fmt.Errorf("etcd leave cluster on %s: %w", n.Name, err)
 	}
 	return nil

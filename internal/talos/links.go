@@ -19,11 +19,11 @@ import (
 func (a *API) Links(ctx context.Context, pn plan.Node) ([]rollout.Link, error) {
 	n := pn.Node
 	nctx := a.nodeCtx(ctx, n)
-	links, err := safe.StateListAll[*network.LinkStatus](nctx, a.C.COSI)
+	links, err := safe.StateListAll[*network.LinkStatus](nctx, a.Client.COSI)
 	if err != nil {
 		return nil, fmt.Errorf("list the network links of %s: %w", n.Name, err)
 	}
-	addrs, err := safe.StateListAll[*network.AddressStatus](nctx, a.C.COSI)
+	addrs, err := safe.StateListAll[*network.AddressStatus](nctx, a.Client.COSI)
 	if err != nil {
 		return nil, fmt.Errorf("list the addresses of %s: %w", n.Name, err)
 	}

@@ -67,7 +67,7 @@ func connect(t *testing.T, f *testenv.TalosAPI) (*API, *logBuf) {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	logs := &logBuf{}
-	return &API{C: c, Clock: clock.Real{}, Talos: talosCfg, RebootTimeout: 15 * time.Second, PollInterval: 50 * time.Millisecond, Log: logs.log}, logs
+	return &API{Client: c, Clock: clock.Real{}, Talos: talosCfg, RebootTimeout: 15 * time.Second, PollInterval: 50 * time.Millisecond, Log: logs.log}, logs
 }
 
 func pn(n config.Node, from string) plan.Node {
@@ -424,7 +424,7 @@ func TestBase64Talosconfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &API{C: c, Clock: clock.Real{}, Talos: talosCfg}
+	api := &API{Client: c, Clock: clock.Real{}, Talos: talosCfg}
 	if v, err := api.NodeVersion(context.Background(), config.Node{Name: "w-1", IP: "127.0.0.21"}); err != nil || v.String() != "v1.13.0" {
 		t.Fatalf("the decoded talosconfig does not work: %s %v", v, err)
 	}
