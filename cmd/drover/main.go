@@ -16,6 +16,9 @@ import (
 func main() {
 	s := cli.OSStreams()
 	s.Where = &cli.Whereabouts{}
+	// The lab's rehearsed crash (--lab-crash-at) is an abrupt exit by
+	// design, like a SIGKILL: only main exits.
+	s.Crash = func() { os.Exit(137) }
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)

@@ -25,6 +25,7 @@ import (
 	"github.com/prox-ops/drover/internal/metrics"
 	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/runreport"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -131,24 +132,15 @@ type upgradeOutput struct {
 	// Approved: the run was approved with --approve.
 	Approved bool `json:"approved"`
 	// Trigger says who and what started the run.
-	Trigger *Trigger `json:"trigger,omitempty"`
+	Trigger *runreport.Trigger `json:"trigger,omitempty"`
 	// VersionSources says where each node's version was read.
 	VersionSources map[string]string `json:"versionSources,omitempty"`
 }
 
-// Trigger is who and what started a run, from the GitHub Actions
+// triggerOf is who and what started the run, from the GitHub Actions
 // environment when there is one.
-type Trigger struct {
-	Actor      string `json:"actor,omitempty"`
-	Repository string `json:"repository,omitempty"`
-	PR         string `json:"pullRequest,omitempty"`
-	SHA        string `json:"commit,omitempty"`
-	Workflow   string `json:"workflow,omitempty"`
-	RunURL     string `json:"runUrl,omitempty"`
-}
-
-func triggerOf(s Streams) *Trigger {
-	t := &Trigger{Actor: s.getenv("GITHUB_ACTOR"), Repository: s.getenv("GITHUB_REPOSITORY"), SHA: s.getenv("GITHUB_SHA"),
+func triggerOf(s Streams) *runreport.Trigger {
+	t := &runreport.Trigger{Actor: s.getenv("GITHUB_ACTOR"), Repository: s.getenv("GITHUB_REPOSITORY"), SHA: s.getenv("GITHUB_SHA"),
 		Workflow: s.getenv("GITHUB_WORKFLOW"), PR: s.getenv("DROVER_PR_NUMBER")}
 	if ref := s.getenv("GITHUB_REF"); t.PR == "" && strings.HasPrefix(ref, "refs/pull/") {
 		t.PR = strings.Split(strings.TrimPrefix(ref, "refs/pull/"), "/")[0]
@@ -156,7 +148,7 @@ func triggerOf(s Streams) *Trigger {
 	if srv, id := s.getenv("GITHUB_SERVER_URL"), s.getenv("GITHUB_RUN_ID"); srv != "" && id != "" && t.Repository != "" {
 		t.RunURL = srv + "/" + t.Repository + "/actions/runs/" + id
 	}
-	if *t == (Trigger{}) {
+	if *t == (runreport.Trigger{}) {
 		u := s.getenv("USER")
 		if u == "" {
 			u = "unknown"

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
 )
 
@@ -25,20 +26,12 @@ type Trigger struct {
 	RunURL     string `json:"runUrl,omitempty"`
 }
 
-// Notification is one notification the run sent.
-type Notification struct {
-	Event     string `json:"event"`
-	Delivered bool   `json:"delivered"`
-	Attempts  int    `json:"attempts"`
-	Error     string `json:"error,omitempty"`
-}
-
 // Doc is what a report is made of: the run's report and what came with it.
 type Doc struct {
 	rollout.Report
-	Trigger       *Trigger       `json:"trigger,omitempty"`
-	Notifications []Notification `json:"notifications,omitempty"`
-	Rationale     string         `json:"rationale,omitempty"`
+	Trigger       *Trigger          `json:"trigger,omitempty"`
+	Notifications []notify.Delivery `json:"notifications,omitempty"`
+	Rationale     string            `json:"rationale,omitempty"`
 	// Source says where the run was read from (a report file, a journal).
 	Source string `json:"-"`
 }
