@@ -452,20 +452,7 @@ func artifactDir(t *testing.T, root string) string {
 
 func tfBinary(t *testing.T) string {
 	t.Helper()
-	testenv.TerraformProvider(t, "../terraform/testdata/provider")
-	if b := os.Getenv("DROVER_TF_BIN"); b != "" {
-		return b
-	}
-	for _, b := range []string{"tofu", "terraform"} {
-		if p, err := exec.LookPath(b); err == nil {
-			return p
-		}
-	}
-	if os.Getenv(testenv.EnvRequired) != "" {
-		t.Fatal("no terraform or tofu binary, and the integration tier is required")
-	}
-	t.Skip("no terraform or tofu binary; make test provides one")
-	return ""
+	return testenv.Terraform(t, "../terraform/testdata/provider")
 }
 
 // writeRepo writes the infrastructure repository: drover.yaml and the

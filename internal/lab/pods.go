@@ -3,6 +3,7 @@ package lab
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -128,28 +129,18 @@ func (l *Lab) trackerPods(ns string) []*corev1.Pod {
 	}
 	slices.SortFunc(out, func(a, b *corev1.Pod) int {
 		if a.Namespace != b.Namespace {
-			return cmpString(a.Namespace, b.Namespace)
+			return strings.Compare(a.Namespace, b.Namespace)
 		}
-		return cmpString(a.Name, b.Name)
+		return strings.Compare(a.Name, b.Name)
 	})
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // probesOn returns the probe pods on node; l.mu must be held.
 func (l *Lab) probesOn(node string) []*corev1.Pod {
 	var out []*corev1.Pod
 	for _, key := range slices.Sorted(maps.Keys(l.probes)) {
-		ns, name := splitKey(key)
+		ns, name, _ := strings.Cut(key, "/")
 		obj, err := l.Client.Tracker().Get(podsGVR, ns, name)
 		if err != nil {
 			delete(l.probes, key) // deleted by the gate
@@ -160,15 +151,6 @@ func (l *Lab) probesOn(node string) []*corev1.Pod {
 		}
 	}
 	return out
-}
-
-func splitKey(key string) (ns, name string) {
-	for i := range len(key) {
-		if key[i] == '/' {
-			return key[:i], key[i+1:]
-		}
-	}
-	return "", key
 }
 
 var nodeGVK = schema.GroupVersionKind{Version: "v1", Kind: "Node"}
@@ -208,7 +190,7 @@ func (l *Lab) nodes() []*corev1.Node {
 			l.nodeCache = nil
 			continue
 		}
-		if i, ok := slices.BinarySearchFunc(l.nodeCache, name, func(n *corev1.Node, name string) int { return cmpString(n.Name, name) }); ok {
+		if i, ok := slices.BinarySearchFunc(l.nodeCache, name, func(n *corev1.Node, name string) int { return strings.Compare(n.Name, name) }); ok {
 			l.nodeCache[i] = l.nodeMap[name]
 		}
 	}

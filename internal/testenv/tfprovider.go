@@ -110,3 +110,25 @@ func BuildTerraformProvider(dir string) (string, error) {
 	}
 	return rc, nil
 }
+
+// Terraform is the Terraform (or OpenTofu) binary the tests run, set up
+// with the stand-in provider whose sources are at providerDir (see
+// TerraformProvider): $DROVER_TF_BIN (make test), else tofu or terraform on
+// PATH. Without one the test skips, or fails when the tier is required.
+func Terraform(t testing.TB, providerDir string) string {
+	t.Helper()
+	TerraformProvider(t, providerDir)
+	if b := os.Getenv("DROVER_TF_BIN"); b != "" {
+		return b
+	}
+	for _, b := range []string{"tofu", "terraform"} {
+		if p, err := exec.LookPath(b); err == nil {
+			return p
+		}
+	}
+	if required() {
+		t.Fatal("no terraform or tofu binary, and the integration tier is required (make test provides one)")
+	}
+	t.Skip("no terraform or tofu binary; make test provides one")
+	return ""
+}
