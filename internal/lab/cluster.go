@@ -217,7 +217,11 @@ func (l *Lab) installAPI() {
 		return true, nil, nil
 	})
 	// Any other write to a Node (a cordon, an annotation) is seen by the
-	// simulated controllers at their next pass.
+	// simulated controllers at their next pass. The fake tracker patches
+	// by reading, merging and replacing without a resourceVersion check,
+	// so a write through the API holds l.mu: otherwise a patch read before
+	// the simulated kubelet's status update would replace it (the node
+	// would stay NotReady after its reboot).
 	write := k8stesting.ObjectReaction(l.Client.Tracker())
 	l.Client.PrependReactor("*", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		var name string
@@ -229,6 +233,8 @@ func (l *Lab) installAPI() {
 		default:
 			return false, nil, nil
 		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		handled, obj, err := write(a)
 		l.nodeChanged(name) // after the write: the next pass reads it
 		return handled, obj, err
@@ -811,12 +817,23 @@ func (l *Lab) observeApp(a *app) {
 }
 
 func (l *Lab) controlLoop() {
+	if !l.pass() {
+		return
+	}
+	// The fake clientset holds its own lock while a reactor runs, and the
+	// reactors take l.mu: the recorded actions are dropped without l.mu.
+	l.Client.ClearActions()
+}
+
+// pass is one pass of the simulated controllers; false once the lab is
+// closed.
+func (l *Lab) pass() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
-		return
+		return false
 	}
 	l.reconcile()
 	l.refreshResources()
-	l.Client.ClearActions()
+	return true
 }

@@ -2,11 +2,13 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/plan"
@@ -114,5 +116,48 @@ func TestPetsUpgradeKeepsTheNodeObject(t *testing.T) {
 	}
 	if after.Allocatable[kube.GPUResource] != "1" {
 		t.Fatalf("GPU lost: %v", after.Allocatable)
+	}
+}
+
+// The fake tracker patches by read, merge and replace with no
+// resourceVersion check; the lab's kubelets write the same Node. Writes
+// through the API while the kubelet posts its status must lose neither,
+// and the controllers' passes must not deadlock with them (a deadlock
+// ends this test at the go test timeout).
+func TestNodeWritesThroughTheAPILoseNoKubeletStatus(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	const name, writes = "k8s-work-3", 200
+	done := make(chan error, 1)
+	go func() {
+		for i := range writes {
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{"test/%d":"x"}}}`, i)
+			if _, err := l.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := range writes {
+		l.mu.Lock()
+		l.setNodeReady(name, i%2 == 1, nil)
+		l.mu.Unlock()
+		l.controlLoop()
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !kube.IsReady(n) {
+		t.Error("the kubelet's last status (Ready) was lost to a concurrent patch")
+	}
+	for i := range writes {
+		if _, ok := n.Annotations[fmt.Sprintf("test/%d", i)]; !ok {
+			t.Fatalf("annotation test/%d was lost to a concurrent status write", i)
+		}
 	}
 }
