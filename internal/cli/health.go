@@ -48,6 +48,7 @@ step summary. With --lab, --lab-fault NODE=dns-down|ceph-warn|flux-failed|
 gpu-lost|crashloop breaks a category from the start.`,
 		Example: `  drover health --lab --node k8s-work-1
   drover health --lab --lab-fault k8s-work-1=dns-down --node k8s-work-1 --output json
+  drover health --lab --lab-nodes 1000 --node worker-42
   drover health --config drover.yaml --node k8s-work-4 --output markdown >> "$GITHUB_STEP_SUMMARY"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd.Context(), s) },
@@ -56,6 +57,7 @@ gpu-lost|crashloop breaks a category from the start.`,
 	fs.StringVarP(&f.src.configPath, "config", "c", "", "drover.yaml describing the cluster")
 	fs.BoolVar(&f.src.lab, "lab", false, "check the embedded lab cluster")
 	fs.StringArrayVar(&f.src.labFaults, "lab-fault", nil, "break a lab health category from the start, NODE=KIND (dns-down, ceph-warn, flux-failed, gpu-lost, crashloop), repeatable")
+	f.src.registerLabShape(fs)
 	fs.StringVar(&f.src.kubeconfig, "kubeconfig", "", "kubeconfig file (default: like kubectl)")
 	fs.StringVar(&f.src.kubeCtx, "context", "", "kubeconfig context")
 	fs.StringVar(&f.node, "node", "", "check this node (default: the whole cluster)")
@@ -87,7 +89,7 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 	var gate *health.Gate
 	var clk clock.Clock = clock.Real{}
 	if f.src.lab {
-		l, err := lab.New(lab.Options{Config: *cfg, Faults: faults, FaultsNow: true})
+		l, err := lab.New(lab.Options{Config: *cfg, Faults: faults, FaultsNow: true, PodsPerNode: f.src.podsPerNode()})
 		if err != nil {
 			return usage(err)
 		}

@@ -29,3 +29,20 @@ func TestAGeneratedLab(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthOnAGeneratedLab: drover health takes the same lab shape, so
+// a gate can be rehearsed on a large cluster.
+func TestHealthOnAGeneratedLab(t *testing.T) {
+	r := drover(t, "health", "--lab", "--lab-nodes", "40", "--node", "worker-37")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "Node worker-37: 7/7 health checks passed") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = drover(t, "health", "--lab", "--lab-nodes", "40", "--lab-fault", "worker-3=crashloop", "--node", "worker-3")
+	if r.code != ExitHalted || !strings.Contains(r.stdout, "(failed: Pod Health)") {
+		t.Fatalf("a crash-looping pod on worker-3: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = drover(t, "health", "--lab", "--lab-nodes", "40", "--node", "worker-38")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "--node worker-38 is not in the inventory") {
+		t.Fatalf("a node outside the generated inventory: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+}
