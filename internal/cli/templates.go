@@ -23,8 +23,8 @@ type prepareFlags struct {
 type templatesResult struct {
 	Strategy string `json:"strategy"`
 	To       string `json:"to"`
-	// Result: built or present (the lab), applied (Terraform, a no-op
-	// when they exist), or nothing-to-do.
+	// Result: built, present (already there: nothing was applied) or
+	// nothing-to-do.
 	Result  string  `json:"result"`
 	Seconds float64 `json:"seconds"`
 	Reason  string  `json:"reason,omitempty"`
@@ -40,6 +40,9 @@ before the upgrade, so the run does not wait for them (about ten minutes on
 the reference cluster). It applies terraform.templatesAddress at the target
 versions, exactly as the upgrade's template phase does; the upgrade then
 finds the templates at the target and its template phase is a no-op plan.
+It says whether it built them or found them there already (an empty plan:
+nothing was applied); --output json puts that in "result" (built, present
+or nothing-to-do).
 
 Templates are additive under terraform.templates: keep (one template per
 version): building the next version's changes nothing the cluster runs on,
@@ -104,8 +107,6 @@ func (f *prepareFlags) run(ctx context.Context, s Streams) error {
 		fmt.Fprintf(s.Out, "Nothing to prepare: %s.\n", res.Reason)
 	case "present":
 		fmt.Fprintf(s.Out, "✓ the Talos %s templates are already there (checked in %s); the upgrade's template phase will be a no-op\n", p.change.To.Talos, human(time.Duration(res.Seconds*float64(time.Second))))
-	case "applied":
-		fmt.Fprintf(s.Out, "✓ the Talos %s templates are in place (%s applied in %s); the upgrade will not wait for them\n", p.change.To.Talos, p.cfg.Terraform.TemplatesAddress, human(time.Duration(res.Seconds*float64(time.Second))))
 	default:
 		fmt.Fprintf(s.Out, "✓ built the Talos %s templates in %s; the upgrade will not wait for them\n", p.change.To.Talos, human(time.Duration(res.Seconds*float64(time.Second))))
 	}
@@ -144,11 +145,16 @@ func (f *prepareFlags) build(ctx context.Context, s Streams, p *prepared) (resul
 		}
 	})
 	start := time.Now()
-	if err := tf.PrepareTemplates(ctx, to); err != nil {
+	built, err := tf.BuildTemplates(ctx, to)
+	if err != nil {
 		if ctx.Err() != nil {
 			return "", 0, &rollout.InterruptedError{Cause: err}
 		}
 		return "", 0, fmt.Errorf("build the Talos %s templates: %w", to.Talos, err)
 	}
-	return "applied", time.Since(start).Seconds(), nil
+	result = "built"
+	if !built {
+		result = "present"
+	}
+	return result, time.Since(start).Seconds(), nil
 }

@@ -24,10 +24,18 @@ import (
 // ids and are replaced in place; the engine re-applies them at the old
 // version before a rollback.
 func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
+	_, err := r.BuildTemplates(ctx, to)
+	return err
+}
+
+// BuildTemplates is PrepareTemplates that also says whether Terraform
+// changed anything: false when the plan was empty (the templates were
+// there already) and nothing was applied.
+func (r *Runner) BuildTemplates(ctx context.Context, to version.Pair) (built bool, err error) {
 	rebuild := r.settings.Templates == config.TemplatesRebuild
 	addr := r.settings.TemplatesAddress
 	if addr == "" {
-		return nil
+		return false, nil
 	}
 	planOpts := []tfexec.PlanOption{tfexec.Target(addr), tfexec.LockTimeout(r.lockTimeout())}
 	for _, v := range r.varOpts(to) {
@@ -35,15 +43,20 @@ func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
 	}
 	tmp, err := os.MkdirTemp("", "drover-templates-")
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer os.RemoveAll(tmp)
 	planFile := filepath.Join(tmp, "templates.tfplan")
 	var deletes []string
+	var changes bool
 	err = r.locked(ctx, "plan templates", "templates", func(ctx context.Context) error {
-		_, err := r.tf.Plan(ctx, append(planOpts, tfexec.Out(planFile))...)
+		var err error
+		changes, err = r.tf.Plan(ctx, append(planOpts, tfexec.Out(planFile))...)
 		return err
 	})
+	if err == nil && !changes {
+		return false, nil
+	}
 	if err == nil {
 		err = r.read(func() error {
 			p, err := r.tf.ShowPlanFile(ctx, planFile)
@@ -62,15 +75,15 @@ func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
 		err = r.locked(ctx, "apply templates", "templates", func(ctx context.Context) error { return r.tf.Apply(ctx, tfexec.DirOrPlan(planFile)) })
 	}
 	if le, ok := asLocked(err); ok {
-		return le
+		return false, le
 	}
 	if err != nil {
-		return r.wrap("apply "+addr, err)
+		return false, r.wrap("apply "+addr, err)
 	}
 	if len(deletes) > 0 && !rebuild {
-		return fmt.Errorf("the templates apply would destroy %s; under terraform.templates: keep drover keeps old templates so a rollback can clone from them: keep one template per version, or set terraform.templates: rebuild (see examples/prox-ops/terraform/README.md)", strings.Join(deletes, ", "))
+		return false, fmt.Errorf("the templates apply would destroy %s; under terraform.templates: keep drover keeps old templates so a rollback can clone from them: keep one template per version, or set terraform.templates: rebuild (see examples/prox-ops/terraform/README.md)", strings.Join(deletes, ", "))
 	}
-	return nil
+	return true, nil
 }
 
 // Destroy destroys the nodes' VMs in one run, one -target per node, after

@@ -163,8 +163,10 @@ func TestReplaceNodeAndRollBack(t *testing.T) {
 	if r.Binary != "tofu" && r.Binary != "terraform" || r.Version == "" {
 		t.Fatalf("binary %q version %q", r.Binary, r.Version)
 	}
-	if err := r.PrepareTemplates(ctx, v1120); err != nil {
-		t.Fatal(err)
+	// The fixture's first apply created both templates: an empty plan,
+	// nothing applied.
+	if built, err := r.BuildTemplates(ctx, v1120); err != nil || built {
+		t.Fatalf("templates built %v, err %v; want present, nothing applied", built, err)
 	}
 	for _, v := range []string{"v1.11.3", "v1.12.0"} {
 		if _, err := os.Stat(filepath.Join(f.vmDir, "template-"+v)); err != nil {
@@ -243,11 +245,14 @@ func TestTemplatesKeepOrRebuild(t *testing.T) {
 	}
 	s.Templates = config.TemplatesRebuild
 	r := f.runner(t, s)
-	if err := r.PrepareTemplates(ctx, v1120); err != nil {
-		t.Fatal(err)
+	if built, err := r.BuildTemplates(ctx, v1120); err != nil || !built {
+		t.Fatalf("rebuild: built %v, err %v; want built", built, err)
 	}
 	if got := fixed(); got != "v1.12.0" {
 		t.Fatalf("rebuild: template at %s", got)
+	}
+	if built, err := r.BuildTemplates(ctx, v1120); err != nil || built {
+		t.Fatalf("rebuild again at the same version: built %v, err %v; want present, nothing applied", built, err)
 	}
 	if err := r.PrepareTemplates(ctx, v1113); err != nil {
 		t.Fatal(err)
