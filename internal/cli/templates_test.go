@@ -87,8 +87,13 @@ terraform:
   workingDir: `+tfDir+`
 `)
 	r := drover(t, "prepare", "--config", cfg, "--from-talos", "v1.11.3", "--to-talos", "v1.12.0")
-	if r.code != ExitOK || !strings.Contains(r.stdout, "module.templates applied") {
+	if r.code != ExitOK || !strings.Contains(r.stdout, "built the Talos v1.12.0 templates") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, lastLines(r.stderr, 30))
+	}
+	// Again: an empty plan, nothing applied, and it says so.
+	r = drover(t, "prepare", "--config", cfg, "--from-talos", "v1.11.3", "--to-talos", "v1.12.0")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "templates are already there") || strings.Contains(r.stderr, "Apply complete") {
+		t.Fatalf("prepare again: exit %d\n%s\n%s", r.code, r.stdout, lastLines(r.stderr, 30))
 	}
 	entries, _ := os.ReadDir(vmDir)
 	var names []string
