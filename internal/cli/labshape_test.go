@@ -12,12 +12,20 @@ func TestAGeneratedLab(t *testing.T) {
 	if r.code != ExitOK || !strings.Contains(r.stdout, "cp-3") || !strings.Contains(r.stdout, "worker-37") || strings.Contains(r.stdout, "worker-38") {
 		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// Four workers at once: 37 workers over 10 hosts go in 10 batches
+	// after the 3 control-plane ones.
+	r = drover(t, "plan", "--lab", "--lab-nodes", "40", "--lab-hosts", "10", "--lab-parallel-workers", "4", "--to-talos", "v1.12.0")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "40 nodes in 13 batches") {
+		t.Fatalf("--lab-parallel-workers 4: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--lab-nodes", "10"}, "--lab-nodes generates a lab inventory: it needs --lab"},
 		{[]string{"--lab", "--lab-hosts", "3"}, "they need --lab-nodes"},
+		{[]string{"--lab", "--lab-parallel-workers", "4"}, "they need --lab-nodes"},
+		{[]string{"--lab", "--lab-nodes", "40", "--lab-parallel-workers", "-1"}, "--lab-parallel-workers -1: want 1 or more"},
 		{[]string{"--lab", "--lab-nodes", "0", "--lab-control-planes", "2"}, "they need --lab-nodes"},
 		{[]string{"--lab", "--lab-nodes", "-1"}, "--lab-nodes -1: want 1 to 5000"},
 		{[]string{"--lab", "--lab-nodes", "4", "--lab-control-planes", "5"}, "want 0 (derived) or up to --lab-nodes"},

@@ -41,8 +41,9 @@ type sourceFlags struct {
 	labTalos    string
 	labKube     string
 	talosconfig string
-	// labNodes, labCPs, labHosts and labPods shape a generated lab.
-	labNodes, labCPs, labHosts, labPods int
+	// labNodes, labCPs, labHosts, labPods and labWorkers shape a
+	// generated lab.
+	labNodes, labCPs, labHosts, labPods, labWorkers int
 }
 
 func (f *sourceFlags) register(fs *pflag.FlagSet) {
@@ -74,6 +75,7 @@ func (f *sourceFlags) registerLabShape(fs *pflag.FlagSet) {
 	fs.IntVar(&f.labNodes, "lab-nodes", 0, "with --lab, generate an inventory of this many nodes instead of the prox-ops one (names cp-N and worker-N, a GPU on every tenth worker), to rehearse a large cluster")
 	fs.IntVar(&f.labCPs, "lab-control-planes", 0, "with --lab-nodes, how many of them are control-plane nodes (default 3, 1 below 6 nodes)")
 	fs.IntVar(&f.labHosts, "lab-hosts", 0, "with --lab-nodes, how many Proxmox hosts they are spread over (default one per four nodes, at least 3)")
+	fs.IntVar(&f.labWorkers, "lab-parallel-workers", 0, "with --lab-nodes, how many workers are upgraded at once, never two of one host (rollout.maxParallelWorkers; default 1)")
 	fs.IntVar(&f.labPods, "lab-pods-per-node", -1, "with --lab, add replicated services until each worker runs about this many pods (default 30 with --lab-nodes, else the lab's standard workloads only)")
 }
 
@@ -101,8 +103,8 @@ func (f *sourceFlags) access(s Streams) kube.Access {
 // inventory with --lab.
 func (f *sourceFlags) loadConfig() (*config.Config, error) {
 	switch {
-	case (f.labCPs != 0 || f.labHosts != 0) && f.labNodes == 0:
-		return nil, usage(errors.New("--lab-control-planes and --lab-hosts shape a generated lab: they need --lab-nodes"))
+	case (f.labCPs != 0 || f.labHosts != 0 || f.labWorkers != 0) && f.labNodes == 0:
+		return nil, usage(errors.New("--lab-control-planes, --lab-hosts and --lab-parallel-workers shape a generated lab: they need --lab-nodes"))
 	case f.labNodes != 0 && !f.lab:
 		return nil, usage(errors.New("--lab-nodes generates a lab inventory: it needs --lab"))
 	case f.labNodes != 0 && f.configPath != "":
@@ -111,8 +113,13 @@ func (f *sourceFlags) loadConfig() (*config.Config, error) {
 		return nil, usage(fmt.Errorf("--lab-nodes %d: want 1 to 5000", f.labNodes))
 	case f.labNodes > 0 && (f.labCPs < 0 || f.labCPs > f.labNodes || f.labHosts < 0):
 		return nil, usage(fmt.Errorf("--lab-control-planes %d, --lab-hosts %d: want 0 (derived) or up to --lab-nodes control-plane nodes, and 0 or more hosts", f.labCPs, f.labHosts))
+	case f.labWorkers < 0:
+		return nil, usage(fmt.Errorf("--lab-parallel-workers %d: want 1 or more (0 keeps the default, 1)", f.labWorkers))
 	case f.labNodes > 0:
 		c := lab.GeneratedConfig(f.labNodes, f.labCPs, f.labHosts)
+		if f.labWorkers > 0 {
+			c.Rollout.MaxParallelWorkers = f.labWorkers
+		}
 		return &c, nil
 	case f.configPath != "":
 		return config.Load(f.configPath)
