@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -171,14 +172,41 @@ func (f *fixture) probeResult(p *corev1.Pod) (bool, string) {
 }
 
 // purge removes a namespace and, at once, its pods (their nodes are gone,
-// so no kubelet would finish their termination).
+// so no kubelet would finish their termination). A controller whose cache
+// lags can still create a ReplicaSet or a pod after the first deletion,
+// and testenv runs no namespace controller to sweep it: purge deletes
+// until no pod is left and every controller is being deleted, so no
+// leftover reaches another test's whole-cluster check.
 func purge(ns string) {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	orphan := metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationOrphan)}
-	_ = env.Client.AppsV1().Deployments(ns).DeleteCollection(ctx, orphan, metav1.ListOptions{})
-	_ = env.Client.AppsV1().ReplicaSets(ns).DeleteCollection(ctx, orphan, metav1.ListOptions{})
-	_ = env.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}, metav1.ListOptions{})
-	_ = env.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	now := metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}
+	clean := 0 // polls in a row that found nothing left
+	_ = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_ = env.Client.AppsV1().Deployments(ns).DeleteCollection(ctx, orphan, metav1.ListOptions{})
+		_ = env.Client.AppsV1().ReplicaSets(ns).DeleteCollection(ctx, orphan, metav1.ListOptions{})
+		_ = env.Client.CoreV1().Pods(ns).DeleteCollection(ctx, now, metav1.ListOptions{})
+		pods, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil || len(pods.Items) > 0 {
+			clean = 0
+			return false, nil
+		}
+		sets, err := env.Client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			clean = 0
+			return false, nil
+		}
+		for _, rs := range sets.Items {
+			if rs.DeletionTimestamp == nil {
+				clean = 0
+				return false, nil
+			}
+		}
+		clean++
+		return clean >= 2, nil
+	})
+	_ = env.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 }
 
 // useCache makes the fixture's gate read through a run's informer cache,
