@@ -207,12 +207,12 @@ func (l *Lab) installAPI() {
 	// Deleting a Node object: the pod garbage collector removes its pods.
 	l.Client.PrependReactor("delete", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		name := a.(k8stesting.DeleteAction).GetName()
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		if err := l.Client.Tracker().Delete(nodesGVR, "", name); err != nil {
 			return true, nil, err
 		}
 		l.nodeChanged(name)
-		l.mu.Lock()
-		defer l.mu.Unlock()
 		l.reconcile()
 		return true, nil, nil
 	})

@@ -227,9 +227,8 @@ type Lab struct {
 	saved     []PodState
 	nodeCache []*corev1.Node
 	nodeMap   map[string]*corev1.Node
-	// staleNodes are the Nodes written since the cache last read them;
-	// staleMu guards it (the API's reactors write it without l.mu).
-	staleMu    sync.Mutex
+	// staleNodes are the Nodes written since the cache last read them.
+	// Every Node write, the API's included, holds l.mu.
 	staleNodes map[string]bool
 }
 

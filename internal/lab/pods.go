@@ -171,10 +171,8 @@ func (l *Lab) nodes() []*corev1.Node {
 		}
 		l.nodeCache = nil
 	}
-	l.staleMu.Lock()
 	stale := l.staleNodes
 	l.staleNodes = nil
-	l.staleMu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(stale)) {
 		obj, err := l.Client.Tracker().Get(nodesGVR, "", name)
 		_, had := l.nodeMap[name]
@@ -209,10 +207,9 @@ func (l *Lab) cachedNode(name string) *corev1.Node {
 	return l.nodeMap[name]
 }
 
-// nodeChanged marks a Node to be read again (after it was written).
+// nodeChanged marks a Node to be read again (after it was written); l.mu
+// must be held.
 func (l *Lab) nodeChanged(name string) {
-	l.staleMu.Lock()
-	defer l.staleMu.Unlock()
 	if l.staleNodes == nil {
 		l.staleNodes = map[string]bool{}
 	}
