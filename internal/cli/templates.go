@@ -118,13 +118,9 @@ func (f *prepareFlags) run(ctx context.Context, s Streams) error {
 func (f *prepareFlags) build(ctx context.Context, s Streams, p *prepared) (result string, seconds float64, err error) {
 	to := p.change.To
 	if p.lab != nil {
-		h := p.lab.Hypervisor()
-		result = "built"
-		if h.HasTemplates(to) {
-			result = "present"
-		}
 		start := p.lab.Clock.Now()
-		if err := h.PrepareTemplates(ctx, to); err != nil {
+		built, err := p.lab.Hypervisor().BuildTemplates(ctx, to)
+		if err != nil {
 			return "", 0, err
 		}
 		took := p.lab.Clock.Now().Sub(start)
@@ -133,7 +129,7 @@ func (f *prepareFlags) build(ctx context.Context, s Streams, p *prepared) (resul
 				return "", 0, fmt.Errorf("save the lab state: %w", err)
 			}
 		}
-		return result, took.Seconds(), nil
+		return templatesOutcome(built), took.Seconds(), nil
 	}
 	tf, err := p.terraform(ctx, &f.src, Streams{Err: s.Err, Getenv: s.Getenv})
 	if err != nil {
@@ -152,9 +148,13 @@ func (f *prepareFlags) build(ctx context.Context, s Streams, p *prepared) (resul
 		}
 		return "", 0, fmt.Errorf("build the Talos %s templates: %w", to.Talos, err)
 	}
-	result = "built"
-	if !built {
-		result = "present"
+	return templatesOutcome(built), time.Since(start).Seconds(), nil
+}
+
+// templatesOutcome is the result word for templates built or found there.
+func templatesOutcome(built bool) string {
+	if built {
+		return "built"
 	}
-	return result, time.Since(start).Seconds(), nil
+	return "present"
 }

@@ -50,27 +50,27 @@ var (
 	_ rollout.VMChecker = (*Hypervisor)(nil)
 )
 
-// HasTemplates says whether the templates of to's Talos version exist.
-func (h *Hypervisor) HasTemplates(to version.Pair) bool {
-	h.lab.mu.Lock()
-	defer h.lab.mu.Unlock()
-	return h.lab.tmpl[to.Talos.String()]
-}
-
 // PrepareTemplates builds the templates of the target Talos version. With
 // terraform.templates: rebuild the templates sit at fixed VM ids, so the
 // new ones replace the old.
 func (h *Hypervisor) PrepareTemplates(ctx context.Context, to version.Pair) error {
+	_, err := h.BuildTemplates(ctx, to)
+	return err
+}
+
+// BuildTemplates is PrepareTemplates that also says whether it built
+// them: false when they were there already, as terraform.Runner's.
+func (h *Hypervisor) BuildTemplates(ctx context.Context, to version.Pair) (built bool, err error) {
 	l := h.lab
 	l.mu.Lock()
 	have := l.tmpl[to.Talos.String()]
 	l.mu.Unlock()
 	if have {
-		return nil
+		return false, nil
 	}
 	l.log("", "building Talos %s templates on every Proxmox host", to.Talos)
 	if err := l.Clock.Sleep(ctx, l.opts.Durations.Template); err != nil {
-		return err
+		return false, err
 	}
 	l.mu.Lock()
 	if l.opts.Config.Terraform.Templates == config.TemplatesRebuild {
@@ -78,7 +78,7 @@ func (h *Hypervisor) PrepareTemplates(ctx context.Context, to version.Pair) erro
 	}
 	l.tmpl[to.Talos.String()] = true
 	l.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 // terraform is the fixed cost of one Terraform run (init, refresh, lock).
