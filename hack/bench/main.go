@@ -150,7 +150,7 @@ func simulate(workers int, ahead bool, soak time.Duration) (time.Duration, lab.S
 	from := version.Pair{Talos: lab.DefaultTalos, Kubernetes: lab.DefaultKubernetes}
 	to := version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: lab.DefaultKubernetes}
 	if ahead {
-		check(l.Hypervisor().PrepareTemplates(context.Background(), to))
+		check(l.Hypervisor().EnsureTemplates(context.Background(), to))
 	}
 	p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: workers, ControlPlaneSoak: cfg.Rollout.ControlPlaneSoak.Duration})
 	start := l.Clock.Now()

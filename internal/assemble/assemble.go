@@ -100,12 +100,32 @@ func Versions(a Adapters) *observe.Reader {
 	return &observe.Reader{Client: a.Kube, Talos: a.Talos}
 }
 
-// Engine assembles the engine. The caller sets Journal, Sink, RunID,
-// Header, Resume and the window.
-func Engine(cfg config.Config, a Adapters) *rollout.Engine {
+// Run is what one run hands the engine besides the configuration and the
+// adapters: where it journals and reports, who it is, and what the
+// operator switched off.
+type Run struct {
+	Journal rollout.Journal
+	Sink    rollout.Sink
+	RunID   string
+	// Header describes the run in its journal.
+	Header rollout.RunHeader
+	// Resume, when set, continues the run its journal describes.
+	Resume *rollout.ResumeState
+	// Window says whether the maintenance window is open (nil: no window,
+	// or --force-window); WindowName describes it.
+	Window     func(time.Time) bool
+	WindowName string
+	// SkipDrainPreflight and SkipPreflightHealth are the operator's
+	// overrides (--skip-drain-preflight, --skip-preflight-health).
+	SkipDrainPreflight, SkipPreflightHealth bool
+}
+
+// Engine assembles the engine for one run. Nothing is set on it afterwards:
+// the engine that runs is the one assembled here.
+func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 	kc := KubeClient(cfg, a)
 	guard := Guard(cfg, a)
-	return &rollout.Engine{
+	e := &rollout.Engine{
 		Cluster:    kc,
 		Replacer:   a.Replacer,
 		Upgrader:   a.Upgrader,
@@ -117,9 +137,22 @@ func Engine(cfg config.Config, a Adapters) *rollout.Engine {
 		Network:    a.Network,
 		Policy:     Policy(cfg),
 		// An already unhealthy cluster blocks the run before any change.
-		PreflightHealth: true,
-		Preflights:      append([]rollout.Preflight{guard, kube.DrainPreflightCheck{Client: kc}}, a.Preflights...),
+		PreflightHealth: !r.SkipPreflightHealth,
+		Journal:         r.Journal, Sink: r.Sink, RunID: r.RunID, Header: r.Header, Resume: r.Resume,
+		Window: r.Window, WindowName: r.WindowName,
 	}
+	drain := kube.DrainPreflightCheck{Client: kc}
+	e.Preflights = []rollout.Preflight{guard}
+	if r.SkipDrainPreflight {
+		e.Skipped = append(e.Skipped, drain.Name())
+	} else {
+		e.Preflights = append(e.Preflights, drain)
+	}
+	e.Preflights = append(e.Preflights, a.Preflights...)
+	if r.SkipPreflightHealth {
+		e.Skipped = append(e.Skipped, "preflight health")
+	}
+	return e
 }
 
 // TalosAPI is the Talos API adapter with the configured timeouts.
@@ -141,12 +174,18 @@ type Settings struct {
 		PollInterval time.Duration
 	}
 	Health config.Health
+	// The run's options.
+	Header     rollout.RunHeader
+	Skipped    []string
+	WindowName string
+	Window     bool
 }
 
 // Describe reads an assembled engine's settings.
 func Describe(e *rollout.Engine) Settings {
 	var s Settings
 	s.Policy, s.PreflightHealth = e.Policy, e.PreflightHealth
+	s.Header, s.Skipped, s.WindowName, s.Window = e.Header, e.Skipped, e.WindowName, e.Window != nil
 	for _, pf := range e.Preflights {
 		s.Preflights = append(s.Preflights, pf.Name())
 	}

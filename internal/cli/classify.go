@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/run"
 )
 
 type classifyFlags struct {
@@ -49,11 +50,7 @@ Talos and Kubernetes both change, the larger change decides.`,
 			}
 			// Classify judges the change a pull request claims; plan and
 			// upgrade check the claim against the nodes.
-			c, err := resolve(claim, nil)
-			if err != nil {
-				return err
-			}
-			d, err := decide(cfg, c)
+			d, err := run.Classify(cfg, claim)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/observe"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/run"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -25,12 +26,9 @@ const (
 )
 
 // UsageError is bad input: nothing was touched. Exit 2.
-type UsageError struct{ Err error }
+type UsageError = run.UsageError
 
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-func usage(err error) error { return &UsageError{Err: err} }
+func usage(err error) error { return run.Usage(err) }
 
 // ExitCode maps an error from a command to drover's exit code.
 func ExitCode(err error) int {

@@ -8,13 +8,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/prox-ops/drover/internal/assemble"
-	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
-	"github.com/prox-ops/drover/internal/health"
-	"github.com/prox-ops/drover/internal/lab"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
 )
@@ -78,38 +74,22 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 	default:
 		return usage(fmt.Errorf("--output %q: want table, json or markdown", f.output))
 	}
-	faults, err := f.src.faults()
-	if err != nil {
-		return err
-	}
 	cfg, err := f.src.loadConfig()
 	if err != nil {
 		return err
 	}
-	var gate *health.Gate
-	var clk clock.Clock = clock.Real{}
-	if f.src.lab {
-		l, err := lab.New(lab.Options{Config: *cfg, Faults: faults, FaultsNow: true, PodsPerNode: f.src.podsPerNode()})
-		if err != nil {
-			return usage(err)
-		}
-		defer l.Close()
-		gate, clk = l.Health(), l.Clock
-	} else {
-		cs, rc, err := f.src.clientset(s)
-		if err != nil {
-			return err
-		}
-		dyn, err := dynamic.NewForConfig(rc)
-		if err != nil {
-			return usage(err)
-		}
-		alerts, err := alertSource(cfg)
-		if err != nil {
-			return err
-		}
-		gate = assemble.Health(*cfg, assemble.Adapters{Kube: cs, Dynamic: dyn, Clock: clk, Namespace: s.getenv("POD_NAMESPACE"), Alerts: alerts})
+	// The lab shows its health faults from the start.
+	f.src.faultsNow = true
+	site, err := f.src.open(ctx, s, cfg, nil, s.Err)
+	if err != nil {
+		return err
 	}
+	defer site.Close()
+	gate, err := site.Gate(s.env())
+	if err != nil {
+		return err
+	}
+	clk := site.Clock()
 	in := rollout.GateInput{}
 	if f.node != "" {
 		n, ok := cfg.NodeByName(f.node)
@@ -178,16 +158,4 @@ func checkResult(c rollout.CheckResult) string {
 		return "passed"
 	}
 	return "FAILED"
-}
-
-// alertSource is the Alertmanager of health.alertmanager.url, or nil.
-func alertSource(cfg *config.Config) (health.AlertSource, error) {
-	if cfg.Health.Alertmanager.URL == "" {
-		return nil, nil
-	}
-	am, err := health.NewAlertmanager(cfg.Health.Alertmanager.URL, nil)
-	if err != nil {
-		return nil, usage(err)
-	}
-	return am, nil
 }

@@ -4,17 +4,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
-	"k8s.io/client-go/kubernetes/fake"
-
-	"github.com/prox-ops/drover/internal/assemble"
-	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/lab"
-	"github.com/prox-ops/drover/internal/talos"
-	"github.com/prox-ops/drover/internal/terraform"
 )
 
 // TestClaimsTheNodesContradictTouchNothing: the lab's nodes run v1.11.3;
@@ -101,37 +94,5 @@ func TestAConfigMapJournalWithoutANamespace(t *testing.T) {
 	}
 	if _, err := os.Stat("configmap:upgrade-journal"); err == nil {
 		t.Fatal("a local file named configmap:upgrade-journal was written")
-	}
-}
-
-// TestTheLabAndARealClusterAssembleTheSameEngine: for one configuration,
-// the engine over the lab's adapters and the one over a real cluster's have
-// the same settings (policy, preflights, drain, guard, health).
-func TestTheLabAndARealClusterAssembleTheSameEngine(t *testing.T) {
-	cfg, err := config.Load("../../examples/prox-ops/drover.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.New(lab.Options{Config: *cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	labEngine := assemble.Engine(*cfg, l.Adapters())
-	// A real cluster's adapters, short of a cluster: the same types the
-	// upgrade command hands over (the clientset and Talos client are never
-	// dialled here).
-	api := assemble.TalosAPI(*cfg, nil, l.Clock, nil)
-	real := assemble.Adapters{
-		Kube: fake.NewClientset(), Clock: l.Clock, Etcd: talos.Etcd{API: api}, Talos: api, Upgrader: api,
-		Replacer: &terraform.Runner{}, Preflights: nil,
-	}
-	realEngine := assemble.Engine(*cfg, real)
-	got, want := assemble.Describe(realEngine), assemble.Describe(labEngine)
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("the engines differ:\nreal %+v\nlab  %+v", got, want)
-	}
-	if want.Policy.DrainAttempts != cfg.Rollout.DrainAttempts || want.Guard.Timeout != cfg.Rollout.ReadyTimeout.Duration || len(want.Guard.ControlPlane) != 3 {
-		t.Fatalf("the settings do not come from the configuration: %+v", want)
 	}
 }

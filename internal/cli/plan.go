@@ -12,6 +12,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/plan"
+	"github.com/prox-ops/drover/internal/run"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -46,39 +47,15 @@ from the claim alone, and says so.`,
 			if err := f.out.validate(); err != nil {
 				return err
 			}
-			p, err := prepare(cmd.Context(), s, &f.src, prepareOptions{target: f.target})
+			p, err := f.src.planFor(cmd.Context(), s, planOptions{target: f.target})
 			if err != nil {
 				return err
 			}
-			defer p.close()
+			defer p.Close()
 			if f.out.json() {
-				out := planJSON(p.plan, p.decision, p.inventorySources, p.versionSources())
-				out.Hops, out.KubernetesHops = p.hops, p.kubeHops
-				out.ClusterSource = p.clusterSource
-				return writeJSON(s.Out, out)
+				return writeJSON(s.Out, planJSON(p))
 			}
-			printPlan(s.Out, p.plan, p.decision)
-			printVersionSources(s.Out, p)
-			if p.plan.RollbackETA > 0 {
-				note := ""
-				if p.cfg.Terraform.Templates == config.TemplatesRebuild && p.plan.Strategy == version.Cattle {
-					note = ", the old templates rebuilt first (terraform.templates: rebuild)"
-				}
-				fmt.Fprintf(s.Out, "a rollback of one node takes about %s%s\n", human(p.plan.RollbackETA), note)
-			}
-			if len(p.hops) > 0 {
-				fmt.Fprintf(s.Out, "Talos minor hops: v%d.%d -> %s\n", p.change.From.Talos.Major, p.change.From.Talos.Minor, strings.Join(p.hops, " -> "))
-			}
-			if len(p.kubeHops) > 0 {
-				fmt.Fprintf(s.Out, "Kubernetes minor hops: v%d.%d -> %s\n", p.change.From.Kubernetes.Major, p.change.From.Kubernetes.Minor, strings.Join(p.kubeHops, " -> "))
-			}
-			fmt.Fprintf(s.Out, "cluster: %s\n", p.clusterSource)
-			if p.tf != nil {
-				fmt.Fprintf(s.Out, "inventory completed from the Terraform state (%s %s):\n", p.tf.Binary, p.tf.Version)
-				for _, n := range p.cfg.Nodes {
-					fmt.Fprintf(s.Out, "  %s: %s (host %s, VM %d)\n", n.Name, p.inventorySources[n.Name], orNone(n.ProxmoxHost), n.VMID)
-				}
-			}
+			printPlanned(s.Out, p)
 			return nil
 		},
 	}
@@ -151,8 +128,10 @@ func kubeString(v version.Version) string {
 	return v.String()
 }
 
-func planJSON(p plan.Plan, d version.Decision, sources, versionSources map[string]string) planOutput {
+func planJSON(pd *run.Planned) planOutput {
+	p, d, sources, versionSources := pd.Plan, pd.Decision, pd.InventorySources, pd.VersionSources()
 	out := planOutput{
+		Hops: pd.Hops, KubernetesHops: pd.KubernetesHops, ClusterSource: pd.Site.Source(),
 		Strategy: p.Strategy, Label: d.Label, ApprovalRequired: d.ApprovalRequired, Rationale: d.Rationale,
 		From: p.From.Talos.String(), To: p.To.Talos.String(),
 		FromKubernetes: kubeString(p.From.Kubernetes), ToKubernetes: kubeString(p.To.Kubernetes),
@@ -173,10 +152,37 @@ func planJSON(p plan.Plan, d version.Decision, sources, versionSources map[strin
 	return out
 }
 
+// printPlanned prints a plan with where its versions and inventory came
+// from, the rollback estimate and the minor hops.
+func printPlanned(w io.Writer, p *run.Planned) {
+	printPlan(w, p.Plan, p.Decision)
+	printVersionSources(w, p)
+	if p.Plan.RollbackETA > 0 {
+		note := ""
+		if p.Config.Terraform.Templates == config.TemplatesRebuild && p.Plan.Strategy == version.Cattle {
+			note = ", the old templates rebuilt first (terraform.templates: rebuild)"
+		}
+		fmt.Fprintf(w, "a rollback of one node takes about %s%s\n", human(p.Plan.RollbackETA), note)
+	}
+	if len(p.Hops) > 0 {
+		fmt.Fprintf(w, "Talos minor hops: v%d.%d -> %s\n", p.Change.From.Talos.Major, p.Change.From.Talos.Minor, strings.Join(p.Hops, " -> "))
+	}
+	if len(p.KubernetesHops) > 0 {
+		fmt.Fprintf(w, "Kubernetes minor hops: v%d.%d -> %s\n", p.Change.From.Kubernetes.Major, p.Change.From.Kubernetes.Minor, strings.Join(p.KubernetesHops, " -> "))
+	}
+	fmt.Fprintf(w, "cluster: %s\n", p.Site.Source())
+	if tf := p.Terraform(); tf != "" {
+		fmt.Fprintf(w, "inventory completed from the Terraform state (%s):\n", tf)
+		for _, n := range p.Config.Nodes {
+			fmt.Fprintf(w, "  %s: %s (host %s, VM %d)\n", n.Name, p.InventorySources[n.Name], orNone(n.ProxmoxHost), n.VMID)
+		}
+	}
+}
+
 // printVersionSources says where each node's version was read, grouped.
-func printVersionSources(w io.Writer, p *prepared) {
+func printVersionSources(w io.Writer, p *run.Planned) {
 	by := map[string][]string{}
-	for n, src := range p.versionSources() {
+	for n, src := range p.VersionSources() {
 		by[src] = append(by[src], n)
 	}
 	fmt.Fprintln(w, "node versions read from:")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/run"
 )
 
 // console prints the engine's events as live progress, one line each, with
@@ -90,7 +91,8 @@ func (c *console) Event(e rollout.Event) {
 }
 
 // printSummary prints the per-node table and the run's result.
-func printSummary(w io.Writer, r *rollout.Report, simulated bool, stats *labStats) {
+func printSummary(w io.Writer, out *run.Output) {
+	r, stats := out.Report, out.LabStats
 	fmt.Fprintln(w)
 	t := newTable(w)
 	fmt.Fprintln(t, "NODE\tROLE\tHOST\tFROM\tTO\tOUTCOME\tDURATION")
@@ -119,7 +121,7 @@ func printSummary(w io.Writer, r *rollout.Report, simulated bool, stats *labStat
 		}
 	}
 	kind := ""
-	if simulated {
+	if out.Simulated() {
 		kind = " (simulated)"
 	}
 	fmt.Fprintf(w, "\nResult: %s in %s%s", r.Result, human(r.Duration), kind)

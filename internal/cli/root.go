@@ -17,6 +17,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/notify"
+	"github.com/prox-ops/drover/internal/run"
 	"github.com/prox-ops/drover/internal/secrets"
 )
 
@@ -73,6 +74,13 @@ func (s Streams) addSecrets(names []string) {
 	if vals := s.Masker.Values(); len(vals) != before && s.raw != nil && s.getenv("GITHUB_ACTIONS") == "true" {
 		notify.AddMasks(s.raw, vals)
 	}
+}
+
+// env is what a run reads from the process and tells it.
+func (s Streams) env() run.Env {
+	return run.Env{Getenv: s.Getenv, Masker: s.Masker, LearnSecrets: s.addSecrets, Warn: func(msg string) {
+		fmt.Fprintf(s.Err, "drover: warning: %s\n", msg)
+	}}
 }
 
 func (s Streams) getenv(k string) string {

@@ -15,7 +15,6 @@ import (
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/lab"
 	"github.com/prox-ops/drover/internal/observe"
-	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -147,6 +146,9 @@ func (f *sourceFlags) faults() (map[string]lab.Fault, error) {
 
 // labStart is the versions the lab's nodes start at.
 func (f *sourceFlags) labStart() (version.Pair, error) {
+	if f.labTalos == "" && f.labKube == "" {
+		return version.Pair{}, nil // the lab's own
+	}
 	t, err := version.Parse(f.labTalos, true)
 	if err != nil {
 		return version.Pair{}, usage(fmt.Errorf("--lab-talos: %w", err))
@@ -217,45 +219,6 @@ func (f *sourceFlags) claim(ctx context.Context, cfg *config.Config) (observe.Cl
 	return c, nil
 }
 
-// resolve settles the change from the claim and what the nodes run.
-func resolve(c observe.Claim, observed map[string]rollout.Observed) (version.Change, error) {
-	res, err := observe.Resolve(c, observed)
-	var me *observe.MismatchError
-	var se *observe.SpreadError
-	switch {
-	case errors.As(err, &me):
-		return version.Change{}, &rollout.BlockedError{Reason: "the claimed versions disagree with the cluster", Err: err}
-	case errors.As(err, &se):
-		return version.Change{}, &rollout.BlockedError{Reason: "the nodes run versions more than one minor apart", Err: err}
-	case err != nil:
-		return version.Change{}, err
-	}
-	ch := version.Change{From: res.From, To: res.To}
-	if ch.From.Talos.IsZero() {
-		return ch, usage(errors.New("no current Talos version: drover reads it from the nodes when it can reach the cluster (--kubeconfig, --context); otherwise pass --from-talos, --vars-before/--vars-after or --git-range"))
-	}
-	if ch.To.Talos.IsZero() {
-		ch.To.Talos = ch.From.Talos
-	}
-	if ch.To.Kubernetes.IsZero() {
-		ch.To.Kubernetes = ch.From.Kubernetes
-	}
-	return ch, nil
-}
-
-// decide classifies the change with the configured approval list.
-func decide(cfg *config.Config, c version.Change) (version.Decision, error) {
-	var list []version.Version
-	for _, s := range cfg.Approval.Versions {
-		v, err := version.Parse(s, true)
-		if err != nil {
-			return version.Decision{}, err // validated at load; cannot happen
-		}
-		list = append(list, v)
-	}
-	return version.Decide(c.From, c.To, list)
-}
-
 // clientset reaches the cluster the flags name (kubectl's order).
 func (f *sourceFlags) clientset(s Streams) (kubernetes.Interface, *rest.Config, error) {
 	rc, _, err := f.access(s).RESTConfig()
@@ -267,28 +230,4 @@ func (f *sourceFlags) clientset(s Streams) (kubernetes.Interface, *rest.Config, 
 		return nil, nil, usage(err)
 	}
 	return cs, rc, nil
-}
-
-// targetFlags are --only and --canary: which nodes a plan or run takes.
-type targetFlags struct {
-	only   []string
-	canary int
-}
-
-func (f *targetFlags) register(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&f.only, "only", nil, "upgrade only these nodes (NODE[,NODE...]), under the same rules: control plane first and one at a time, host-aware batches, gates, rollback; the others are skipped")
-	fs.IntVar(&f.canary, "canary", 0, "upgrade N canary workers first (the first N of rollout.canary, else of the plan), then pause: exit 5, the journal says paused, --resume does the rest")
-}
-
-// check refuses names that are not in the inventory and a negative canary.
-func (f targetFlags) check(cfg *config.Config) error {
-	for _, n := range f.only {
-		if _, ok := cfg.NodeByName(n); !ok {
-			return usage(fmt.Errorf("--only %s: no such node in %s", n, cfg.Cluster.Name))
-		}
-	}
-	if f.canary < 0 {
-		return usage(fmt.Errorf("--canary %d: want a number of workers, 1 or more", f.canary))
-	}
-	return nil
 }

@@ -24,9 +24,7 @@ func (l *Lab) Adapters() assemble.Adapters {
 // The engine runs the drain preflight; drop it from Preflights to rehearse
 // --skip-drain-preflight.
 func (l *Lab) Engine(j rollout.Journal, sink rollout.Sink, runID string) *rollout.Engine {
-	e := assemble.Engine(l.opts.Config, l.Adapters())
-	e.Journal, e.Sink, e.RunID = j, sink, runID
-	return e
+	return assemble.Engine(l.opts.Config, l.Adapters(), assemble.Run{Journal: j, Sink: sink, RunID: runID})
 }
 
 // Health is the health gate over the lab's API, with the configured settings.

@@ -50,15 +50,15 @@ var (
 	_ rollout.VMChecker = (*Hypervisor)(nil)
 )
 
-// PrepareTemplates builds the templates of the target Talos version. With
+// EnsureTemplates builds the templates of the target Talos version. With
 // terraform.templates: rebuild the templates sit at fixed VM ids, so the
 // new ones replace the old.
-func (h *Hypervisor) PrepareTemplates(ctx context.Context, to version.Pair) error {
+func (h *Hypervisor) EnsureTemplates(ctx context.Context, to version.Pair) error {
 	_, err := h.BuildTemplates(ctx, to)
 	return err
 }
 
-// BuildTemplates is PrepareTemplates that also says whether it built
+// BuildTemplates is EnsureTemplates that also says whether it built
 // them: false when they were there already, as terraform.Runner's.
 func (h *Hypervisor) BuildTemplates(ctx context.Context, to version.Pair) (built bool, err error) {
 	l := h.lab

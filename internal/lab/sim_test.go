@@ -83,7 +83,7 @@ func TestReplacedNodeRegistersAnew(t *testing.T) {
 	if err := k.DeleteNode(ctx, "k8s-work-2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.PrepareTemplates(ctx, minor); err != nil {
+	if err := h.EnsureTemplates(ctx, minor); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Create(ctx, []plan.Node{{Node: n}}, minor); err != nil {

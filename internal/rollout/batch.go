@@ -60,7 +60,7 @@ func (e *Engine) each(rs []*nodeRun, fn func(r *nodeRun)) {
 }
 
 // batch takes the nodes of one batch through their steps: each node is
-// prepared (preflight, etcd guard, cordon, drain) on its own; the change
+// vacated (preflight, etcd guard, cordon, drain) on its own; the change
 // is one Terraform destroy and one apply for the whole batch (cattle) or
 // one Talos upgrade per node (pets); each node then settles (wait Ready,
 // uncordon, health gate, soak) on its own. A node that fails is rolled back
@@ -70,7 +70,7 @@ func (e *Engine) batch(ctx context.Context, p plan.Plan, b plan.Batch) error {
 	for _, n := range b.Nodes {
 		runs = append(runs, e.begin(ctx, p, n))
 	}
-	e.each(liveOf(runs), func(r *nodeRun) { e.prepare(ctx, p, r) })
+	e.each(liveOf(runs), func(r *nodeRun) { e.vacate(ctx, p, r) })
 	e.change(ctx, p, liveOf(runs))
 	e.each(liveOf(runs), func(r *nodeRun) { e.settle(ctx, p, r) })
 	for _, r := range runs {
@@ -141,8 +141,9 @@ func (e *Engine) checkVersions(ctx context.Context, p plan.Plan, r *nodeRun) err
 	return nil
 }
 
-// prepare takes a node through preflight, etcd guard, cordon and drain.
-func (e *Engine) prepare(ctx context.Context, p plan.Plan, r *nodeRun) {
+// vacate takes a node through preflight, etcd guard, cordon and drain:
+// afterwards it runs nothing that the change could disturb.
+func (e *Engine) vacate(ctx context.Context, p plan.Plan, r *nodeRun) {
 	n := r.n
 	if r.runs(StepPreflight) {
 		err := e.step(ctx, n.Name, StepPreflight, "", func() (err error) {
@@ -517,7 +518,7 @@ func (e *Engine) interrupt(ctx context.Context, r *nodeRun, s Step, vmExists boo
 	if !vmExists {
 		detail = "after " + string(s) + "; VM destroyed, not yet created"
 	}
-	ie := stopped(ctx)
+	ie := Stopped(ctx)
 	ie.Node, ie.Step, ie.VMExists = r.n.Name, s, vmExists
 	if ie.Cause != nil {
 		detail += "; " + ie.Cause.Error()
@@ -531,7 +532,7 @@ func (e *Engine) interrupt(ctx context.Context, r *nodeRun, s Step, vmExists boo
 // uncordon: a cordon the operator set stays), and a resume starts it again
 // at its preflight.
 func (e *Engine) stoppedUntouched(ctx context.Context, r *nodeRun, s Step) {
-	ie := stopped(ctx)
+	ie := Stopped(ctx)
 	ie.Node, ie.Step, ie.VMExists = r.n.Name, s, true
 	detail := "during " + string(s) + ", before any change to the node"
 	if ie.Cause != nil {

@@ -74,6 +74,9 @@ type Engine struct {
 	// nodes are skipped, halted ones stop the run, the others start again
 	// where the cluster shows they stand. RunID must be the journal's.
 	Resume *ResumeState
+	// Skipped names the preflights the operator switched off; the report
+	// says so.
+	Skipped []string
 
 	mu      sync.Mutex
 	started time.Time
@@ -94,6 +97,7 @@ func (e *Engine) Run(ctx context.Context, p plan.Plan) (*Report, error) {
 	e.started = e.Clock.Now()
 	e.report = NewReport(e.RunID, p)
 	e.report.Started = e.started
+	e.report.SkippedPreflights = e.Skipped
 	e.emit(Event{Kind: EventRunStarted, Message: fmt.Sprintf("%s upgrade %s -> %s: %d nodes in %d batches, ETA %s",
 		p.Strategy, p.From, p.To, p.NodeCount(), len(p.Batches), p.ETA)})
 
@@ -136,8 +140,9 @@ func (e *Engine) check(p plan.Plan) error {
 	return nil
 }
 
-// stopped is the error for a run stopped before or between changes.
-func stopped(ctx context.Context) *InterruptedError {
+// Stopped is the error for a run stopped before or between changes: a
+// signal, or the cause the context was cancelled with (the run lock lost).
+func Stopped(ctx context.Context) *InterruptedError {
 	ie := &InterruptedError{}
 	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 		ie.Cause = c
@@ -168,7 +173,7 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 		// Idempotent: templates that exist at the target are a no-op.
 		started := e.Clock.Now()
 		err := e.step(ctx, "", StepTemplates, p.To.String(), func() error {
-			return e.Replacer.PrepareTemplates(context.WithoutCancel(ctx), p.To)
+			return e.Replacer.EnsureTemplates(context.WithoutCancel(ctx), p.To)
 		})
 		took := e.Clock.Now().Sub(started)
 		e.mu.Lock()
@@ -181,7 +186,7 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 			if ctx.Err() != nil {
 				// Interrupted with the run (Terraform stops on the signal).
 				_ = e.record(ctx, "", StepRun, StatusInterrupted, "during the templates")
-				return stopped(ctx)
+				return Stopped(ctx)
 			}
 			return &HaltError{Phase: StepTemplates, Reason: "creating the new templates failed: " + err.Error(), Err: err}
 		}
@@ -189,7 +194,7 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 	for i, b := range p.Batches {
 		if ctx.Err() != nil {
 			_ = e.record(ctx, "", StepRun, StatusInterrupted, "between batches")
-			return stopped(ctx)
+			return Stopped(ctx)
 		}
 		if i > 0 && e.Window != nil && !e.Window(e.Clock.Now()) {
 			_ = e.record(ctx, "", StepRun, StatusInterrupted, "maintenance window closed")
@@ -217,7 +222,7 @@ func (e *Engine) preflight(ctx context.Context, p plan.Plan) error {
 		if ctx.Err() != nil {
 			// A stop during the preflights is a stop, not a refusal.
 			_ = e.record(ctx, "", StepRun, StatusInterrupted, "during the preflights")
-			return stopped(ctx)
+			return Stopped(ctx)
 		}
 		return b
 	}

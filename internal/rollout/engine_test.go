@@ -55,7 +55,7 @@ func (r *recorder) DeleteNode(_ context.Context, n string) error { return r.do("
 func (r *recorder) WaitReady(_ context.Context, n string, want rollout.ReadyWant, _ time.Duration) (rollout.Identity, error) {
 	return rollout.Identity{}, r.do("wait-ready@"+want.Talos.String(), n)
 }
-func (r *recorder) PrepareTemplates(_ context.Context, to version.Pair) error {
+func (r *recorder) EnsureTemplates(_ context.Context, to version.Pair) error {
 	return r.do("templates", to.Talos.String())
 }
 func (r *recorder) Destroy(ctx context.Context, ns []plan.Node) error {
@@ -811,9 +811,9 @@ type slowTemplates struct {
 	d time.Duration
 }
 
-func (s slowTemplates) PrepareTemplates(ctx context.Context, to version.Pair) error {
+func (s slowTemplates) EnsureTemplates(ctx context.Context, to version.Pair) error {
 	_ = s.clk.Sleep(ctx, s.d)
-	return s.recorder.PrepareTemplates(ctx, to)
+	return s.recorder.EnsureTemplates(ctx, to)
 }
 
 // TestTheTemplatesTarget: templates that take longer than the PRD's 15

@@ -73,10 +73,10 @@ type Link struct {
 // Replacer replaces VMs (the cattle strategy). One state, one lock: the
 // nodes of a batch are destroyed in one call and created in one call.
 type Replacer interface {
-	// PrepareTemplates creates the templates for the versions, once per
+	// EnsureTemplates creates the templates for the versions, once per
 	// run, before any node (and, when templates are rebuilt in place, again
 	// at the old versions before a rollback).
-	PrepareTemplates(ctx context.Context, to version.Pair) error
+	EnsureTemplates(ctx context.Context, to version.Pair) error
 	// Destroy destroys the nodes' VMs in one run, after checking each one's
 	// identity. Destroying a VM that is gone is not an error.
 	Destroy(ctx context.Context, nodes []plan.Node) error

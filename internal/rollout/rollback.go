@@ -72,7 +72,7 @@ func (e *Engine) revert(ctx context.Context, p plan.Plan, n plan.Node, old versi
 		if e.Policy.RebuildTemplates {
 			// The templates sit at fixed VM ids: the old ones were replaced.
 			e.emit(Event{Kind: EventLog, Node: n.Name, Step: StepRollback, Message: "rebuilding the " + p.From.Talos.String() + " templates (terraform.templates: rebuild)"})
-			if err := e.Replacer.PrepareTemplates(ctx, p.From); err != nil {
+			if err := e.Replacer.EnsureTemplates(ctx, p.From); err != nil {
 				return fmt.Errorf("rebuild the templates at %s: %w", p.From, err)
 			}
 		}

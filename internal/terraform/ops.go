@@ -17,18 +17,18 @@ import (
 	"github.com/prox-ops/drover/internal/version"
 )
 
-// PrepareTemplates applies the templates address with the given versions,
+// EnsureTemplates applies the templates address with the given versions,
 // once per run. Under terraform.templates: keep it first plans that apply
 // and refuses if it would destroy anything: old templates must stay, so a
 // rollback can clone from them. Under rebuild the templates sit at fixed VM
 // ids and are replaced in place; the engine re-applies them at the old
 // version before a rollback.
-func (r *Runner) PrepareTemplates(ctx context.Context, to version.Pair) error {
+func (r *Runner) EnsureTemplates(ctx context.Context, to version.Pair) error {
 	_, err := r.BuildTemplates(ctx, to)
 	return err
 }
 
-// BuildTemplates is PrepareTemplates that also says whether Terraform
+// BuildTemplates is EnsureTemplates that also says whether Terraform
 // changed anything: false when the plan was empty (the templates were
 // there already) and nothing was applied.
 func (r *Runner) BuildTemplates(ctx context.Context, to version.Pair) (built bool, err error) {

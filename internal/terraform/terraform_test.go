@@ -236,7 +236,7 @@ func TestTemplatesKeepOrRebuild(t *testing.T) {
 	}
 	s := f.settings()
 	s.TemplatesAddress = "module.fixed_templates"
-	err := f.runner(t, s).PrepareTemplates(ctx, v1120)
+	err := f.runner(t, s).EnsureTemplates(ctx, v1120)
 	if err == nil || !strings.Contains(err.Error(), "would destroy module.fixed_templates") || !strings.Contains(err.Error(), "terraform.templates: rebuild") {
 		t.Fatalf("keep: err = %v, want a refusal naming the template and the rebuild setting", err)
 	}
@@ -254,7 +254,7 @@ func TestTemplatesKeepOrRebuild(t *testing.T) {
 	if built, err := r.BuildTemplates(ctx, v1120); err != nil || built {
 		t.Fatalf("rebuild again at the same version: built %v, err %v; want present, nothing applied", built, err)
 	}
-	if err := r.PrepareTemplates(ctx, v1113); err != nil {
+	if err := r.EnsureTemplates(ctx, v1113); err != nil {
 		t.Fatal(err)
 	}
 	if got := fixed(); got != "v1.11.3" {

@@ -24,8 +24,8 @@ type Hypervisor struct {
 
 var _ rollout.Replacer = (*Hypervisor)(nil)
 
-// PrepareTemplates has nothing to build in the simulation.
-func (h *Hypervisor) PrepareTemplates(context.Context, version.Pair) error { return nil }
+// EnsureTemplates has nothing to build in the simulation.
+func (h *Hypervisor) EnsureTemplates(context.Context, version.Pair) error { return nil }
 
 // Destroy stops the nodes' kubelets.
 func (h *Hypervisor) Destroy(ctx context.Context, nodes []plan.Node) error {

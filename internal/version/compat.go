@@ -73,35 +73,33 @@ func Hops(from, to Version) []string {
 	return out
 }
 
-// SkipMinorError is an upgrade that skips a Talos minor.
+// SkipMinorError is an upgrade that skips a minor of Talos or of
+// Kubernetes (What names which).
 type SkipMinorError struct {
+	What     string
 	From, To Version
 	Hops     []string
 }
 
 func (e *SkipMinorError) Error() string {
-	return fmt.Sprintf("Talos %s -> %s skips a minor: upgrade one minor at a time (%s -> %s), each to its latest patch, one run each; or pass --allow-skip-minor",
-		e.From, e.To, "v"+minorOf(e.From).String(), strings.Join(e.Hops, " -> "))
+	how := "upgrade one minor at a time"
+	if e.What == "Talos" {
+		how += ", each to its latest patch"
+	}
+	return fmt.Sprintf("%s %s -> %s skips a minor: %s (%s -> %s), one run each; or pass --allow-skip-minor",
+		e.What, e.From, e.To, how, "v"+minorOf(e.From).String(), strings.Join(e.Hops, " -> "))
 }
 
 // CheckHops refuses an upgrade of more than one Talos minor unless allowed.
 func CheckHops(from, to Version, allowSkip bool) error {
-	h := Hops(from, to)
-	if len(h) > 1 && minorOf(from).Major == minorOf(to).Major && !allowSkip {
-		return &SkipMinorError{From: from, To: to, Hops: h}
+	return checkHops("Talos", from, to, Hops(from, to), allowSkip)
+}
+
+func checkHops(what string, from, to Version, hops []string, allowSkip bool) error {
+	if len(hops) > 1 && minorOf(from).Major == minorOf(to).Major && !allowSkip {
+		return &SkipMinorError{What: what, From: from, To: to, Hops: hops}
 	}
 	return nil
-}
-
-// KubernetesSkipMinorError is a Kubernetes upgrade that skips a minor.
-type KubernetesSkipMinorError struct {
-	From, To Version
-	Hops     []string
-}
-
-func (e *KubernetesSkipMinorError) Error() string {
-	return fmt.Sprintf("Kubernetes %s -> %s skips a minor: Kubernetes is upgraded one minor at a time (%s -> %s), one run each; or pass --allow-skip-minor",
-		e.From, e.To, "v"+minorOf(e.From).String(), strings.Join(e.Hops, " -> "))
 }
 
 // KubernetesHops lists the Kubernetes minors an upgrade passes through.
@@ -115,11 +113,7 @@ func KubernetesHops(from, to Version) []string {
 // CheckKubernetesHops refuses a Kubernetes upgrade of more than one minor
 // unless allowed.
 func CheckKubernetesHops(from, to Version, allowSkip bool) error {
-	h := KubernetesHops(from, to)
-	if len(h) > 1 && minorOf(from).Major == minorOf(to).Major && !allowSkip {
-		return &KubernetesSkipMinorError{From: from, To: to, Hops: h}
-	}
-	return nil
+	return checkHops("Kubernetes", from, to, KubernetesHops(from, to), allowSkip)
 }
 
 // MaxKubeletSkew is how many minors older than kube-apiserver a kubelet

@@ -69,7 +69,7 @@ func TestKubernetesGoesOneMinorAtATime(t *testing.T) {
 	}{
 		{"v1.34.1", "v1.35.0", false, ""},
 		{"v1.34.1", "v1.34.3", false, ""},
-		{"v1.34.1", "v1.36.0", false, "Kubernetes v1.34.1 -> v1.36.0 skips a minor: Kubernetes is upgraded one minor at a time (v1.34 -> v1.35 -> v1.36)"},
+		{"v1.34.1", "v1.36.0", false, "Kubernetes v1.34.1 -> v1.36.0 skips a minor: upgrade one minor at a time (v1.34 -> v1.35 -> v1.36)"},
 		{"v1.34.1", "v1.36.0", true, ""},
 	}
 	for _, tc := range tests {

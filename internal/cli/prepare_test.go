@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prox-ops/drover/internal/run"
 )
 
 // TestPrepareBuildsTheTemplatesAheadInTheLab: drover prepare builds the
@@ -16,7 +18,7 @@ func TestPrepareBuildsTheTemplatesAheadInTheLab(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "lab.json")
 	r := drover(t, "prepare", "--lab", "--lab-state", state, "--to-talos", "v1.12.0", "--output", "json")
-	var res templatesResult
+	var res run.Templates
 	if r.code != ExitOK || json.Unmarshal([]byte(r.stdout), &res) != nil || res.Result != "built" || res.Seconds != 600 {
 		t.Fatalf("prepare: exit %d %+v\n%s%s", r.code, res, r.stdout, r.stderr)
 	}

@@ -1,0 +1,126 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/rollout"
+)
+
+// readResume reads the journal of the run to continue and checks it is
+// this cluster's.
+func (p *Planned) readResume(ctx context.Context) error {
+	ri := p.in.Resume
+	path := ri.Journal
+	if path == "" {
+		path = p.Site.Defaults().Journal
+	}
+	if path == "" {
+		return Usage(errors.New("--resume needs --journal: the journal of the run to continue"))
+	}
+	p.ResumeJournal = path
+	entries, err := p.journalEntries(ctx, path)
+	if err != nil {
+		return err
+	}
+	st, err := rollout.ReadResume(rollout.LastRun(entries))
+	if err != nil {
+		return Usage(err)
+	}
+	// The journal is written masked: compare what it could hold.
+	if want := p.env.mask(p.Config.Cluster.Name); st.Header.Cluster != want {
+		return Usage(&rollout.JournalError{Why: fmt.Sprintf("the journal is for cluster %s, this configuration is %s", st.Header.Cluster, want)})
+	}
+	for _, n := range ri.RetryNodes {
+		ns, ok := st.Nodes[n]
+		if !ok || !ns.Halted {
+			return Usage(fmt.Errorf("--retry-node %s: the journal has no halted node of that name", n))
+		}
+		delete(st.Nodes, n)
+	}
+	p.Resume = st
+	return nil
+}
+
+// configMapJournal is the journal in a ConfigMap that path names
+// (configmap[:[NS/]NAME]), or nil when path names a file.
+func (p *Planned) configMapJournal(path string) (*journal.ConfigMap, error) {
+	ns, name, ok, err := journal.ParseConfigMapRef(path, p.lockNamespace())
+	switch {
+	case !ok:
+		return nil, nil
+	case err != nil:
+		return nil, Usage(err)
+	case p.Site.Client() == nil:
+		return nil, Usage(fmt.Errorf("--journal %s needs cluster access", path))
+	}
+	return &journal.ConfigMap{Client: p.Site.Client(), Namespace: ns, Name: name, Mask: p.env.mask}, nil
+}
+
+// journalEntries reads the journal at path (a file or a ConfigMap).
+func (p *Planned) journalEntries(ctx context.Context, path string) ([]rollout.Entry, error) {
+	cm, err := p.configMapJournal(path)
+	if err != nil {
+		return nil, err
+	}
+	if cm != nil {
+		entries, err := cm.Entries(ctx)
+		if err != nil {
+			return nil, Usage(&rollout.JournalError{Why: err.Error()})
+		}
+		return entries, nil
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, Usage(fmt.Errorf("--resume: %w", err))
+	}
+	defer fh.Close()
+	log, err := journal.Read(fh)
+	if err != nil {
+		return nil, Usage(&rollout.JournalError{Why: err.Error()})
+	}
+	for _, w := range log.Warnings {
+		p.env.warn("%s", w)
+	}
+	return log.Entries, nil
+}
+
+// openJournal opens the run's journal: a ConfigMap, a file, or memory;
+// the site may wrap it (the lab keeps its state with it).
+func (u *Upgrade) openJournal() (rollout.Journal, func(), error) {
+	p, o := u.planned, u.opts
+	none := func() {}
+	path := o.Journal
+	if p.ResumeJournal != "" {
+		path = p.ResumeJournal
+	}
+	if path == "" {
+		path = p.Site.Defaults().Journal
+	}
+	if path == "" && o.NeedsJournal {
+		return nil, none, Usage(errors.New("--lab-state and --lab-crash-at need --journal, to resume from"))
+	}
+	var j rollout.Journal = &journal.Memory{}
+	closeJ := none
+	cm, err := p.configMapJournal(path)
+	switch {
+	case err != nil:
+		return nil, none, err
+	case cm != nil:
+		j = cm
+	case path != "":
+		fj, err := journal.OpenFile(path)
+		if err != nil {
+			return nil, none, Usage(err)
+		}
+		for _, w := range fj.Warnings {
+			p.env.warn("%s", w)
+		}
+		fj.Mask = p.env.mask
+		j, closeJ = fj, func() { _ = fj.Close() }
+	}
+	return p.Site.Journal(j, p), closeJ, nil
+}
