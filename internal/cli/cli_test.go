@@ -38,6 +38,38 @@ func drover(t *testing.T, args ...string) result {
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
+// droverContinued runs drover like drover and, while the run hands off
+// (exit 6), plays the continuation as the kit's workflow does: the same
+// command with --resume (and without --only or --canary), from "another
+// runner". It returns the last run's result.
+func droverContinued(t *testing.T, args ...string) result {
+	t.Helper()
+	r := drover(t, args...)
+	for i := 0; r.code == ExitHandedOff; i++ {
+		if i == 3 || !strings.Contains(r.stderr, "handed off: drover runs on") {
+			t.Fatalf("hand-off %d: exit %d\n%s", i+1, r.code, lastLines(r.stderr, 5))
+		}
+		r = drover(t, continuation(args)...)
+	}
+	return r
+}
+
+// continuation is a run's command line as its continuation runs it.
+func continuation(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "--only", "--canary", "--retry-node":
+			i++
+			continue
+		case "--resume":
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return append(out, "--resume")
+}
+
 type reportNode struct {
 	Name            string   `json:"name"`
 	Role            string   `json:"role"`
@@ -411,7 +443,7 @@ func TestCanaryThenResume(t *testing.T) {
 	if !strings.Contains(string(data), "paused after the canary: k8s-work-1") {
 		t.Fatalf("the journal does not say it paused:\n%s", lastLines(string(data), 3))
 	}
-	r = drover(t, "upgrade", "--lab", "--lab-state", state, "--to-talos", "v1.12.0", "--yes", "--resume", "--journal", j, "--output", "json")
+	r = droverContinued(t, "upgrade", "--lab", "--lab-state", state, "--to-talos", "v1.12.0", "--yes", "--resume", "--journal", j, "--output", "json")
 	if r.code != ExitOK {
 		t.Fatalf("resume: exit %d\n%s", r.code, lastLines(r.stderr, 5))
 	}
@@ -708,7 +740,9 @@ func TestDiscordNotificationsOfALabRun(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if len(rep.Notifications) != 17 { // start, 15 nodes, summary
+		// Start, 14 nodes, the hand-off before drover's own node, the
+		// continuation's start, that node, the summary.
+		if len(rep.Notifications) != 19 || rep.Notifications[15].Event != "handed-off" {
 			t.Fatalf("%d notifications: %+v", len(rep.Notifications), rep.Notifications)
 		}
 		for _, d := range rep.Notifications {
@@ -722,7 +756,8 @@ func TestDiscordNotificationsOfALabRun(t *testing.T) {
 		mu.Lock()
 		got := strings.Join(titles, "|")
 		mu.Unlock()
-		if !strings.Contains(got, "drover: upgrade started") || !strings.Contains(got, "✅ k8s-work-14 upgraded") || !strings.Contains(got, "drover: run succeeded") {
+		if !strings.Contains(got, "drover: upgrade started") || !strings.Contains(got, "✅ k8s-work-14 upgraded") || !strings.Contains(got, "drover: run succeeded") ||
+			!strings.Contains(got, "🔁 drover: the run continues on another runner") {
 			t.Fatalf("titles %s", got)
 		}
 	}

@@ -67,6 +67,10 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 	for _, s := range petsWorker {
 		cases = append(cases, tc{"k8s-work-3", s, "v1.11.4"})
 	}
+	// The hand-off before drover's own node (where the lab's runner pod
+	// runs), cattle and pets.
+	self := runnerNode(t, "--config", "../../examples/prox-ops/drover.yaml")
+	cases = append(cases, tc{self, "handoff", "v1.12.0"}, tc{self, "handoff", "v1.11.4"})
 	// A canary secret in every secret variable, and (an operator slip) as
 	// the cluster name, so drover really has it to print.
 	const canary = "canary-crash-s3cret"
@@ -109,13 +113,23 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 					t.Fatalf("the lab saved no app pod on %s: %+v", c.node, st.Pods)
 				}
 			}
-			resume := exec.Command(bin, append(args, "--resume")...)
-			resume.Env = env
+			// Resumed, as the kit's workflow would, until the run ends: a
+			// hand-off (exit 6) is continued with --resume once more.
+			var stdout []byte
 			var stderr strings.Builder
-			resume.Stderr = &stderr
-			stdout, err := resume.Output()
-			if err != nil {
-				t.Fatalf("the resumed run: %v\n%s\n%s", err, stdout, lastLines(stderr.String(), 15))
+			for i := 0; ; i++ {
+				resume := exec.Command(bin, append(args, "--resume")...)
+				resume.Env = env
+				stderr.Reset()
+				resume.Stderr = &stderr
+				stdout, err = resume.Output()
+				if errors.As(err, &ee) && ee.ExitCode() == ExitHandedOff && i < 2 {
+					continue
+				}
+				if err != nil {
+					t.Fatalf("the resumed run: %v\n%s\n%s", err, stdout, lastLines(stderr.String(), 15))
+				}
+				break
 			}
 			j, _ := os.ReadFile(jpath)
 			r, _ := os.ReadFile(report)
@@ -157,6 +171,21 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runnerNode is the node the lab's runner pod (drover's) runs on.
+func runnerNode(t *testing.T, args ...string) string {
+	t.Helper()
+	r := drover(t, append([]string{"plan", "--lab", "--to-talos", "v1.12.0", "--output", "json"}, args...)...)
+	var p struct {
+		RunsOn struct {
+			Node string `json:"node"`
+		} `json:"runsOn"`
+	}
+	if r.code != ExitOK || json.Unmarshal([]byte(r.stdout), &p) != nil || p.RunsOn.Node == "" {
+		t.Fatalf("plan: exit %d, no runsOn\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	return p.RunsOn.Node
 }
 
 // guardedEveryControlPlaneChange reads a journal: each control-plane
@@ -206,7 +235,7 @@ func TestResumeHaltedNodesAndBadJournals(t *testing.T) {
 	if r.code != ExitHalted || !strings.Contains(decodeReport(t, r).Error, "--retry-node k8s-work-1") {
 		t.Fatalf("resume without retry: exit %d %s", r.code, r.stdout)
 	}
-	r = drover(t, append(args, "--resume", "--retry-node", "k8s-work-1")...)
+	r = droverContinued(t, append(args, "--resume", "--retry-node", "k8s-work-1")...)
 	if r.code != ExitOK {
 		t.Fatalf("resume with retry: exit %d\n%s", r.code, lastLines(r.stderr, 5))
 	}

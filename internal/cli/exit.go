@@ -21,6 +21,9 @@ const (
 	// ExitCanary: the canary nodes are done and healthy and the run paused
 	// for a look (--canary); nothing failed. --resume does the rest.
 	ExitCanary = 5
+	// ExitHandedOff: drover's own node is next; it is cordoned and a runner
+	// on another node continues the run with --resume. Nothing failed.
+	ExitHandedOff = 6
 	// ExitInterrupted is 128+SIGINT, as shells report a run stopped by a signal.
 	ExitInterrupted = 130
 )
@@ -48,12 +51,15 @@ func ExitCode(err error) int {
 		ll *journal.LockLostError
 		ae *observe.AccessError
 		cp *rollout.CanaryPausedError
+		ho *rollout.HandedOffError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &cp):
 		return ExitCanary
+	case errors.As(err, &ho):
+		return ExitHandedOff
 	case errors.As(err, &ll):
 		// Stopped safely because another run may now hold the lock.
 		return ExitBlocked

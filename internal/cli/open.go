@@ -41,7 +41,7 @@ func (f *sourceFlags) open(ctx context.Context, s Streams, cfg *config.Config, l
 		return nil, err
 	}
 	return run.OpenLab(cfg, run.LabSpec{Start: start, Faults: faults, FaultsNow: f.faultsNow, StatePath: f.labState, CrashAt: f.crashAt,
-		Crash: s.Crash, PodsPerNode: f.podsPerNode(), Log: log})
+		Crash: s.Crash, PodsPerNode: f.podsPerNode(), Log: log, RunnerNode: f.labRunner})
 }
 
 // planFor loads the configuration, reads the claim, opens the site and

@@ -56,9 +56,14 @@ func newTable(w io.Writer) *tabwriter.Writer {
 
 func printError(w io.Writer, err error) {
 	var cp *rollout.CanaryPausedError
-	if errors.As(err, &cp) {
+	var ho *rollout.HandedOffError
+	switch {
+	case errors.As(err, &cp):
 		// Nothing failed: the run stopped where it was asked to.
 		fmt.Fprintf(w, "drover: paused: %s\n", err)
+		return
+	case errors.As(err, &ho):
+		fmt.Fprintf(w, "drover: %s\n", err)
 		return
 	}
 	fmt.Fprintf(w, "drover: error: %s\n", err)

@@ -119,6 +119,19 @@ type planOutput struct {
 	ETASource string `json:"etaSource,omitempty"`
 	// ClusterSource says where the node versions were read.
 	ClusterSource string `json:"clusterSource,omitempty"`
+	// RunsOn says where drover runs and what it means for the order.
+	RunsOn *runsOnJSON `json:"runsOn,omitempty"`
+	// Refused says why an upgrade of this plan would be refused.
+	Refused string `json:"refused,omitempty"`
+}
+
+// runsOnJSON is where drover runs, inside the cluster.
+type runsOnJSON struct {
+	run.Self
+	// HandOff: drover's node is planned last, and the run hands off
+	// before it (exit 6).
+	HandOff bool   `json:"handOff"`
+	Note    string `json:"note"`
 }
 
 func kubeString(v version.Version) string {
@@ -149,7 +162,26 @@ func planJSON(pd *run.Planned) planOutput {
 	for _, s := range p.Skipped {
 		out.Skipped = append(out.Skipped, skippedJSON{Name: s.Node.Name, Reason: s.Reason, VersionSource: versionSources[s.Node.Name]})
 	}
+	if pd.Self.Node != "" {
+		out.RunsOn = &runsOnJSON{Self: pd.Self, HandOff: p.Self != "", Note: selfNote(pd)}
+	}
+	if pd.Refusal != nil {
+		out.Refused = pd.Refusal.Error()
+	}
 	return out
+}
+
+// selfNote says what drover's own node means for the order.
+func selfNote(p *run.Planned) string {
+	self := p.Self.Node
+	if p.Plan.Self == "" {
+		return self + " is not changed by this run: the order is unchanged"
+	}
+	role := "workers"
+	if n, ok := p.Config.NodeByName(self); ok && n.IsControlPlane() {
+		role = "control-plane nodes"
+	}
+	return fmt.Sprintf("%s goes last among the %s; before it drover cordons it and hands the run to a runner on another node (exit 6), which continues with --resume", self, role)
 }
 
 // printPlanned prints a plan with where its versions and inventory came
@@ -171,6 +203,16 @@ func printPlanned(w io.Writer, p *run.Planned) {
 		fmt.Fprintf(w, "Kubernetes minor hops: v%d.%d -> %s\n", p.Change.From.Kubernetes.Major, p.Change.From.Kubernetes.Minor, strings.Join(p.KubernetesHops, " -> "))
 	}
 	fmt.Fprintf(w, "cluster: %s\n", p.Site.Source())
+	if p.Self.Node != "" {
+		src := ""
+		if p.Self.Source != "" {
+			src = ", from " + p.Self.Source
+		}
+		fmt.Fprintf(w, "drover runs on %s%s: %s\n", p.Self.String(), src, selfNote(p))
+	}
+	if p.Refusal != nil {
+		fmt.Fprintf(w, "an upgrade of this plan would be refused (exit 4): %s\n", p.Refusal)
+	}
 	if tf := p.Terraform(); tf != "" {
 		fmt.Fprintf(w, "inventory completed from the Terraform state (%s):\n", tf)
 		for _, n := range p.Config.Nodes {
@@ -211,6 +253,9 @@ func printPlan(w io.Writer, p plan.Plan, d version.Decision) {
 				}
 				if slices.Contains(p.Canary, n.Name) {
 					role += " (canary)"
+				}
+				if n.Name == p.Self {
+					role += " (drover runs here)"
 				}
 				fmt.Fprintf(t, "%d\t%s\t%s\t%s\t%s -> %s\t%s\n", i+1, n.Name, role, n.ProxmoxHost, n.From.Talos, p.To.Talos, p.Strategy)
 			}

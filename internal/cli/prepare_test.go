@@ -28,7 +28,7 @@ func TestPrepareBuildsTheTemplatesAheadInTheLab(t *testing.T) {
 	templates := func(args ...string) float64 {
 		t.Helper()
 		report := filepath.Join(t.TempDir(), "report.json")
-		r := drover(t, append([]string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--output", "json", "--report", report}, args...)...)
+		r := droverContinued(t, append([]string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--output", "json", "--report", report}, args...)...)
 		if r.code != ExitOK {
 			t.Fatalf("upgrade %v: exit %d\n%s", args, r.code, lastLines(r.stderr, 20))
 		}

@@ -84,7 +84,13 @@ func (c *console) Event(e rollout.Event) {
 		c.line("", "run "+e.Message)
 		if c.github && e.Report != nil && e.Report.Result != rollout.ResultSucceeded {
 			c.mu.Lock()
-			notify.Error(c.w, "drover: run "+string(e.Report.Result), e.Report.Error)
+			switch e.Report.Result {
+			case rollout.ResultCanary, rollout.ResultHandedOff:
+				// Nothing failed: the run stopped where it should.
+				notify.Notice(c.w, "drover: run "+string(e.Report.Result), e.Report.Error)
+			default:
+				notify.Error(c.w, "drover: run "+string(e.Report.Result), e.Report.Error)
+			}
 			c.mu.Unlock()
 		}
 	}

@@ -125,6 +125,10 @@ Exit codes:
      failed, versions claimed that the nodes contradict, run lock held, outside
      the maintenance window, the cluster unreachable or forbidden), paused when
      the window closed, or stopped because the run lock was lost
+  5  paused after the canary (--canary), as asked: the canary nodes are
+     upgraded and healthy; --resume does the rest
+  6  handed off: drover's own node is next; it is cordoned, and a runner on
+     another node continues the run with --resume
   130 stopped by SIGINT/SIGTERM: the node is safe, resume with --resume (a
      second signal stops at once)`,
 		SilenceUsage:  true,

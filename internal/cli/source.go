@@ -40,6 +40,8 @@ type sourceFlags struct {
 	labTalos    string
 	labKube     string
 	talosconfig string
+	// labRunner is where the lab runs drover's runner pod.
+	labRunner string
 	// labNodes, labCPs, labHosts, labPods and labWorkers shape a
 	// generated lab.
 	labNodes, labCPs, labHosts, labPods, labWorkers int
@@ -51,6 +53,7 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.labFaults, "lab-fault", nil, "inject a lab fault, NODE=KIND, repeatable; KIND is never-ready, health-fail, drain-blocked, replace-fails or rollback-fails")
 	fs.StringVar(&f.labState, "lab-state", "", "keep the lab cluster in this file between runs (a crashed rehearsal can then be resumed)")
 	f.registerLabShape(fs)
+	fs.StringVar(&f.labRunner, "lab-runner-node", "", "with --lab, the node drover's runner pod runs on, as the kit's runner would inside the cluster (default: the worker the lab's scheduler picks; \"none\" for a run from outside the cluster)")
 	fs.StringVar(&f.crashAt, "lab-crash-at", "", "rehearse a crash: kill drover abruptly right after the journal records NODE:STEP (e.g. k8s-work-2:destroy)")
 	fs.BoolVar(&f.faultsNow, "lab-faults-now", false, "make the lab's health faults (dns-down, ceph-warn, flux-failed, gpu-lost, crashloop) show from the start, to rehearse a cluster that is already unhealthy")
 	fs.StringVar(&f.fromTalos, "from-talos", "", "the Talos version the cluster runs now, as a cross-check: drover reads what each node runs and stops (exit 4) if this disagrees (default: from --vars-before/--git-range, if given)")

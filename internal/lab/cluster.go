@@ -52,6 +52,9 @@ type app struct {
 	maxUnavailable *intstr.IntOrString
 	// pdb is the app's PodDisruptionBudget, once created.
 	pdb *policyv1.PodDisruptionBudget
+	// runner pods belong to the runner scale set (an EphemeralRunner owns
+	// each) and request what the kit's runner template does.
+	runner bool
 }
 
 func (a *app) labels() map[string]string {
@@ -101,6 +104,7 @@ func (l *Lab) workloads() []*app {
 		apps = append(apps, &app{ns: "ai", name: "ollama", replicas: 1, gpu: true})
 	}
 	apps = append(apps, l.fillers()...)
+	apps = append(apps, l.runnerApps()...)
 	for _, name := range l.order {
 		switch l.vms[name].fault {
 		case FaultPendingBefore:
@@ -284,6 +288,7 @@ func (l *Lab) seed() error {
 	defer l.mu.Unlock()
 	l.restorePods()
 	l.reconcileWith(true)
+	l.settleRunner()
 	return nil
 }
 
@@ -500,10 +505,10 @@ func (l *Lab) schedule(a *app, nodes []*corev1.Node) *corev1.Node {
 	total := func(n *corev1.Node) int { return len(l.store.onNode[n.Name]) }
 	var best *corev1.Node
 	for _, n := range nodes {
-		if n.Spec.Unschedulable || !nodeReady(n) || (isCP(n) && !a.tolerateCP) {
+		if a.pinned != "" && n.Name != a.pinned {
 			continue
 		}
-		if a.pinned != "" && n.Name != a.pinned {
+		if n.Spec.Unschedulable || !nodeReady(n) || (isCP(n) && !a.tolerateCP && !(a.runner && a.pinned != "")) {
 			continue
 		}
 		if a.prefer != "" && n.Name == a.prefer {
@@ -573,6 +578,9 @@ func (l *Lab) podObject(a *app, n *corev1.Node, name string) *corev1.Pod {
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID, Controller: ptr.To(true)}}
 	case a.daemon:
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: a.name, Controller: ptr.To(true)}}
+	case a.runner:
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "actions.github.com/v1alpha1", Kind: "EphemeralRunner", Name: name, Controller: ptr.To(true)}}
+		p.Spec.Containers[0].Resources.Requests = runnerRequests()
 	default:
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: a.name + "-5d8f7b9c6", Controller: ptr.To(true)}}
 	}

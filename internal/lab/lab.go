@@ -154,6 +154,10 @@ type Options struct {
 	// gpu-lost, crashloop) show from the start instead of after the node's
 	// upgrade: `drover health --lab` uses it.
 	FaultsNow bool
+	// RunnerNode is where drover's runner pod runs: a node of the
+	// inventory, RunnerNone (drover runs outside the cluster), or "" for
+	// where the lab's scheduler puts it (a worker, as ARC's would be).
+	RunnerNode string
 }
 
 // DefaultTalos and DefaultKubernetes are the lab's starting versions.
@@ -230,6 +234,8 @@ type Lab struct {
 	// staleNodes are the Nodes written since the cache last read them.
 	// Every Node write, the API's included, holds l.mu.
 	staleNodes map[string]bool
+	// runner is drover's runner pod's app (nil: drover runs outside).
+	runner *app
 }
 
 var (
@@ -286,6 +292,9 @@ func New(opts Options) (*Lab, error) {
 		if n.IsControlPlane() {
 			l.controlPlane = append(l.controlPlane, n.Name)
 		}
+	}
+	if r := opts.RunnerNode; r != "" && r != RunnerNone && l.vms[r] == nil {
+		return nil, fmt.Errorf("lab runner node %q: no such node in the inventory (or %q for a run from outside the cluster)", r, RunnerNone)
 	}
 	for name, f := range opts.Faults {
 		v, ok := l.vms[name]

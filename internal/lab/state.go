@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -26,6 +27,8 @@ type State struct {
 	// Pods are the workloads' pods and where they ran; Seq names the next.
 	Pods []PodState `json:"pods,omitempty"`
 	Seq  int        `json:"seq,omitempty"`
+	// RunnerNode is where drover's runner pod runs.
+	RunnerNode string `json:"runnerNode,omitempty"`
 }
 
 // PodState is one pod of a workload.
@@ -76,6 +79,9 @@ func (l *Lab) Snapshot() State {
 		}
 	}
 	st.Seq = l.seq
+	if l.runner != nil {
+		st.RunnerNode = l.runner.pinned
+	}
 	return st
 }
 
@@ -85,11 +91,27 @@ func (l *Lab) SaveState(path string) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	// Parallel workers save at once: each through a temporary file of its
+	// own, renamed over the state (the last rename wins, whole).
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	tmp := f.Name()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // LoadState reads a saved lab state; a missing file is (nil, nil).

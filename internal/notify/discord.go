@@ -342,6 +342,9 @@ func MessageFor(e rollout.Event) (Message, string, bool) {
 		if r.Result == rollout.ResultCanary {
 			return one("canary-paused", Embed{Title: "⏸ drover: canary done, run paused", Description: r.Error, Color: colourInfo})
 		}
+		if r.Result == rollout.ResultHandedOff {
+			return one("handed-off", Embed{Title: "🔁 drover: the run continues on another runner", Description: r.Error, Color: colourInfo})
+		}
 		var fields []Field
 		for _, n := range r.Nodes {
 			fields = append(fields, Field{Name: n.Name, Value: fmt.Sprintf("%s (%s → %s)", n.Outcome, n.From, n.To), Inline: true})

@@ -45,11 +45,24 @@ func Error(w io.Writer, title, msg string) {
 	fmt.Fprintf(w, "::error title=%s::%s\n", escapeProperty(title), escapeData(msg))
 }
 
+// Notice writes a notice annotation: something to know, nothing failed.
+func Notice(w io.Writer, title, msg string) {
+	fmt.Fprintf(w, "::notice title=%s::%s\n", escapeProperty(title), escapeData(msg))
+}
+
+// marks are the step summary's heading marks, by result.
+var marks = map[rollout.Result]string{
+	rollout.ResultSucceeded: "✅", rollout.ResultHalted: "🔴", rollout.ResultRollbackFailed: "🚨", rollout.ResultBlocked: "⛔",
+	rollout.ResultInterrupted: "⏹", rollout.ResultPaused: "⏸", rollout.ResultCanary: "⏸", rollout.ResultHandedOff: "🔁",
+}
+
 // StepSummary is the run's markdown table for $GITHUB_STEP_SUMMARY.
 func StepSummary(r *rollout.Report) string {
 	var b strings.Builder
-	mark := map[rollout.Result]string{rollout.ResultSucceeded: "✅", rollout.ResultHalted: "🔴", rollout.ResultRollbackFailed: "🚨", rollout.ResultBlocked: "⛔"}[r.Result]
-	fmt.Fprintf(&b, "## %s drover %s upgrade: %s\n\n", mark, r.Strategy, r.Result)
+	fmt.Fprintf(&b, "## %s drover %s upgrade: %s\n\n", marks[r.Result], r.Strategy, r.Result)
+	if r.Result == rollout.ResultHandedOff {
+		b.WriteString("drover's own node is next: the run continues on a runner on another node (`drover upgrade --resume`).\n\n")
+	}
 	fmt.Fprintf(&b, "%s → %s, run `%s`, %s\n\n", r.From, r.To, r.RunID, r.Duration.Round(1e9))
 	b.WriteString("| Node | Strategy | Old → New | Duration | Result |\n|---|---|---|---|---|\n")
 	for _, n := range r.Nodes {

@@ -58,6 +58,13 @@ type Plan struct {
 	Only []string
 	// ETASource says what the ETA was computed from.
 	ETASource string
+	// Self is the planned node drover runs on (its runner pod's node): it
+	// goes last among the nodes of its role, in a batch of its own, and
+	// drover hands the run to a runner on another node before it.
+	Self string
+	// SelfInCanary: the canary would take drover's own node (a run must
+	// refuse it: drover cannot drain the node it runs on).
+	SelfInCanary bool
 }
 
 // Input is what a plan is built from.
@@ -86,6 +93,8 @@ type Input struct {
 	// their sample counts; a kind present here is used instead of Steps.
 	Measured      map[string]time.Duration
 	MeasuredCount map[string]int
+	// Self is the node drover runs on, when it runs inside the cluster.
+	Self string
 }
 
 // Build makes the plan. It is deterministic: the same input gives the same
@@ -120,6 +129,8 @@ func Build(in Input) Plan {
 	}
 	sortNodes(cps)
 	sortNodes(workers)
+	cps, cpSelf := lastIfSelf(cps, in.Self)
+	workers, workerSelf := lastIfSelf(workers, in.Self)
 	sort.SliceStable(p.Skipped, func(i, j int) bool { return NaturalLess(p.Skipped[i].Node.Name, p.Skipped[j].Node.Name) })
 
 	p.Only = in.Only
@@ -127,21 +138,44 @@ func Build(in Input) Plan {
 	for _, n := range cps {
 		cpBatches = append(cpBatches, Batch{Nodes: []Node{n}})
 	}
-	canary, rest := pickCanary(workers, in.Canary, in.CanaryNodes)
+	if cpSelf != nil {
+		cpBatches = append(cpBatches, Batch{Nodes: []Node{*cpSelf}})
+		p.Self = cpSelf.Name
+	}
+	if workerSelf != nil {
+		p.Self = workerSelf.Name
+	}
+	// drover's own worker is never a canary: it comes last, alone, and the
+	// run hands off before it. A canary that would take it is flagged.
+	pool := workers
+	if workerSelf != nil {
+		pool = append(slices.Clone(workers), *workerSelf)
+	}
+	canary, rest := pickCanary(pool, in.Canary, in.CanaryNodes)
+	var tail []Batch
+	if workerSelf != nil {
+		if slices.ContainsFunc(canary, func(n Node) bool { return n.Name == workerSelf.Name }) {
+			p.SelfInCanary = true
+			workers = pool
+		} else {
+			rest = rest[:len(rest)-1]
+			tail = []Batch{{Nodes: []Node{*workerSelf}}}
+		}
+	}
 	size := max(1, in.MaxParallelWorkers)
 	switch {
-	case len(canary) == 0 || len(rest)+len(cps) == 0:
+	case len(canary) == 0 || len(rest)+len(cps)+len(tail) == 0:
 		// No canary, or nothing after it to pause for.
-		p.Batches = append(cpBatches, batchWorkers(workers, size)...)
+		p.Batches = append(append(cpBatches, batchWorkers(workers, size)...), tail...)
 	case in.Strategy == version.Cattle && kubeChanges(in.From, in.To):
 		// A replaced worker comes back with the new kubelet, which must
 		// not be newer than the API servers: the control plane goes first.
 		cb := batchWorkers(canary, size)
-		p.Batches = append(append(cpBatches, cb...), batchWorkers(rest, size)...)
+		p.Batches = append(append(append(cpBatches, cb...), batchWorkers(rest, size)...), tail...)
 		p.PauseAfter = len(cpBatches) + len(cb)
 	default:
 		cb := batchWorkers(canary, size)
-		p.Batches = append(append(cb, cpBatches...), batchWorkers(rest, size)...)
+		p.Batches = append(append(append(cb, cpBatches...), batchWorkers(rest, size)...), tail...)
 		p.PauseAfter = len(cb)
 	}
 	if p.PauseAfter > 0 {
@@ -153,6 +187,19 @@ func Build(in Input) Plan {
 	p.ETA, p.ETASource = eta(p, in)
 	p.RollbackETA = rollbackETA(in)
 	return p
+}
+
+// lastIfSelf takes drover's own node out of ns, to be planned last.
+func lastIfSelf(ns []Node, self string) (rest []Node, selfNode *Node) {
+	if self == "" {
+		return ns, nil
+	}
+	for i, n := range ns {
+		if n.Name == self {
+			return append(slices.Clone(ns[:i]), ns[i+1:]...), &n
+		}
+	}
+	return ns, nil
 }
 
 // pickCanary takes n workers for the canary: the first of names that are

@@ -38,13 +38,19 @@ func randomInventory(r *rand.Rand) []config.Node {
 
 // TestBuildProperties checks, over random inventories and batch sizes, the
 // plan's invariants: control plane first and alone, no two nodes of one
-// Proxmox host in a batch, batches within the size limit, every node once.
+// Proxmox host in a batch, batches within the size limit, every node once,
+// and drover's own node (when it runs on one) last of its role and alone.
 func TestBuildProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for iter := range 2000 {
 		inv := randomInventory(r)
 		par := 1 + r.IntN(5)
-		p := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: par})
+		self := ""
+		if r.IntN(2) == 0 {
+			self = inv[r.IntN(len(inv))].Name
+		}
+		p := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: par, Self: self})
+		checkSelfLast(t, iter, p, self)
 		seen := map[string]int{}
 		workersStarted := false
 		for bi, b := range p.Batches {
@@ -84,6 +90,35 @@ func TestBuildProperties(t *testing.T) {
 		if p.NodeCount() != len(inv) {
 			t.Fatalf("iter %d: %d planned of %d", iter, p.NodeCount(), len(inv))
 		}
+	}
+}
+
+// checkSelfLast: drover's own node is alone in its batch and no node of
+// its role comes after it.
+func checkSelfLast(t *testing.T, iter int, p Plan, self string) {
+	t.Helper()
+	if p.Self != self {
+		t.Fatalf("iter %d: plan says drover runs on %q, want %q", iter, p.Self, self)
+	}
+	if self == "" {
+		return
+	}
+	at := -1
+	var role config.Role
+	for bi, b := range p.Batches {
+		for _, n := range b.Nodes {
+			if n.Name == self {
+				at, role = bi, n.Role
+				if len(b.Nodes) != 1 {
+					t.Fatalf("iter %d: drover's node %s shares batch %d with %d others", iter, self, bi, len(b.Nodes)-1)
+				}
+			} else if at >= 0 && n.Role == role {
+				t.Fatalf("iter %d: %s (%s) comes after drover's own node %s", iter, n.Name, role, self)
+			}
+		}
+	}
+	if at < 0 {
+		t.Fatalf("iter %d: drover's node %s is not planned", iter, self)
 	}
 }
 
@@ -127,14 +162,18 @@ func TestBuildOrder(t *testing.T) {
 	tests := []struct {
 		name string
 		par  int
+		self string
 		want [][]string
 	}{
-		{"one at a time, natural order", 1, [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"gpu-1"}, {"w-1"}, {"w-2"}, {"w-10"}}},
-		{"three at once, never two of host a", 3, [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"gpu-1", "w-1", "w-2"}, {"w-10"}}},
+		{"one at a time, natural order", 1, "", [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"gpu-1"}, {"w-1"}, {"w-2"}, {"w-10"}}},
+		{"three at once, never two of host a", 3, "", [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"gpu-1", "w-1", "w-2"}, {"w-10"}}},
+		{"drover's worker goes last, alone", 3, "w-1", [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"gpu-1", "w-2"}, {"w-10"}, {"w-1"}}},
+		{"drover's control-plane node goes last of the control plane", 1, "cp-1", [][]string{{"cp-2"}, {"cp-3"}, {"cp-1"}, {"gpu-1"}, {"w-1"}, {"w-2"}, {"w-10"}}},
+		{"drover outside the inventory changes nothing", 1, "runner-vm", [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"gpu-1"}, {"w-1"}, {"w-2"}, {"w-10"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: tc.par})
+			p := Build(Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: tc.par, Self: tc.self})
 			if got := names(p); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("batches = %v, want %v", got, tc.want)
 			}
@@ -322,5 +361,37 @@ func TestNaturalLess(t *testing.T) {
 		if got := NaturalLess(tc.a, tc.b); got != tc.less {
 			t.Errorf("NaturalLess(%q, %q) = %v", tc.a, tc.b, got)
 		}
+	}
+}
+
+// TestACanaryNeverTakesDroversNodeSilently: the canary is picked from the
+// other workers, and a canary that can only be had with drover's own node
+// is flagged for the run to refuse.
+func TestACanaryNeverTakesDroversNodeSilently(t *testing.T) {
+	inv := []config.Node{
+		{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"},
+		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "a"},
+		{Name: "w-2", Role: config.RoleWorker, ProxmoxHost: "b"},
+		{Name: "w-3", Role: config.RoleWorker, ProxmoxHost: "c"},
+	}
+	for _, tc := range []struct {
+		name   string
+		in     Input
+		want   [][]string
+		flag   bool
+		canary []string
+	}{
+		{"the first other worker", Input{Canary: 1, Self: "w-1"}, [][]string{{"w-2"}, {"cp-1"}, {"w-3"}, {"w-1"}}, false, []string{"w-2"}},
+		{"rollout.canary naming drover's node takes the next", Input{Canary: 1, Self: "w-1", CanaryNodes: []string{"w-3", "w-1"}}, [][]string{{"w-3"}, {"cp-1"}, {"w-2"}, {"w-1"}}, false, []string{"w-3"}},
+		{"every worker: drover's node too, flagged", Input{Canary: 3, Self: "w-1"}, [][]string{{"w-2"}, {"w-3"}, {"w-1"}, {"cp-1"}}, true, []string{"w-2", "w-3", "w-1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			in.Nodes, in.Strategy, in.From, in.To, in.MaxParallelWorkers = inv, version.Cattle, from, to, 1
+			p := Build(in)
+			if got := names(p); !reflect.DeepEqual(got, tc.want) || p.SelfInCanary != tc.flag || !reflect.DeepEqual(p.Canary, tc.canary) {
+				t.Fatalf("batches %v, canary %v, flagged %v; want %v, %v, %v", got, p.Canary, p.SelfInCanary, tc.want, tc.canary, tc.flag)
+			}
+		})
 	}
 }

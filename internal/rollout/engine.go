@@ -200,6 +200,11 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 			_ = e.record(ctx, "", StepRun, StatusInterrupted, "maintenance window closed")
 			return &PausedError{Window: e.WindowName}
 		}
+		if p.Self != "" && len(b.Nodes) == 1 && b.Nodes[0].Name == p.Self {
+			if err := e.handOff(ctx, p.Self); err != nil {
+				return err
+			}
+		}
 		if err := e.batch(ctx, p, b); err != nil {
 			return err
 		}
@@ -212,6 +217,26 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 		return e.kubernetes(ctx, p)
 	}
 	return nil
+}
+
+// handOff hands the run to a runner on another node before drover's own
+// node: it cordons the node (new runner pods land elsewhere), journals the
+// hand-off and ends the run; the deferred release of the run lock lets the
+// continuation take it at once. A node the journal already shows done
+// needs no hand-off.
+func (e *Engine) handOff(ctx context.Context, node string) error {
+	if rs := e.resumed(node); rs != nil && (rs.Done || rs.Halted) {
+		return nil
+	}
+	err := e.step(ctx, node, StepHandOff, "drover runs here: cordoned so that the next runner pod starts on another node", func() error {
+		return e.Cluster.Cordon(context.WithoutCancel(ctx), node)
+	})
+	if err != nil {
+		e.uncordon(context.WithoutCancel(ctx), node)
+		return &HaltError{Node: node, Reason: "hand-off: cordon failed: " + err.Error(), Err: err}
+	}
+	e.emit(Event{Kind: EventLog, Node: node, Step: StepHandOff, Message: "handed off: a runner on another node continues the run (drover upgrade --resume)"})
+	return &HandedOffError{Node: node}
 }
 
 // preflight checks, before any change, that every planned node is there
@@ -419,9 +444,12 @@ func ResultOf(err error) Result {
 	var ie *InterruptedError
 	var pe *PausedError
 	var cp *CanaryPausedError
+	var ho *HandedOffError
 	switch {
 	case err == nil:
 		return ResultSucceeded
+	case errors.As(err, &ho):
+		return ResultHandedOff
 	case errors.As(err, &ie):
 		return ResultInterrupted
 	case errors.As(err, &pe):
@@ -440,10 +468,11 @@ func statusOf(err error) Status {
 	var ie *InterruptedError
 	var pe *PausedError
 	var cp *CanaryPausedError
+	var ho *HandedOffError
 	switch {
 	case err == nil:
 		return StatusDone
-	case errors.As(err, &ie), errors.As(err, &pe), errors.As(err, &cp):
+	case errors.As(err, &ie), errors.As(err, &pe), errors.As(err, &cp), errors.As(err, &ho):
 		return StatusInterrupted
 	}
 	return StatusFailed

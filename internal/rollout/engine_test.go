@@ -1015,3 +1015,63 @@ func TestTheGateKeepsItsMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestHandOffBeforeDroversOwnNode: the run reaches drover's own node (last
+// of its role, alone), cordons it, journals the hand-off and stops with
+// HandedOffError, having drained nothing of it; a resume from another
+// runner (the journal read back, drover elsewhere) takes it from its
+// preflight, cordons and drains it like any node, and succeeds.
+func TestHandOffBeforeDroversOwnNode(t *testing.T) {
+	for _, self := range []string{"w-2", "cp-1"} {
+		t.Run(self, func(t *testing.T) {
+			clk := clock.NewVirtual(time.Unix(0, 0))
+			rec := newRecorder(clk)
+			eng, j := newEngine(clk, rec, &gate{fn: alwaysPass})
+			p := selfPlan(self)
+			rep, err := eng.Run(context.Background(), p)
+			var ho *rollout.HandedOffError
+			if !errors.As(err, &ho) || ho.Node != self || rep.Result != rollout.ResultHandedOff {
+				t.Fatalf("err %v, result %s: want handed off at %s", err, rep.Result, self)
+			}
+			if got := rec.callsFor(self); got != "cordon" {
+				t.Fatalf("%s: calls %q, want only its cordon", self, got)
+			}
+			for _, b := range p.Batches {
+				if n := b.Nodes[0].Name; n != self && n[0] == self[0] && rec.callsFor(n) == "" {
+					t.Fatalf("%s of drover's role was not upgraded before the hand-off", n)
+				}
+			}
+			st, err := rollout.ReadResume(j.Entries())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ns := st.Nodes[self]; ns == nil || ns.Done || ns.Halted || ns.ResumeAt != rollout.StepPreflight {
+				t.Fatalf("the journal shows %s as %+v, want it to resume at its preflight", self, ns)
+			}
+			// The continuation: drover now runs elsewhere.
+			rec2 := newRecorder(clk)
+			eng2, _ := newEngine(clk, rec2, &gate{fn: alwaysPass})
+			eng2.Resume = st
+			p2 := selfPlan("")
+			if rep, err := eng2.Run(context.Background(), p2); err != nil || rep.Result != rollout.ResultSucceeded {
+				t.Fatalf("continuation: %v (%s)", err, rep.Result)
+			}
+			if got := rec2.callsFor(self); !strings.HasPrefix(got, "cordon, drain, destroy") {
+				t.Fatalf("the continuation did %q on %s, want its cordon, drain and replacement", got, self)
+			}
+		})
+	}
+}
+
+// selfPlan is testPlan's inventory with drover running on self.
+func selfPlan(self string) plan.Plan {
+	p := testPlan(version.Cattle, 1)
+	var nodes []config.Node
+	for _, b := range p.Batches {
+		for _, n := range b.Nodes {
+			nodes = append(nodes, n.Node)
+		}
+	}
+	return plan.Build(plan.Input{Nodes: append(nodes, config.Node{Name: "cp-2", Role: config.RoleControlPlane, ProxmoxHost: "b"}),
+		Strategy: version.Cattle, From: p.From, To: p.To, MaxParallelWorkers: 1, Self: self})
+}

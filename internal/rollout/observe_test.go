@@ -47,7 +47,7 @@ func (s sightStub) VMExists(_ context.Context, n plan.Node) (bool, error) {
 	}
 	return true, nil
 }
-func (sightStub) EnsureTemplates(context.Context, version.Pair) error    { return nil }
+func (sightStub) EnsureTemplates(context.Context, version.Pair) error     { return nil }
 func (sightStub) Destroy(context.Context, []plan.Node) error              { return nil }
 func (sightStub) Create(context.Context, []plan.Node, version.Pair) error { return nil }
 func (sightStub) BeforeNode(context.Context, plan.Node) (Snapshot, error) { return Snapshot{}, nil }

@@ -89,7 +89,7 @@ func ReadResume(entries []Entry) (*ResumeState, error) {
 			}
 			continue
 		}
-		if stepIndex(e.Step) < 0 && e.Step != StepRollback {
+		if stepIndex(e.Step) < 0 && e.Step != StepRollback && e.Step != StepHandOff {
 			return nil, &JournalError{Why: fmt.Sprintf("entry %d has an unknown step %q", i+1, e.Step)}
 		}
 		n := st.Nodes[e.Node]
@@ -109,6 +109,10 @@ func apply(n *NodeState, e Entry) {
 		*n = NodeState{Done: true}
 	case e.Step == StepRollback:
 		n.Halted, n.Reason = true, "rolled back ("+string(e.Status)+")"
+	case e.Step == StepHandOff:
+		// Cordoned for the hand-off, nothing else: it starts again from its
+		// preflight (its identity and versions read afresh).
+		n.Halted, n.ResumeAt = false, StepPreflight
 	case e.Status == StatusInterrupted:
 		n.Halted = false
 		n.ResumeAt = resumePoint(e.Step, false)
@@ -154,8 +158,9 @@ func next(s Step) Step {
 	return stepOrder[i+1]
 }
 
-// IsNodeStep reports whether s is a step of a node's state machine.
-func IsNodeStep(s Step) bool { return stepIndex(s) >= 0 && s != StepDone }
+// IsNodeStep reports whether s is a step of a node's state machine (the
+// hand-off included: it is journaled as a step of drover's own node).
+func IsNodeStep(s Step) bool { return stepIndex(s) >= 0 && s != StepDone || s == StepHandOff }
 
 // NodeSteps lists the node steps, for messages.
 func NodeSteps() string {
@@ -163,6 +168,7 @@ func NodeSteps() string {
 	for _, s := range stepOrder[:len(stepOrder)-1] {
 		out = append(out, string(s))
 	}
+	out = append(out, string(StepHandOff))
 	return strings.Join(out, ", ")
 }
 

@@ -32,6 +32,10 @@ const (
 	StepRollback   Step = "rollback"
 	StepKubernetes Step = "kubernetes"
 	StepDone       Step = "done"
+	// StepHandOff is drover handing the run to a runner on another node
+	// before its own node's turn: the node is cordoned (so the next runner
+	// pod lands elsewhere) and the run ends, to be resumed there.
+	StepHandOff Step = "handoff"
 	// StepTerraform records, run-wide, each Terraform command that takes
 	// the state lock (the Detail is the Terraform adapter's LockRecord), so
 	// a resume can tell a lock its own dead run left from anyone else's.
@@ -77,6 +81,9 @@ const (
 	ResultPaused         Result = "paused"
 	// ResultCanary: paused after the canary, as asked.
 	ResultCanary Result = "canary-paused"
+	// ResultHandedOff: drover's own node is next; a runner on another node
+	// continues the run with --resume.
+	ResultHandedOff Result = "handed-off"
 )
 
 // EventKind says what an Event is about.
@@ -205,6 +212,16 @@ type CanaryPausedError struct{ Nodes []string }
 
 func (e *CanaryPausedError) Error() string {
 	return "the canary (" + strings.Join(e.Nodes, ", ") + ") is upgraded and healthy; the run paused for you to look: resume the rest with drover upgrade --resume"
+}
+
+// HandedOffError means drover's own node (the node its runner pod runs on)
+// was next: drover cordoned it, so that the next runner pod lands on
+// another node, and stopped; the journal says handed off and --resume from
+// that runner does the rest. Nothing failed. The CLI exits 6.
+type HandedOffError struct{ Node string }
+
+func (e *HandedOffError) Error() string {
+	return "handed off: drover runs on " + e.Node + ", which is next; it is cordoned so that the next runner starts on another node: continue there with drover upgrade --resume"
 }
 
 // BlockedError means the run was refused before any change. The CLI exits 4.

@@ -101,7 +101,12 @@ func (s *clusterSite) Client() kubernetes.Interface { return s.kube }
 func (s *clusterSite) Clock() clock.Clock           { return clock.Real{} }
 func (s *clusterSite) Versions() *observe.Reader    { return s.reader }
 func (s *clusterSite) Stats() *LabStats             { return nil }
-func (s *clusterSite) Finished(Env) []string        { return nil }
+
+// Self finds drover's node from NODE_NAME, else from its own pod.
+func (s *clusterSite) Self(ctx context.Context, env Env) (Self, error) {
+	return findSelf(ctx, s.kube, env.Getenv)
+}
+func (s *clusterSite) Finished(Env) []string { return nil }
 
 func (s *clusterSite) Defaults() Defaults {
 	return Defaults{Journal: "drover-journal.jsonl", Report: "drover-report.json"}

@@ -14,15 +14,21 @@ import (
 // this cluster's.
 func (p *Planned) readResume(ctx context.Context) error {
 	ri := p.in.Resume
-	path := ri.Journal
-	if path == "" {
-		path = p.Site.Defaults().Journal
+	var entries []rollout.Entry
+	var err error
+	if ri.read != nil {
+		entries, err = ri.read(ctx)
+	} else {
+		path := ri.Journal
+		if path == "" {
+			path = p.Site.Defaults().Journal
+		}
+		if path == "" {
+			return Usage(errors.New("--resume needs --journal: the journal of the run to continue"))
+		}
+		p.ResumeJournal = path
+		entries, err = p.journalEntries(ctx, path)
 	}
-	if path == "" {
-		return Usage(errors.New("--resume needs --journal: the journal of the run to continue"))
-	}
-	p.ResumeJournal = path
-	entries, err := p.journalEntries(ctx, path)
 	if err != nil {
 		return err
 	}
@@ -103,7 +109,9 @@ func (u *Upgrade) openJournal() (rollout.Journal, func(), error) {
 	if path == "" && o.NeedsJournal {
 		return nil, none, Usage(errors.New("--lab-state and --lab-crash-at need --journal, to resume from"))
 	}
-	var j rollout.Journal = &journal.Memory{}
+	mem := &journal.Memory{}
+	var j rollout.Journal = mem
+	u.readBack = func(context.Context) ([]rollout.Entry, error) { return mem.Entries(), nil }
 	closeJ := none
 	cm, err := p.configMapJournal(path)
 	switch {
@@ -111,6 +119,7 @@ func (u *Upgrade) openJournal() (rollout.Journal, func(), error) {
 		return nil, none, err
 	case cm != nil:
 		j = cm
+		u.readBack = func(ctx context.Context) ([]rollout.Entry, error) { return cm.Entries(ctx) }
 	case path != "":
 		fj, err := journal.OpenFile(path)
 		if err != nil {
@@ -121,6 +130,7 @@ func (u *Upgrade) openJournal() (rollout.Journal, func(), error) {
 		}
 		fj.Mask = p.env.mask
 		j, closeJ = fj, func() { _ = fj.Close() }
+		u.readBack = func(ctx context.Context) ([]rollout.Entry, error) { return p.journalEntries(ctx, path) }
 	}
 	return p.Site.Journal(j, p), closeJ, nil
 }

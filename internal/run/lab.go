@@ -39,6 +39,9 @@ type LabSpec struct {
 	PodsPerNode int
 	// Log is told what the simulated infrastructure does.
 	Log func(node, msg string)
+	// RunnerNode is where drover's runner pod runs (lab.RunnerNone: outside
+	// the cluster; "": where the lab's scheduler puts it).
+	RunnerNode string
 }
 
 // labSite is the embedded lab.
@@ -71,7 +74,7 @@ func OpenLab(cfg *config.Config, spec LabSpec) (Site, error) {
 		}
 	}
 	l, err := lab.New(lab.Options{Config: *cfg, Talos: spec.Start.Talos, Kubernetes: spec.Start.Kubernetes, Faults: spec.Faults,
-		Log: spec.Log, FaultsNow: spec.FaultsNow, State: saved, PodsPerNode: spec.PodsPerNode})
+		Log: spec.Log, FaultsNow: spec.FaultsNow, State: saved, PodsPerNode: spec.PodsPerNode, RunnerNode: spec.RunnerNode})
 	if err != nil {
 		return nil, Usage(err)
 	}
@@ -104,8 +107,30 @@ func (s *labSite) Versions() *observe.Reader {
 	return &observe.Reader{Client: s.lab.Client, Talos: s.lab.Talos()}
 }
 func (s *labSite) EventsClient() kubernetes.Interface { return s.lab.Client }
-func (s *labSite) Defaults() Defaults                 { return Defaults{} }
-func (s *labSite) Close()                             { s.lab.Close() }
+
+// Self is where the lab runs drover's runner pod.
+func (s *labSite) Self(context.Context, Env) (Self, error) {
+	pod := s.lab.RunnerPod()
+	if pod == nil {
+		return Self{}, nil
+	}
+	return Self{Node: pod.Spec.NodeName, Namespace: pod.Namespace, Pod: pod.Name, Source: "the lab's runner pod", Spec: pod}, nil
+}
+
+// HandOver plays the continuation of a hand-off in this process, unless
+// the lab is kept (--lab-state): then the run exits 6 and --resume
+// continues it, as on a real cluster.
+func (s *labSite) HandOver() (bool, error) {
+	if s.spec.StatePath != "" {
+		return false, nil
+	}
+	if _, _, _, err := s.lab.HandOver(); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+func (s *labSite) Defaults() Defaults { return Defaults{} }
+func (s *labSite) Close()             { s.lab.Close() }
 
 // CompleteInventory: the lab's inventory is complete.
 func (s *labSite) CompleteInventory(context.Context, *config.Config, version.Change, Env) (map[string]string, error) {

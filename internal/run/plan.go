@@ -42,6 +42,9 @@ type ResumeInputs struct {
 	Journal string
 	// RetryNodes are halted nodes to try again.
 	RetryNodes []string
+	// read, when set, reads the journal instead of Journal (a hand-off's
+	// continuation in the same process).
+	read func(ctx context.Context) ([]rollout.Entry, error)
 }
 
 // Planned is a run decided and planned, before any change: what the
@@ -64,6 +67,11 @@ type Planned struct {
 	Resume *rollout.ResumeState
 	// ResumeJournal is where that journal is.
 	ResumeJournal string
+	// Self is where drover runs (its pod's node, inside the cluster).
+	Self Self
+	// Refusal, when set, is why an upgrade of this plan must not start
+	// (a *rollout.BlockedError): plan shows it, upgrade refuses it.
+	Refusal error
 
 	in  Inputs
 	env Env
@@ -104,6 +112,11 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 			return nil, err
 		}
 	}
+	self, err := site.Self(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	p.Self = self
 	// Discovery is best effort for planning: a plan from a PR job without
 	// Terraform still shows, with the values it lacks.
 	sources, err := site.CompleteInventory(ctx, cfg, p.Change, env)
@@ -113,7 +126,28 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 	p.InventorySources = sources
 	p.loadMeasured(ctx)
 	p.buildPlan()
+	p.Refusal = p.checkSelf(ctx)
 	return p, nil
+}
+
+// checkSelf refuses what drover cannot do from the node it runs on: drain
+// that node for --only or --canary (only a full run hands off), or hand
+// off when no other node could start a runner pod.
+func (p *Planned) checkSelf(ctx context.Context) error {
+	self := p.Self.Node
+	switch {
+	case self == "":
+		return nil
+	case p.Resume == nil && slices.Contains(p.in.Only, self):
+		return &rollout.BlockedError{Reason: "--only " + self + " would drain " + p.Self.onIt() + "; " +
+			"run it from a runner on another node, or leave it out of --only"}
+	case p.Plan.SelfInCanary:
+		return &rollout.BlockedError{Reason: fmt.Sprintf("--canary %d would take %s into the canary; "+
+			"ask for fewer canary workers, or name others in rollout.canary", p.in.Canary, p.Self.onIt())}
+	case p.Plan.Self == "" || p.Site.Client() == nil:
+		return nil
+	}
+	return handOffRoom(ctx, p.Site.Client(), p.Self)
 }
 
 // checkTarget refuses --only names that are not in the inventory and a
@@ -288,7 +322,7 @@ func (p *Planned) buildPlan() {
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
 		RebuildTemplates: p.Config.Terraform.Templates == config.TemplatesRebuild,
 		Only:             only, Canary: p.in.Canary, CanaryNodes: r.Canary,
-		Measured: p.measured, MeasuredCount: p.measuredN,
+		Measured: p.measured, MeasuredCount: p.measuredN, Self: p.Self.Node,
 	})
 	p.Plan.InFlight = inFlight
 }

@@ -3,6 +3,7 @@ package run
 import (
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/prox-ops/drover/internal/notify"
@@ -86,4 +87,39 @@ func TriggerOf(getenv func(string) string) *runreport.Trigger {
 		t.Actor = u + " (command line)"
 	}
 	return t
+}
+
+// mergeReports joins the report of a run that handed off and the one of
+// its continuation in the same process into one: the continuation's
+// result, the first part's start, every node as far as it got (a node the
+// continuation found done keeps what the first part did to it), batches
+// numbered on from the first part's.
+func mergeReports(first, next *rollout.Report) *rollout.Report {
+	out := *next
+	out.Started = first.Started
+	out.Duration = out.Finished.Sub(out.Started)
+	out.DurationSeconds = out.Duration.Seconds()
+	out.TemplatesSeconds = first.TemplatesSeconds + next.TemplatesSeconds
+	out.KnownBeforeRun = first.KnownBeforeRun
+	out.MissedTargets = append(slices.Clone(first.MissedTargets), next.MissedTargets...)
+	out.SkippedPreflights = first.SkippedPreflights
+	batches := 0
+	for _, n := range first.Nodes {
+		batches = max(batches, n.Batch)
+	}
+	out.Nodes = make([]rollout.NodeReport, 0, len(first.Nodes))
+	for _, f := range first.Nodes {
+		n := next.Node(f.Name)
+		if n == nil || n.Outcome == rollout.OutcomeSkipped || n.Outcome == rollout.OutcomeUntouched && f.Outcome != rollout.OutcomeUntouched {
+			out.Nodes = append(out.Nodes, f)
+			continue
+		}
+		merged := *n
+		if merged.Batch > 0 {
+			merged.Batch += batches
+		}
+		merged.Steps = append(slices.Clone(f.Steps), n.Steps...)
+		out.Nodes = append(out.Nodes, merged)
+	}
+	return &out
 }

@@ -48,7 +48,7 @@ func TestTheLabAndARealClusterRunTheSameEngine(t *testing.T) {
 	}
 	opts := Options{Yes: true, SkipDrainPreflight: true, ForceWindow: true}
 	lu := NewUpgrade(planned, opts)
-	labEngine, release, err := lu.engine(ctx)
+	labEngine, release, err := lu.engine(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestTheLabAndARealClusterRunTheSameEngine(t *testing.T) {
 	real.Site = cs
 	ru := NewUpgrade(&real, opts)
 	ru.runID = lu.runID
-	realEngine, release, err := ru.engine(ctx)
+	realEngine, release, err := ru.engine(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

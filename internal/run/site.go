@@ -36,6 +36,8 @@ type Site interface {
 	Clock() clock.Clock
 	// Versions reads what each node runs; nil without cluster access.
 	Versions() *observe.Reader
+	// Self says where drover runs: its pod and node inside the cluster.
+	Self(ctx context.Context, env Env) (Self, error)
 	// CompleteInventory fills the hosts and VM ids the configuration leaves
 	// empty and says, per node, where they came from (nil: nothing filled).
 	CompleteInventory(ctx context.Context, cfg *config.Config, change version.Change, env Env) (map[string]string, error)
@@ -62,6 +64,13 @@ type Site interface {
 	Stats() *LabStats
 	// Close releases the site (the Talos client, a decoded talosconfig).
 	Close()
+}
+
+// handOverer is a site that plays a hand-off's continuation itself (the
+// lab without --lab-state): the next runner pod starts on another node
+// and the run goes on in this process. It says whether it did.
+type handOverer interface {
+	HandOver() (bool, error)
 }
 
 // Defaults are a site's default paths; empty means none (in memory).

@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -59,11 +60,14 @@ type Lock struct {
 
 // Upgrade is one drover upgrade, from its plan to its report.
 type Upgrade struct {
-	planned  *Planned
-	opts     Options
-	runID    string
-	now      func() time.Time
-	journal  rollout.Journal
+	planned *Planned
+	opts    Options
+	runID   string
+	now     func() time.Time
+	journal rollout.Journal
+	// readBack reads the journal's entries back (a hand-off's continuation
+	// in this process resumes from them).
+	readBack func(ctx context.Context) ([]rollout.Entry, error)
 	log      func(node, msg string)
 	progress io.Writer
 	events   *kube.NodeEvents
@@ -117,17 +121,66 @@ func (u *Upgrade) Run(ctx context.Context) (*Output, error) {
 	}
 	defer closeJournal()
 	u.journal = j
-	eng, cleanup, err := u.engine(ctx)
-	defer cleanup()
-	if err != nil {
-		return nil, stoppedOr(ctx, err)
-	}
+	sink := u.sinks()
 	defer u.closeEvents()
-	rep, runErr := eng.Run(ctx, p.Plan)
+	rep, runErr := u.runEngine(ctx, sink)
+	for rep != nil && handedOff(runErr) {
+		next, ok, err := u.continueHere(ctx)
+		if err != nil {
+			u.log("", "the lab could not play the continuation: "+err.Error())
+		}
+		if !ok {
+			break
+		}
+		first := rep
+		u.planned = next
+		if rep, runErr = u.runEngine(ctx, sink); rep != nil {
+			rep = mergeReports(first, rep)
+		}
+	}
 	if rep == nil {
 		return nil, runErr
 	}
 	return u.finish(rep), runErr
+}
+
+// runEngine assembles the engine for the current plan and runs it.
+func (u *Upgrade) runEngine(ctx context.Context, sink rollout.Sink) (*rollout.Report, error) {
+	eng, cleanup, err := u.engine(ctx, sink)
+	defer cleanup()
+	if err != nil {
+		return nil, stoppedOr(ctx, err)
+	}
+	return eng.Run(ctx, u.planned.Plan)
+}
+
+func handedOff(err error) bool {
+	var ho *rollout.HandedOffError
+	return errors.As(err, &ho)
+}
+
+// continueHere plays a hand-off's continuation in this process, when the
+// site does (the lab without --lab-state): the next runner pod starts on
+// another node, and the run is planned again from its journal, as
+// drover upgrade --resume there would.
+func (u *Upgrade) continueHere(ctx context.Context) (*Planned, bool, error) {
+	ho, ok := u.planned.Site.(handOverer)
+	if !ok {
+		return nil, false, nil
+	}
+	if done, err := ho.HandOver(); !done || err != nil {
+		return nil, false, err
+	}
+	in := u.planned.in
+	in.Resume = &ResumeInputs{read: u.readBack}
+	next, err := Plan(ctx, u.planned.Site, in, u.planned.env)
+	if err != nil {
+		return nil, false, err
+	}
+	if next.Refusal != nil {
+		return nil, false, next.Refusal
+	}
+	return next, true, nil
 }
 
 // stoppedOr: an error that came from a stop (SIGINT/SIGTERM, the lock
@@ -158,6 +211,9 @@ func (u *Upgrade) nothingToDo() (*Output, bool) {
 // admit checks the maintenance window, the approval and the confirmation.
 func (u *Upgrade) admit() error {
 	p, o := u.planned, u.opts
+	if p.Refusal != nil {
+		return p.Refusal
+	}
 	if w := p.Config.MaintenanceWindow; w.Set() && !o.ForceWindow && !w.Open(u.now()) {
 		return &rollout.BlockedError{Reason: "outside the maintenance window (" + w.String() + "); wait for it or pass --force-window"}
 	}
@@ -216,7 +272,7 @@ func (u *Upgrade) lock(ctx context.Context) (context.Context, func(), error) {
 
 // engine assembles the engine over the site's adapters, with every option
 // of this run.
-func (u *Upgrade) engine(ctx context.Context) (*rollout.Engine, func(), error) {
+func (u *Upgrade) engine(ctx context.Context, sink rollout.Sink) (*rollout.Engine, func(), error) {
 	p, o := u.planned, u.opts
 	a, release, err := p.Site.Adapters(ctx, u)
 	if err != nil {
@@ -227,7 +283,7 @@ func (u *Upgrade) engine(ctx context.Context) (*rollout.Engine, func(), error) {
 	if p.Resume != nil {
 		h.Only = p.Resume.Header.Only
 	}
-	r := assemble.Run{Journal: u.journal, Sink: u.sinks(), RunID: u.runID, Header: h, Resume: p.Resume,
+	r := assemble.Run{Journal: u.journal, Sink: sink, RunID: u.runID, Header: h, Resume: p.Resume,
 		SkipDrainPreflight: o.SkipDrainPreflight, SkipPreflightHealth: o.SkipPreflightHealth}
 	if w := p.Config.MaintenanceWindow; w.Set() && !o.ForceWindow {
 		r.Window, r.WindowName = w.Open, w.String()
