@@ -6,9 +6,11 @@
 package assemble
 
 import (
+	"context"
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/client"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -118,6 +120,9 @@ type Run struct {
 	// SkipDrainPreflight and SkipPreflightHealth are the operator's
 	// overrides (--skip-drain-preflight, --skip-preflight-health).
 	SkipDrainPreflight, SkipPreflightHealth bool
+	// Self is drover's own pod, when it runs in the cluster: at a hand-off
+	// the other runner pods of its scale set leave its node.
+	Self *corev1.Pod
 }
 
 // Engine assembles the engine for one run. Nothing is set on it afterwards:
@@ -140,6 +145,9 @@ func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 		PreflightHealth: !r.SkipPreflightHealth,
 		Journal:         r.Journal, Sink: r.Sink, RunID: r.RunID, Header: r.Header, Resume: r.Resume,
 		Window: r.Window, WindowName: r.WindowName,
+	}
+	if r.Self != nil {
+		e.Peers = runnerPeers{client: kc, self: r.Self}
 	}
 	drain := kube.DrainPreflightCheck{Client: kc}
 	e.Preflights = []rollout.Preflight{guard}
@@ -179,6 +187,16 @@ type Settings struct {
 	Skipped    []string
 	WindowName string
 	Window     bool
+}
+
+// runnerPeers evicts the other runner pods of drover's scale set on its node.
+type runnerPeers struct {
+	client *kube.Client
+	self   *corev1.Pod
+}
+
+func (p runnerPeers) EvictPeers(ctx context.Context, node string) ([]string, error) {
+	return p.client.EvictRunnerPeers(ctx, node, p.self)
 }
 
 // Describe reads an assembled engine's settings.

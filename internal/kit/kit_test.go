@@ -242,7 +242,7 @@ func TestDeployIsTheExampleRendering(t *testing.T) {
 		}
 		got, _ := os.ReadFile(path)
 		if string(got) != string(want) {
-			t.Errorf("deploy/%s differs from the rendering: run drover init --config examples/prox-ops/drover.yaml --repo-url https://github.com/prox-ops/infrastructure --output deploy --force", rel)
+			t.Errorf("deploy/%s differs from the rendering: run drover init --config examples/prox-ops/drover.yaml --repo-url https://github.com/prox-ops/infrastructure --output deploy --force --drover-version v0.1.0", rel)
 		}
 		return nil
 	})

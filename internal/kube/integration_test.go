@@ -25,10 +25,10 @@ import (
 	"github.com/prox-ops/drover/internal/version"
 )
 
-// These tests run against a real kube-apiserver, etcd and
+// These tests run against a real kube-apiserver, etcd, kube-scheduler and
 // kube-controller-manager (disruption, replicaset, deployment, node
-// lifecycle, pod GC). Only the kubelets and the scheduler are simulated
-// (testenv.Kubelets), on the wall clock.
+// lifecycle, pod GC). Only the kubelets are simulated (testenv.Kubelets),
+// on the wall clock.
 
 var env *testenv.Env
 
@@ -424,3 +424,38 @@ func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 // a kubelet that runs containers, which this test's simulated kubelets do
 // not; internal/health tests those checks on their own fixtures.
 var withoutProbes = config.Health{Disable: []string{health.CheckDNS, health.CheckNetwork, health.CheckGPU}}
+
+// TestARunnerPodIsDrainedLikeAnyControlledPod: a runner pod owned by a
+// custom resource (an EphemeralRunner, as ARC's are) is evicted by a drain
+// like any pod with a controller; at a hand-off, drover evicts the other
+// runner pods of its scale set on its node, never its own.
+func TestARunnerPodIsDrainedLikeAnyControlledPod(t *testing.T) {
+	testenv.Require(t, env)
+	k := testenv.NewKubelets(env.Client, "")
+	defer k.Close()
+	nodes(t, k, "v1.11.3", "runner-a", "runner-b")
+	env.WaitSchedulable(t, "runner-a", "runner-b")
+	ctx := context.Background()
+	const ns = "runner-drain"
+	self := env.RunnerPod(t, ns, "cattle-upgrade-self", "runner-b")
+	env.RunnerPod(t, ns, "cattle-upgrade-idle-1", "runner-b")
+	env.RunnerPod(t, ns, "cattle-upgrade-idle-2", "runner-a")
+	c := client()
+	evicted, err := c.EvictRunnerPeers(ctx, "runner-b", self)
+	if err != nil || len(evicted) != 1 || evicted[0] != ns+"/cattle-upgrade-idle-1" {
+		t.Fatalf("peers evicted %v, %v: want the idle runner on runner-b only", evicted, err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the idle runner to leave runner-b", func() (bool, error) { return podsOn(t, ns, "runner-b") == 1, nil })
+	if _, err := env.Client.CoreV1().Pods(ns).Get(ctx, self.Name, metav1.GetOptions{}); err != nil {
+		t.Fatalf("drover's own pod went: %v", err)
+	}
+	if err := c.Cordon(ctx, "runner-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx, "runner-a", time.Minute, nil); err != nil {
+		t.Fatalf("drain of a node with a runner pod: %v", err)
+	}
+	if n := podsOn(t, ns, "runner-a"); n != 0 {
+		t.Fatalf("%d runner pods left on the drained node", n)
+	}
+}

@@ -465,3 +465,41 @@ func (c *Client) sleepOrWake(ctx context.Context, d time.Duration, wake <-chan s
 	}
 	return nil
 }
+
+// ScaleSetLabel is the label ARC puts on a runner scale set's pods.
+const ScaleSetLabel = "actions.github.com/scale-set-name"
+
+// EvictRunnerPeers evicts, through the eviction API, the other pods of
+// self's runner scale set on node (idle runners waiting for a job), so that
+// a job queued next cannot be picked up on node. It names what it evicted;
+// a pod without the scale set's label has no peers.
+func (c *Client) EvictRunnerPeers(ctx context.Context, node string, self *corev1.Pod) ([]string, error) {
+	set := self.Labels[ScaleSetLabel]
+	if set == "" {
+		return nil, nil
+	}
+	list, err := c.Client.CoreV1().Pods(self.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: ScaleSetLabel + "=" + set, FieldSelector: "spec.nodeName=" + node,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the runner pods on %s: %w", node, err)
+	}
+	h := &drain.Helper{Ctx: ctx, Client: c.Client, GracePeriodSeconds: -1, Out: io.Discard, ErrOut: io.Discard}
+	gv, err := drain.CheckEvictionSupport(c.Client)
+	if err != nil || gv.Empty() {
+		return nil, fmt.Errorf("evict the runner pods on %s: no eviction API (%v)", node, err)
+	}
+	var evicted []string
+	var errs []error
+	for _, p := range list.Items {
+		if p.UID == self.UID || p.Name == self.Name || p.DeletionTimestamp != nil {
+			continue
+		}
+		if err := h.EvictPod(p, gv); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("evict %s/%s: %w", p.Namespace, p.Name, err))
+			continue
+		}
+		evicted = append(evicted, p.Namespace+"/"+p.Name)
+	}
+	return evicted, errors.Join(errs...)
+}

@@ -580,6 +580,7 @@ func (l *Lab) podObject(a *app, n *corev1.Node, name string) *corev1.Pod {
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: a.name, Controller: ptr.To(true)}}
 	case a.runner:
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "actions.github.com/v1alpha1", Kind: "EphemeralRunner", Name: name, Controller: ptr.To(true)}}
+		p.Labels[kube.ScaleSetLabel] = "cattle-upgrade"
 		p.Spec.Containers[0].Resources.Requests = runnerRequests()
 	default:
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: a.name + "-5d8f7b9c6", Controller: ptr.To(true)}}

@@ -117,5 +117,5 @@ func (l *Lab) moveRunner() bool {
 
 // runnerRequests are a runner pod's requests (the kit's runner template).
 func runnerRequests() corev1.ResourceList {
-	return corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("512Mi")}
+	return corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("1Gi")}
 }

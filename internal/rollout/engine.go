@@ -77,6 +77,9 @@ type Engine struct {
 	// Skipped names the preflights the operator switched off; the report
 	// says so.
 	Skipped []string
+	// Peers, when set, evicts the other runner pods on drover's node at a
+	// hand-off.
+	Peers RunnerPeers
 
 	mu      sync.Mutex
 	started time.Time
@@ -234,6 +237,15 @@ func (e *Engine) handOff(ctx context.Context, node string) error {
 	if err != nil {
 		e.uncordon(context.WithoutCancel(ctx), node)
 		return &HaltError{Node: node, Reason: "hand-off: cordon failed: " + err.Error(), Err: err}
+	}
+	if e.Peers != nil {
+		evicted, err := e.Peers.EvictPeers(context.WithoutCancel(ctx), node)
+		if len(evicted) > 0 {
+			e.emit(Event{Kind: EventLog, Node: node, Step: StepHandOff, Message: "evicted the idle runner pods here, so that the continuation starts elsewhere: " + strings.Join(evicted, ", ")})
+		}
+		if err != nil {
+			e.emit(Event{Kind: EventLog, Node: node, Step: StepHandOff, Message: "could not evict every idle runner pod here (" + err.Error() + "): if the continuation starts on this node, it hands off again"})
+		}
 	}
 	e.emit(Event{Kind: EventLog, Node: node, Step: StepHandOff, Message: "handed off: a runner on another node continues the run (drover upgrade --resume)"})
 	return &HandedOffError{Node: node}

@@ -369,6 +369,14 @@ type LinkReader interface {
 	Links(ctx context.Context, n plan.Node) ([]Link, error)
 }
 
+// RunnerPeers makes way for a hand-off's continuation: the other runner
+// pods of drover's runner scale set on its node (idle runners) leave, so
+// that the continuation's job cannot be picked up on the cordoned node. It
+// names the pods it evicted.
+type RunnerPeers interface {
+	EvictPeers(ctx context.Context, node string) ([]string, error)
+}
+
 // VMChecker is implemented by replacers that can tell whether a node's VM
 // exists (the Terraform state holds it); resume uses it.
 type VMChecker interface {

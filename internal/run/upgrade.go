@@ -284,7 +284,7 @@ func (u *Upgrade) engine(ctx context.Context, sink rollout.Sink) (*rollout.Engin
 		h.Only = p.Resume.Header.Only
 	}
 	r := assemble.Run{Journal: u.journal, Sink: sink, RunID: u.runID, Header: h, Resume: p.Resume,
-		SkipDrainPreflight: o.SkipDrainPreflight, SkipPreflightHealth: o.SkipPreflightHealth}
+		SkipDrainPreflight: o.SkipDrainPreflight, SkipPreflightHealth: o.SkipPreflightHealth, Self: p.Self.Spec}
 	if w := p.Config.MaintenanceWindow; w.Set() && !o.ForceWindow {
 		r.Window, r.WindowName = w.Open, w.String()
 	}

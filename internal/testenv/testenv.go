@@ -1,9 +1,9 @@
 // Package testenv runs a real Kubernetes control plane for integration
-// tests: etcd, kube-apiserver and kube-controller-manager, built from their
-// upstream Go modules by hack/testenv-binaries.sh and cached outside the
-// repository. Only the kubelets, the scheduler and the hypervisor are
+// tests: etcd, kube-apiserver, kube-controller-manager and kube-scheduler,
+// built from their upstream Go modules by hack/testenv-binaries.sh and
+// cached outside the repository. Only the kubelets and the hypervisor are
 // simulated (see Kubelets and Hypervisor); everything else, PodDisruptionBudget
-// status included, comes from the real components.
+// status and every binding included, comes from the real components.
 //
 // Use it from TestMain:
 //
