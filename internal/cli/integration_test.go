@@ -240,6 +240,55 @@ health:
 	}
 }
 
+// TestAControlPlaneEndpointThatGoesAwayDoesNotStopTheRun: the talosconfig
+// names the three control-plane nodes' Talos API endpoints; one of them
+// goes away (its VM replaced, its network gone) while another node's etcd
+// guard runs. drover's Talos calls go on through the other endpoints and
+// the run finishes.
+func TestAControlPlaneEndpointThatGoesAwayDoesNotStopTheRun(t *testing.T) {
+	testenv.Require(t, env)
+	dir := t.TempDir()
+	nodes := []e2eNode{{"ep-cp-1", "127.0.0.61", "v1.13.0", 611}, {"ep-cp-2", "127.0.0.62", "v1.13.0", 612}, {"ep-cp-3", "127.0.0.63", "v1.13.0", 613}, {"ep-w-1", "127.0.0.64", "v1.13.0", 0}}
+	ta, talosconfig, eps := talosClusterEndpoints(t, dir, nodes, 3)
+	var once sync.Once
+	stopped := make(chan struct{})
+	ta.OnCall = func(method, ip string) {
+		if method == "EtcdSnapshot" && ip == "127.0.0.62" {
+			once.Do(func() { eps[0].Stop(); close(stopped) })
+		}
+	}
+	cfg := filepath.Join(dir, "drover.yaml")
+	var inv strings.Builder
+	for i, n := range nodes {
+		role := "worker"
+		if n.member != 0 {
+			role = "controlplane"
+		}
+		fmt.Fprintf(&inv, "  - {name: %s, role: %s, ip: %s, proxmoxHost: h%d, vmId: %d}\n", n.name, role, n.ip, i, i+1)
+	}
+	write(t, cfg, "cluster: {name: ep}\nnodes:\n"+inv.String()+`talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+health: {disable: [DNS Resolution, Network Connectivity]}
+`)
+	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
+		"--to-talos", "v1.13.1", "--yes", "--journal", filepath.Join(dir, "j.jsonl"), "--report", filepath.Join(dir, "r.json"))
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the endpoint was never stopped: ep-cp-2's etcd guard took no snapshot")
+	}
+	if r.code != ExitOK {
+		t.Fatalf("exit %d after an endpoint went away\n%s", r.code, lastLines(r.stdout+r.stderr, 30))
+	}
+	for _, n := range nodes {
+		if v := ta.NodeVersion(n.ip); v != "v1.13.1" {
+			t.Errorf("%s runs %s", n.name, v)
+		}
+	}
+}
+
 // TestCattleUpgradeOfARealCluster runs `drover upgrade --config` for a
 // minor release end to end: Terraform (a real binary, on the prox-ops-shaped
 // fixture) replaces each VM, the nodes re-register in the real API server,
@@ -481,6 +530,14 @@ type e2eNode struct {
 // talosconfig for the Talos API into dir. The nodes go at the test's end.
 func talosCluster(t *testing.T, dir string, nodes []e2eNode) (*testenv.TalosAPI, string) {
 	t.Helper()
+	ta, talosconfig, _ := talosClusterEndpoints(t, dir, nodes, 1)
+	return ta, talosconfig
+}
+
+// talosClusterEndpoints is talosCluster with a talosconfig of n endpoints
+// (the control-plane nodes' apids), each of which a test can stop.
+func talosClusterEndpoints(t *testing.T, dir string, nodes []e2eNode, n int) (*testenv.TalosAPI, string, []*testenv.Endpoint) {
+	t.Helper()
 	ctx := context.Background()
 	k := testenv.NewKubelets(env.Client, "none")
 	t.Cleanup(k.Close)
@@ -505,8 +562,9 @@ func talosCluster(t *testing.T, dir string, nodes []e2eNode) (*testenv.TalosAPI,
 		_ = k.AddNode(context.Background(), testenv.NodeSpec{Name: name, ControlPlane: cp[name], Talos: v, Kubelet: "v1.34.1"})
 	}
 	talosconfig := filepath.Join(dir, "talosconfig")
-	write(t, talosconfig, string(ta.Serve(t)))
-	return ta, talosconfig
+	cfg, eps := ta.ServeEndpoints(t, n)
+	write(t, talosconfig, string(cfg))
+	return ta, talosconfig, eps
 }
 
 // signalCluster is a 4-node pets cluster (one control plane, three

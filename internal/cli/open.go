@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/spf13/pflag"
@@ -33,7 +34,13 @@ func (f *sourceFlags) open(ctx context.Context, s Streams, cfg *config.Config, l
 	if !f.lab {
 		return run.OpenCluster(ctx, cfg, run.ClusterSpec{
 			Access: f.access(s), Talos: talos.ConfigSource{Flag: f.talosconfig, Getenv: s.Getenv, Home: s.Home},
-			RepoDir: f.repoDir, TerraformOut: tfOut,
+			RepoDir: f.repoDir, TerraformOut: tfOut, TalosLog: func(msg string) {
+				if log != nil {
+					log("", msg)
+					return
+				}
+				fmt.Fprintf(s.Err, "drover: %s\n", msg)
+			},
 		})
 	}
 	start, err := f.labStart()

@@ -98,7 +98,11 @@ func Poll(ctx context.Context, c Clock, what string, interval, timeout time.Dura
 	}
 	deadline := c.Now().Add(timeout)
 	for {
-		done, why, err := cond(ctx)
+		// No check outlives the wait by more than one interval: a call that
+		// hangs (an endpoint that accepts and never answers) ends by then.
+		cctx, cancel := WithTimeout(ctx, c, max(interval, deadline.Sub(c.Now())))
+		done, why, err := cond(cctx)
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -112,6 +116,21 @@ func Poll(ctx context.Context, c Clock, what string, interval, timeout time.Dura
 		if err := c.Sleep(ctx, min(interval, left)); err != nil {
 			return err
 		}
+	}
+}
+
+// WithTimeout is context.WithTimeout on c: on the wall clock a deadline,
+// on a virtual clock a cancel when its time has come.
+func WithTimeout(ctx context.Context, c Clock, d time.Duration) (context.Context, context.CancelFunc) {
+	af, ok := c.(afterFuncer)
+	if !ok {
+		return context.WithTimeout(ctx, d)
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	stop := af.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	return cctx, func() {
+		stop()
+		cancel(context.Canceled)
 	}
 }
 

@@ -194,6 +194,12 @@ type actRun struct {
 // sends them (and act reads them, with an event file).
 func (r *kitRepo) run(t *testing.T, event, workflow string, payload map[string]any) actRun {
 	t.Helper()
+	return r.runWith(t, nil, event, workflow, payload)
+}
+
+// runWith is run with more environment for the jobs' steps.
+func (r *kitRepo) runWith(t *testing.T, extraEnv []string, event, workflow string, payload map[string]any) actRun {
+	t.Helper()
 	must(t, os.RemoveAll(r.artifacts))
 	ev := filepath.Join(t.TempDir(), "event.json")
 	data, err := json.Marshal(payload)
@@ -207,7 +213,7 @@ func (r *kitRepo) run(t *testing.T, event, workflow string, payload map[string]a
 	}
 	cmd := exec.CommandContext(t.Context(), r.act, args...)
 	cmd.Dir = r.dir
-	cmd.Env = r.env
+	cmd.Env = append(append([]string(nil), r.env...), extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()

@@ -11,8 +11,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/prox-ops/drover/internal/testenv"
 )
@@ -235,10 +238,25 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 	if !ok {
 		return
 	}
-	ok = t.Run("a merged cattle pull request upgrades the cluster", func(t *testing.T) {
-		a := r.run(t, "pull_request", "upgrade-cattle.yml", pr("closed", true, "upgrade-cattle"))
+	ok = t.Run("a merged cattle pull request upgrades the cluster, handing off from its runner's node", func(t *testing.T) {
+		// drover runs in a runner pod on k8s-work-2, as on the cluster it
+		// upgrades; ARC is played by the test (see handOffRunner).
+		runner := env.RunnerPod(t, namespace, "runner-e2e", "k8s-work-2")
+		moved := handOffRunner(t, runner.Name, "k8s-work-2")
+		a := r.runWith(t, []string{"POD_NAME=" + runner.Name}, "pull_request", "upgrade-cattle.yml", pr("closed", true, "upgrade-cattle"))
 		if a.code != 0 {
 			t.Fatalf("act exit %d\n%s", a.code, a.tail(80))
+		}
+		if a.job("upgrade") != "success" || a.job("continue") != "success" || !strings.Contains(a.log, "drover: handed off") {
+			t.Errorf("jobs %v: want the upgrade to hand off and the continue job to finish\n%s", a.jobs, a.tail(60))
+		}
+		if to := <-moved; to == "" || to == "k8s-work-2" {
+			t.Errorf("the continuation's runner pod ran on %q", to)
+		}
+		if dirs, _ := filepath.Glob(filepath.Join(r.artifacts, "drover-run-*")); len(dirs) != 2 {
+			t.Errorf("artifacts %v: want the upgrade job's and the continue job's", dirs)
+		} else if rep := report(t, filepath.Join(dirs[0], "drover-report.json")); rep.Result != "handed-off" {
+			t.Errorf("the upgrade job's report: %+v", rep)
 		}
 		sum := a.summary()
 		for _, want := range []string{"## drover plan", "k8s-ctrl-1", "k8s-work-2", "cattle", "Talos API: k8s-ctrl-1"} {
@@ -256,10 +274,16 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 		if rep.Result != "succeeded" || rep.Strategy != "cattle" || len(rep.Nodes) != 3 {
 			t.Errorf("report: %+v", rep)
 		}
+		for _, n := range rep.Nodes {
+			if n.Name == "k8s-work-2" && n.Outcome != "upgraded" {
+				t.Errorf("the continuation left drover's node %s", n.Outcome)
+			}
+		}
 		if j, err := os.ReadFile(filepath.Join(art, "drover-journal.jsonl")); err != nil || !strings.Contains(string(j), "k8s-work-2") {
 			t.Errorf("journal artifact: %v\n%s", err, j)
 		}
-		if snaps, _ := filepath.Glob(filepath.Join(art, "etcd-snapshots", "*")); len(snaps) == 0 {
+		// The control plane was guarded (and snapshotted) by the upgrade job.
+		if snaps, _ := filepath.Glob(filepath.Join(r.artifacts, "drover-run-*", "etcd-snapshots", "*")); len(snaps) == 0 {
 			t.Errorf("no etcd snapshot among the artifacts")
 		}
 		if a.job("health") != "success" || !strings.Contains(sum, "drover health") {
@@ -441,14 +465,70 @@ func report(t *testing.T, path string) reportSummary {
 	return r
 }
 
-// artifactDir is the run's one artifact (each act run starts with none).
+// artifactDir is the artifact of the job that finished the run (each act
+// run starts with none): the upgrade's, or its continuation's.
 func artifactDir(t *testing.T, root string) string {
 	t.Helper()
 	dirs, _ := filepath.Glob(filepath.Join(root, "drover-run-*"))
+	if len(dirs) == 2 && strings.HasSuffix(dirs[1], "-continued") {
+		return dirs[1]
+	}
 	if len(dirs) != 1 {
-		t.Fatalf("%d artifacts, want one: %v", len(dirs), dirs)
+		t.Fatalf("%d artifacts, want one (or a run and its continuation): %v", len(dirs), dirs)
 	}
 	return dirs[0]
+}
+
+// handOffRunner plays ARC for a hand-off: once drover cordons its own node
+// (the upgrade job hands off), the runner pod that ran that job has
+// finished, and the next job's runner pod starts where the real scheduler
+// puts it. act runs every job on this host with one environment, so the
+// new pod has the old one's name (POD_NAME). It sends the new pod's node
+// (or "" after two minutes without a hand-off), then removes it, so the
+// later stories run from outside the cluster.
+func handOffRunner(t *testing.T, pod, node string) <-chan string {
+	t.Helper()
+	moved := make(chan string, 1)
+	ctx := t.Context()
+	pods := env.Client.CoreV1().Pods(namespace)
+	go func() {
+		defer close(moved)
+		deadline := time.Now().Add(10 * time.Minute)
+		for time.Now().Before(deadline) {
+			n, err := env.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+			if err == nil && n.Spec.Unschedulable {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		_ = pods.Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))})
+		for i := 0; i < 100; i++ {
+			if _, err := pods.Get(ctx, pod, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := env.NewRunnerPod(ctx, namespace, pod, ""); err != nil {
+			moved <- ""
+			return
+		}
+		to := ""
+		for i := 0; i < 300 && to == ""; i++ {
+			if p, err := pods.Get(ctx, pod, metav1.GetOptions{}); err == nil {
+				to = p.Spec.NodeName
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		moved <- to
+	}()
+	t.Cleanup(func() {
+		_ = pods.Delete(context.Background(), pod, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))})
+	})
+	return moved
 }
 
 func tfBinary(t *testing.T) string {

@@ -36,6 +36,8 @@ type ClusterSpec struct {
 	RepoDir string
 	// TerraformOut receives Terraform's output, masked and prefixed.
 	TerraformOut io.Writer
+	// TalosLog is told when a Talos API endpoint does not answer.
+	TalosLog func(msg string)
 }
 
 // clusterSite is a real cluster: client-go, the Talos API, Terraform.
@@ -79,7 +81,7 @@ func OpenCluster(ctx context.Context, cfg *config.Config, spec ClusterSpec) (Sit
 		return s, nil
 	}
 	s.talosConf = tc
-	if s.talos, err = client.New(ctx, client.WithConfigFromFile(tc.Path)); err != nil {
+	if s.talos, err = talos.NewClient(ctx, tc.Path, talos.Bounds{Log: spec.TalosLog}); err != nil {
 		tc.Cleanup()
 		return nil, Usage(fmt.Errorf("talosconfig from %s: %w", tc.Source, err))
 	}

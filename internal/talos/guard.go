@@ -15,6 +15,8 @@ import (
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Member is an etcd member.
@@ -249,9 +251,26 @@ func (g *Guard) snapshot(ctx context.Context, from config.Node, guarded string) 
 		tmp.Close()
 		return "", err
 	}
-	if err := g.Etcd.Snapshot(ctx, from, tmp); err != nil {
-		tmp.Close()
-		return "", err
+	// A snapshot that broke off because its Talos API endpoint went away
+	// is taken again, from the start, through the next endpoint.
+	for attempt := 1; ; attempt++ {
+		err := g.Etcd.Snapshot(ctx, from, tmp)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || ctx.Err() != nil || !transient(err) {
+			tmp.Close()
+			return "", err
+		}
+		g.log(guarded, "etcd snapshot from %s broke off (%v); taking it again", from.Name, err)
+		if err := tmp.Truncate(0); err != nil {
+			tmp.Close()
+			return "", err
+		}
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			tmp.Close()
+			return "", err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return "", err
@@ -268,6 +287,16 @@ func (g *Guard) snapshot(ctx context.Context, from config.Node, guarded string) 
 	}
 	g.log(guarded, "etcd snapshot %s (%d bytes, from %s)", path, fi.Size(), from.Name)
 	return path, g.rotate(dir)
+}
+
+// transient says a call failed because its endpoint went away or did not
+// answer in time, not because the node refused.
+func transient(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
 }
 
 // rotate keeps the newest Keep snapshots.

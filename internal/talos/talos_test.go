@@ -61,7 +61,7 @@ func connect(t *testing.T, f *testenv.TalosAPI) (*API, *logBuf) {
 	if err := os.WriteFile(path, f.Serve(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(context.Background(), client.WithConfigFromFile(path))
+	c, err := NewClient(context.Background(), path, Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}

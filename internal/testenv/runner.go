@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -31,13 +32,26 @@ var (
 // runner pod requests 500m CPU and 1Gi.
 func (e *Env) RunnerPod(t testing.TB, ns, name, node string) *corev1.Pod {
 	t.Helper()
-	ctx := context.Background()
 	dyn, err := dynamic.NewForConfig(e.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.ephemeralRunnerCRD(t, dyn)
 	e.Namespace(t, ns)
+	p, err := e.NewRunnerPod(context.Background(), ns, name, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// NewRunnerPod is RunnerPod once the CRD and the namespace are there, for
+// a goroutine that plays ARC starting the next job's runner pod.
+func (e *Env) NewRunnerPod(ctx context.Context, ns, name, node string) (*corev1.Pod, error) {
+	dyn, err := dynamic.NewForConfig(e.Config)
+	if err != nil {
+		return nil, err
+	}
 	er := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "actions.github.com/v1alpha1", "kind": "EphemeralRunner",
 		"metadata": map[string]any{"name": name, "namespace": ns},
@@ -48,7 +62,7 @@ func (e *Env) RunnerPod(t testing.TB, ns, name, node string) *corev1.Pod {
 		cur, err = dyn.Resource(ephemeralRunnerGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	}
 	if err != nil {
-		t.Fatalf("EphemeralRunner %s/%s: %v", ns, name, err)
+		return nil, fmt.Errorf("EphemeralRunner %s/%s: %w", ns, name, err)
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
@@ -65,9 +79,9 @@ func (e *Env) RunnerPod(t testing.TB, ns, name, node string) *corev1.Pod {
 	}
 	created, err := e.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("runner pod %s/%s: %v", ns, name, err)
+		return nil, fmt.Errorf("runner pod %s/%s: %w", ns, name, err)
 	}
-	return created
+	return created, nil
 }
 
 // ephemeralRunnerCRD installs the EphemeralRunner stand-in CRD once.

@@ -52,6 +52,9 @@ type TalosAPI struct {
 	OnBoot func(ip, name, version string)
 	// links are the nodes' network links (SetLinks), by IP.
 	links map[string][]Link
+	// OnCall, when set, is told of every call (method, node IP), on a
+	// goroutine of its own: a test stops an endpoint in the middle of a step.
+	OnCall func(method, ip string)
 }
 
 type talosNode struct {
@@ -83,6 +86,9 @@ func (f *TalosAPI) node(ctx context.Context, method string) (*talosNode, string,
 	}
 	ip := ips[0]
 	f.calls = append(f.calls, method+" "+ip)
+	if f.OnCall != nil {
+		go f.OnCall(method, ip)
+	}
 	n := f.nodes[ip]
 	if n == nil {
 		return nil, ip, status.Errorf(codes.NotFound, "no node %s", ip)
@@ -349,6 +355,18 @@ func newTalosPKI(t testing.TB) talosPKI {
 // talosconfig (its bytes) for it.
 func (f *TalosAPI) Serve(t testing.TB) []byte {
 	t.Helper()
+	cfg, _ := f.ServeEndpoints(t, 1)
+	return cfg
+}
+
+// ServeEndpoints starts the fake over mTLS behind n loopback endpoints, as
+// the control-plane nodes of a talosconfig are (each endpoint's apid
+// reaches every node), and returns the talosconfig naming all of them.
+// Each endpoint can stop (its connections reset, new ones refused) or go
+// silent (connections accepted, nothing answered), as a node whose VM is
+// destroyed or whose network hangs.
+func (f *TalosAPI) ServeEndpoints(t testing.TB, n int) ([]byte, []*Endpoint) {
+	t.Helper()
 	p := newTalosPKI(t)
 	cert, err := tls.X509KeyPair(p.serverCert, p.serverKey)
 	if err != nil {
@@ -367,15 +385,132 @@ func (f *TalosAPI) Serve(t testing.TB) []byte {
 	}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
+	var eps []*Endpoint
+	var addrs []string
+	for range n {
+		ep := newEndpoint(t, l.Addr().String())
+		eps = append(eps, ep)
+		addrs = append(addrs, ep.Addr)
+	}
 	b64 := base64.StdEncoding.EncodeToString
 	cfg := &clientconfig.Config{Context: "test", Contexts: map[string]*clientconfig.Context{"test": {
-		Endpoints: []string{l.Addr().String()}, CA: b64(p.caPEM), Crt: b64(p.clientCert), Key: b64(p.clientKey),
+		Endpoints: addrs, CA: b64(p.caPEM), Crt: b64(p.clientCert), Key: b64(p.clientKey),
 	}}}
 	data, err := cfg.Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data
+	return data, eps
+}
+
+// Endpoint is one address of the Talos API: a TCP proxy to the server that
+// a test can stop or silence.
+type Endpoint struct {
+	Addr    string
+	backend string
+	l       net.Listener
+	mu      sync.Mutex
+	conns   []net.Conn
+	silent  bool
+	stopped bool
+	// held are the connections accepted while silent: open, never answered.
+	held []net.Conn
+	// stop is closed when the endpoint stops.
+	stop chan struct{}
+}
+
+func newEndpoint(t testing.TB, backend string) *Endpoint {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Endpoint{Addr: l.Addr().String(), backend: backend, l: l, stop: make(chan struct{})}
+	go e.accept()
+	t.Cleanup(e.Stop)
+	return e
+}
+
+func (e *Endpoint) accept() {
+	for {
+		c, err := e.l.Accept()
+		if err != nil {
+			return
+		}
+		e.mu.Lock()
+		if e.stopped {
+			e.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		if e.silent {
+			e.held = append(e.held, c)
+			e.mu.Unlock()
+			continue
+		}
+		e.mu.Unlock()
+		go e.pipe(c)
+	}
+}
+
+// pipe forwards a connection while the endpoint speaks; once silent, it
+// stops forwarding in both directions without closing anything.
+func (e *Endpoint) pipe(c net.Conn) {
+	b, err := net.Dial("tcp", e.backend)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	e.mu.Lock()
+	e.conns = append(e.conns, c, b)
+	e.mu.Unlock()
+	copyUnlessSilent := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				e.mu.Lock()
+				silent := e.silent
+				e.mu.Unlock()
+				if silent {
+					<-e.stop // the bytes vanish; the connection stays open
+					return
+				}
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				_ = dst.Close()
+				return
+			}
+		}
+	}
+	go copyUnlessSilent(b, c)
+	go copyUnlessSilent(c, b)
+}
+
+// Silence makes the endpoint accept connections and answer nothing, on
+// the connections it has and on new ones.
+func (e *Endpoint) Silence() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.silent = true
+}
+
+// Stop closes the endpoint: its connections are reset and new ones refused.
+func (e *Endpoint) Stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return
+	}
+	e.stopped = true
+	close(e.stop)
+	_ = e.l.Close()
+	for _, c := range append(e.conns, e.held...) {
+		_ = c.Close()
+	}
 }
 
 // SetExitCode makes the LifecycleService upgrade to tag exit with code.
