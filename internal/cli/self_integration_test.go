@@ -58,8 +58,8 @@ nodes:
 				Batches []struct {
 					Nodes []struct{ Name string } `json:"nodes"`
 				} `json:"batches"`
-				RunsOn *struct{ Node, Source string } `json:"runsOn"`
-				Refused string                        `json:"refused"`
+				RunsOn  *struct{ Node, Source string } `json:"runsOn"`
+				Refused string                         `json:"refused"`
 			}
 			if code != ExitOK || json.Unmarshal(out.Bytes(), &p) != nil {
 				t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
