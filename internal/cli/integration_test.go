@@ -289,6 +289,57 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 	}
 }
 
+// TestTheAPIServerDroverTalksToCanGoAway: drover reaches the cluster
+// through its endpoint (a balancer, as a VIP or the kubernetes Service),
+// connected to a second kube-apiserver on the same etcd; in the middle of
+// the run that API server goes away (its control-plane node replaced) and
+// the endpoint fails over to the first. drover's client and its gate's
+// informers reconnect and the run finishes.
+func TestTheAPIServerDroverTalksToCanGoAway(t *testing.T) {
+	testenv.Require(t, env)
+	dir := t.TempDir()
+	nodes := []e2eNode{{"lb-cp-1", "127.0.0.71", "v1.13.0", 711}, {"lb-w-1", "127.0.0.72", "v1.13.0", 0}, {"lb-w-2", "127.0.0.73", "v1.13.0", 0}}
+	ta, talosconfig := talosCluster(t, dir, nodes)
+	second := env.SecondAPIServer(t)
+	lb := testenv.NewBalancer(t, strings.TrimPrefix(env.Config.Host, "https://"), strings.TrimPrefix(second.Host, "https://"))
+	lb.Route(1)
+	kubeconfig := testenv.KubeconfigFor(t, env.Through(lb.Addr))
+	var once sync.Once
+	gone := make(chan struct{})
+	ta.OnCall = func(method, ip string) {
+		if method == "LifecycleUpgrade" && ip == "127.0.0.72" {
+			once.Do(func() { lb.Route(0); second.Stop(); close(gone) })
+		}
+	}
+	cfg := filepath.Join(dir, "drover.yaml")
+	write(t, cfg, `cluster: {name: lb}
+nodes:
+  - {name: lb-cp-1, role: controlplane, ip: 127.0.0.71, proxmoxHost: a, vmId: 1}
+  - {name: lb-w-1, role: worker, ip: 127.0.0.72, proxmoxHost: a, vmId: 2}
+  - {name: lb-w-2, role: worker, ip: 127.0.0.73, proxmoxHost: b, vmId: 3}
+talos:
+  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
+rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+health: {disable: [DNS Resolution, Network Connectivity]}
+`)
+	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", kubeconfig, "--talosconfig", talosconfig,
+		"--to-talos", "v1.13.1", "--yes", "--journal", filepath.Join(dir, "j.jsonl"), "--report", filepath.Join(dir, "r.json"))
+	select {
+	case <-gone:
+	default:
+		t.Fatal("the API server never went away: lb-w-1 was not upgraded")
+	}
+	if r.code != ExitOK {
+		t.Fatalf("exit %d after its API server went away\n%s", r.code, lastLines(r.stdout+r.stderr, 30))
+	}
+	for _, n := range nodes {
+		if v := ta.NodeVersion(n.ip); v != "v1.13.1" {
+			t.Errorf("%s runs %s", n.name, v)
+		}
+	}
+}
+
 // TestCattleUpgradeOfARealCluster runs `drover upgrade --config` for a
 // minor release end to end: Terraform (a real binary, on the prox-ops-shaped
 // fixture) replaces each VM, the nodes re-register in the real API server,

@@ -73,6 +73,9 @@ type Env struct {
 	procs []*proc
 	// unavailable says why the control plane could not start.
 	unavailable string
+	// apiserverArgs start another kube-apiserver on the same etcd (its
+	// secure port appended).
+	apiserverArgs []string
 }
 
 // BinDir is where the binaries are: $DROVER_TESTENV_BIN, or the cache
@@ -173,6 +176,16 @@ func Start(ctx context.Context) (_ *Env, err error) {
 		return nil, err
 	}
 	certDir := filepath.Join(dir, "certs")
+	e.apiserverArgs = []string{"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--token-auth-file=" + tokenFile, "--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + saKey, "--service-account-signing-key-file=" + saKey,
+		"--service-cluster-ip-range=10.96.0.0/16", "--disable-admission-plugins=ServiceAccount",
+		"--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false", "--v=0",
+		// A second API server serves the first one's certificate, as the
+		// control-plane nodes of a cluster share its serving identity.
+		"--tls-cert-file=" + filepath.Join(certDir, "apiserver.crt"), "--tls-private-key-file=" + filepath.Join(certDir, "apiserver.key"),
+	}
 	if err := e.start("kube-apiserver", filepath.Join(bin, "kube-apiserver"),
 		"--etcd-servers="+etcdURL,
 		fmt.Sprintf("--secure-port=%d", apiPort), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
