@@ -53,6 +53,8 @@ type Adapters struct {
 	Alerts health.AlertSource
 	// Network reads the nodes' network links (the Talos API).
 	Network rollout.LinkReader
+	// Images reads what the nodes booted (schematic and extensions).
+	Images rollout.ImageReader
 	// Log is told what the adapters do (etcd guard steps).
 	Log func(node, msg string)
 	// Reader, when set, is where the health gate reads nodes and pods (a
@@ -80,7 +82,7 @@ func KubeClient(cfg config.Config, a Adapters) *kube.Client {
 
 // Health is the health gate with the configured settings.
 func Health(cfg config.Config, a Adapters) *health.Gate {
-	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Inventory: cfg.Nodes, Namespace: a.Namespace, Alerts: a.Alerts, Network: a.Network, Reader: a.Reader}
+	return &health.Gate{Client: a.Kube, Dynamic: a.Dynamic, Clock: a.Clock, Settings: cfg.Health, Inventory: cfg.Nodes, Namespace: a.Namespace, Alerts: a.Alerts, Network: a.Network, Images: a.Images, Reader: a.Reader}
 }
 
 // Guard is the etcd guard of the control plane.
@@ -117,9 +119,10 @@ type Run struct {
 	// or --force-window); WindowName describes it.
 	Window     func(time.Time) bool
 	WindowName string
-	// SkipDrainPreflight and SkipPreflightHealth are the operator's
-	// overrides (--skip-drain-preflight, --skip-preflight-health).
-	SkipDrainPreflight, SkipPreflightHealth bool
+	// SkipDrainPreflight, SkipPreflightHealth and SkipImageCheck are the
+	// operator's overrides (--skip-drain-preflight, --skip-preflight-health,
+	// --skip-image-check).
+	SkipDrainPreflight, SkipPreflightHealth, SkipImageCheck bool
 	// Self is drover's own pod, when it runs in the cluster: at a hand-off
 	// the other runner pods of its scale set leave its node.
 	Self *corev1.Pod
@@ -140,6 +143,7 @@ func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 		Guard:      guard,
 		Versions:   Versions(a),
 		Network:    a.Network,
+		Images:     a.Images,
 		Policy:     Policy(cfg),
 		// An already unhealthy cluster blocks the run before any change.
 		PreflightHealth: !r.SkipPreflightHealth,
@@ -156,7 +160,13 @@ func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 	} else {
 		e.Preflights = append(e.Preflights, drain)
 	}
-	e.Preflights = append(e.Preflights, a.Preflights...)
+	for _, pf := range a.Preflights {
+		if r.SkipImageCheck && pf.Name() == talos.ImageCheckName {
+			e.Skipped = append(e.Skipped, pf.Name())
+			continue
+		}
+		e.Preflights = append(e.Preflights, pf)
+	}
 	if r.SkipPreflightHealth {
 		e.Skipped = append(e.Skipped, "preflight health")
 	}

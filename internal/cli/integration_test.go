@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/minio/minio-go/v7"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -195,7 +199,7 @@ nodes:
   - {name: e2e-w-1, role: worker, ip: 127.0.0.41, proxmoxHost: a, vmId: 2}
   - {name: e2e-w-2, role: worker, ip: 127.0.0.42, proxmoxHost: b, vmId: 3}
 talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+snapshots+`
 rollout:
   controlPlaneSoak: 1s
@@ -267,7 +271,7 @@ func TestAControlPlaneEndpointThatGoesAwayDoesNotStopTheRun(t *testing.T) {
 		fmt.Fprintf(&inv, "  - {name: %s, role: %s, ip: %s, proxmoxHost: h%d, vmId: %d}\n", n.name, role, n.ip, i, i+1)
 	}
 	write(t, cfg, "cluster: {name: ep}\nnodes:\n"+inv.String()+`talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
 rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
@@ -318,7 +322,7 @@ nodes:
   - {name: lb-w-1, role: worker, ip: 127.0.0.72, proxmoxHost: a, vmId: 2}
   - {name: lb-w-2, role: worker, ip: 127.0.0.73, proxmoxHost: b, vmId: 3}
 talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
 rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
@@ -494,7 +498,7 @@ nodes:
   - {name: sig-w-2, role: worker, ip: 127.0.0.93, proxmoxHost: b, vmId: 3}
   - {name: sig-w-3, role: worker, ip: 127.0.0.94, proxmoxHost: c, vmId: 4}
 talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
 rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
@@ -552,7 +556,7 @@ nodes:
   - {name: cm-cp-1, role: controlplane, ip: 127.0.0.100, proxmoxHost: a, vmId: 1}
   - {name: cm-w-1, role: worker, ip: 127.0.0.101, proxmoxHost: b, vmId: 2}
 talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
 rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
@@ -585,6 +589,27 @@ func talosCluster(t *testing.T, dir string, nodes []e2eNode) (*testenv.TalosAPI,
 	return ta, talosconfig
 }
 
+var (
+	registryOnce sync.Once
+	registryHost string
+)
+
+// installerImage is the tests' installer image template, in an OCI
+// registry on 127.0.0.1 that holds it at the versions the tests run (a
+// registry of the test process, as Image Factory would be).
+func installerImage(t *testing.T) string {
+	t.Helper()
+	registryOnce.Do(func() {
+		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+		registryHost = srv.Listener.Addr().String()
+		reg := &testenv.Registry{Host: registryHost}
+		for _, v := range []string{"v1.11.3", "v1.11.4", "v1.12.0", "v1.12.1", "v1.12.2", "v1.13.0", "v1.13.1"} {
+			reg.Push(t, reg.Installer(testenv.Schematic, v))
+		}
+	})
+	return (&testenv.Registry{Host: registryHost}).InstallerTemplate(testenv.Schematic)
+}
+
 // talosClusterEndpoints is talosCluster with a talosconfig of n endpoints
 // (the control-plane nodes' apids), each of which a test can stop.
 func talosClusterEndpoints(t *testing.T, dir string, nodes []e2eNode, n int) (*testenv.TalosAPI, string, []*testenv.Endpoint) {
@@ -597,6 +622,8 @@ func talosClusterEndpoints(t *testing.T, dir string, nodes []e2eNode, n int) (*t
 	var names []string
 	for _, n := range nodes {
 		ta.Add(n.ip, n.name, n.talos, n.member)
+		// Installed from the tests' registry, as from Image Factory.
+		ta.SetImage(n.ip, strings.ReplaceAll(installerImage(t), "{version}", n.talos))
 		if n.member != 0 {
 			if len(cp) == 0 {
 				ta.SetLeader(n.member)
@@ -640,7 +667,7 @@ func signalCluster(t *testing.T, prefix string, ip int) (dir, cfg string, names 
 	_, talosconfig = talosCluster(t, dir, nodes)
 	cfg = filepath.Join(dir, "drover.yaml")
 	write(t, cfg, "cluster: {name: "+prefix+"}\nnodes:\n"+inv.String()+`talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
 rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
@@ -797,7 +824,7 @@ nodes:
   - {name: nic-cp-1, role: controlplane, ip: 127.0.0.131, proxmoxHost: a, vmId: 1}
   - {name: nic-w-1, role: worker, ip: 127.0.0.132, proxmoxHost: b, vmId: 2}
 talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
 rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, healthAttempts: 2}
 health: {disable: [DNS Resolution, Network Connectivity]}
@@ -856,7 +883,7 @@ nodes:
   - {name: sa-w-1, role: worker, ip: 127.0.0.142, proxmoxHost: b, vmId: 2}
   - {name: sa-w-2, role: worker, ip: 127.0.0.143, proxmoxHost: c, vmId: 3}
 talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
 rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, maxParallelWorkers: 2}
 health: {checkTimeout: 20s}
@@ -998,7 +1025,7 @@ nodes:
   - {name: s3-cp-1, role: controlplane, ip: 127.0.0.151, proxmoxHost: a, vmId: 1}
   - {name: s3-w-1, role: worker, ip: 127.0.0.152, proxmoxHost: b, vmId: 2}
 talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
   etcdSnapshotUpload: {url: "s3://prox-ops-state/etcd-snapshots/", endpoint: "`+s3.Endpoint+`", pathStyle: true}
 rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}

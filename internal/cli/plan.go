@@ -77,6 +77,9 @@ type planNodeJSON struct {
 	// VersionSource says where From was read: the Talos API, the Node
 	// object, or the claim (no cluster access).
 	VersionSource string `json:"versionSource,omitempty"`
+	// Image is what the node runs (install image, schematic, extensions)
+	// and the installer image an in-place upgrade gives it.
+	Image *run.NodeImage `json:"image,omitempty"`
 }
 
 type planBatchJSON struct {
@@ -154,8 +157,12 @@ func planJSON(pd *run.Planned) planOutput {
 	for _, b := range p.Batches {
 		var jb planBatchJSON
 		for _, n := range b.Nodes {
-			jb.Nodes = append(jb.Nodes, planNodeJSON{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, VMID: n.VMID, From: n.From.Talos.String(), GPUs: n.GPUs,
-				Source: sources[n.Name], VersionSource: versionSources[n.Name]})
+			pn := planNodeJSON{Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, VMID: n.VMID, From: n.From.Talos.String(), GPUs: n.GPUs,
+				Source: sources[n.Name], VersionSource: versionSources[n.Name]}
+			if ni, ok := pd.Images[n.Name]; ok {
+				pn.Image = &ni
+			}
+			jb.Nodes = append(jb.Nodes, pn)
 		}
 		out.Batches = append(out.Batches, jb)
 	}
@@ -201,6 +208,12 @@ func printPlanned(w io.Writer, p *run.Planned) {
 	}
 	if len(p.KubernetesHops) > 0 {
 		fmt.Fprintf(w, "Kubernetes minor hops: v%d.%d -> %s\n", p.Change.From.Kubernetes.Major, p.Change.From.Kubernetes.Minor, strings.Join(p.KubernetesHops, " -> "))
+	}
+	if sch := p.Schematics(); len(sch) > 0 {
+		fmt.Fprintln(w, "images (each node keeps its own; the upgrade changes the version):")
+		for _, k := range slices.Sorted(maps.Keys(sch)) {
+			fmt.Fprintf(w, "  %s: %s\n", k, strings.Join(sch[k], ", "))
+		}
 	}
 	fmt.Fprintf(w, "cluster: %s\n", p.Site.Source())
 	if p.Self.Node != "" {

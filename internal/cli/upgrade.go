@@ -24,6 +24,7 @@ type upgradeFlags struct {
 	journalPath string
 	skipDrainPF bool
 	skipHealth  bool
+	skipImages  bool
 	forceWindow bool
 	lock        lockFlags
 	resume      bool
@@ -93,6 +94,7 @@ goes to drover-journal.jsonl unless --journal says otherwise. Rehearse with
 	cmd.Flags().StringArrayVar(&f.retryNodes, "retry-node", nil, "with --resume, try this halted node again (repeatable)")
 	cmd.Flags().BoolVar(&f.forceWindow, "force-window", false, "run outside the configured maintenance window (and do not pause when it closes)")
 	cmd.Flags().BoolVar(&f.skipHealth, "skip-preflight-health", false, "do not stop before any change when the cluster is already unhealthy (the report says it was skipped)")
+	cmd.Flags().BoolVar(&f.skipImages, "skip-image-check", false, "do not check, before any change, that the target installer images are in their registry and that each node can pull its own (for an air-gapped registry drover cannot reach; the report says it was skipped)")
 	cmd.Flags().BoolVar(&f.skipDrainPF, "skip-drain-preflight", false, "do not stop before any change when a PodDisruptionBudget would block a drain (the drain itself still honours it)")
 	cmd.Flags().StringVar(&f.journalPath, "journal", "", "where the run's journal goes: a file (JSON lines; default drover-journal.jsonl, in memory in the lab), or configmap[:[NAMESPACE/]NAME] (default drover-journal in the lock's namespace) so a new runner pod can --resume")
 	return cmd
@@ -134,7 +136,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 	con.groups = con.github && p.Config.Rollout.MaxParallelWorkers == 1
 	opts := run.Options{
 		Yes: f.yes, Approve: f.approve, Journal: f.journalPath, NeedsJournal: f.src.labState != "" || f.src.crashAt != "",
-		Report: f.reportPath, SkipDrainPreflight: f.skipDrainPF, SkipPreflightHealth: f.skipHealth, ForceWindow: f.forceWindow,
+		Report: f.reportPath, SkipDrainPreflight: f.skipDrainPF, SkipPreflightHealth: f.skipHealth, SkipImageCheck: f.skipImages, ForceWindow: f.forceWindow,
 		Lock: run.Lock{Namespace: f.lock.namespace, Name: f.lock.name, TTL: f.lock.ttl}, Runner: runnerName(s),
 		Progress: con, Log: con.labLog, Out: progress, Version: Version,
 	}

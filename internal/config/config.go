@@ -188,6 +188,11 @@ type Talos struct {
 	// InstallerImage is the installer image with a {version} placeholder, in
 	// Image Factory form: factory.talos.dev/<platform>-installer/<schematic>:{version}.
 	InstallerImage string `yaml:"installerImage" json:"installerImage"`
+	// InstallerImages set the installer image (with {version}) of some
+	// nodes, by name or by Node label selector: an intended change of
+	// schematic. Other nodes keep their own image, the version changed;
+	// talos.installerImage is for nodes whose image cannot be read.
+	InstallerImages []NodeImage `yaml:"installerImages,omitempty" json:"installerImages,omitempty"`
 	// EtcdSnapshotDir receives an etcd snapshot before each control-plane node.
 	EtcdSnapshotDir string `yaml:"etcdSnapshotDir" json:"etcdSnapshotDir"`
 	// EtcdSnapshotsKeep is how many snapshots are kept.
@@ -195,6 +200,36 @@ type Talos struct {
 	// EtcdSnapshotUpload, when its URL is set, uploads each snapshot to S3
 	// before the node is touched, so it outlives the runner pod.
 	EtcdSnapshotUpload SnapshotUpload `yaml:"etcdSnapshotUpload" json:"etcdSnapshotUpload"`
+}
+
+// NodeImage is an installer image for the nodes it names or selects.
+type NodeImage struct {
+	// Nodes names nodes of the inventory.
+	Nodes []string `yaml:"nodes,omitempty" json:"nodes,omitempty"`
+	// Selector matches Node labels (all of them), e.g.
+	// {nvidia.com/gpu.present: "true"}.
+	Selector map[string]string `yaml:"selector,omitempty" json:"selector,omitempty"`
+	// Image is the installer image with a {version} placeholder.
+	Image string `yaml:"image" json:"image"`
+}
+
+// Matches says whether the entry is for the node (by name, or by its Node
+// labels).
+func (i NodeImage) Matches(node string, labels map[string]string) bool {
+	for _, n := range i.Nodes {
+		if n == node {
+			return true
+		}
+	}
+	if len(i.Selector) == 0 {
+		return false
+	}
+	for k, v := range i.Selector {
+		if lv, ok := labels[k]; !ok || lv != v {
+			return false
+		}
+	}
+	return true
 }
 
 // SnapshotUpload is an S3 (or S3-compatible) location for etcd snapshots.

@@ -158,6 +158,20 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		}
 	}
 
+	for i, im := range c.Talos.InstallerImages {
+		field := fmt.Sprintf("talos.installerImages[%d]", i)
+		if err := checkInstallerImage(im.Image); err != nil {
+			add(field+".image", "%v", err)
+		}
+		if len(im.Nodes) == 0 && len(im.Selector) == 0 {
+			add(field, "names no node: set nodes (names) or selector (Node labels)")
+		}
+		for _, n := range im.Nodes {
+			if _, ok := c.NodeByName(n); !ok {
+				add(field+".nodes", "%q is not a node of the inventory", n)
+			}
+		}
+	}
 	if c.Talos.EtcdSnapshotsKeep < 1 {
 		add("talos.etcdSnapshotsKeep", "must be at least 1, got %d", c.Talos.EtcdSnapshotsKeep)
 	}

@@ -75,10 +75,17 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 	k := testenv.NewKubelets(env.Client, "")
 	t.Cleanup(k.Close)
 	ta := testenv.NewTalosAPI()
+	// Image Factory's stand-in: an OCI registry on 127.0.0.1 with the
+	// installer images of the story's versions.
+	reg := testenv.NewRegistry(t)
+	for _, v := range []string{"v1.11.3", "v1.12.0", "v1.12.1", "v1.12.2"} {
+		reg.Push(t, reg.Installer(testenv.Schematic, v))
+	}
 	ips := map[string]string{}
 	var names []string
 	for _, n := range storyNodes {
 		ta.Add(n.ip, n.name, "v1.11.3", n.member)
+		ta.SetImage(n.ip, reg.Installer(testenv.Schematic, "v1.11.3"))
 		ips[n.name] = n.ip
 		names = append(names, n.name)
 	}
@@ -98,6 +105,7 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 			member = members.Add(1)
 		}
 		ta.Add(ips[name], name, talos, member)
+		ta.SetImage(ips[name], reg.Installer(testenv.Schematic, talos))
 		if name == "k8s-work-2" {
 			ta.SetLinks(ips[name], nics)
 		}
@@ -118,7 +126,7 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 	// The repository: drover.yaml, the Terraform root with its versions in
 	// terraform/variables.tf, and the kit from `drover init`.
 	drover := buildDrover(t)
-	writeRepo(t, r.dir)
+	writeRepo(t, r.dir, reg.InstallerTemplate(testenv.Schematic))
 	run := func(args ...string) {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, drover, args...)
@@ -538,7 +546,7 @@ func tfBinary(t *testing.T) string {
 
 // writeRepo writes the infrastructure repository: drover.yaml and the
 // fixture's Terraform root with the versions moved to variables.tf.
-func writeRepo(t *testing.T, dir string) {
+func writeRepo(t *testing.T, dir, installerImage string) {
 	t.Helper()
 	var inv strings.Builder
 	for _, n := range storyNodes {
@@ -551,7 +559,7 @@ func writeRepo(t *testing.T, dir string) {
 	must(t, os.WriteFile(filepath.Join(dir, "drover.yaml"), []byte(`cluster: {name: e2e}
 nodes:
 `+inv.String()+`talos:
-  installerImage: factory.talos.dev/nocloud-installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:{version}
+  installerImage: `+installerImage+`
   etcdSnapshotDir: etcd-snapshots
 terraform:
   workingDir: terraform

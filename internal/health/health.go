@@ -58,6 +58,9 @@ type Gate struct {
 	Namespace string
 	// Alerts, when set, reads the alerts that fire (health.alertmanager).
 	Alerts AlertSource
+	// Images, when set, reads what a node booted (schematic, extensions;
+	// the Talos API), to compare with what it booted before.
+	Images rollout.ImageReader
 	// Network, when set, reads a node's network links (the Talos API), to
 	// compare with the links it had before its change.
 	Network rollout.LinkReader
@@ -279,6 +282,13 @@ func (g *Gate) nodeReadiness(ctx context.Context, in rollout.GateInput) (outcome
 				o.fail("links/"+n.Name, n.Name, false, "node %s: its network links cannot be read: %v", n.Name, err)
 			}
 			after.Links = links
+		}
+		if in.Before.Schematic != "" && g.Images != nil {
+			img, err := g.Images.NodeImage(ctx, in.Node)
+			if err != nil {
+				o.fail("image/"+n.Name, n.Name, false, "node %s: what it booted cannot be read: %v", n.Name, err)
+			}
+			after.Schematic, after.Extensions = img.Schematic, img.Extensions
 		}
 		for _, l := range kube.DiffIdentity(*in.Before, after, g.settings().IdentityIgnore).Lost {
 			o.fail("lost/"+n.Name+"/"+l, n.Name, false, "node %s: %s", n.Name, l)

@@ -84,6 +84,16 @@ func DiffIdentity(before, after rollout.Identity, ignore []string) IdentityDiff 
 	if before.Links != nil && after.Links != nil {
 		d.Lost = append(d.Lost, diffLinks(before.Links, after.Links, ignore)...)
 	}
+	if before.Schematic != "" && after.Schematic != "" && before.Schematic != after.Schematic {
+		d.Lost = append(d.Lost, fmt.Sprintf("schematic changed %s -> %s", before.Schematic, after.Schematic))
+	}
+	if before.Schematic != "" && after.Schematic != "" {
+		for _, e := range before.Extensions {
+			if !slices.Contains(after.Extensions, e) {
+				d.Lost = append(d.Lost, "system extension "+e+" is gone")
+			}
+		}
+	}
 	have := map[string]bool{}
 	for _, t := range after.Taints {
 		have[t] = true

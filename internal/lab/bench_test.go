@@ -24,7 +24,7 @@ func BenchmarkLabRun(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: bc.strategy, From: start, To: bc.to, MaxParallelWorkers: 1})
+				p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: bc.strategy, From: start, To: bc.to, MaxParallelWorkers: 1, Images: ownImages(b, l, cfg.Nodes, bc.to)})
 				if _, err := l.Engine(&journal.Memory{}, nil, "bench").Run(context.Background(), p); err != nil {
 					b.Fatal(err)
 				}

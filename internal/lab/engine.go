@@ -4,6 +4,7 @@ import (
 	"github.com/prox-ops/drover/internal/assemble"
 	"github.com/prox-ops/drover/internal/health"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/talos"
 )
 
 // Adapters are the lab's side of the engine: drover's real Kubernetes
@@ -14,7 +15,8 @@ func (l *Lab) Adapters() assemble.Adapters {
 		Kube: l.Client, Dynamic: l.Dynamic, Clock: l.Clock,
 		Etcd: l.Etcd(), Talos: l.Talos(), SnapshotDir: l.snapshotDir,
 		Replacer: l.Hypervisor(), Upgrader: l.Talos(), Kubernetes: l.Talos(),
-		Alerts: l.Alerts(), Network: l.Talos(), Log: l.opts.Log, Reader: l.Reader(),
+		Alerts: l.Alerts(), Network: l.Talos(), Images: l.Talos(), Log: l.opts.Log, Reader: l.Reader(),
+		Preflights: []rollout.Preflight{talos.ImageCheck{Talos: l.opts.Config.Talos, Registry: l.Registry(), Puller: l.Talos()}},
 	}
 }
 

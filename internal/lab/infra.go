@@ -10,6 +10,7 @@ import (
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/talos"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -170,7 +171,17 @@ func (h *Hypervisor) Create(ctx context.Context, nodes []plan.Node, at version.P
 	}
 	l.mu.Lock()
 	for _, v := range ok {
-		v.running, v.at = true, at
+		// The VM is cloned from the template of its own schematic (the
+		// wrong-image fault: of another one).
+		schematic := schematicOf(l.initialImage(v.node, at.Talos))
+		if v.fault == FaultWrongImage && at != v.initial {
+			other := l.baseSchematic()
+			if other == schematic {
+				other = GPUSchematic
+			}
+			schematic = other
+		}
+		v.running, v.at, v.image = true, at, imageAt(schematic, at.Talos)
 		l.log(v.node.Name, "VM %d booting Talos %s", v.node.VMID, at.Talos)
 	}
 	l.mu.Unlock()
@@ -270,6 +281,12 @@ func (t *Talos) Upgrade(ctx context.Context, n plan.Node, to version.Pair) error
 		return err
 	}
 	image := l.opts.Config.Talos.Image(to.Talos.String())
+	if n.Image != "" {
+		image = talos.WithVersion(n.Image, to.Talos.String())
+	}
+	if t.lab.missing(image) {
+		return fmt.Errorf("upgrade %s: pull %s: not found", n.Name, image)
+	}
 	l.log(n.Name, "pulling installer %s", image)
 	l.mu.Lock()
 	fails := v.failing(to)
@@ -285,7 +302,7 @@ func (t *Talos) Upgrade(ctx context.Context, n plan.Node, to version.Pair) error
 	}
 	l.log(n.Name, "rebooting into Talos %s", to.Talos)
 	l.mu.Lock()
-	v.at = to
+	v.at, v.image = to, image
 	l.leaderDown(n.Name)
 	l.setNodeReady(n.Name, false, nil)
 	l.mu.Unlock()

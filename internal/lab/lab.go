@@ -73,12 +73,21 @@ const (
 	// workload with a budget lands on it (apps/reports, which prefers new
 	// nodes), and then its health gate fails: its rollback must drain it.
 	FaultLateFail Fault = "late-fail"
+	// FaultWrongImage: the node's image information is wrong. In place
+	// (pets): its machine configuration's install image names another
+	// schematic than the one it booted, so its own image would change its
+	// schematic (refused before any change). Replaced (cattle): its VM is
+	// cloned from another schematic's template and boots without its
+	// extensions (the gate fails, it is rolled back).
+	FaultWrongImage Fault = "wrong-image"
+	// FaultImageMissing: the registry lacks the node's target image.
+	FaultImageMissing Fault = "image-missing"
 )
 
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
 	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
-	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost}
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultWrongImage, FaultImageMissing}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {
@@ -186,6 +195,9 @@ type vm struct {
 	running bool
 	at      version.Pair
 	initial version.Pair
+	// image is the installer image the node was installed from (its
+	// schematic decides its extensions).
+	image string
 	fault   Fault
 	// booted is when its kubelet last registered (for fail-once).
 	booted time.Time
@@ -286,7 +298,7 @@ func New(opts Options) (*Lab, error) {
 	}
 	at := version.Pair{Talos: opts.Talos, Kubernetes: opts.Kubernetes}
 	for _, n := range opts.Config.Nodes {
-		l.vms[n.Name] = &vm{node: n, running: true, at: at, initial: at}
+		l.vms[n.Name] = &vm{node: n, running: true, at: at, initial: at, image: l.initialImage(n, at.Talos)}
 		l.order = append(l.order, n.Name)
 		l.nodeIdx[n.Name] = len(l.order)
 		if n.IsControlPlane() {
@@ -390,7 +402,7 @@ func (l *Lab) nodeObject(v *vm, ready bool) *corev1.Node {
 	if n.GPUs > 0 {
 		labels["nvidia.com/gpu.present"] = "true"
 		alloc[gpu] = mustQty(fmt.Sprint(n.GPUs))
-		if l.nodeFaultActive(n.Name, FaultGPULost) {
+		if l.nodeFaultActive(n.Name, FaultGPULost) || !l.hasNVIDIA(v) {
 			alloc[gpu] = mustQty("0") // the driver did not load
 		}
 	}

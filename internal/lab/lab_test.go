@@ -17,6 +17,7 @@ import (
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/talos"
 	"github.com/prox-ops/drover/internal/version"
 )
 
@@ -47,7 +48,7 @@ func upgradeWith(t *testing.T, cfg config.Config, s version.Strategy, to version
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
-	p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: s, From: start, To: to, MaxParallelWorkers: cfg.Rollout.MaxParallelWorkers})
+	p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: s, From: start, To: to, MaxParallelWorkers: cfg.Rollout.MaxParallelWorkers, Images: ownImages(t, l, cfg.Nodes, to)})
 	j := &journal.Memory{}
 	r := run{lab: l, journal: j}
 	var mu sync.Mutex // parallel nodes emit concurrently
@@ -64,6 +65,21 @@ func upgradeWith(t *testing.T, cfg config.Config, s version.Strategy, to version
 		t.Fatalf("no report: %v", r.err)
 	}
 	return r
+}
+
+// ownImages are the nodes' images as a run resolves them: each node's
+// own image at the target version (run.Plan does the same).
+func ownImages(t testing.TB, l *Lab, nodes []config.Node, to version.Pair) map[string]plan.NodeImage {
+	t.Helper()
+	out := map[string]plan.NodeImage{}
+	for _, n := range nodes {
+		img, err := l.Talos().NodeImage(context.Background(), plan.Node{Node: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n.Name] = plan.NodeImage{Image: talos.WithVersion(img.Ref, to.Talos.String()), Schematic: img.Schematic}
+	}
+	return out
 }
 
 func outcomes(r *rollout.Report) map[string]rollout.Outcome {
@@ -506,7 +522,7 @@ func TestPetsKubernetesUpgradeRunsAfterTheNodes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: version.Pets, From: start, To: tc.to, MaxParallelWorkers: 1})
+			p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: version.Pets, From: start, To: tc.to, MaxParallelWorkers: 1, Images: ownImages(t, l, cfg.Nodes, tc.to)})
 			if p.NodeCount() != tc.wantNodes || !p.KubernetesPhase || p.Empty() {
 				t.Fatalf("plan: %d nodes, kubernetes phase %v", p.NodeCount(), p.KubernetesPhase)
 			}

@@ -45,6 +45,8 @@ type VMState struct {
 	Talos         string `json:"talos"`
 	Kubernetes    string `json:"kubernetes"`
 	Unschedulable bool   `json:"unschedulable,omitempty"`
+	// Image is the installer image the node was installed from.
+	Image string `json:"image,omitempty"`
 }
 
 // EtcdState is the simulated etcd.
@@ -60,7 +62,7 @@ func (l *Lab) Snapshot() State {
 	defer l.mu.Unlock()
 	st := State{Clock: l.Clock.Now(), VMs: map[string]VMState{}, Etcd: EtcdState{Members: map[string]uint64{}, Leader: l.etcd.leader, NextID: l.etcd.nextID}, Stats: l.stats}
 	for name, v := range l.vms {
-		vs := VMState{Running: v.running, Talos: v.at.Talos.String(), Kubernetes: v.at.Kubernetes.String()}
+		vs := VMState{Running: v.running, Talos: v.at.Talos.String(), Kubernetes: v.at.Kubernetes.String(), Image: v.image}
 		if n := l.node(name); n != nil {
 			vs.Unschedulable = n.Spec.Unschedulable
 		}
@@ -147,6 +149,9 @@ func (l *Lab) restore(st *State) error {
 			return fmt.Errorf("lab state: %s: %w", name, err)
 		}
 		v.running, v.at = vs.Running, version.Pair{Talos: t, Kubernetes: k}
+		if vs.Image != "" {
+			v.image = vs.Image
+		}
 	}
 	for _, t := range st.Templates {
 		l.tmpl[t] = true

@@ -19,6 +19,13 @@ type Node struct {
 	config.Node
 	// From is the node's current version.
 	From version.Pair
+	// Image is the installer image an in-place upgrade installs ("" when
+	// it is not resolved: the adapter builds it from talos.installerImage).
+	Image string
+	// Schematic is the Image Factory schematic the node must boot after
+	// its change, when known: its own, or the one talos.installerImages
+	// gives it on purpose.
+	Schematic string
 }
 
 // Batch is a set of nodes upgraded together.
@@ -95,6 +102,14 @@ type Input struct {
 	MeasuredCount map[string]int
 	// Self is the node drover runs on, when it runs inside the cluster.
 	Self string
+	// Images are the installer image and the schematic of each node (by
+	// name), resolved from the node's own image.
+	Images map[string]NodeImage
+}
+
+// NodeImage is a node's resolved installer image and its schematic.
+type NodeImage struct {
+	Image, Schematic string
 }
 
 // Build makes the plan. It is deterministic: the same input gives the same
@@ -106,6 +121,9 @@ func Build(in Input) Plan {
 		n := Node{Node: cn, From: in.From}
 		if v, ok := in.Current[cn.Name]; ok {
 			n.From = v
+		}
+		if im, ok := in.Images[cn.Name]; ok {
+			n.Image, n.Schematic = im.Image, im.Schematic
 		}
 		at := AtTarget(n.From, in.To)
 		if in.Strategy == version.Pets {

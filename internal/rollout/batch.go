@@ -156,14 +156,7 @@ func (e *Engine) vacate(ctx context.Context, p plan.Plan, r *nodeRun) {
 			if err := e.checkVersions(ctx, p, r); err != nil {
 				return err
 			}
-			if e.Network != nil {
-				links, err := e.Network.Links(ctx, n)
-				if err != nil {
-					e.emit(Event{Kind: EventLog, Node: n.Name, Step: StepPreflight, Message: "its network links could not be read (" + err.Error() + "): they are left out of its identity"})
-					return nil
-				}
-				r.before.Links = links
-			}
+			e.readIdentityExtras(ctx, r)
 			return nil
 		})
 		switch {
@@ -223,6 +216,36 @@ func (e *Engine) vacate(ctx context.Context, p plan.Plan, r *nodeRun) {
 		// Nothing was changed on the node: put it back into service.
 		e.uncordon(actx, n.Name)
 		e.stop(r, OutcomeFailed, "drain: "+err.Error(), &HaltError{Node: n.Name, Reason: "drain failed, node left uncordoned on its old version: " + err.Error(), Err: err})
+	}
+}
+
+// readIdentityExtras adds to the node's identity what its Talos API says:
+// its network links and what it booted (schematic, extensions). What
+// cannot be read is left out of the identity, and said.
+func (e *Engine) readIdentityExtras(ctx context.Context, r *nodeRun) {
+	n := r.n
+	if e.Network != nil {
+		if links, err := e.Network.Links(ctx, n); err != nil {
+			e.emit(Event{Kind: EventLog, Node: n.Name, Step: StepPreflight, Message: "its network links could not be read (" + err.Error() + "): they are left out of its identity"})
+		} else {
+			r.before.Links = links
+		}
+	}
+	if e.Images != nil {
+		img, err := e.Images.NodeImage(ctx, n)
+		if err != nil {
+			e.emit(Event{Kind: EventLog, Node: n.Name, Step: StepPreflight, Message: "what it booted could not be read (" + err.Error() + "): its schematic is left out of its identity"})
+			return
+		}
+		r.before.Schematic, r.before.Extensions = img.Schematic, img.Extensions
+		if n.Schematic != "" && n.Schematic != img.Schematic {
+			// A change of schematic the configuration asked for: the node
+			// must boot the new one; its extensions are the new one's.
+			r.before.Schematic, r.before.Extensions = n.Schematic, nil
+		}
+		e.mu.Lock()
+		r.nr.Image, r.nr.TargetImage = &img, n.Image
+		e.mu.Unlock()
 	}
 }
 

@@ -54,6 +54,9 @@ type Engine struct {
 	// Network, when set, reads each node's network links before its
 	// change, so the gate can tell a link or address it lost.
 	Network LinkReader
+	// Images, when set, reads what each node booted before its change
+	// (schematic, extensions), so the gate can tell one it lost.
+	Images ImageReader
 	// Preflights run after the node checks and before the first change.
 	Preflights []Preflight
 	// Guard, when set, protects etcd around control-plane nodes.

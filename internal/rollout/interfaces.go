@@ -61,6 +61,28 @@ type Identity struct {
 	// Taints are written key=value:effect.
 	Taints      []string          `json:"taints,omitempty"`
 	Allocatable map[string]string `json:"allocatable,omitempty"`
+	// Schematic and Extensions are what the node booted, from the Talos
+	// API ("" and nil when it was not asked).
+	Schematic  string   `json:"schematic,omitempty"`
+	Extensions []string `json:"extensions,omitempty"`
+}
+
+// Image is what a node was installed from, as its Talos API says: the
+// install image of its machine configuration, its Image Factory schematic
+// and its system extensions.
+type Image struct {
+	// Ref is the install image (machine.install.image).
+	Ref string `json:"ref,omitempty"`
+	// Schematic is the Image Factory schematic ID the node booted (its
+	// "schematic" extension), else the one in Ref.
+	Schematic string `json:"schematic,omitempty"`
+	// Extensions are the system extensions it booted, by name, sorted.
+	Extensions []string `json:"extensions,omitempty"`
+}
+
+// ImageReader reads what a node was installed from (the Talos API).
+type ImageReader interface {
+	NodeImage(ctx context.Context, n plan.Node) (Image, error)
 }
 
 // Link is one physical network link of a node.

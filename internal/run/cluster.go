@@ -51,6 +51,8 @@ type clusterSite struct {
 	talos     *client.Client
 	talosConf talos.Resolved
 	reader    *observe.Reader
+	// api is the Talos API adapter, when a talosconfig was found.
+	api *talos.API
 	// tf is the Terraform runner, started once when first needed.
 	tf *terraform.Runner
 }
@@ -85,7 +87,8 @@ func OpenCluster(ctx context.Context, cfg *config.Config, spec ClusterSpec) (Sit
 		tc.Cleanup()
 		return nil, Usage(fmt.Errorf("talosconfig from %s: %w", tc.Source, err))
 	}
-	s.reader.Talos = assemble.TalosAPI(*cfg, s.talos, clock.Real{}, nil)
+	s.api = assemble.TalosAPI(*cfg, s.talos, clock.Real{}, nil)
+	s.reader.Talos = s.api
 	return s, nil
 }
 
@@ -103,6 +106,14 @@ func (s *clusterSite) Client() kubernetes.Interface { return s.kube }
 func (s *clusterSite) Clock() clock.Clock           { return clock.Real{} }
 func (s *clusterSite) Versions() *observe.Reader    { return s.reader }
 func (s *clusterSite) Stats() *LabStats             { return nil }
+
+// Images reads each node's image through the Talos API.
+func (s *clusterSite) Images() rollout.ImageReader {
+	if s.api == nil {
+		return nil
+	}
+	return s.api
+}
 
 // Self finds drover's node from NODE_NAME, else from its own pod.
 func (s *clusterSite) Self(ctx context.Context, env Env) (Self, error) {
@@ -243,7 +254,8 @@ func (s *clusterSite) Adapters(ctx context.Context, u *Upgrade) (assemble.Adapte
 	}
 	a := assemble.Adapters{
 		Kube: s.kube, Dynamic: dyn, Clock: clock.Real{}, Etcd: talos.Etcd{API: api}, Talos: api,
-		Upgrader: api, Network: api, Namespace: env.getenv("POD_NAMESPACE"), Alerts: alerts, Log: log,
+		Upgrader: api, Network: api, Images: api, Namespace: env.getenv("POD_NAMESPACE"), Alerts: alerts, Log: log,
+		Preflights: []rollout.Preflight{talos.ImageCheck{Talos: cfg.Talos, Registry: talos.RemoteRegistry{}, Puller: api, Log: log}},
 	}
 	if up := cfg.Talos.EtcdSnapshotUpload; up.URL != "" {
 		uploader, err := objstore.New(up, env.getenv)

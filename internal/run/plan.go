@@ -69,6 +69,8 @@ type Planned struct {
 	ResumeJournal string
 	// Self is where drover runs (its pod's node, inside the cluster).
 	Self Self
+	// Images are each node's image and the one it is upgraded with.
+	Images map[string]NodeImage
 	// Refusal, when set, is why an upgrade of this plan must not start
 	// (a *rollout.BlockedError): plan shows it, upgrade refuses it.
 	Refusal error
@@ -125,8 +127,15 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 	}
 	p.InventorySources = sources
 	p.loadMeasured(ctx)
+	var imageRefusal error
+	if p.Decision.Strategy != version.NoChange {
+		p.Images, imageRefusal = resolveImages(cfg, p.readImages(ctx), p.nodeLabels(ctx), p.Change.To.Talos, p.Decision.Strategy)
+	}
 	p.buildPlan()
 	p.Refusal = p.checkSelf(ctx)
+	if p.Refusal == nil {
+		p.Refusal = imageRefusal
+	}
 	return p, nil
 }
 
@@ -322,7 +331,7 @@ func (p *Planned) buildPlan() {
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
 		RebuildTemplates: p.Config.Terraform.Templates == config.TemplatesRebuild,
 		Only:             only, Canary: p.in.Canary, CanaryNodes: r.Canary,
-		Measured: p.measured, MeasuredCount: p.measuredN, Self: p.Self.Node,
+		Measured: p.measured, MeasuredCount: p.measuredN, Self: p.Self.Node, Images: planImages(p.Images),
 	})
 	p.Plan.InFlight = inFlight
 }

@@ -36,6 +36,9 @@ type Site interface {
 	Clock() clock.Clock
 	// Versions reads what each node runs; nil without cluster access.
 	Versions() *observe.Reader
+	// Images reads what each node was installed from; nil without a
+	// Talos API.
+	Images() rollout.ImageReader
 	// Self says where drover runs: its pod and node inside the cluster.
 	Self(ctx context.Context, env Env) (Self, error)
 	// CompleteInventory fills the hosts and VM ids the configuration leaves

@@ -35,7 +35,7 @@ type Options struct {
 	// Report is where the audit report goes (empty: the site's default).
 	Report string
 	// The operator's overrides.
-	SkipDrainPreflight, SkipPreflightHealth, ForceWindow bool
+	SkipDrainPreflight, SkipPreflightHealth, SkipImageCheck, ForceWindow bool
 	// Lock names the run lock.
 	Lock Lock
 	// Runner names this runner in the lock.
@@ -284,7 +284,7 @@ func (u *Upgrade) engine(ctx context.Context, sink rollout.Sink) (*rollout.Engin
 		h.Only = p.Resume.Header.Only
 	}
 	r := assemble.Run{Journal: u.journal, Sink: sink, RunID: u.runID, Header: h, Resume: p.Resume,
-		SkipDrainPreflight: o.SkipDrainPreflight, SkipPreflightHealth: o.SkipPreflightHealth, Self: p.Self.Spec}
+		SkipDrainPreflight: o.SkipDrainPreflight, SkipPreflightHealth: o.SkipPreflightHealth, SkipImageCheck: o.SkipImageCheck, Self: p.Self.Spec}
 	if w := p.Config.MaintenanceWindow; w.Set() && !o.ForceWindow {
 		r.Window, r.WindowName = w.Open, w.String()
 	}

@@ -60,7 +60,7 @@ func (a *API) NodeVersion(ctx context.Context, n config.Node) (version.Version, 
 	return version.Parse(resp.GetMessages()[0].GetVersion().GetTag(), true)
 }
 
-var schematicRE = regexp.MustCompile(`^[a-z0-9.-]+/[a-z0-9-]+-installer/[0-9a-f]{64}:v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
+var schematicRE = regexp.MustCompile(`^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9-]+-installer/[0-9a-f]{64}:v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
 
 // InstallerImage builds and checks the installer image for a version.
 func InstallerImage(t config.Talos, v version.Version) (string, error) {
@@ -81,7 +81,7 @@ func InstallerImage(t config.Talos, v version.Version) (string, error) {
 // uncordon stay with the engine.
 func (a *API) Upgrade(ctx context.Context, pn plan.Node, to version.Pair) error {
 	n := pn.Node
-	image, err := InstallerImage(a.Talos, to.Talos)
+	image, err := a.imageFor(pn, to)
 	if err != nil {
 		return err
 	}
@@ -107,6 +107,16 @@ func (a *API) Upgrade(ctx context.Context, pn plan.Node, to version.Pair) error 
 		}
 	}
 	return a.waitVersion(ctx, n, to.Talos)
+}
+
+// imageFor is the installer image for the node at to: its own image with
+// the version changed, as the plan resolved it (a rollback is the node's
+// own image at the old version), else talos.installerImage.
+func (a *API) imageFor(pn plan.Node, to version.Pair) (string, error) {
+	if pn.Image != "" {
+		return WithVersion(pn.Image, to.Talos.String()), nil
+	}
+	return InstallerImage(a.Talos, to.Talos)
 }
 
 func containerd() *common.ContainerdInstance {

@@ -484,3 +484,91 @@ func TestLinksThroughTheTalosAPI(t *testing.T) {
 		t.Fatal("a silent node gave links")
 	}
 }
+
+// TestEachNodeKeepsItsOwnImage: the Talos API tells each node's install
+// image, schematic and extensions (the GPU worker's NVIDIA ones); an
+// in-place upgrade installs the node's own image at the target version.
+func TestEachNodeKeepsItsOwnImage(t *testing.T) {
+	const gpu = "9f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	f := testenv.NewTalosAPI()
+	f.Add("127.0.0.21", "w-1", "v1.13.0", 0)
+	f.Add("127.0.0.22", "gpu-1", "v1.13.0", 0)
+	f.SetImage("127.0.0.21", "factory.talos.dev/nocloud-installer/"+schematic+":v1.13.0")
+	f.SetImage("127.0.0.22", "factory.talos.dev/nocloud-installer/"+gpu+":v1.13.0")
+	f.SetSchematic(schematic, "qemu-guest-agent")
+	f.SetSchematic(gpu, "nvidia-container-toolkit-production", "nonfree-kmod-nvidia-production")
+	api, _ := connect(t, f)
+	gpuNode := pn(config.Node{Name: "gpu-1", Role: config.RoleWorker, IP: "127.0.0.22"}, "v1.13.0")
+	img, err := api.NodeImage(context.Background(), gpuNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Ref != "factory.talos.dev/nocloud-installer/"+gpu+":v1.13.0" || img.Schematic != gpu ||
+		strings.Join(img.Extensions, ",") != "nonfree-kmod-nvidia-production,nvidia-container-toolkit-production" {
+		t.Fatalf("image %+v", img)
+	}
+	gpuNode.Image = WithVersion(img.Ref, "v1.13.1")
+	if err := api.Upgrade(context.Background(), gpuNode, version.Pair{Talos: version.MustParse("v1.13.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.NodeImage("127.0.0.22"); got != "factory.talos.dev/nocloud-installer/"+gpu+":v1.13.1" {
+		t.Fatalf("the GPU worker was installed from %s", got)
+	}
+	if got, _ := api.NodeImage(context.Background(), gpuNode); got.Schematic != gpu || len(got.Extensions) != 2 {
+		t.Fatalf("after its upgrade the GPU worker boots %+v", got)
+	}
+}
+
+func TestImageReferences(t *testing.T) {
+	for _, tc := range []struct{ ref, schematic, at string }{
+		{"factory.talos.dev/nocloud-installer/" + schematic + ":v1.11.3", schematic, "factory.talos.dev/nocloud-installer/" + schematic + ":v1.12.0"},
+		{"factory.talos.dev/metal-installer-secureboot/" + schematic + "@sha256:" + strings.Repeat("a", 64), schematic, "factory.talos.dev/metal-installer-secureboot/" + schematic + ":v1.12.0"},
+		{"ghcr.io/siderolabs/installer:v1.11.3", "", "ghcr.io/siderolabs/installer:v1.12.0"},
+		{"127.0.0.1:5000/talos/installer", "", "127.0.0.1:5000/talos/installer:v1.12.0"},
+	} {
+		if got := SchematicOf(tc.ref); got != tc.schematic {
+			t.Errorf("SchematicOf(%s) = %q", tc.ref, got)
+		}
+		if got := WithVersion(tc.ref, "v1.12.0"); got != tc.at {
+			t.Errorf("WithVersion(%s) = %q, want %q", tc.ref, got, tc.at)
+		}
+	}
+}
+
+// TestTheImageCheckFindsAMissingImageBeforeAnyChange: against an OCI
+// registry on 127.0.0.1 (go-containerregistry's) that holds some target
+// images and not others, the check names the missing one; a node that
+// cannot pull its image (the Talos API's pull fails) is named too; nodes
+// of a cattle plan boot templates and are not checked.
+func TestTheImageCheckFindsAMissingImageBeforeAnyChange(t *testing.T) {
+	const gpu = "9f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	reg := testenv.NewRegistry(t)
+	reg.Push(t, reg.Installer(schematic, "v1.13.1"))
+	f := testenv.NewTalosAPI()
+	f.Add("127.0.0.21", "w-1", "v1.13.0", 0)
+	f.Add("127.0.0.22", "gpu-1", "v1.13.0", 0)
+	api, _ := connect(t, f)
+	nodes := []config.Node{{Name: "w-1", Role: config.RoleWorker, IP: "127.0.0.21"}, {Name: "gpu-1", Role: config.RoleWorker, IP: "127.0.0.22"}}
+	images := map[string]plan.NodeImage{"w-1": {Image: reg.Installer(schematic, "v1.13.1")}, "gpu-1": {Image: reg.Installer(gpu, "v1.13.1")}}
+	p := plan.Build(plan.Input{Nodes: nodes, Strategy: version.Pets, From: pair("v1.13.0"), To: pair("v1.13.1"), MaxParallelWorkers: 1, Images: images})
+	check := ImageCheck{Talos: talosCfg, Registry: RemoteRegistry{}, Puller: api}
+	err := check.Check(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), reg.Installer(gpu, "v1.13.1")+" (for gpu-1)") || strings.Contains(err.Error(), "(for w-1)") {
+		t.Fatalf("err = %v: want the GPU image named missing, not the other", err)
+	}
+	if !strings.Contains(err.Error(), "NAME_UNKNOWN: Unknown name") {
+		t.Errorf("the registry's answer is not in the error: %v", err)
+	}
+	reg.Push(t, reg.Installer(gpu, "v1.13.1"))
+	f.SetMissing(reg.Installer(gpu, "v1.13.1"))
+	if err := check.Check(context.Background(), p); err == nil || !strings.Contains(err.Error(), "gpu-1 cannot pull") {
+		t.Fatalf("err = %v: want gpu-1's pull named", err)
+	}
+	if got := f.CallsOf("ImagePull"); len(got) != 2 {
+		t.Errorf("pre-pulls %v: want one per node", got)
+	}
+	cattle := plan.Build(plan.Input{Nodes: nodes, Strategy: version.Cattle, From: pair("v1.13.0"), To: pair("v1.14.0"), MaxParallelWorkers: 1, Images: images})
+	if err := check.Check(context.Background(), cattle); err != nil {
+		t.Fatalf("a cattle plan: %v", err)
+	}
+}

@@ -55,10 +55,22 @@ type TalosAPI struct {
 	// OnCall, when set, is told of every call (method, node IP), on a
 	// goroutine of its own: a test stops an endpoint in the middle of a step.
 	OnCall func(method, ip string)
+	// schematics are the system extensions of each schematic ID, as Image
+	// Factory builds them (SetSchematic).
+	schematics map[string][]string
+	// missing are the images ImageService pulls fail for (not in the
+	// registry).
+	missing map[string]bool
 }
 
 type talosNode struct {
 	name, version, pending string
+	// image is the install image of its machine configuration;
+	// pendingImage the one an upgrade installed, booted at the reboot.
+	image, pendingImage string
+	// booted overrides the schematic the node booted (its machine
+	// configuration's install image names another).
+	booted string
 	downUntil              time.Time
 	member                 uint64
 	etcdErrors             []string
@@ -66,7 +78,8 @@ type talosNode struct {
 
 // NewTalosAPI returns a Talos API with no node; Add adds them.
 func NewTalosAPI() *TalosAPI {
-	return &TalosAPI{nodes: map[string]*talosNode{}, fail: map[string]error{}, exitCode: map[string]int32{}, rebootFor: 300 * time.Millisecond, links: map[string][]Link{}}
+	return &TalosAPI{nodes: map[string]*talosNode{}, fail: map[string]error{}, exitCode: map[string]int32{}, rebootFor: 300 * time.Millisecond, links: map[string][]Link{},
+		schematics: map[string][]string{}, missing: map[string]bool{}}
 }
 
 // Add adds a node at ip running Talos version; a member other than 0
@@ -151,6 +164,9 @@ func (f *TalosAPI) reboot(n *talosNode) {
 	if n.pending != "" {
 		n.version, n.pending = n.pending, ""
 	}
+	if n.pendingImage != "" {
+		n.image, n.pendingImage, n.booted = n.pendingImage, "", ""
+	}
 	if f.OnBoot != nil {
 		ip, name, v, d := "", n.name, n.version, f.rebootFor
 		for k, o := range f.nodes {
@@ -173,7 +189,7 @@ func (f *TalosAPI) Upgrade(ctx context.Context, req *machineapi.UpgradeRequest) 
 	if err != nil {
 		return nil, err
 	}
-	n.pending = tagOf(req.GetImage())
+	n.pending, n.pendingImage = tagOf(req.GetImage()), req.GetImage()
 	f.reboot(n)
 	return &machineapi.UpgradeResponse{Messages: []*machineapi.Upgrade{{Metadata: meta(ip), Ack: "Upgrade request received"}}}, nil
 }
@@ -196,6 +212,12 @@ func (f *TalosAPI) pull(req *machineapi.ImageServicePullRequest, srv grpc.Server
 	}
 	if !strings.Contains(req.GetImageRef(), "-installer/") {
 		return status.Errorf(codes.InvalidArgument, "not an installer image: %s", req.GetImageRef())
+	}
+	f.mu.Lock()
+	missing := f.missing[req.GetImageRef()]
+	f.mu.Unlock()
+	if missing {
+		return status.Errorf(codes.NotFound, "failed to pull image %q: %s: not found", req.GetImageRef(), req.GetImageRef())
 	}
 	return nil
 }
@@ -223,7 +245,7 @@ func (f *TalosAPI) lifecycle(req *machineapi.LifecycleServiceUpgradeRequest, srv
 	}
 	if code == 0 {
 		f.mu.Lock()
-		n.pending = tag
+		n.pending, n.pendingImage = tag, req.GetSource().GetImageName()
 		f.mu.Unlock()
 	}
 	return nil
@@ -560,6 +582,43 @@ func (f *TalosAPI) Calls() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.calls...)
+}
+
+// SetImage sets the install image the node at ip was installed from; its
+// schematic (and so its extensions, SetSchematic) is the image's.
+func (f *TalosAPI) SetImage(ip, ref string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[ip].image = ref
+}
+
+// SetBooted makes the node at ip report it booted schematic id, whatever
+// its machine configuration's install image says.
+func (f *TalosAPI) SetBooted(ip, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[ip].booted = id
+}
+
+// SetSchematic says which system extensions images of a schematic ID boot.
+func (f *TalosAPI) SetSchematic(id string, extensions ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.schematics[id] = extensions
+}
+
+// SetMissing makes pulls of an image fail, as a registry without it does.
+func (f *TalosAPI) SetMissing(ref string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.missing[ref] = true
+}
+
+// NodeImage is the install image of the node at ip.
+func (f *TalosAPI) NodeImage(ip string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[ip].image
 }
 
 // NodeVersion is the version the node at ip runs.
