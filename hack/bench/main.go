@@ -16,8 +16,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,9 +42,7 @@ import (
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
-	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
-	"github.com/prox-ops/drover/internal/lab"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/testenv"
@@ -59,7 +59,9 @@ func main() {
 	ctx := context.Background()
 	var rows []row
 	if want("cluster") {
-		rows = append(rows, wholeCluster()...)
+		r, err := wholeCluster(ctx)
+		check(err)
+		rows = append(rows, r...)
 	}
 	if want("lab") {
 		r, err := labRuns(ctx)
@@ -113,50 +115,97 @@ func dur(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-// wholeCluster is the simulated time of the reference inventory's cattle
-// upgrade (Talos minor), against the PRD's sequential estimate of 15 nodes
-// x 6 minutes.
-func wholeCluster() []row {
-	const prd = 90 * time.Minute
-	var rows []row
-	for _, ahead := range []bool{false, true} {
-		for workers := 1; workers <= 4; workers++ {
-			took, st := simulate(workers, ahead, 0)
-			label := "without"
-			if ahead {
-				label = "with"
-			}
-			rows = append(rows, row{
-				fmt.Sprintf("whole cluster, %d parallel worker(s), %s templates built ahead (simulated; PDB violations %d, control-plane nodes down at most %d)", workers, label, st.PDBViolations, st.MaxControlPlaneDown),
-				took.String(), "PRD estimate " + prd.String(), ratio(took.Seconds(), prd.Seconds())})
+// wholeCluster is the simulated time of the shipped example's cattle
+// upgrade (Talos minor) as an operator runs it (the drover binary, with
+// its hand-off and continuation), side by side with the PRD's goals:
+// the run within NFR1's two hours (goal 1h45m), each worker's change
+// (until its gate; its soak goes on in the background) within 6 minutes,
+// and four workers at once, templates built ahead, soaks on, within 50m.
+func wholeCluster(ctx context.Context) ([]row, error) {
+	dir, err := os.MkdirTemp("", "drover-bench-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := buildDrover(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	example := "examples/prox-ops/drover.yaml"
+	rep, err := simulate(ctx, bin, []string{"--config", example})
+	if err != nil {
+		return nil, err
+	}
+	var slowest float64
+	for _, n := range rep.Nodes {
+		if n.Role == "worker" {
+			slowest = max(slowest, n.ChangedSeconds)
 		}
 	}
-	soak := 2 * time.Minute
-	took, st := simulate(4, true, soak)
-	rows = append(rows, row{fmt.Sprintf("whole cluster, 4 workers, templates ahead, controlPlaneSoak %s instead of 5m (simulated; PDB violations %d)", soak, st.PDBViolations),
-		took.String(), "goal 40m0s", ratio(took.Seconds(), (40 * time.Minute).Seconds())})
-	return rows
+	took := time.Duration(rep.SimulatedDurationSeconds) * time.Second
+	rows := []row{
+		{"the shipped example (examples/prox-ops/drover.yaml), 1 worker at a time, soaks 5m, the hand-off included (simulated; NFR1: 2h)", took.String(), "goal 1h45m0s", ratio(took.Seconds(), (105 * time.Minute).Seconds())},
+		{"its slowest worker until its gate, the background soak left out (simulated)", (time.Duration(slowest) * time.Second).String(), "NFR1 6m0s", ratio(slowest, 360)},
+	}
+	data, err := os.ReadFile(example)
+	if err != nil {
+		return nil, err
+	}
+	four := filepath.Join(dir, "four.yaml")
+	if err := os.WriteFile(four, []byte(strings.Replace(string(data), "maxParallelWorkers: 1 ", "maxParallelWorkers: 4 ", 1)), 0o600); err != nil {
+		return nil, err
+	}
+	state := filepath.Join(dir, "lab.json")
+	if out, err := exec.CommandContext(ctx, bin, "prepare", "--lab", "--config", four, "--lab-state", state, "--to-talos", "v1.12.0").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("prepare: %w\n%s", err, out)
+	}
+	kept := []string{"--config", four, "--lab-state", state, "--journal", filepath.Join(dir, "j.jsonl")}
+	first, err := simulate(ctx, bin, kept)
+	if err != nil {
+		return nil, err
+	}
+	total := first.SimulatedDurationSeconds
+	if first.Result == "handed-off" {
+		rest, err := simulate(ctx, bin, append(kept, "--resume"))
+		if err != nil {
+			return nil, err
+		}
+		total += rest.SimulatedDurationSeconds
+	}
+	fourTook := time.Duration(total) * time.Second
+	rows = append(rows, row{"the same, 4 workers at once, templates built ahead (drover prepare), soaks 5m (simulated)", fourTook.String(), "goal 50m0s", ratio(fourTook.Seconds(), (50 * time.Minute).Seconds())})
+	return rows, nil
 }
 
-func simulate(workers int, ahead bool, soak time.Duration) (time.Duration, lab.Stats) {
-	cfg := lab.DefaultConfig()
-	cfg.Rollout.MaxParallelWorkers = workers
-	if soak > 0 {
-		cfg.Rollout.ControlPlaneSoak = config.D(soak)
+// labReport is what the bench reads of a lab run's report.
+type labReport struct {
+	Result                   string  `json:"result"`
+	SimulatedDurationSeconds float64 `json:"simulatedDurationSeconds"`
+	Nodes                    []struct {
+		Role           string  `json:"role"`
+		ChangedSeconds float64 `json:"changedSeconds"`
+	} `json:"nodes"`
+}
+
+// simulate runs a lab cattle upgrade with the drover binary.
+func simulate(ctx context.Context, bin string, args []string) (labReport, error) {
+	cmd := exec.CommandContext(ctx, bin, append([]string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--output", "json"}, args...)...)
+	cmd.Stderr = io.Discard
+	out, err := cmd.Output()
+	var rep labReport
+	if jerr := json.Unmarshal(out, &rep); jerr != nil {
+		return rep, fmt.Errorf("drover upgrade %v: %v %v", args, err, jerr)
 	}
-	l, err := lab.New(lab.Options{Config: cfg})
-	check(err)
-	defer l.Close()
-	from := version.Pair{Talos: lab.DefaultTalos, Kubernetes: lab.DefaultKubernetes}
-	to := version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: lab.DefaultKubernetes}
-	if ahead {
-		check(l.Hypervisor().EnsureTemplates(context.Background(), to))
+	return rep, nil
+}
+
+// buildDrover builds the drover binary into dir.
+func buildDrover(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "drover")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/drover").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build drover: %w\n%s", err, out)
 	}
-	p := plan.Build(plan.Input{Nodes: cfg.Nodes, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: workers, ControlPlaneSoak: cfg.Rollout.ControlPlaneSoak.Duration})
-	start := l.Clock.Now()
-	_, err = l.Engine(&journal.Memory{}, nil, "bench").Run(context.Background(), p)
-	check(err)
-	return l.Clock.Now().Sub(start), l.Stats()
+	return bin, nil
 }
 
 // labRuns times full lab upgrades in a drover process of their own, with
@@ -167,9 +216,9 @@ func labRuns(ctx context.Context) ([]row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "drover")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/drover").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build drover: %w\n%s", err, out)
+	bin, err := buildDrover(ctx, dir)
+	if err != nil {
+		return nil, err
 	}
 	var rows []row
 	for _, c := range []struct {

@@ -69,7 +69,7 @@ func Policy(cfg config.Config) rollout.Policy {
 		DrainTimeout: r.DrainTimeout.Duration, DrainAttempts: r.DrainAttempts,
 		ReadyTimeout:  r.ReadyTimeout.Duration,
 		HealthTimeout: r.HealthTimeout.Duration, HealthAttempts: r.HealthAttempts, HealthPasses: r.HealthPasses,
-		HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration, WorkerSoak: r.WorkerSoak.Duration,
+		HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration, WorkerSoak: r.WorkerSoak.Duration, MaxSoaking: r.MaxSoaking,
 		RebuildTemplates: cfg.Terraform.Templates == config.TemplatesRebuild,
 	}
 }

@@ -740,9 +740,13 @@ func TestDiscordNotificationsOfALabRun(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 			t.Fatal(err)
 		}
-		// Start, 14 nodes, the hand-off before drover's own node, the
-		// continuation's start, that node, the summary.
-		if len(rep.Notifications) != 19 || rep.Notifications[15].Event != "handed-off" {
+		// Start, 15 nodes done, the hand-off before drover's own node, the
+		// continuation's start, the summary.
+		count := map[string]int{}
+		for _, d := range rep.Notifications {
+			count[d.Event]++
+		}
+		if len(rep.Notifications) != 19 || count["node-done"] != 15 || count["handed-off"] != 1 || count["run-start"] != 2 || count["run-summary"] != 1 {
 			t.Fatalf("%d notifications: %+v", len(rep.Notifications), rep.Notifications)
 		}
 		for _, d := range rep.Notifications {

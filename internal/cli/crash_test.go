@@ -54,7 +54,7 @@ func droverBinary(t *testing.T) string {
 func TestCrashAtEveryStepThenResume(t *testing.T) {
 	bin := droverBinary(t)
 	cattleCP := []string{"preflight", "etcd-guard", "cordon", "drain", "etcd-leave", "destroy", "create", "wait-ready", "etcd-rejoin", "uncordon", "health", "soak"}
-	cattleWorker := []string{"preflight", "cordon", "drain", "destroy", "create", "wait-ready", "uncordon", "health"}
+	cattleWorker := []string{"preflight", "cordon", "drain", "destroy", "create", "wait-ready", "uncordon", "health", "soak"}
 	petsWorker := []string{"preflight", "cordon", "drain", "upgrade", "wait-ready", "uncordon", "health"}
 	type tc struct{ node, step, to string }
 	var cases []tc

@@ -101,13 +101,23 @@ func printSummary(w io.Writer, out *run.Output) {
 	r, stats := out.Report, out.LabStats
 	fmt.Fprintln(w)
 	t := newTable(w)
-	fmt.Fprintln(t, "NODE\tROLE\tHOST\tFROM\tTO\tOUTCOME\tDURATION")
+	fmt.Fprintln(t, "NODE\tROLE\tHOST\tFROM\tTO\tOUTCOME\tTO GATE (PLANNED)\tWITH SOAK")
+	secs := func(s float64) string {
+		if s <= 0 {
+			return "-"
+		}
+		return human(time.Duration(s * float64(time.Second)))
+	}
 	for _, n := range r.Nodes {
 		d := "-"
 		if n.Duration > 0 {
 			d = human(n.Duration)
 		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.Host, n.From, n.To, n.Outcome, d)
+		changed := secs(n.ChangedSeconds)
+		if n.PlannedSeconds > 0 {
+			changed += " (" + secs(n.PlannedSeconds) + ")"
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.Host, n.From, n.To, n.Outcome, changed, d)
 	}
 	t.Flush()
 	for _, n := range r.Nodes {

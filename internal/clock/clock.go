@@ -70,6 +70,27 @@ func Parallel(c Clock, fns ...func()) {
 	wg.Wait()
 }
 
+// goRunner is implemented by clocks that must account for goroutines.
+type goRunner interface {
+	goAccounted(fn func()) (wait func())
+}
+
+// Go runs fn on a goroutine of its own, which the clock accounts for like
+// one of Parallel's, and returns a function that waits for it to return.
+// Use it for work that goes on in the background while its caller does
+// other work on the clock (a soak while the run goes on).
+func Go(c Clock, fn func()) (wait func()) {
+	if g, ok := c.(goRunner); ok {
+		return g.goAccounted(fn)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	return func() { <-done }
+}
+
 // TimeoutError is returned by Poll when the condition did not hold in time.
 type TimeoutError struct {
 	What    string

@@ -140,3 +140,36 @@ func TestEvery(t *testing.T) {
 		t.Fatalf("%d timers left after stop", v.Pending())
 	}
 }
+
+// TestGoRunsInTheBackgroundOnTheVirtualClock: a goroutine started with Go
+// sleeps on the virtual clock while its caller works and sleeps too; time
+// advances only when both wait, and wait returns once it is done.
+func TestGoRunsInTheBackgroundOnTheVirtualClock(t *testing.T) {
+	start := time.Unix(0, 0)
+	v := NewVirtual(start)
+	var at time.Time
+	wait := Go(v, func() {
+		_ = v.Sleep(context.Background(), 5*time.Minute)
+		at = v.Now()
+	})
+	if err := v.Sleep(context.Background(), 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Now().Sub(start); got != 2*time.Minute {
+		t.Fatalf("the caller woke at +%s", got)
+	}
+	wait()
+	if got := at.Sub(start); got != 5*time.Minute {
+		t.Fatalf("the background work ended at +%s, want +5m", got)
+	}
+	if got := v.Now().Sub(start); got != 5*time.Minute {
+		t.Fatalf("after the wait the clock says +%s", got)
+	}
+	// Waiting for work that is done already returns at once.
+	wait()
+	done := Go(v, func() {})
+	done()
+	if err := v.Sleep(context.Background(), time.Second); err != nil || v.Now().Sub(start) != 5*time.Minute+time.Second {
+		t.Fatalf("the clock is stuck or skewed: +%s %v", v.Now().Sub(start), err)
+	}
+}

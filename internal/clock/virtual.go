@@ -115,6 +115,45 @@ func (v *Virtual) runParallel(fns []func()) {
 	wg.Wait()
 }
 
+// goAccounted runs fn on a goroutine the clock counts as busy while it
+// works. A caller of the returned wait stops counting while it waits, and
+// the goroutine hands its count over to it as it returns, so time cannot
+// jump between the two.
+func (v *Virtual) goAccounted(fn func()) func() {
+	done := make(chan struct{})
+	waiting := false
+	v.mu.Lock()
+	v.busy++
+	v.mu.Unlock()
+	go func() {
+		defer func() {
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			close(done)
+			if waiting {
+				return // the waiter wakes counted: the count is handed over
+			}
+			v.busy--
+			v.advance()
+		}()
+		fn()
+	}()
+	return func() {
+		v.mu.Lock()
+		select {
+		case <-done:
+			v.mu.Unlock()
+			return
+		default:
+		}
+		waiting = true
+		v.busy--
+		v.advance()
+		v.mu.Unlock()
+		<-done
+	}
+}
+
 // add sets a timer; v.mu must be held.
 func (v *Virtual) add(d time.Duration, fn func()) *timer {
 	if d < 0 {

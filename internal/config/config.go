@@ -278,8 +278,13 @@ type Rollout struct {
 	HealthPasses     int      `yaml:"healthPasses" json:"healthPasses"`
 	HealthInterval   Duration `yaml:"healthInterval" json:"healthInterval"`
 	ControlPlaneSoak Duration `yaml:"controlPlaneSoak" json:"controlPlaneSoak"`
-	// WorkerSoak keeps watching a worker after its gate passed.
+	// WorkerSoak keeps watching a worker after its gate passed: its gate
+	// runs every healthInterval for this long in the background, while
+	// the run goes on with the next batch.
 	WorkerSoak Duration `yaml:"workerSoak" json:"workerSoak"`
+	// MaxSoaking is how many workers may soak at once (0: no limit); the
+	// next batch waits for room.
+	MaxSoaking int `yaml:"maxSoaking" json:"maxSoaking"`
 	// DeleteEmptyDirData lets drain evict pods that use emptyDir volumes.
 	DeleteEmptyDirData bool `yaml:"deleteEmptyDirData" json:"deleteEmptyDirData"`
 	// ForceDrainAfterTimeout deletes the pods a PodDisruptionBudget still
@@ -367,14 +372,18 @@ func Defaults() Config {
 			HealthPasses:       2,
 			HealthInterval:     D(30 * time.Second),
 			ControlPlaneSoak:   D(5 * time.Minute),
+			WorkerSoak:         D(5 * time.Minute),
 			DeleteEmptyDirData: true,
 			StepDurations: StepDurations{
-				Drain:      D(time.Minute),
-				Destroy:    D(20 * time.Second),
-				Create:     D(210 * time.Second),
+				// The reference cluster's, as the lab plays them: pods
+				// take their 30s grace, a Terraform run costs 15s, a gate
+				// is two passes 30s apart.
+				Drain:      D(30 * time.Second),
+				Destroy:    D(35 * time.Second),
+				Create:     D(225 * time.Second),
 				Upgrade:    D(2 * time.Minute),
 				Template:   D(10 * time.Minute),
-				Health:     D(30 * time.Second),
+				Health:     D(35 * time.Second),
 				Kubernetes: D(10 * time.Minute),
 			},
 		},

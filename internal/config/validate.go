@@ -186,6 +186,9 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		}
 	}
 	r := &c.Rollout
+	if r.MaxSoaking < 0 {
+		add("rollout.maxSoaking", "must be 0 (no limit) or more, got %d", r.MaxSoaking)
+	}
 	if r.MaxParallelWorkers < 1 {
 		add("rollout.maxParallelWorkers", "must be at least 1, got %d", r.MaxParallelWorkers)
 	}

@@ -150,7 +150,28 @@ func (g *Gate) checks() []check {
 	for _, c := range s.Custom {
 		cs = append(cs, check{c.Name, g.custom(c)})
 	}
+	for i, c := range cs {
+		if clusterWide(c.name) {
+			run := c.run
+			cs[i].run = func(ctx context.Context, in rollout.GateInput) (outcome, error) {
+				if in.NodeOnly {
+					return outcome{skipped: "cluster-wide: while other nodes change, the gates of the nodes in flight and the last look over the cluster judge it"}, nil
+				}
+				return run(ctx, in)
+			}
+		}
+	}
 	return cs
+}
+
+// clusterWide says whether a check judges the cluster rather than one
+// node: a soak (GateInput.NodeOnly) leaves it to the nodes in flight.
+func clusterWide(name string) bool {
+	switch name {
+	case CheckNodeReadiness, CheckPodHealth, CheckDNS, CheckNetwork, CheckScheduling, CheckGPU:
+		return false
+	}
+	return true
 }
 
 // probing says whether a check starts probe pods (and so waits on the clock).
@@ -318,8 +339,10 @@ func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, er
 				unsettled = append(unsettled, p)
 			}
 		}
-	} else if unsettled, err = r.Unsettled(ctx); err != nil {
-		return outcome{}, err
+	} else if !in.NodeOnly {
+		if unsettled, err = r.Unsettled(ctx); err != nil {
+			return outcome{}, err
+		}
 	}
 	var o outcome
 	critical := map[string]bool{}

@@ -363,7 +363,7 @@ func (l *Lab) reconcileWith(startNow bool) {
 				}
 			}
 		default:
-			for i := len(l.store.ofApp[a]); i < a.replicas; i++ {
+			for i := l.live(a); i < a.replicas; i++ {
 				l.createPod(a, l.schedule(a, nodes), startNow)
 			}
 		}
@@ -392,7 +392,7 @@ func (l *Lab) reconcileWith(startNow bool) {
 func (l *Lab) replace(a *app) {
 	if !a.daemon && !a.static {
 		nodes := l.nodes()
-		for i := len(l.store.ofApp[a]); i < a.replicas; i++ {
+		for i := l.live(a); i < a.replicas; i++ {
 			l.createPod(a, l.schedule(a, nodes), false)
 		}
 	}
@@ -440,9 +440,13 @@ func (l *Lab) faulty(kinds ...Fault) []string {
 // flap restarts the flapping pods: a container that crashes and is back
 // before anyone looks; l.mu must be held.
 func (l *Lab) flap() {
-	for _, node := range l.faulty(FaultFlapping) {
-		if !l.nodeFaultActive(node, FaultFlapping) {
+	for _, node := range l.faulty(FaultFlapping, FaultLateDegrade) {
+		f := l.vms[node].fault
+		if !l.nodeFaultActive(node, f) {
 			continue
+		}
+		if f == FaultLateDegrade && l.Clock.Now().Sub(l.vms[node].booted) < 2*time.Minute {
+			continue // fine through its gate; it degrades during its soak
 		}
 		for _, p := range l.store.sorted(l.store.onNode[node]) {
 			if p.Labels["app.kubernetes.io/name"] != "node-exporter" || len(p.Status.ContainerStatuses) == 0 {
@@ -772,12 +776,45 @@ func (l *Lab) evict(ns, name string) error {
 			return apierrors.NewTooManyRequests(fmt.Sprintf("Cannot evict pod as it would violate the pod's disruption budget. The disruption budget %s needs %d healthy pods and has %d currently", a.name, b.min, b.healthy), 10)
 		}
 	}
-	l.dropPod(p)
 	l.stats.Evictions++
+	l.terminate(p)
 	if a != nil {
-		l.replace(a)
+		l.replace(a) // the ReplicaSet does not wait for the pod to go
 	}
 	return nil
+}
+
+// terminate deletes a pod gracefully: it stays, terminating, for its
+// grace period (30s unless its spec says), as a kubelet keeps it until
+// its containers stopped, then goes. l.mu must be held.
+func (l *Lab) terminate(p *corev1.Pod) {
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	now := l.now()
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &now, &grace
+	l.putPod(p, p.Spec.NodeName)
+	ns, name, uid := p.Namespace, p.Name, p.UID
+	l.Clock.AfterFunc(time.Duration(grace)*time.Second, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if cur := l.store.all[ns+"/"+name]; cur != nil && cur.UID == uid {
+			l.dropPod(cur)
+		}
+	})
+}
+
+// live counts a's pods that are not terminating (what its ReplicaSet
+// counts). l.mu must be held.
+func (l *Lab) live(a *app) int {
+	n := 0
+	for _, p := range l.store.ofApp[a] {
+		if p.DeletionTimestamp == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // observe updates the status of the PDBs whose pods changed since the last

@@ -73,6 +73,10 @@ const (
 	// workload with a budget lands on it (apps/reports, which prefers new
 	// nodes), and then its health gate fails: its rollback must drain it.
 	FaultLateFail Fault = "late-fail"
+	// FaultLateDegrade: at the new version the node passes its gate, and
+	// two minutes after it came back a pod on it (node-exporter) begins
+	// restarting, as FaultFlapping: its soak must catch it.
+	FaultLateDegrade Fault = "late-degrade"
 	// FaultWrongImage: the node's image information is wrong. In place
 	// (pets): its machine configuration's install image names another
 	// schematic than the one it booted, so its own image would change its
@@ -87,7 +91,7 @@ const (
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
 	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
-	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultWrongImage, FaultImageMissing}
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {

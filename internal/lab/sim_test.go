@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -56,8 +57,16 @@ func TestEvictionRespectsPDB(t *testing.T) {
 	if err := evict(pods.Items[1].Name); err != nil {
 		t.Fatalf("eviction after the replacement turned Ready: %v", err)
 	}
+	// An evicted pod terminates for its grace period (30s), as a kubelet
+	// keeps it until its containers stopped, then goes.
+	if p, err := l.Client.CoreV1().Pods("apps").Get(ctx, pods.Items[0].Name, metav1.GetOptions{}); err != nil || p.DeletionTimestamp == nil {
+		t.Fatalf("the evicted pod, within its grace: %v %+v", err, p)
+	}
+	if err := l.Clock.Sleep(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := l.Client.CoreV1().Pods("apps").Get(ctx, pods.Items[0].Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Fatalf("evicted pod still there: %v", err)
+		t.Fatalf("evicted pod still there after its grace: %v", err)
 	}
 	if st := l.Stats(); st.PDBViolations != 0 || st.Evictions != 2 || st.EvictionsRefused != 1 {
 		t.Fatalf("stats %+v", st)

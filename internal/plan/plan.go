@@ -65,6 +65,9 @@ type Plan struct {
 	Only []string
 	// ETASource says what the ETA was computed from.
 	ETASource string
+	// NodeETA is how long each node is expected to take until its gate
+	// passed (its soak excluded), for the report's planned against actual.
+	NodeETA map[string]time.Duration
 	// Self is the planned node drover runs on (its runner pod's node): it
 	// goes last among the nodes of its role, in a batch of its own, and
 	// drover hands the run to a runner on another node before it.
@@ -85,6 +88,14 @@ type Input struct {
 	MaxParallelWorkers int
 	Steps              config.StepDurations
 	ControlPlaneSoak   time.Duration
+	// WorkerSoak is each worker's soak, in the background; MaxSoaking how
+	// many may soak at once (0: no limit).
+	WorkerSoak time.Duration
+	MaxSoaking int
+	// HealthPasses and HealthInterval shape one gate: passes in a row,
+	// an interval apart.
+	HealthPasses   int
+	HealthInterval time.Duration
 	// RebuildTemplates: templates are replaced in place, so a rollback
 	// rebuilds the old ones first (terraform.templates: rebuild).
 	RebuildTemplates bool
@@ -202,7 +213,7 @@ func Build(in Input) Plan {
 		}
 	}
 	p.KubernetesPhase = in.Strategy == version.Pets && !in.From.Kubernetes.IsZero() && !in.To.Kubernetes.IsZero() && in.From.Kubernetes.Compare(in.To.Kubernetes) < 0
-	p.ETA, p.ETASource = eta(p, in)
+	p.ETA, p.ETASource = eta(&p, in)
 	p.RollbackETA = rollbackETA(in)
 	return p
 }
@@ -303,12 +314,17 @@ func batchWorkers(workers []Node, size int) []Batch {
 	return batches
 }
 
-// eta adds up the batches (a batch takes as long as its longest node) and
-// the templates, from the medians of measured durations where there are
-// enough samples, else from rollout.stepDurations; the source says which.
-func eta(p Plan, in Input) (time.Duration, string) {
+// eta adds up every wait of the run: the preflight gate, the templates,
+// each batch (as long as its longest node: drain, replace or upgrade, the
+// gate's passes and intervals), the control-plane soaks that hold the next
+// node, the worker soaks as they overlap the next batches (and what
+// maxSoaking makes the run wait for them), the last soak, the last look
+// over the cluster, and a hand-off's continuation. Medians of measured
+// durations replace the configured ones where enough runs were recorded;
+// the source says which.
+func eta(p *Plan, in Input) (time.Duration, string) {
 	s := in.Steps
-	var perNode time.Duration
+	gate := max(s.Health.Duration, time.Duration(max(0, in.HealthPasses-1))*in.HealthInterval)
 	var total time.Duration
 	if p.KubernetesPhase {
 		total += s.Kubernetes.Duration
@@ -316,6 +332,7 @@ func eta(p Plan, in Input) (time.Duration, string) {
 	if len(p.Batches) == 0 {
 		return total, "rollout.stepDurations"
 	}
+	total += gate // the preflight gate over the cluster
 	used := map[string]bool{}
 	measured := func(kind string, configured time.Duration) time.Duration {
 		if d, ok := in.Measured[string(in.Strategy)+"/"+kind]; ok {
@@ -324,23 +341,64 @@ func eta(p Plan, in Input) (time.Duration, string) {
 		}
 		return configured
 	}
+	var perNode time.Duration
 	switch in.Strategy {
 	case version.Cattle:
-		perNode = s.Drain.Duration + s.Destroy.Duration + s.Create.Duration + s.Health.Duration
+		perNode = s.Drain.Duration + s.Destroy.Duration + s.Create.Duration + gate
 		total += measured("templates", s.Template.Duration)
 	default:
-		perNode = s.Drain.Duration + s.Upgrade.Duration + s.Health.Duration
+		perNode = s.Drain.Duration + s.Upgrade.Duration + gate
 	}
-	for _, b := range p.Batches {
+	p.NodeETA = map[string]time.Duration{}
+	kubeChange := in.From.Kubernetes != in.To.Kubernetes
+	// The run's clock, and when each soak going on in the background ends.
+	now := total
+	var soaks []time.Duration
+	waitSoaks := func(limit int) {
+		slices.Sort(soaks)
+		for len(soaks) > 0 && (soaks[0] <= now || len(soaks) > limit) {
+			now = max(now, soaks[0])
+			soaks = soaks[1:]
+		}
+	}
+	for i, b := range p.Batches {
 		var longest time.Duration
 		for _, n := range b.Nodes {
-			longest = max(longest, measured(string(n.Role), perNode))
+			d := measured(string(n.Role), perNode)
+			p.NodeETA[n.Name] = d
+			longest = max(longest, d)
 		}
-		total += longest
-		if b.Nodes[0].IsControlPlane() {
-			total += in.ControlPlaneSoak
+		cp := b.Nodes[0].IsControlPlane()
+		switch {
+		case cp:
+			waitSoaks(0) // a control-plane node waits for every soak
+		case b.Nodes[0].Name == p.Self:
+			// The hand-off: the continuation's preflight gate, then the
+			// nodes whose soak it took over are gated and soak anew.
+			now += gate
+			waitSoaks(len(soaks)) // those over are over
+			for j := range soaks {
+				now += gate
+				soaks[j] = now + in.WorkerSoak
+			}
+		case in.MaxSoaking > 0:
+			waitSoaks(max(0, in.MaxSoaking-len(b.Nodes)))
+		}
+		now += longest
+		lastCP := cp && (i+1 == len(p.Batches) || !p.Batches[i+1].Nodes[0].IsControlPlane())
+		switch {
+		case cp && (!lastCP || kubeChange):
+			now += in.ControlPlaneSoak // the next node waits for it
+		case cp && in.ControlPlaneSoak > 0:
+			soaks = append(soaks, now+in.ControlPlaneSoak)
+		case !cp && in.WorkerSoak > 0:
+			for range b.Nodes {
+				soaks = append(soaks, now+in.WorkerSoak)
+			}
 		}
 	}
+	waitSoaks(0)      // the last soak
+	total = now + gate // then the last look
 	if len(used) == 0 {
 		return total, "rollout.stepDurations (fewer than 3 measured runs of each kind)"
 	}

@@ -240,7 +240,8 @@ func TestETAFromMeasuredDurations(t *testing.T) {
 		Measured:      map[string]time.Duration{"cattle/worker": 4 * time.Minute, "cattle/templates": 8 * time.Minute},
 		MeasuredCount: map[string]int{"cattle/worker": 6, "cattle/templates": 3}})
 	perNode := steps.Drain.Duration + steps.Destroy.Duration + steps.Create.Duration + steps.Health.Duration
-	if want := 8*time.Minute + perNode + 2*4*time.Minute; measured.ETA != want {
+	// The preflight gate, the templates, the control plane, the workers, the last look.
+	if want := steps.Health.Duration + 8*time.Minute + perNode + 2*4*time.Minute + steps.Health.Duration; measured.ETA != want {
 		t.Fatalf("ETA %s, want %s (templates and workers measured, the control plane configured)", measured.ETA, want)
 	}
 	if !strings.Contains(measured.ETASource, "cattle worker median 4m0s over 6") || !strings.Contains(measured.ETASource, "cattle templates median 8m0s over 3") {
@@ -274,22 +275,37 @@ func TestETA(t *testing.T) {
 		{Name: "w-1", Role: config.RoleWorker, ProxmoxHost: "a"},
 		{Name: "w-2", Role: config.RoleWorker, ProxmoxHost: "b"},
 	}
+	gate := 40 * time.Second // one gate: the preflight's and the last look's
+	kubeTo := version.Pair{Talos: to.Talos, Kubernetes: version.MustParse("v1.35.0")}
 	tests := []struct {
-		name     string
-		strategy version.Strategy
-		par      int
-		want     time.Duration
+		name            string
+		strategy        version.Strategy
+		to              version.Pair
+		par, maxSoaking int
+		workerSoak      time.Duration
+		self            string
+		want            time.Duration
 	}{
-		// template + 3 batches x (1m+20s+3m+40s) + soak 5m
-		{"cattle sequential", version.Cattle, 1, 10*time.Minute + 3*5*time.Minute + 5*time.Minute},
-		// template + 2 batches x 5m + soak
-		{"cattle two workers at once", version.Cattle, 2, 10*time.Minute + 2*5*time.Minute + 5*time.Minute},
-		// 3 x (1m+2m+40s) + soak
-		{"pets sequential", version.Pets, 1, 3*(3*time.Minute+40*time.Second) + 5*time.Minute},
+		// The only control-plane node soaks while w-1 (5m) is changed.
+		{"cattle sequential", version.Cattle, to, 1, 0, 0, "", gate + 10*time.Minute + 3*5*time.Minute + gate},
+		{"cattle two workers at once", version.Cattle, to, 2, 0, 0, "", gate + 10*time.Minute + 2*5*time.Minute + gate},
+		// 3 x (1m+2m+40s)
+		{"pets sequential", version.Pets, to, 1, 0, 0, "", gate + 3*(3*time.Minute+40*time.Second) + gate},
+		// A Kubernetes change: the control plane's soak holds the workers.
+		{"cattle with a Kubernetes change", version.Cattle, kubeTo, 1, 0, 0, "", gate + 10*time.Minute + 3*5*time.Minute + 5*time.Minute + gate},
+		// Worker soaks overlap the next worker; the last one is waited for.
+		{"worker soaks in the background", version.Cattle, to, 1, 0, 5 * time.Minute, "", gate + 10*time.Minute + 3*5*time.Minute + 5*time.Minute + gate},
+		// maxSoaking 1 and soaks of 10m: each worker waits for the soak
+		// before it (w-1 for the control plane's 5m).
+		{"one soak at a time", version.Cattle, to, 1, 1, 10 * time.Minute, "", gate + 10*time.Minute + 5*time.Minute + 5*time.Minute + 5*time.Minute + 10*time.Minute + 5*time.Minute + 10*time.Minute + gate},
+		// A hand-off before w-1 (drover's): the continuation's preflight
+		// gate, and w-2's soak taken over: gated again, soaking anew.
+		{"a hand-off", version.Cattle, to, 1, 0, 5 * time.Minute, "w-1", gate + 10*time.Minute + 2*5*time.Minute + gate + gate + 5*time.Minute + 5*time.Minute + gate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Build(Input{Nodes: inv, Strategy: tc.strategy, From: from, To: to, MaxParallelWorkers: tc.par, Steps: steps, ControlPlaneSoak: 5 * time.Minute})
+			p := Build(Input{Nodes: inv, Strategy: tc.strategy, From: from, To: tc.to, MaxParallelWorkers: tc.par, Steps: steps, ControlPlaneSoak: 5 * time.Minute,
+				WorkerSoak: tc.workerSoak, MaxSoaking: tc.maxSoaking, Self: tc.self})
 			if p.ETA != tc.want {
 				t.Fatalf("ETA = %s, want %s", p.ETA, tc.want)
 			}

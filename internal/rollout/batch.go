@@ -27,6 +27,10 @@ type nodeRun struct {
 	ended bool
 	// quiet nodes (finished before a resume) send no node-done event.
 	quiet bool
+	// soak, when set, is the node's soak going on in the background: it
+	// finishes the node. endedAt is when that soak ended.
+	soak    *soak
+	endedAt time.Time
 }
 
 func (r *nodeRun) runs(s Step) bool { return stepIndex(s) >= stepIndex(r.from) }
@@ -79,7 +83,9 @@ func (e *Engine) batch(ctx context.Context, p plan.Plan, b plan.Batch) error {
 		}
 	}
 	for _, r := range runs {
-		e.done(ctx, p, r)
+		if r.soak == nil || r.ended {
+			e.done(ctx, p, r)
+		}
 	}
 	return worst(runs)
 }
@@ -482,6 +488,9 @@ func (e *Engine) settle(ctx context.Context, p plan.Plan, r *nodeRun) {
 		return
 	}
 	e.setHealth(r.nr, res)
+	e.mu.Lock()
+	r.nr.ChangedSeconds = e.Clock.Now().Sub(r.start).Seconds()
+	e.mu.Unlock()
 	soak := e.Policy.WorkerSoak
 	if n.IsControlPlane() {
 		soak = e.Policy.ControlPlaneSoak
@@ -489,6 +498,15 @@ func (e *Engine) settle(ctx context.Context, p plan.Plan, r *nodeRun) {
 	if soak <= 0 {
 		return
 	}
+	if !n.IsControlPlane() || lastControlPlane(p, n) {
+		// Watching is not waiting: a worker soaks while the run goes on,
+		// and so does the last control-plane node when the workers after
+		// it keep their Kubernetes version (a rollback of it could not
+		// leave a kubelet newer than its API server).
+		e.startSoak(ctx, r, in, soak)
+		return
+	}
+	// The next control-plane node waits for this one's soak (etcd quorum).
 	if err := e.step(ctx, n.Name, StepSoak, soak.String(), func() (err error) {
 		res, err = e.soak(ctx, in, soak)
 		return err
@@ -500,6 +518,27 @@ func (e *Engine) settle(ctx context.Context, p plan.Plan, r *nodeRun) {
 		e.setHealth(r.nr, res)
 		r.cause = err
 	}
+}
+
+// lastControlPlane says whether n is the plan's last control-plane node
+// and the change leaves Kubernetes as it is: its soak need not hold the
+// workers back.
+func lastControlPlane(p plan.Plan, n plan.Node) bool {
+	if !n.IsControlPlane() || p.From.Kubernetes != p.To.Kubernetes {
+		return false
+	}
+	seen := false
+	for _, b := range p.Batches {
+		for _, m := range b.Nodes {
+			switch {
+			case m.Name == n.Name:
+				seen = true
+			case seen && m.IsControlPlane():
+				return false
+			}
+		}
+	}
+	return seen
 }
 
 // done records a node that came through and tells the sink how it ended.
@@ -515,13 +554,18 @@ func (e *Engine) done(ctx context.Context, p plan.Plan, r *nodeRun) {
 		return
 	}
 	e.mu.Lock()
-	r.nr.Duration = e.Clock.Now().Sub(r.start)
+	end := e.Clock.Now()
+	if !r.endedAt.IsZero() && r.nr.Outcome == OutcomeUpgraded {
+		end = r.endedAt // its soak ended before the run settled it
+	}
+	r.nr.Duration = end.Sub(r.start)
 	r.nr.DurationSeconds = r.nr.Duration.Seconds()
 	if target := NodeTarget(string(p.Strategy)); target > 0 {
 		r.nr.TargetSeconds = target.Seconds()
-		if r.nr.Outcome == OutcomeUpgraded && r.nr.Duration > target {
+		changed := time.Duration(r.nr.ChangedSeconds * float64(time.Second))
+		if r.nr.Outcome == OutcomeUpgraded && changed > target {
 			r.nr.MissedTarget = true
-			e.report.MissedTargets = append(e.report.MissedTargets, fmt.Sprintf("%s took %s, over the %s target of %s", r.n.Name, formatDuration(r.nr.Duration), p.Strategy, formatDuration(target)))
+			e.report.MissedTargets = append(e.report.MissedTargets, fmt.Sprintf("%s took %s to its gate, over the %s target of %s", r.n.Name, formatDuration(changed), p.Strategy, formatDuration(target)))
 		}
 	}
 	snapshot := *r.nr

@@ -31,6 +31,9 @@ type Policy struct {
 	// worker.
 	ControlPlaneSoak time.Duration
 	WorkerSoak       time.Duration
+	// MaxSoaking is how many workers may soak in the background at once
+	// (0: no limit).
+	MaxSoaking int
 	// RebuildTemplates: the templates are replaced in place (fixed VM ids),
 	// so a rollback first re-applies them at the old version.
 	RebuildTemplates bool
@@ -91,6 +94,8 @@ type Engine struct {
 	changed bool
 	// baseline is what was already unwell before the first change.
 	baseline Baseline
+	// soaks are the workers soaking in the background, oldest first.
+	soaks []*soak
 }
 
 // Run executes the plan. It returns the report and, when the run did not
@@ -120,6 +125,7 @@ func NewReport(runID string, p plan.Plan) *Report {
 			r.Nodes = append(r.Nodes, NodeReport{
 				Name: n.Name, Role: string(n.Role), Host: n.ProxmoxHost, Batch: i + 1,
 				Outcome: OutcomeUntouched, From: n.From.Talos.String(), To: p.To.Talos.String(),
+				PlannedSeconds: p.NodeETA[n.Name].Seconds(),
 			})
 		}
 	}
@@ -197,32 +203,83 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 			return &HaltError{Phase: StepTemplates, Reason: "creating the new templates failed: " + err.Error(), Err: err}
 		}
 	}
+	if err := e.batches(ctx, p); err != nil {
+		return err
+	}
+	// The run is done when the last soak is: wait for every one.
+	if err := e.reapSoaks(ctx, p, 0); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		_ = e.record(ctx, "", StepRun, StatusInterrupted, "after the last batch")
+		return Stopped(ctx)
+	}
+	if p.KubernetesPhase {
+		if err := e.kubernetes(ctx, p); err != nil {
+			return err
+		}
+	}
+	return e.lastLook(ctx, p)
+}
+
+// batches runs the plan's batches in order, with the workers' soaks going
+// on in the background; a soak that failed halts the run before the next
+// batch (the batch under way finishes its nodes up to their gates first).
+func (e *Engine) batches(ctx context.Context, p plan.Plan) error {
 	for i, b := range p.Batches {
+		if err := e.reapSoaks(ctx, p, e.soakRoom(b)); err != nil {
+			return err
+		}
 		if ctx.Err() != nil {
+			err := e.reapSoaks(ctx, p, 0)
 			_ = e.record(ctx, "", StepRun, StatusInterrupted, "between batches")
+			if err != nil {
+				return err
+			}
 			return Stopped(ctx)
 		}
 		if i > 0 && e.Window != nil && !e.Window(e.Clock.Now()) {
+			if err := e.reapSoaks(ctx, p, 0); err != nil {
+				return err
+			}
 			_ = e.record(ctx, "", StepRun, StatusInterrupted, "maintenance window closed")
 			return &PausedError{Window: e.WindowName}
 		}
 		if p.Self != "" && len(b.Nodes) == 1 && b.Nodes[0].Name == p.Self {
+			if err := e.handOverSoaks(ctx, p); err != nil {
+				return err
+			}
 			if err := e.handOff(ctx, p.Self); err != nil {
 				return err
 			}
 		}
 		if err := e.batch(ctx, p, b); err != nil {
-			return err
+			return e.haltSoaks(ctx, p, err)
 		}
 		if p.PauseAfter > 0 && i+1 == p.PauseAfter && i+1 < len(p.Batches) {
+			// The canary is done when its soaks are.
+			if err := e.reapSoaks(ctx, p, 0); err != nil {
+				return err
+			}
 			_ = e.record(ctx, "", StepRun, StatusInterrupted, "paused after the canary: "+strings.Join(p.Canary, ", "))
 			return &CanaryPausedError{Nodes: p.Canary}
 		}
 	}
-	if p.KubernetesPhase {
-		return e.kubernetes(ctx, p)
-	}
 	return nil
+}
+
+// soakRoom is how many soaks may go on while the batch starts: a
+// control-plane node waits for every one (etcd and the API servers change
+// under the whole cluster), a batch of workers leaves room for its own
+// within MaxSoaking.
+func (e *Engine) soakRoom(b plan.Batch) int {
+	if len(b.Nodes) > 0 && b.Nodes[0].IsControlPlane() {
+		return 0
+	}
+	if e.Policy.MaxSoaking <= 0 {
+		return -1
+	}
+	return max(0, e.Policy.MaxSoaking-len(b.Nodes))
 }
 
 // handOff hands the run to a runner on another node before drover's own

@@ -230,10 +230,13 @@ func TestHealthGate(t *testing.T) {
 			wantOutcome: map[string]rollout.Outcome{"cp-1": rollout.OutcomeUpgraded, "w-1": rollout.OutcomeFailed, "w-2": rollout.OutcomeUntouched},
 		},
 		{
+			// The only control-plane node is the last: its soak goes on in
+			// the background while the first worker is changed, and its
+			// failure halts the run after that worker's gate.
 			name:        "gate failing in the soak rolls the control plane back",
 			fn:          func(node string, call int) bool { return node != "cp-1" || call == 1 },
 			wantErr:     true,
-			wantOutcome: map[string]rollout.Outcome{"cp-1": rollout.OutcomeFailed, "w-1": rollout.OutcomeUntouched},
+			wantOutcome: map[string]rollout.Outcome{"cp-1": rollout.OutcomeFailed, "w-1": rollout.OutcomeUpgraded, "w-2": rollout.OutcomeUntouched},
 		},
 	}
 	for _, tc := range tests {
@@ -1074,4 +1077,133 @@ func selfPlan(self string) plan.Plan {
 	}
 	return plan.Build(plan.Input{Nodes: append(nodes, config.Node{Name: "cp-2", Role: config.RoleControlPlane, ProxmoxHost: "b"}),
 		Strategy: version.Cattle, From: p.From, To: p.To, MaxParallelWorkers: 1, Self: self})
+}
+
+// soakEngine is newEngine with the workers soaking 5m in the background,
+// two gate passes in a row 30s apart.
+func soakEngine(clk *clock.Virtual, rec *recorder, g *gate) (*rollout.Engine, *journal.Memory) {
+	eng, j := newEngine(clk, rec, g)
+	eng.Policy.WorkerSoak, eng.Policy.HealthPasses = 5*time.Minute, 2
+	return eng, j
+}
+
+// TestASoakingNodeThatDegradesHaltsTheRun: w-1 soaks in the background
+// while w-2 is changed; when w-1 degrades (while w-2 is mid-drain,
+// mid-replace or at its gate) no new node starts, w-2 finishes up to its
+// gate, then w-1 is drained and rolled back and the run halts.
+func TestASoakingNodeThatDegradesHaltsTheRun(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// degraded says, from what w-2 has done so far, whether w-1 fails.
+		degraded func(w2 string) bool
+	}{
+		{"while the next node drains", func(w2 string) bool { return w2 == "cordon" }},
+		{"while the next node is replaced", func(w2 string) bool { return strings.HasSuffix(w2, "delete-node") }},
+		{"while the next node is at its gate", func(w2 string) bool { return strings.HasSuffix(w2, "uncordon") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewVirtual(time.Unix(0, 0))
+			rec := newRecorder(clk)
+			failed := false
+			g := &gate{fn: func(node string, _ int) bool {
+				if node == "w-1" && !failed && tc.degraded(rec.callsFor("w-2")) {
+					failed = true // degraded for good, until its rollback
+				}
+				return node != "w-1" || !failed || strings.Count(rec.callsFor("w-1"), "create") > 1
+			}}
+			eng, _ := soakEngine(clk, rec, g)
+			rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+			var he *rollout.HaltError
+			if !errors.As(err, &he) || he.Node != "w-1" || !failed {
+				t.Fatalf("err %v (degraded %v): want a halt at w-1", err, failed)
+			}
+			out := map[string]rollout.Outcome{}
+			for _, n := range rep.Nodes {
+				out[n.Name] = n.Outcome
+			}
+			if out["w-1"] != rollout.OutcomeRolledBack || out["w-2"] != rollout.OutcomeUpgraded || out["w-3"] != rollout.OutcomeUntouched {
+				t.Fatalf("outcomes %v", out)
+			}
+			calls := strings.Join(rec.calls, "|")
+			gateDone := strings.Index(calls, "uncordon w-2")
+			rollback := strings.LastIndex(calls, "|cordon w-1")
+			if gateDone < 0 || rollback < gateDone || !strings.Contains(calls[rollback:], "drain w-1") {
+				t.Fatalf("w-1 was not drained and rolled back after w-2's gate: %s", calls)
+			}
+		})
+	}
+}
+
+// TestTheLastSoakHoldsTheResult: the run succeeds only once the last
+// worker's soak passed; when it fails, the worker is rolled back and the
+// run halts.
+func TestTheLastSoakHoldsTheResult(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		clk := clock.NewVirtual(time.Unix(0, 0))
+		rec := newRecorder(clk)
+		calls := 0
+		g := &gate{fn: func(node string, _ int) bool {
+			if node == "w-3" && strings.Count(rec.callsFor("w-3"), "create") == 1 {
+				calls++
+				return !fail || calls <= 2 // passes its gate, then degrades
+			}
+			return true
+		}}
+		eng, j := soakEngine(clk, rec, g)
+		rep, err := eng.Run(context.Background(), testPlan(version.Cattle, 1))
+		var gateAt, soakAt time.Time
+		for _, e := range j.Entries() {
+			if e.Node == "w-3" && e.Step == rollout.StepHealth && e.Status == rollout.StatusDone && gateAt.IsZero() {
+				gateAt = e.Time
+			}
+			if e.Node == "w-3" && e.Step == rollout.StepSoak && e.Status != rollout.StatusStarted {
+				soakAt = e.Time
+			}
+		}
+		switch {
+		case !fail && (err != nil || rep.Finished.Before(gateAt.Add(5*time.Minute))):
+			t.Fatalf("passing soak: err %v, finished %s, gate at %s: the run ended before the last soak", err, rep.Finished, gateAt)
+		case fail && (err == nil || rep.Node("w-3").Outcome != rollout.OutcomeRolledBack || soakAt.IsZero()):
+			t.Fatalf("failing soak: err %v, w-3 %s", err, rep.Node("w-3").Outcome)
+		}
+	}
+}
+
+// TestControlPlaneSoaksHoldTheNextControlPlaneNode: cp-2 starts only once
+// cp-1's soak ended (etcd quorum); the last control-plane node's soak, in a
+// Talos-only change, goes on while the first worker is changed; a soak
+// limit (maxSoaking 1) makes the next worker wait for the previous soak.
+func TestControlPlaneSoaksHoldTheNextControlPlaneNode(t *testing.T) {
+	run := func(maxSoaking int) *journal.Memory {
+		clk := clock.NewVirtual(time.Unix(0, 0))
+		eng, j := soakEngine(clk, newRecorder(clk), &gate{fn: alwaysPass})
+		eng.Policy.MaxSoaking, eng.Policy.WorkerSoak = maxSoaking, 10*time.Minute
+		if _, err := eng.Run(context.Background(), selfPlan("")); err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	j := run(0)
+	at := func(node string, step rollout.Step, st rollout.Status) time.Time {
+		for _, e := range j.Entries() {
+			if e.Node == node && e.Step == step && e.Status == st {
+				return e.Time
+			}
+		}
+		t.Fatalf("no %s %s %s in the journal", node, step, st)
+		return time.Time{}
+	}
+	if cp1, cp2 := at("cp-1", rollout.StepSoak, rollout.StatusDone), at("cp-2", rollout.StepPreflight, rollout.StatusStarted); cp2.Before(cp1) {
+		t.Errorf("cp-2 started at %s, before cp-1's soak ended at %s", cp2, cp1)
+	}
+	if cp2, w1 := at("cp-2", rollout.StepSoak, rollout.StatusDone), at("w-1", rollout.StepPreflight, rollout.StatusStarted); !w1.Before(cp2) {
+		t.Errorf("w-1 waited for the last control-plane node's soak (%s >= %s)", w1, cp2)
+	}
+	if w1, w2 := at("w-1", rollout.StepSoak, rollout.StatusDone), at("w-2", rollout.StepPreflight, rollout.StatusStarted); !w2.Before(w1) {
+		t.Errorf("no limit: w-2 waited for w-1's soak (%s >= %s)", w2, w1)
+	}
+	j = run(1)
+	if w1, w2 := at("w-1", rollout.StepSoak, rollout.StatusDone), at("w-2", rollout.StepPreflight, rollout.StatusStarted); w2.Before(w1) {
+		t.Errorf("maxSoaking 1: w-2 started at %s, before w-1's soak ended at %s", w2, w1)
+	}
 }

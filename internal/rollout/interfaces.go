@@ -143,6 +143,10 @@ type GateInput struct {
 	// Memory carries what earlier runs of the same gate saw (restart
 	// counts), so a run judges change, not a snapshot. Nil: no memory.
 	Memory *Memory
+	// NodeOnly judges the node alone: the cluster-wide checks (storage,
+	// Flux, alerts, custom checks, the cluster's unsettled pods) are left
+	// out, as a background soak's are while other nodes change.
+	NodeOnly bool
 }
 
 // Finding is one thing a check found wrong.

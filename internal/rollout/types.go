@@ -308,6 +308,11 @@ type NodeReport struct {
 	// 3 min); MissedTarget says an upgraded node took longer.
 	TargetSeconds float64 `json:"targetSeconds,omitempty"`
 	MissedTarget  bool    `json:"missedTarget,omitempty"`
+	// ChangedSeconds is how long the node took until its gate passed (its
+	// soak, which watches it while the run goes on, excluded): what the
+	// PRD's targets bound. PlannedSeconds is what the plan expected.
+	ChangedSeconds float64 `json:"changedSeconds,omitempty"`
+	PlannedSeconds float64 `json:"plannedSeconds,omitempty"`
 }
 
 // The PRD's duration targets.

@@ -329,11 +329,23 @@ func (p *Planned) buildPlan() {
 	p.Plan = plan.Build(plan.Input{
 		Nodes: p.Config.Nodes, Strategy: p.Decision.Strategy, From: p.Change.From, To: p.Change.To,
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
+		WorkerSoak: r.WorkerSoak.Duration, MaxSoaking: r.MaxSoaking, HealthPasses: r.HealthPasses, HealthInterval: r.HealthInterval.Duration,
 		RebuildTemplates: p.Config.Terraform.Templates == config.TemplatesRebuild,
 		Only:             only, Canary: p.in.Canary, CanaryNodes: r.Canary,
-		Measured: p.measured, MeasuredCount: p.measuredN, Self: p.Self.Node, Images: planImages(p.Images),
+		Measured: p.measured, MeasuredCount: p.measuredN, Self: p.selfToHandOff(), Images: planImages(p.Images),
 	})
 	p.Plan.InFlight = inFlight
+}
+
+// selfToHandOff is drover's node when the run must hand off before it: a
+// node already at the target (a resumed node caught after its change, with
+// only its gate or soak left) is not drained again, and needs none.
+func (p *Planned) selfToHandOff() string {
+	self := p.Self.Node
+	if o, ok := p.Observed[self]; ok && plan.AtTarget(o.Versions, p.Change.To) {
+		return ""
+	}
+	return self
 }
 
 // kubelets are the kubelet versions the nodes run, as observed.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prox-ops/drover/internal/notify"
 	"github.com/prox-ops/drover/internal/rollout"
@@ -119,6 +120,11 @@ func mergeReports(first, next *rollout.Report) *rollout.Report {
 			merged.Batch += batches
 		}
 		merged.Steps = append(slices.Clone(f.Steps), n.Steps...)
+		if f.ChangedSeconds > 0 {
+			// Changed before the hand-off; the continuation only watched it.
+			merged.ChangedSeconds, merged.Duration = f.ChangedSeconds, merged.Duration+time.Duration(f.ChangedSeconds*float64(time.Second))
+			merged.DurationSeconds = merged.Duration.Seconds()
+		}
 		out.Nodes = append(out.Nodes, merged)
 	}
 	return &out
