@@ -202,7 +202,7 @@ type vm struct {
 	// image is the installer image the node was installed from (its
 	// schematic decides its extensions).
 	image string
-	fault   Fault
+	fault Fault
 	// booted is when its kubelet last registered (for fail-once).
 	booted time.Time
 }

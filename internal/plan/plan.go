@@ -397,7 +397,7 @@ func eta(p *Plan, in Input) (time.Duration, string) {
 			}
 		}
 	}
-	waitSoaks(0)      // the last soak
+	waitSoaks(0)       // the last soak
 	total = now + gate // then the last look
 	if len(used) == 0 {
 		return total, "rollout.stepDurations (fewer than 3 measured runs of each kind)"

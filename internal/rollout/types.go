@@ -294,14 +294,14 @@ type NodeReport struct {
 	Health          *HealthResult `json:"health,omitempty"`
 	// EtcdSnapshot is the snapshot taken before a control-plane node, and
 	// EtcdSnapshotURL where it was uploaded (talos.etcdSnapshotUpload).
-	EtcdSnapshot    string       `json:"etcdSnapshot,omitempty"`
-	EtcdSnapshotURL string       `json:"etcdSnapshotUrl,omitempty"`
+	EtcdSnapshot    string `json:"etcdSnapshot,omitempty"`
+	EtcdSnapshotURL string `json:"etcdSnapshotUrl,omitempty"`
 	// Image is what the node ran before (its install image, schematic and
 	// extensions); TargetImage the installer image it was upgraded with
 	// (pets), from its own image with the target version.
-	Image       *Image `json:"image,omitempty"`
-	TargetImage string `json:"targetImage,omitempty"`
-	Steps           []StepRecord `json:"steps,omitempty"`
+	Image       *Image       `json:"image,omitempty"`
+	TargetImage string       `json:"targetImage,omitempty"`
+	Steps       []StepRecord `json:"steps,omitempty"`
 	// Notes are what happened along the way (evictions a budget refused).
 	Notes []string `json:"notes,omitempty"`
 	// TargetSeconds is the PRD's target for the node (cattle 6 min, pets

@@ -70,10 +70,10 @@ type talosNode struct {
 	image, pendingImage string
 	// booted overrides the schematic the node booted (its machine
 	// configuration's install image names another).
-	booted string
-	downUntil              time.Time
-	member                 uint64
-	etcdErrors             []string
+	booted     string
+	downUntil  time.Time
+	member     uint64
+	etcdErrors []string
 }
 
 // NewTalosAPI returns a Talos API with no node; Add adds them.
