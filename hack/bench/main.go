@@ -152,7 +152,9 @@ func wholeCluster(ctx context.Context) ([]row, error) {
 		return nil, err
 	}
 	four := filepath.Join(dir, "four.yaml")
-	if err := os.WriteFile(four, []byte(strings.Replace(string(data), "maxParallelWorkers: 1 ", "maxParallelWorkers: 4 ", 1)), 0o600); err != nil {
+	// Templates built ahead need one template per version (keep).
+	fourConfig := strings.Replace(strings.Replace(string(data), "maxParallelWorkers: 1 ", "maxParallelWorkers: 4 ", 1), "  templates: rebuild", "  templates: keep", 1)
+	if err := os.WriteFile(four, []byte(fourConfig), 0o600); err != nil {
 		return nil, err
 	}
 	state := filepath.Join(dir, "lab.json")
