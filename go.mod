@@ -3,6 +3,7 @@ module github.com/prox-ops/drover
 go 1.26.8
 
 require (
+	filippo.io/age v1.3.2
 	github.com/cosi-project/runtime v1.14.1
 	github.com/go-openapi/runtime v0.33.3
 	github.com/go-openapi/strfmt v0.27.3
@@ -40,6 +41,7 @@ require (
 
 require (
 	cel.dev/expr v0.25.2 // indirect
+	filippo.io/hpke v0.4.0 // indirect
 	github.com/Azure/go-ansiterm v0.0.0-20250102033503-faa5f7b0171c // indirect
 	github.com/MakeNowJust/heredoc v1.0.0 // indirect
 	github.com/ProtonMail/go-crypto v1.5.2 // indirect

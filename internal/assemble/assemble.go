@@ -94,7 +94,7 @@ func Guard(cfg config.Config, a Adapters) *talos.Guard {
 	return &talos.Guard{
 		Etcd: a.Etcd, ControlPlane: cfg.ControlPlaneNodes(), Clock: a.Clock, SnapshotDir: dir,
 		Keep: cfg.Talos.EtcdSnapshotsKeep, Timeout: cfg.Rollout.ReadyTimeout.Duration, PollInterval: PollInterval, Log: a.Log,
-		Upload: a.SnapshotUpload,
+		Upload: a.SnapshotUpload, Recipients: talos.Recipients(cfg.Talos.EtcdSnapshotRecipients),
 	}
 }
 

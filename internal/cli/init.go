@@ -91,6 +91,11 @@ secrets you must create.`,
 			for _, sec := range kit.Secrets {
 				fmt.Fprintln(s.Out, "  - "+sec)
 			}
+			if len(cfg.Talos.EtcdSnapshotRecipients) == 0 {
+				fmt.Fprintln(s.Out, "  - an age key pair for the etcd snapshots (age-keygen -o etcd-snapshots.key; keep it out of the repository):\n"+
+					"    its public key (age1...) in talos.etcdSnapshotRecipients of "+f.config+". Until then the workflows keep no\n"+
+					"    etcd snapshot: one holds every Secret of the cluster, and only encrypted ones are uploaded")
+			}
 			return nil
 		},
 	}

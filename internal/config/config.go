@@ -149,7 +149,7 @@ type Secrets struct {
 var DefaultSecretEnv = []string{
 	"PROXMOX_USERNAME", "PROXMOX_PASSWORD", "TF_VAR_proxmox_password",
 	"PROXMOX_VE_USERNAME", "PROXMOX_VE_PASSWORD",
-	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TALOSCONFIG",
+	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "TALOSCONFIG",
 	"DISCORD_WEBHOOK_URL", "GITHUB_APP_PRIVATE_KEY", "GH_APP_PRIVATE_KEY",
 }
 
@@ -197,6 +197,10 @@ type Talos struct {
 	EtcdSnapshotDir string `yaml:"etcdSnapshotDir" json:"etcdSnapshotDir"`
 	// EtcdSnapshotsKeep is how many snapshots are kept.
 	EtcdSnapshotsKeep int `yaml:"etcdSnapshotsKeep" json:"etcdSnapshotsKeep"`
+	// EtcdSnapshotRecipients are age public keys (age1...): every snapshot,
+	// which holds every Secret of the cluster, is encrypted to them before
+	// it is written. The identities (private keys) stay with the operator.
+	EtcdSnapshotRecipients []string `yaml:"etcdSnapshotRecipients,omitempty" json:"etcdSnapshotRecipients,omitempty"`
 	// EtcdSnapshotUpload, when its URL is set, uploads each snapshot to S3
 	// before the node is touched, so it outlives the runner pod.
 	EtcdSnapshotUpload SnapshotUpload `yaml:"etcdSnapshotUpload" json:"etcdSnapshotUpload"`

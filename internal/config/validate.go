@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"filippo.io/age"
+
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"gopkg.in/yaml.v3"
 
@@ -169,6 +171,18 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		for _, n := range im.Nodes {
 			if _, ok := c.NodeByName(n); !ok {
 				add(field+".nodes", "%q is not a node of the inventory", n)
+			}
+		}
+	}
+	for i, r := range c.Talos.EtcdSnapshotRecipients {
+		field := fmt.Sprintf("talos.etcdSnapshotRecipients[%d]", i)
+		switch {
+		case strings.HasPrefix(strings.ToUpper(strings.TrimSpace(r)), "AGE-SECRET-KEY-"):
+			// Never echo it: it is a private key, in a file in Git.
+			add(field, "is an age identity (a private key): put its public key (age1...) here, keep the identity out of the repository, and rotate it now")
+		default:
+			if _, err := age.ParseX25519Recipient(strings.TrimSpace(r)); err != nil {
+				add(field, "%q is not an age public key (age1...): %v", r, err)
 			}
 		}
 	}

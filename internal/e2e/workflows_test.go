@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,12 +15,23 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/prox-ops/drover/internal/testenv"
 )
+
+// snapshotKey is the operator's age identity the story's snapshots are
+// encrypted to.
+var snapshotKey = func() *age.X25519Identity {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		panic(err)
+	}
+	return id
+}()
 
 // The cluster of the story: the prox-ops fixture's Terraform with three of
 // its VMs (one control plane, two workers on two Proxmox hosts).
@@ -290,9 +303,28 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 		if j, err := os.ReadFile(filepath.Join(art, "drover-journal.jsonl")); err != nil || !strings.Contains(string(j), "k8s-work-2") {
 			t.Errorf("journal artifact: %v\n%s", err, j)
 		}
-		// The control plane was guarded (and snapshotted) by the upgrade job.
-		if snaps, _ := filepath.Glob(filepath.Join(r.artifacts, "drover-run-*", "etcd-snapshots", "*")); len(snaps) == 0 {
+		// The control plane was guarded (and snapshotted) by the upgrade
+		// job: the snapshot is among the artifacts encrypted only, and the
+		// operator's identity decrypts it.
+		snaps, _ := filepath.Glob(filepath.Join(r.artifacts, "drover-run-*", "etcd-snapshots", "*"))
+		if len(snaps) == 0 {
 			t.Errorf("no etcd snapshot among the artifacts")
+		}
+		for _, p := range snaps {
+			data, err := os.ReadFile(p)
+			must(t, err)
+			if !strings.HasSuffix(p, ".snapshot.age") || bytes.Contains(data, []byte("etcd-snapshot-chunk")) {
+				t.Errorf("a plaintext etcd snapshot among the artifacts: %s", p)
+				continue
+			}
+			dec, err := age.Decrypt(bytes.NewReader(data), snapshotKey)
+			if err != nil {
+				t.Errorf("%s: %v", p, err)
+				continue
+			}
+			if plain, _ := io.ReadAll(dec); !bytes.Contains(plain, []byte("etcd-snapshot-chunk")) {
+				t.Errorf("%s decrypts to %q", p, plain)
+			}
 		}
 		if a.job("health") != "success" || !strings.Contains(sum, "drover health") {
 			t.Errorf("health-check was not called after the upgrade: jobs %v\n%s", a.jobs, sum)
@@ -326,6 +358,12 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 		return
 	}
 	ok = t.Run("a halted pets run is resumed by workflow_dispatch", func(t *testing.T) {
+		// Without recipients the snapshots stay on the runner: no
+		// snapshot artifact at all.
+		cfg, err := os.ReadFile(filepath.Join(r.dir, "drover.yaml"))
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(r.dir, "drover.yaml"), []byte(strings.Replace(string(cfg), "  etcdSnapshotRecipients: ["+snapshotKey.Recipient().String()+"]\n", "", 1)), 0o644))
+		r.git(t, "commit", "-qam", "drover: no snapshot recipients")
 		base, head = r.bump(t, "v1.12.0", "v1.12.1")
 		nicFault.Store(true)
 		a := r.run(t, "pull_request", "upgrade-pets.yml", pr("closed", true, "upgrade-pets"))
@@ -335,6 +373,9 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 		rep := report(t, filepath.Join(artifactDir(t, r.artifacts), "drover-report.json"))
 		if rep.Result != "halted" {
 			t.Fatalf("report: %+v", rep)
+		}
+		if snaps, _ := filepath.Glob(filepath.Join(r.artifacts, "drover-run-*", "etcd-snapshots", "*")); len(snaps) != 0 {
+			t.Errorf("without recipients, snapshots among the artifacts: %v", snaps)
 		}
 		if ta.NodeVersion(ips["k8s-work-2"]) != "v1.12.0" {
 			t.Fatalf("k8s-work-2 runs %s after its rollback", ta.NodeVersion(ips["k8s-work-2"]))
@@ -561,6 +602,7 @@ nodes:
 `+inv.String()+`talos:
   installerImage: `+installerImage+`
   etcdSnapshotDir: etcd-snapshots
+  etcdSnapshotRecipients: [`+snapshotKey.Recipient().String()+`]
 terraform:
   workingDir: terraform
 rollout: {maxParallelWorkers: 2, controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, healthAttempts: 2}

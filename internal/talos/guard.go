@@ -2,6 +2,7 @@ package talos
 
 import (
 	"context"
+
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
@@ -62,6 +65,10 @@ type Guard struct {
 	// node is touched (talos.etcdSnapshotUpload): a failed upload stops the
 	// node like a failed snapshot.
 	Upload SnapshotUploader
+	// Recipients, when set, encrypt every snapshot (age) before any byte
+	// of it is written: it holds every Secret of the cluster. The file is
+	// NAME.snapshot.age; only the recipients' identities decrypt it.
+	Recipients []age.Recipient
 }
 
 // SnapshotUploader keeps a snapshot somewhere that outlives the runner and
@@ -241,6 +248,9 @@ func (g *Guard) snapshot(ctx context.Context, from config.Node, guarded string) 
 		return "", fmt.Errorf("etcd snapshot directory: %w", err)
 	}
 	name := fmt.Sprintf("etcd-%s-%s.snapshot", g.Clock.Now().UTC().Format("20060102T150405Z"), guarded)
+	if len(g.Recipients) > 0 {
+		name += ".age"
+	}
 	path := filepath.Join(dir, name)
 	tmp, err := os.CreateTemp(dir, ".partial-*")
 	if err != nil {
@@ -254,7 +264,7 @@ func (g *Guard) snapshot(ctx context.Context, from config.Node, guarded string) 
 	// A snapshot that broke off because its Talos API endpoint went away
 	// is taken again, from the start, through the next endpoint.
 	for attempt := 1; ; attempt++ {
-		err := g.Etcd.Snapshot(ctx, from, tmp)
+		err := g.snapshotTo(ctx, from, tmp)
 		if err == nil {
 			break
 		}
@@ -289,6 +299,34 @@ func (g *Guard) snapshot(ctx context.Context, from config.Node, guarded string) 
 	return path, g.rotate(dir)
 }
 
+// Recipients parses the configured age public keys (validated when the
+// configuration was loaded).
+func Recipients(keys []string) []age.Recipient {
+	var out []age.Recipient
+	for _, k := range keys {
+		if r, err := age.ParseX25519Recipient(strings.TrimSpace(k)); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// snapshotTo streams a snapshot from node into w, through age when there
+// are recipients: no plaintext byte reaches the disk.
+func (g *Guard) snapshotTo(ctx context.Context, from config.Node, w io.Writer) error {
+	if len(g.Recipients) == 0 {
+		return g.Etcd.Snapshot(ctx, from, w)
+	}
+	enc, err := age.Encrypt(w, g.Recipients...)
+	if err != nil {
+		return fmt.Errorf("encrypt the etcd snapshot: %w", err)
+	}
+	if err := g.Etcd.Snapshot(ctx, from, enc); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
 // transient says a call failed because its endpoint went away or did not
 // answer in time, not because the node refused.
 func transient(err error) bool {
@@ -305,9 +343,13 @@ func (g *Guard) rotate(dir string) error {
 	if keep <= 0 {
 		keep = 3
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "etcd-*.snapshot"))
-	if err != nil {
-		return err
+	var files []string
+	for _, pattern := range []string{"etcd-*.snapshot", "etcd-*.snapshot.age"} {
+		m, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return err
+		}
+		files = append(files, m...)
 	}
 	sort.Strings(files) // the timestamp in the name orders them
 	for len(files) > keep {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+	"github.com/minio/minio-go/v7"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -20,6 +23,7 @@ import (
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/objstore"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/testenv"
@@ -570,5 +574,63 @@ func TestTheImageCheckFindsAMissingImageBeforeAnyChange(t *testing.T) {
 	cattle := plan.Build(plan.Input{Nodes: nodes, Strategy: version.Cattle, From: pair("v1.13.0"), To: pair("v1.14.0"), MaxParallelWorkers: 1, Images: images})
 	if err := check.Check(context.Background(), cattle); err != nil {
 		t.Fatalf("a cattle plan: %v", err)
+	}
+}
+
+// TestSnapshotsAreEncryptedBeforeTheyAreWritten: with recipients, the etcd
+// snapshot is encrypted with age as it streams: the file (NAME.snapshot.age)
+// holds no plaintext byte, the copy in S3 (a real MinIO) is the encrypted
+// file, and the operator's identity decrypts either to the very bytes etcd
+// sent.
+func TestSnapshotsAreEncryptedBeforeTheyAreWritten(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := testenv.NewTalosAPI()
+	etcdCluster(f)
+	api, _ := connect(t, f)
+	s := testenv.StartMinIO(t, "prox-ops-state")
+	up, err := objstore.New(config.SnapshotUpload{URL: "s3://prox-ops-state/etcd-snapshots/", Endpoint: s.Endpoint, PathStyle: true},
+		func(k string) string {
+			return map[string]string{"AWS_ACCESS_KEY_ID": s.AccessKey, "AWS_SECRET_ACCESS_KEY": s.SecretKey}[k]
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGuard(api, t.TempDir())
+	g.Recipients, g.Upload = Recipients([]string{id.Recipient().String()}), up
+	snap, err := g.BeforeNode(context.Background(), pn(cps[0], "v1.13.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte("etcd-snapshot-chunk-0-from-cp-1;etcd-snapshot-chunk-1-from-cp-1;etcd-snapshot-chunk-2-from-cp-1;")
+	onDisk, err := os.ReadFile(snap.Path)
+	if err != nil || !strings.HasSuffix(snap.Path, ".snapshot.age") || bytes.Contains(onDisk, []byte("etcd-snapshot-chunk")) {
+		t.Fatalf("%s (%v): want an age file with no plaintext in it", snap.Path, err)
+	}
+	obj, err := s.Client(t).GetObject(context.Background(), "prox-ops-state", "etcd-snapshots/"+filepath.Base(snap.Path), minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBucket, err := io.ReadAll(obj)
+	if err != nil || !bytes.Equal(inBucket, onDisk) || !strings.HasSuffix(snap.URL, ".snapshot.age") {
+		t.Fatalf("the bucket holds %d bytes (%v) at %s: want the encrypted file", len(inBucket), err, snap.URL)
+	}
+	for where, data := range map[string][]byte{"the file": onDisk, "the bucket": inBucket} {
+		r, err := age.Decrypt(bytes.NewReader(data), id)
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s decrypts to %q (%v), want the snapshot etcd sent", where, got, err)
+		}
+	}
+	// Without recipients the snapshot stays plaintext in the workspace.
+	g.Recipients, g.Upload = nil, nil
+	snap, err = g.BeforeNode(context.Background(), pn(cps[1], "v1.13.0"))
+	if err != nil || strings.HasSuffix(snap.Path, ".age") {
+		t.Fatalf("without recipients: %s %v", snap.Path, err)
 	}
 }
