@@ -52,12 +52,17 @@ test: vet
 	  DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-# Short fuzzing of the parsers (config, versions, journal); longer with FUZZTIME=10m.
+# Short fuzzing of the parsers (config, versions, journal), the masker and
+# the Markdown renderers (report, step summary); longer with FUZZTIME=10m.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/version
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./internal/journal
+	$(GO) test -run '^$$' -fuzz '^FuzzMask$$' -fuzztime $(FUZZTIME) ./internal/secrets
+	$(GO) test -run '^$$' -fuzz '^FuzzMaskJSON$$' -fuzztime $(FUZZTIME) ./internal/secrets
+	$(GO) test -run '^$$' -fuzz '^FuzzMarkdown$$' -fuzztime $(FUZZTIME) ./internal/runreport
+	$(GO) test -run '^$$' -fuzz '^FuzzStepSummary$$' -fuzztime $(FUZZTIME) ./internal/notify
 
 # A full lab upgrade, as in the README.
 lab:

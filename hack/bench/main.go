@@ -196,7 +196,7 @@ func simulate(ctx context.Context, bin string, args []string) (labReport, error)
 	out, err := cmd.Output()
 	var rep labReport
 	if jerr := json.Unmarshal(out, &rep); jerr != nil {
-		return rep, fmt.Errorf("drover upgrade %v: %v %v", args, err, jerr)
+		return rep, fmt.Errorf("drover upgrade %v: %w (%w)", args, jerr, err)
 	}
 	return rep, nil
 }

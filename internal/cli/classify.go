@@ -34,7 +34,7 @@ Talos and Kubernetes both change, the larger change decides.`,
 			if err := f.out.validate(); err != nil {
 				return err
 			}
-			cfg, err := f.configForClassify()
+			cfg, err := f.configForClassify(s)
 			if err != nil {
 				return err
 			}
@@ -55,7 +55,7 @@ Talos and Kubernetes both change, the larger change decides.`,
 				return err
 			}
 			if f.out.json() {
-				return writeJSON(s.Out, d)
+				return writeJSON(s, d)
 			}
 			fmt.Fprintf(s.Out, "strategy:  %s\nlabel:     %s\napproval:  %s\nrationale: %s\n",
 				d.Strategy, orNone(d.Label), map[bool]string{true: "required", false: "not required"}[d.ApprovalRequired], d.Rationale)
@@ -71,12 +71,12 @@ Talos and Kubernetes both change, the larger change decides.`,
 
 // configForClassify: classify needs no inventory, only the version
 // settings and the approval list, so it runs without --config too.
-func (f *classifyFlags) configForClassify() (*config.Config, error) {
+func (f *classifyFlags) configForClassify(s Streams) (*config.Config, error) {
 	if f.src.configPath == "" && !f.src.lab {
 		c := config.Defaults()
 		return &c, nil
 	}
-	return f.src.loadConfig()
+	return f.src.loadConfig(s)
 }
 
 func orNone(s string) string {

@@ -74,7 +74,7 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 	default:
 		return usage(fmt.Errorf("--output %q: want table, json or markdown", f.output))
 	}
-	cfg, err := f.src.loadConfig()
+	cfg, err := f.src.loadConfig(s)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 	summary := res.Summary(f.node)
 	switch f.output {
 	case "json":
-		if err := writeJSON(s.Out, healthJSON{Node: f.node, Passed: res.Passed(), Summary: summary, Checks: res.Checks}); err != nil {
+		if err := writeJSON(s, healthJSON{Node: f.node, Passed: res.Passed(), Summary: summary, Checks: res.Checks}); err != nil {
 			return err
 		}
 	case "markdown":

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -40,7 +39,7 @@ ended. A run that crashed or is still going shows as incomplete.`,
 				// The journal itself, one entry per line: what a workflow
 				// keeps as an artifact.
 				for _, e := range entries {
-					if err := json.NewEncoder(s.Out).Encode(e); err != nil {
+					if err := writeJSONLine(s, e); err != nil {
 						return err
 					}
 				}
@@ -51,7 +50,7 @@ ended. A run that crashed or is still going shows as incomplete.`,
 				if runs == nil {
 					runs = []rollout.RunSummary{}
 				}
-				return writeJSON(s.Out, runs)
+				return writeJSON(s, runs)
 			}
 			t := newTable(s.Out)
 			fmt.Fprintln(t, "RUN\tCLUSTER\tSTRATEGY\tFROM -> TO\tSTARTED\tLAST ENTRY\tATTEMPTS\tRESULT")

@@ -53,7 +53,7 @@ secrets you must create.`,
 				return usage(errors.New("--repo-url and --output are required"))
 			}
 			src := sourceFlags{configPath: f.config}
-			cfg, err := src.loadConfig()
+			cfg, err := src.loadConfig(s)
 			if err != nil {
 				return err
 			}
@@ -78,7 +78,9 @@ secrets you must create.`,
 			}
 			written, err := kit.Write(f.output, files, f.force)
 			var ce *kit.ChangedError
-			if errors.As(err, &ce) {
+			var ue *kit.UnsafePathError
+			var we *kit.UnwritableError
+			if errors.As(err, &ce) || errors.As(err, &ue) || errors.As(err, &we) {
 				return usage(err)
 			}
 			if err != nil {

@@ -57,7 +57,7 @@ func (f *sourceFlags) planFor(ctx context.Context, s Streams, o planOptions) (*r
 	if _, err := f.faults(); err != nil {
 		return nil, err
 	}
-	cfg, err := f.loadConfig()
+	cfg, err := f.loadConfig(s)
 	if err != nil {
 		return nil, err
 	}

@@ -44,10 +44,43 @@ func (o *outputFlag) validateAlso(extra ...string) error {
 
 func (o *outputFlag) json() bool { return o.format == "json" }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// writeJSON writes v as an indented JSON document.
+func writeJSON(s Streams, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return s.writeJSONBytes(append(b, '\n'))
+}
+
+// writeJSONLine writes v as one compact JSON line.
+func writeJSONLine(s Streams, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.writeJSONBytes(append(b, '\n'))
+}
+
+// writeJSONBytes masks a JSON document by its string values, never its
+// syntax (a secret "true" must not turn "passed": true into invalid JSON),
+// and writes it past the line masker, which knows no JSON.
+func (s Streams) writeJSONBytes(b []byte) error {
+	if s.rawOut == nil || s.Masker == nil {
+		_, err := s.Out.Write(b)
+		return err
+	}
+	if f, ok := s.Out.(interface{ Flush() error }); ok {
+		if err := f.Flush(); err != nil {
+			return err
+		}
+	}
+	masked, err := s.Masker.MaskJSON(b)
+	if err != nil {
+		return err
+	}
+	_, err = s.rawOut.Write(masked)
+	return err
 }
 
 func newTable(w io.Writer) *tabwriter.Writer {

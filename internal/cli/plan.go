@@ -53,7 +53,7 @@ from the claim alone, and says so.`,
 			}
 			defer p.Close()
 			if f.out.json() {
-				return writeJSON(s.Out, planJSON(p))
+				return writeJSON(s, planJSON(p))
 			}
 			printPlanned(s.Out, p)
 			return nil

@@ -70,7 +70,7 @@ func (f *prepareFlags) run(ctx context.Context, s Streams) error {
 		return err
 	}
 	if f.out.json() {
-		return writeJSON(s.Out, res)
+		return writeJSON(s, res)
 	}
 	took := human(time.Duration(res.Seconds * float64(time.Second)))
 	switch res.Result {

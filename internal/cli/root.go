@@ -52,15 +52,9 @@ type Streams struct {
 	// the runner reads workflow commands from both streams, and stderr
 	// keeps them out of a --output json or markdown document on stdout.
 	raw io.Writer
-}
-
-// crash plays the rehearsed crash.
-func (s Streams) crash() {
-	if s.Crash != nil {
-		s.Crash()
-		return
-	}
-	panic("drover: a rehearsed crash (--lab-crash-at) needs Streams.Crash")
+	// rawOut is the unmasked stdout, for JSON documents masked by their
+	// string values (Masker.MaskJSON) rather than line by line.
+	rawOut io.Writer
 }
 
 // addSecrets learns the values of more secret variables (the ones
@@ -70,9 +64,23 @@ func (s Streams) addSecrets(names []string) {
 		return
 	}
 	before := len(s.Masker.Values())
-	s.Masker.AddEnv(s.getenv, names)
+	for _, n := range s.Masker.AddEnv(s.getenv, names) {
+		fmt.Fprintf(s.Err, "drover: warning: the secret %s is shorter than %d characters: it is masked only where it stands alone (a whole word or value), not inside other text; use a longer value\n", n, secrets.SafeLen)
+	}
 	if vals := s.Masker.Values(); len(vals) != before && s.raw != nil && s.getenv("GITHUB_ACTIONS") == "true" {
 		notify.AddMasks(s.raw, vals)
+	}
+}
+
+// learnConfig learns the secrets drover.yaml brings: the variables it
+// names, and credentials written into its URLs, which also get a warning.
+func (s Streams) learnConfig(cfg *config.Config) {
+	s.addSecrets(cfg.SecretEnvNames())
+	for _, f := range cfg.CredentialURLs() {
+		if s.Masker != nil {
+			s.Masker.Add(f.URL)
+		}
+		fmt.Fprintf(s.Err, "drover: warning: %s has credentials in it, and drover.yaml is kept in git: they are masked in drover's output, but %s\n", f.Field, f.Advice)
 	}
 }
 
@@ -166,12 +174,13 @@ Exit codes:
 // their encoded forms) never leave the process. In GitHub Actions they are
 // registered with ::add-mask:: before anything else is printed.
 func Run(ctx context.Context, s Streams, args []string) int {
-	s.Masker = secrets.FromEnv(s.getenv, config.DefaultSecretEnv)
+	s.Masker = secrets.New()
 	if s.getenv("GITHUB_ACTIONS") == "true" {
 		notify.AddMasks(s.Err, s.Masker.Values())
 	}
 	out, errw := s.Masker.NewWriter(s.Out, ""), s.Masker.NewWriter(s.Err, "")
-	s.raw, s.Out, s.Err = s.Err, out, errw
+	s.raw, s.rawOut, s.Out, s.Err = s.Err, s.Out, out, errw
+	s.addSecrets(config.DefaultSecretEnv)
 	defer func() {
 		_ = out.Flush()
 		_ = errw.Flush()

@@ -85,14 +85,15 @@ func checkTalosconfig(v string) error {
 	if err != nil {
 		return errors.New("the decoded value is not a talosconfig")
 	}
+	// The context's name is part of the secret: it is never printed.
 	ctx := cfg.Contexts[cfg.Context]
 	switch {
 	case ctx == nil:
-		return fmt.Errorf("its current context %q is not defined", cfg.Context)
+		return errors.New("its current context is not defined")
 	case len(ctx.Endpoints) == 0:
-		return fmt.Errorf("context %q has no endpoints", cfg.Context)
+		return errors.New("its current context has no endpoints")
 	case ctx.Crt == "" || ctx.Key == "" || ctx.CA == "":
-		return fmt.Errorf("context %q lacks its CA, certificate or key", cfg.Context)
+		return errors.New("its current context lacks its CA, certificate or key")
 	}
 	return nil
 }
@@ -162,6 +163,11 @@ func checkSecrets(s Streams, output string) error {
 			r.state, r.note = "MISSING", "not set"
 		case err != nil:
 			r.state, r.note = "MALFORMED", err.Error()
+			if s.Masker != nil && s.Masker.Mask(r.note) != r.note {
+				// The value is part of the hint's own words: the hint
+				// would print as ***. Say where the format is instead.
+				r.note = "not in the expected format (the hint would show the value; see docs/kit.md, Secrets)"
+			}
 		}
 		if r.state != "ok" {
 			bad = append(bad, c.Name)

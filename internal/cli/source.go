@@ -103,7 +103,7 @@ func (f *sourceFlags) access(s Streams) kube.Access {
 
 // loadConfig returns the configuration: --config, or the lab's prox-ops
 // inventory with --lab.
-func (f *sourceFlags) loadConfig() (*config.Config, error) {
+func (f *sourceFlags) loadConfig(s Streams) (*config.Config, error) {
 	switch {
 	case (f.labCPs != 0 || f.labHosts != 0 || f.labWorkers != 0) && f.labNodes == 0:
 		return nil, usage(errors.New("--lab-control-planes, --lab-hosts and --lab-parallel-workers shape a generated lab: they need --lab-nodes"))
@@ -124,7 +124,15 @@ func (f *sourceFlags) loadConfig() (*config.Config, error) {
 		}
 		return &c, nil
 	case f.configPath != "":
-		return config.Load(f.configPath)
+		cfg, err := config.Load(f.configPath)
+		if err != nil {
+			return nil, err
+		}
+		s.learnConfig(cfg)
+		if err := cfg.URLsFromEnv(f.configPath, s.getenv); err != nil {
+			return nil, err
+		}
+		return cfg, nil
 	case f.lab:
 		c := lab.DefaultConfig()
 		return &c, nil

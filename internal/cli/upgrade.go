@@ -151,7 +151,7 @@ func (f *upgradeFlags) run(ctx context.Context, s Streams) error {
 		return err
 	}
 	if f.out.json() {
-		if werr := writeJSON(s.Out, out); werr != nil {
+		if werr := writeJSON(s, out); werr != nil {
 			return werr
 		}
 		return err

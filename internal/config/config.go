@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,10 @@ type Config struct {
 type Metrics struct {
 	// Pushgateway is a Prometheus Pushgateway's URL; empty: no metrics.
 	Pushgateway string `yaml:"pushgateway" json:"pushgateway"`
+	// PushgatewayEnv names an environment variable that holds the
+	// Pushgateway's URL instead, for a URL with credentials in it
+	// (https://user:password@...): drover.yaml lives in git.
+	PushgatewayEnv string `yaml:"pushgatewayEnv" json:"pushgatewayEnv"`
 }
 
 // Terraform configures cattle replacement through Terraform or OpenTofu.
@@ -116,6 +121,9 @@ type Health struct {
 type Alertmanager struct {
 	// URL of Alertmanager's API, e.g. http://alertmanager.monitoring:9093.
 	URL string `yaml:"url" json:"url"`
+	// URLEnv names an environment variable that holds the URL instead, for
+	// a URL with credentials in it.
+	URLEnv string `yaml:"urlEnv" json:"urlEnv"`
 	// Select are matchers an alert must meet to count (empty: every alert).
 	Select []string `yaml:"select" json:"select"`
 	// Ignore are matchers of alerts that never count (e.g. alertname=Watchdog).
@@ -151,6 +159,65 @@ var DefaultSecretEnv = []string{
 	"PROXMOX_VE_USERNAME", "PROXMOX_VE_PASSWORD",
 	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "TALOSCONFIG",
 	"DISCORD_WEBHOOK_URL", "GITHUB_APP_PRIVATE_KEY", "GH_APP_PRIVATE_KEY",
+}
+
+// URLField is a configured URL, the field that holds it and where its
+// credentials belong instead.
+type URLField struct{ Field, URL, Advice string }
+
+// CredentialURLs are the URLs in drover.yaml that carry credentials
+// (user:password@): they are secrets, and belong in the environment.
+func (c *Config) CredentialURLs() []URLField {
+	var out []URLField
+	for _, f := range []URLField{
+		{"metrics.pushgateway", c.Metrics.Pushgateway, "put the URL in an environment variable and name it in metrics.pushgatewayEnv"},
+		{"health.alertmanager.url", c.Health.Alertmanager.URL, "put the URL in an environment variable and name it in health.alertmanager.urlEnv"},
+		{"talos.etcdSnapshotUpload.endpoint", c.Talos.EtcdSnapshotUpload.Endpoint, "S3 credentials belong in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
+	} {
+		if f.URL != "" && userinfoRE.MatchString(f.URL) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// SecretEnvNames are the environment variables drover.yaml names whose
+// values are secrets: secrets.env and the variables that hold URLs.
+func (c *Config) SecretEnvNames() []string {
+	names := slices.Clone(c.Secrets.Env)
+	for _, n := range []string{c.Metrics.PushgatewayEnv, c.Health.Alertmanager.URLEnv} {
+		if n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// URLsFromEnv reads the URLs drover.yaml says are in the environment
+// (metrics.pushgatewayEnv, health.alertmanager.urlEnv). An unset variable
+// or a value that is no http(s) URL is an error naming the variable, never
+// its value.
+func (c *Config) URLsFromEnv(file string, getenv func(string) string) error {
+	for _, f := range []struct {
+		field, name string
+		dst         *string
+	}{
+		{"metrics.pushgatewayEnv", c.Metrics.PushgatewayEnv, &c.Metrics.Pushgateway},
+		{"health.alertmanager.urlEnv", c.Health.Alertmanager.URLEnv, &c.Health.Alertmanager.URL},
+	} {
+		if f.name == "" {
+			continue
+		}
+		v := strings.TrimSpace(getenv(f.name))
+		switch {
+		case v == "":
+			return &Error{File: file, Problems: []Problem{{Field: f.field, Msg: fmt.Sprintf("the environment variable %s is not set", f.name)}}}
+		case !httpURL(v):
+			return &Error{File: file, Problems: []Problem{{Field: f.field, Msg: fmt.Sprintf("the environment variable %s does not hold an http(s) URL", f.name)}}}
+		}
+		*f.dst = v
+	}
+	return nil
 }
 
 // Cluster names the cluster.

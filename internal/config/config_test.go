@@ -194,9 +194,9 @@ func TestTheDocumentedDefaults(t *testing.T) {
 	d := Defaults()
 	s := d.Rollout.StepDurations
 	for name, tc := range map[string]struct{ got, want time.Duration }{
-		"drain": {s.Drain.Duration, time.Minute}, "destroy": {s.Destroy.Duration, 20 * time.Second},
-		"create": {s.Create.Duration, 210 * time.Second}, "upgrade": {s.Upgrade.Duration, 2 * time.Minute},
-		"template": {s.Template.Duration, 10 * time.Minute}, "health": {s.Health.Duration, 30 * time.Second},
+		"drain": {s.Drain.Duration, 30 * time.Second}, "destroy": {s.Destroy.Duration, 35 * time.Second},
+		"create": {s.Create.Duration, 225 * time.Second}, "upgrade": {s.Upgrade.Duration, 2 * time.Minute},
+		"template": {s.Template.Duration, 10 * time.Minute}, "health": {s.Health.Duration, 35 * time.Second},
 		"kubernetes": {s.Kubernetes.Duration, 10 * time.Minute}, "terraform.lockTimeout": {d.Terraform.LockTimeout.Duration, 5 * time.Minute},
 	} {
 		if tc.got != tc.want {

@@ -79,6 +79,15 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	add := func(field, format string, args ...any) {
 		probs = append(probs, Problem{Field: field, Line: lineOf(lines, field), Msg: fmt.Sprintf(format, args...)})
 	}
+	urlEnv := func(field, name, urlField, url string) {
+		switch {
+		case name == "":
+		case url != "":
+			add(field, "set either %s or %s, not both", urlField, field)
+		case !variableNameRE.MatchString(name):
+			add(field, "%q is not an environment variable name", name)
+		}
+	}
 
 	if strings.TrimSpace(c.Cluster.Name) == "" {
 		add("cluster.name", "is required")
@@ -195,7 +204,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		}
 		if up.Endpoint != "" {
 			if u, err := url.Parse(up.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-				add("talos.etcdSnapshotUpload.endpoint", "%q: want the S3 API's URL, such as https://s3.example.net", up.Endpoint)
+				add("talos.etcdSnapshotUpload.endpoint", "%q: want the S3 API's URL, such as https://s3.example.net", RedactURL(up.Endpoint))
 			}
 		}
 	}
@@ -207,10 +216,12 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		add("rollout.maxParallelWorkers", "must be at least 1, got %d", r.MaxParallelWorkers)
 	}
 	if u := c.Metrics.Pushgateway; u != "" {
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			add("metrics.pushgateway", "%q: want the Pushgateway's http(s) URL, such as http://pushgateway.monitoring:9091", u)
+		if !httpURL(u) {
+			add("metrics.pushgateway", "%q: want the Pushgateway's http(s) URL, such as http://pushgateway.monitoring:9091", RedactURL(u))
 		}
 	}
+	urlEnv("metrics.pushgatewayEnv", c.Metrics.PushgatewayEnv, "metrics.pushgateway", c.Metrics.Pushgateway)
+	urlEnv("health.alertmanager.urlEnv", c.Health.Alertmanager.URLEnv, "health.alertmanager.url", c.Health.Alertmanager.URL)
 	for i, name := range r.Canary {
 		field := fmt.Sprintf("rollout.canary[%d]", i)
 		switch n, ok := c.NodeByName(name); {
@@ -263,8 +274,8 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	}
 
 	if u := c.Health.Alertmanager.URL; u != "" {
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			add("health.alertmanager.url", "%q is not an http(s) URL (such as http://alertmanager.monitoring:9093)", u)
+		if !httpURL(u) {
+			add("health.alertmanager.url", "%q is not an http(s) URL (such as http://alertmanager.monitoring:9093)", RedactURL(u))
 		}
 	}
 	for _, m := range []struct {
@@ -450,4 +461,18 @@ func article(goType string) string {
 func CompileCEL(expr string) error {
 	_, err := celcheck.Compile(expr)
 	return err
+}
+
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// userinfoRE finds the credentials of a URL that may not parse.
+var userinfoRE = regexp.MustCompile(`//[^/?#]*@`)
+
+// RedactURL drops a URL's credentials (user:password@), for a message
+// about it. It works on text that is not a valid URL too.
+func RedactURL(s string) string {
+	return userinfoRE.ReplaceAllString(s, "//***@")
 }

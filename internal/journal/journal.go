@@ -80,16 +80,20 @@ func (j *File) Record(_ context.Context, e rollout.Entry) error {
 
 // encode seals e into the chain and renders its line, masked.
 func encode(e *rollout.Entry, c *chain, mask func(string) string) ([]byte, error) {
-	c.seal(e)
-	line, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
-	}
 	if mask != nil {
-		// Every field: the detail, and the run header that names the cluster.
-		line = []byte(mask(string(line)))
+		// The text fields only, before they are encoded (a secret in them
+		// may be JSON-escaped after), and never the run, node, step or
+		// status a resume reads back: a masked step name would be a
+		// journal no run can resume.
+		e.Detail = mask(e.Detail)
+		if e.Header != nil {
+			h := *e.Header
+			h.Cluster = mask(h.Cluster)
+			e.Header = &h
+		}
 	}
-	return line, nil
+	c.seal(e)
+	return json.Marshal(e)
 }
 
 // Close closes the file.

@@ -8,6 +8,7 @@ package kit
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -156,16 +157,50 @@ func (e *ChangedError) Error() string {
 	return fmt.Sprintf("refusing to overwrite %d changed file(s) (pass --force to replace them): %s", len(e.Paths), strings.Join(e.Paths, ", "))
 }
 
+// UnsafePathError says a path inside the output directory is a symbolic
+// link that leads out of it (or nowhere), or a file that is a link:
+// writing through it would change files elsewhere.
+type UnsafePathError struct{ Path, Why string }
+
+func (e *UnsafePathError) Error() string {
+	return fmt.Sprintf("refusing to write %s: %s (remove the link, or choose another --output)", e.Path, e.Why)
+}
+
+// UnwritableError says the output directory cannot be written.
+type UnwritableError struct {
+	Dir string
+	Err error
+}
+
+func (e *UnwritableError) Error() string {
+	return fmt.Sprintf("cannot write into %s: %v", e.Dir, e.Err)
+}
+
+func (e *UnwritableError) Unwrap() error { return e.Err }
+
 // Write writes the files under dir. A file that exists with other content
-// is only replaced with force; nothing is written if any is refused.
+// is only replaced with force; nothing is written if any is refused, if a
+// symbolic link inside dir leads out of it, or if dir cannot be written.
+// Files are written through os.Root: never outside dir, never through a
+// link.
 func Write(dir string, files map[string][]byte, force bool) ([]Written, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, &UnwritableError{Dir: dir, Err: err}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, &UnwritableError{Dir: dir, Err: err}
+	}
+	defer root.Close()
 	var refused []string
 	var plan []Written
 	for _, p := range Paths(files) {
-		target := filepath.Join(dir, filepath.FromSlash(p))
-		old, err := os.ReadFile(target)
+		if err := safePath(dir, root, p); err != nil {
+			return nil, err
+		}
+		old, err := root.ReadFile(filepath.FromSlash(p))
 		switch {
-		case os.IsNotExist(err):
+		case errors.Is(err, fs.ErrNotExist):
 			plan = append(plan, Written{Path: p, Action: "created"})
 		case err != nil:
 			return nil, err
@@ -180,19 +215,69 @@ func Write(dir string, files map[string][]byte, force bool) ([]Written, error) {
 	if len(refused) > 0 {
 		return nil, &ChangedError{Paths: refused}
 	}
+	if err := writable(root); err != nil {
+		return nil, &UnwritableError{Dir: dir, Err: err}
+	}
 	for _, w := range plan {
 		if w.Action == "unchanged" {
 			continue
 		}
-		target := filepath.Join(dir, filepath.FromSlash(w.Path))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		target := filepath.FromSlash(w.Path)
+		if err := root.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(target, files[w.Path], 0o644); err != nil {
+		if err := writeFile(root, target, files[w.Path]); err != nil {
 			return nil, err
 		}
 	}
 	return plan, nil
+}
+
+// safePath refuses a file that is a symbolic link, and a directory on its
+// way that is a link leading out of dir or nowhere.
+func safePath(dir string, root *os.Root, p string) error {
+	parts := strings.Split(p, "/")
+	for i := range parts {
+		rel := filepath.FromSlash(strings.Join(parts[:i+1], "/"))
+		fi, err := root.Lstat(rel)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			if strings.Contains(err.Error(), "escapes") {
+				return &UnsafePathError{Path: filepath.Join(dir, rel), Why: "it leads out of the output directory"}
+			}
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			continue
+		}
+		if i == len(parts)-1 {
+			return &UnsafePathError{Path: filepath.Join(dir, rel), Why: "it is a symbolic link, which drover never writes through"}
+		}
+		if _, err := root.Stat(rel); err != nil {
+			return &UnsafePathError{Path: filepath.Join(dir, rel), Why: "it is a symbolic link that leads out of the output directory or nowhere"}
+		}
+	}
+	return nil
+}
+
+// writable proves dir takes a file before anything is written.
+func writable(root *os.Root) error {
+	f, err := root.OpenFile(".drover-init-probe", os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_ = f.Close()
+	return root.Remove(".drover-init-probe")
+}
+
+// writeFile replaces a file without following a link in its place.
+func writeFile(root *os.Root, name string, data []byte) error {
+	if fi, err := root.Lstat(name); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return &UnsafePathError{Path: name, Why: "it became a symbolic link"}
+	}
+	return root.WriteFile(name, data, 0o644)
 }
 
 // Secrets are what the operator must create for the kit to work: the nine

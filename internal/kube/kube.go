@@ -486,8 +486,11 @@ func (c *Client) EvictRunnerPeers(ctx context.Context, node string, self *corev1
 	}
 	h := &drain.Helper{Ctx: ctx, Client: c.Client, GracePeriodSeconds: -1, Out: io.Discard, ErrOut: io.Discard}
 	gv, err := drain.CheckEvictionSupport(c.Client)
-	if err != nil || gv.Empty() {
-		return nil, fmt.Errorf("evict the runner pods on %s: no eviction API (%v)", node, err)
+	if err != nil {
+		return nil, fmt.Errorf("evict the runner pods on %s: %w", node, err)
+	}
+	if gv.Empty() {
+		return nil, fmt.Errorf("evict the runner pods on %s: the API server serves no eviction API", node)
 	}
 	var evicted []string
 	var errs []error

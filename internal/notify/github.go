@@ -8,46 +8,56 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sethvargo/go-githubactions"
+
+	"github.com/prox-ops/drover/internal/mdtext"
 	"github.com/prox-ops/drover/internal/rollout"
 )
+
+// actions writes GitHub Actions workflow commands to w (go-githubactions
+// escapes them). A stream that cannot be written to (a closed pipe) loses
+// the command rather than stopping the run: the library panics on a
+// failed write.
+func actions(w io.Writer) *githubactions.Action {
+	return githubactions.New(githubactions.WithWriter(lossy{w}))
+}
+
+// lossy swallows write errors.
+type lossy struct{ w io.Writer }
+
+func (l lossy) Write(p []byte) (int, error) {
+	_, _ = l.w.Write(p)
+	return len(p), nil
+}
 
 // AddMasks registers secret values with the GitHub Actions runner, which
 // then hides them in every log line. It must run before anything else is
 // printed.
 func AddMasks(w io.Writer, values []string) {
+	a := actions(w)
 	for _, v := range values {
 		for _, line := range strings.Split(v, "\n") {
 			if strings.TrimSpace(line) != "" {
-				fmt.Fprintf(w, "::add-mask::%s\n", line)
+				a.AddMask(line)
 			}
 		}
 	}
 }
 
-// escapeData escapes a workflow command's message.
-func escapeData(s string) string {
-	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
-}
-
-// escapeProperty escapes a workflow command's property value.
-func escapeProperty(s string) string {
-	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
-}
-
 // Group opens a log group; EndGroup closes it.
-func Group(w io.Writer, title string) { fmt.Fprintf(w, "::group::%s\n", escapeData(title)) }
+func Group(w io.Writer, title string) { actions(w).Group(title) }
 
 // EndGroup closes the open log group.
-func EndGroup(w io.Writer) { fmt.Fprintln(w, "::endgroup::") }
+func EndGroup(w io.Writer) { actions(w).EndGroup() }
 
 // Error writes an error annotation.
 func Error(w io.Writer, title, msg string) {
-	fmt.Fprintf(w, "::error title=%s::%s\n", escapeProperty(title), escapeData(msg))
+	actions(w).WithFieldsMap(map[string]string{"title": title}).Errorf("%s", msg)
 }
 
 // Notice writes a notice annotation: something to know, nothing failed.
 func Notice(w io.Writer, title, msg string) {
-	fmt.Fprintf(w, "::notice title=%s::%s\n", escapeProperty(title), escapeData(msg))
+	actions(w).WithFieldsMap(map[string]string{"title": title}).Noticef("%s", msg)
 }
 
 // marks are the step summary's heading marks, by result.
@@ -56,29 +66,30 @@ var marks = map[rollout.Result]string{
 	rollout.ResultInterrupted: "⏹", rollout.ResultPaused: "⏸", rollout.ResultCanary: "⏸", rollout.ResultHandedOff: "🔁",
 }
 
-// StepSummary is the run's markdown table for $GITHUB_STEP_SUMMARY.
+// StepSummary is the run's markdown table for $GITHUB_STEP_SUMMARY. Every
+// value is escaped (mdtext): a node or check name cannot add a heading.
 func StepSummary(r *rollout.Report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## %s drover %s upgrade: %s\n\n", marks[r.Result], r.Strategy, r.Result)
+	fmt.Fprintf(&b, "## %s drover %s upgrade: %s\n\n", marks[r.Result], mdtext.Text(string(r.Strategy)), mdtext.Text(string(r.Result)))
 	if r.Result == rollout.ResultHandedOff {
 		b.WriteString("drover's own node is next: the run continues on a runner on another node (`drover upgrade --resume`).\n\n")
 	}
-	fmt.Fprintf(&b, "%s → %s, run `%s`, %s\n\n", r.From, r.To, r.RunID, r.Duration.Round(1e9))
+	fmt.Fprintf(&b, "%s → %s, run %s, %s\n\n", mdtext.Text(r.From), mdtext.Text(r.To), mdtext.Text(r.RunID), r.Duration.Round(1e9))
 	b.WriteString("| Node | Strategy | Old → New | Duration | Result |\n|---|---|---|---|---|\n")
 	for _, n := range r.Nodes {
 		d := "-"
 		if n.Duration > 0 {
 			d = n.Duration.Round(1e9).String()
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s → %s | %s | %s |\n", n.Name, r.Strategy, n.From, n.To, d, n.Outcome)
+		fmt.Fprintf(&b, "| %s | %s | %s → %s | %s | %s |\n", mdtext.Text(n.Name), mdtext.Text(string(r.Strategy)), mdtext.Text(n.From), mdtext.Text(n.To), d, mdtext.Text(string(n.Outcome)))
 	}
 	if r.Error != "" {
-		fmt.Fprintf(&b, "\n> %s\n", strings.ReplaceAll(r.Error, "\n", "\n> "))
+		b.WriteString("\n" + mdtext.Quote(r.Error))
 	}
 	if len(r.KnownBeforeRun) > 0 {
 		b.WriteString("\n<details><summary>Known before the run (the gates judged what is new or worse)</summary>\n\n")
 		for _, k := range r.KnownBeforeRun {
-			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(k, "\n", " "))
+			fmt.Fprintf(&b, "- %s\n", mdtext.Text(k))
 		}
 		b.WriteString("\n</details>\n")
 	}

@@ -96,7 +96,7 @@ func Plan(ctx context.Context, site Site, in Inputs, env Env) (*Planned, error) 
 
 func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, error) {
 	cfg := in.Config
-	env.learn(cfg.Secrets.Env)
+	env.learn(cfg.SecretEnvNames())
 	if err := checkTarget(cfg, in.Only, in.Canary); err != nil {
 		return nil, err
 	}

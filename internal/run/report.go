@@ -53,8 +53,12 @@ func (u *Upgrade) report(rep *rollout.Report) *Output {
 	}
 	if path != "" {
 		b, err := json.MarshalIndent(out, "", "  ")
+		if err == nil && env.Masker != nil {
+			// By string values: a secret must not break the document.
+			b, err = env.Masker.MaskJSON(b)
+		}
 		if err == nil {
-			err = os.WriteFile(path, []byte(env.mask(string(b))+"\n"), 0o600)
+			err = os.WriteFile(path, append(b, '\n'), 0o600)
 		}
 		if err != nil {
 			env.warn("write the report: %v", err)

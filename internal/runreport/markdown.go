@@ -6,45 +6,37 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prox-ops/drover/internal/mdtext"
 	"github.com/prox-ops/drover/internal/rollout"
 )
 
-// mdCell keeps a value inside one Markdown table cell.
-func mdCell(s string) string {
-	return strings.NewReplacer("|", "\\|", "\n", " ", "\r", " ").Replace(s)
-}
-
-// mermaidText keeps a name inside a Mermaid gantt line (no ':' or '#',
-// which end a task name or start a comment).
-func mermaidText(s string) string {
-	return strings.NewReplacer(":", " ", "#", " ", ";", " ", "\n", " ").Replace(s)
-}
-
 // Markdown writes the report as GitHub-flavoured Markdown with a Mermaid
-// Gantt chart.
+// Gantt chart. Every value from the cluster, the configuration or the run
+// is escaped (mdtext): a carriage return in a check's name must not end
+// the Mermaid block and add a heading.
 func Markdown(w io.Writer, d Doc) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# drover test-results report: %s upgrade %s\n\n", orDash(d.Strategy), d.Result)
+	fmt.Fprintf(&b, "# drover test-results report: %s upgrade %s\n\n", mdtext.Text(orDash(d.Strategy)), mdtext.Text(string(d.Result)))
 	b.WriteString("| | |\n|---|---|\n")
-	fmt.Fprintf(&b, "| Run | `%s` |\n", mdCell(d.RunID))
-	fmt.Fprintf(&b, "| Versions | %s → %s |\n", mdCell(d.From), mdCell(d.To))
-	fmt.Fprintf(&b, "| Strategy | %s |\n", mdCell(orDash(d.Strategy)))
+	fmt.Fprintf(&b, "| Run | %s |\n", mdtext.Text(d.RunID))
+	fmt.Fprintf(&b, "| Versions | %s → %s |\n", mdtext.Text(d.From), mdtext.Text(d.To))
+	fmt.Fprintf(&b, "| Strategy | %s |\n", mdtext.Text(orDash(d.Strategy)))
 	if d.Rationale != "" {
-		fmt.Fprintf(&b, "| Why | %s |\n", mdCell(d.Rationale))
+		fmt.Fprintf(&b, "| Why | %s |\n", mdtext.Text(d.Rationale))
 	}
-	fmt.Fprintf(&b, "| Result | **%s** |\n", d.Result)
+	fmt.Fprintf(&b, "| Result | **%s** |\n", mdtext.Text(string(d.Result)))
 	if !d.Started.IsZero() {
 		fmt.Fprintf(&b, "| Started | %s |\n", d.Started.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(&b, "| Duration | %s |\n", short(d.Duration))
 	if t := d.Trigger; t != nil {
-		fmt.Fprintf(&b, "| Trigger | %s |\n", mdCell(triggerText(t)))
+		fmt.Fprintf(&b, "| Trigger | %s |\n", mdtext.Text(triggerText(t)))
 	}
 	if d.Source != "" {
-		fmt.Fprintf(&b, "| Read from | %s |\n", mdCell(d.Source))
+		fmt.Fprintf(&b, "| Read from | %s |\n", mdtext.Text(d.Source))
 	}
 	if d.Error != "" {
-		fmt.Fprintf(&b, "\n> %s\n", strings.ReplaceAll(d.Error, "\n", "\n> "))
+		b.WriteString("\n" + mdtext.Quote(d.Error))
 	}
 
 	b.WriteString("\n## Nodes\n\n| Node | Role | Batch | Old → New | Duration | PRD target | Health | Result |\n|---|---|---|---|---|---|---|---|\n")
@@ -62,11 +54,11 @@ func Markdown(w io.Writer, d Doc) error {
 		if n.Batch > 0 {
 			batch = fmt.Sprint(n.Batch)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s → %s | %s | %s | %s | %s |\n", mdCell(n.Name), mdCell(orDash(n.Role)), batch, mdCell(n.From), mdCell(n.To), dur,
-			targetNote(n), mdCell(healthVerdict(n)), n.Outcome)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s → %s | %s | %s | %s | %s |\n", mdtext.Text(n.Name), mdtext.Text(orDash(n.Role)), batch, mdtext.Text(n.From), mdtext.Text(n.To), dur,
+			mdtext.Text(targetNote(n)), mdtext.Text(healthVerdict(n)), mdtext.Text(string(n.Outcome)))
 	}
 	if len(skipped) > 0 {
-		fmt.Fprintf(&b, "\nSkipped (already at the target, or not selected): %s.\n", strings.Join(skipped, ", "))
+		fmt.Fprintf(&b, "\nSkipped (already at the target, or not selected): %s.\n", mdtext.Text(strings.Join(skipped, ", ")))
 	}
 	if d.TemplatesSeconds > 0 {
 		fmt.Fprintf(&b, "\nTemplates: %s (PRD target ≤ %s).\n", short(time.Duration(d.TemplatesSeconds*float64(time.Second))), short(rollout.TemplatesTarget))
@@ -74,7 +66,7 @@ func Markdown(w io.Writer, d Doc) error {
 	if len(d.MissedTargets) > 0 {
 		b.WriteString("\n**Targets missed**\n\n")
 		for _, m := range d.MissedTargets {
-			fmt.Fprintf(&b, "- %s\n", m)
+			fmt.Fprintf(&b, "- %s\n", mdtext.Text(m))
 		}
 	}
 
@@ -83,12 +75,12 @@ func Markdown(w io.Writer, d Doc) error {
 	if rb := rollbacks(d); len(rb) > 0 {
 		b.WriteString("\n## Rollbacks\n\n")
 		for _, n := range rb {
-			fmt.Fprintf(&b, "- **%s**: %s", n.Name, n.Outcome)
+			fmt.Fprintf(&b, "- **%s**: %s", mdtext.Text(n.Name), mdtext.Text(string(n.Outcome)))
 			if len(n.FailedChecks) > 0 {
-				fmt.Fprintf(&b, " (failed checks: %s)", strings.Join(n.FailedChecks, ", "))
+				fmt.Fprintf(&b, " (failed checks: %s)", mdtext.Text(strings.Join(n.FailedChecks, ", ")))
 			}
 			if n.Reason != "" {
-				fmt.Fprintf(&b, ": %s", strings.ReplaceAll(n.Reason, "\n", " "))
+				fmt.Fprintf(&b, ": %s", mdtext.Text(n.Reason))
 			}
 			b.WriteString("\n")
 		}
@@ -96,13 +88,13 @@ func Markdown(w io.Writer, d Doc) error {
 	if len(d.KnownBeforeRun) > 0 {
 		b.WriteString("\n## Known before the run\n\n")
 		for _, k := range d.KnownBeforeRun {
-			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(k, "\n", " "))
+			fmt.Fprintf(&b, "- %s\n", mdtext.Text(k))
 		}
 	}
 	b.WriteString("\n## Notifications\n\n")
 	if ns := notificationSummary(d); len(ns) > 0 {
 		for _, n := range ns {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(&b, "- %s\n", mdtext.Text(n))
 		}
 	} else {
 		b.WriteString("None sent (no webhook configured, or none recorded).\n")
@@ -141,18 +133,18 @@ func mermaidTimeline(b *strings.Builder, d Doc) {
 		return
 	}
 	b.WriteString("\n## Timeline\n\n```mermaid\ngantt\n")
-	fmt.Fprintf(b, "    title drover run %s\n    dateFormat YYYY-MM-DDTHH:mm:ss\n    axisFormat %%H:%%M\n", mermaidText(d.RunID))
+	fmt.Fprintf(b, "    title drover run %s\n    dateFormat YYYY-MM-DDTHH:mm:ss\n    axisFormat %%H:%%M\n", mdtext.Mermaid(d.RunID))
 	node := ""
 	for i, x := range bs {
 		if x.node != node {
 			node = x.node
-			fmt.Fprintf(b, "    section %s\n", mermaidText(node))
+			fmt.Fprintf(b, "    section %s\n", mdtext.Mermaid(node))
 		}
 		tag := "done, "
 		if x.failed {
 			tag = "crit, "
 		}
-		fmt.Fprintf(b, "    %s :%st%d, %s, %s\n", mermaidText(x.step), tag, i, x.start.UTC().Format("2006-01-02T15:04:05"), x.end.UTC().Format("2006-01-02T15:04:05"))
+		fmt.Fprintf(b, "    %s :%st%d, %s, %s\n", mdtext.Mermaid(x.step), tag, i, x.start.UTC().Format("2006-01-02T15:04:05"), x.end.UTC().Format("2006-01-02T15:04:05"))
 	}
 	b.WriteString("```\n\nSteps shorter than a second are left out of the chart.\n")
 }

@@ -2,6 +2,7 @@ package talos
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,7 +76,7 @@ func TestSilentEndpoints(t *testing.T) {
 		err := a.waitVersion(context.Background(), cps[0], version.MustParse("v1.13.1"))
 		took := time.Since(start)
 		var te *clock.TimeoutError
-		if !asTimeout(err, &te) || took > a.RebootTimeout+10*time.Second {
+		if !errors.As(err, &te) || took > a.RebootTimeout+10*time.Second {
 			t.Fatalf("the wait ended after %s with %v: want its 3s timeout (plus at most 10s)", took, err)
 		}
 	})
@@ -91,19 +92,4 @@ func TestSilentEndpoints(t *testing.T) {
 			}
 		}
 	})
-}
-
-func asTimeout(err error, te **clock.TimeoutError) bool {
-	for err != nil {
-		if t, ok := err.(*clock.TimeoutError); ok {
-			*te = t
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }

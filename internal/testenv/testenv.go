@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -176,30 +177,20 @@ func Start(ctx context.Context) (_ *Env, err error) {
 		return nil, err
 	}
 	certDir := filepath.Join(dir, "certs")
-	e.apiserverArgs = []string{"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+	common := []string{"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--token-auth-file=" + tokenFile, "--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + saKey, "--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.96.0.0/16", "--disable-admission-plugins=ServiceAccount",
-		"--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false", "--v=0",
-		// A second API server serves the first one's certificate, as the
-		// control-plane nodes of a cluster share its serving identity.
-		"--tls-cert-file=" + filepath.Join(certDir, "apiserver.crt"), "--tls-private-key-file=" + filepath.Join(certDir, "apiserver.key"),
-	}
-	if err := e.start("kube-apiserver", filepath.Join(bin, "kube-apiserver"),
-		"--etcd-servers="+etcdURL,
-		fmt.Sprintf("--secure-port=%d", apiPort), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		"--cert-dir="+certDir, "--token-auth-file="+tokenFile,
-		"--authorization-mode=RBAC",
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+saKey, "--service-account-signing-key-file="+saKey,
-		"--service-cluster-ip-range=10.96.0.0/16",
-		"--disable-admission-plugins=ServiceAccount",
 		// The default reconciler refuses a loopback advertise address.
-		"--endpoint-reconciler-type=none",
-		"--enable-priority-and-fairness=false",
-		"--v=0",
-	); err != nil {
+		"--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false", "--v=0",
+	}
+	// A second API server serves the first one's certificate, as the
+	// control-plane nodes of a cluster share its serving identity.
+	e.apiserverArgs = append(slices.Clone(common),
+		"--tls-cert-file="+filepath.Join(certDir, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(certDir, "apiserver.key"))
+	if err := e.start("kube-apiserver", filepath.Join(bin, "kube-apiserver"),
+		append(common, fmt.Sprintf("--secure-port=%d", apiPort), "--cert-dir="+certDir)...); err != nil {
 		return nil, err
 	}
 	host := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
