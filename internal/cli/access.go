@@ -85,6 +85,7 @@ The test-runner workflow runs it. Exit 0 when every permission is held,
 	fs := cmd.Flags()
 	fs.StringVarP(&f.src.configPath, "config", "c", "", "drover.yaml (not needed: access reads only the cluster)")
 	fs.StringVar(&f.src.kubeconfig, "kubeconfig", "", "kubeconfig file (default: like kubectl)")
+	f.src.registerClient(fs)
 	fs.StringVar(&f.src.kubeCtx, "context", "", "kubeconfig context")
 	fs.StringVar(&f.namespace, "namespace", "", "drover's namespace (default: $POD_NAMESPACE, else drover)")
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or markdown")

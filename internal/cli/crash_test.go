@@ -282,3 +282,55 @@ func TestHistoryListsTheRuns(t *testing.T) {
 		t.Fatal(r.stdout)
 	}
 }
+
+// TestCrashDuringTheCanaryKeepsThePause: the canary is part of the run's
+// identity (its journal header): drover killed during the canary, then
+// resumed, still pauses after the canary (exit 5) having upgraded no other
+// worker; the next resume does the rest.
+func TestCrashDuringTheCanaryKeepsThePause(t *testing.T) {
+	bin := droverBinary(t)
+	for _, c := range []struct{ step, to string }{
+		{"drain", "v1.12.0"}, {"destroy", "v1.12.0"}, {"health", "v1.12.0"}, {"soak", "v1.12.0"},
+		{"upgrade", "v1.11.4"}, {"wait-ready", "v1.11.4"},
+	} {
+		t.Run(c.step+"@"+c.to, func(t *testing.T) {
+			dir := t.TempDir()
+			args := []string{"upgrade", "--lab", "--lab-state", filepath.Join(dir, "s.json"), "--journal", filepath.Join(dir, "j.jsonl"),
+				"--to-talos", c.to, "--yes", "--output", "json"}
+			crash := exec.Command(bin, append(args, "--canary", "1", "--lab-crash-at", "k8s-work-1:"+c.step)...)
+			var ee *exec.ExitError
+			if out, err := crash.CombinedOutput(); !errors.As(err, &ee) || ee.ExitCode() != 137 {
+				t.Fatalf("the crash run: %v\n%s", err, lastLines(string(out), 5))
+			}
+			resume := exec.Command(bin, append(args, "--resume")...)
+			var stderr strings.Builder
+			resume.Stderr = &stderr
+			stdout, err := resume.Output()
+			if !errors.As(err, &ee) || ee.ExitCode() != ExitCanary {
+				t.Fatalf("the resumed run did not pause after the canary: %v\n%s", err, lastLines(stderr.String(), 5))
+			}
+			var rep struct {
+				Nodes []struct{ Name, Outcome string } `json:"nodes"`
+			}
+			if err := json.Unmarshal(stdout, &rep); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range rep.Nodes {
+				if strings.HasPrefix(n.Name, "k8s-work-") && n.Name != "k8s-work-1" && n.Outcome == "upgraded" {
+					t.Errorf("%s was upgraded before the canary's pause", n.Name)
+				}
+			}
+			for i := 0; ; i++ {
+				next := exec.Command(bin, append(args, "--resume")...)
+				out, err := next.CombinedOutput()
+				if errors.As(err, &ee) && ee.ExitCode() == ExitHandedOff && i < 2 {
+					continue
+				}
+				if err != nil {
+					t.Fatalf("the run after the pause: %v\n%s", err, lastLines(string(out), 5))
+				}
+				break
+			}
+		})
+	}
+}

@@ -55,6 +55,7 @@ gpu-lost|crashloop breaks a category from the start.`,
 	fs.StringArrayVar(&f.src.labFaults, "lab-fault", nil, "break a lab health category from the start, NODE=KIND (dns-down, ceph-warn, flux-failed, gpu-lost, crashloop), repeatable")
 	f.src.registerLabShape(fs)
 	fs.StringVar(&f.src.kubeconfig, "kubeconfig", "", "kubeconfig file (default: like kubectl)")
+	f.src.registerClient(fs)
 	fs.StringVar(&f.src.kubeCtx, "context", "", "kubeconfig context")
 	fs.StringVar(&f.node, "node", "", "check this node (default: the whole cluster)")
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table, json or markdown")
@@ -85,6 +86,13 @@ func (f *healthFlags) run(ctx context.Context, s Streams) error {
 		return err
 	}
 	defer site.Close()
+	if kc := site.Client(); kc != nil {
+		// An unreachable cluster is not an unhealthy one: exit 4 at once,
+		// as every command does, rather than a minute of failing checks.
+		if _, err := kc.Discovery().ServerVersion(); err != nil {
+			return &rollout.BlockedError{Reason: "reach the cluster", Err: err}
+		}
+	}
 	gate, err := site.Gate(s.env())
 	if err != nil {
 		return err

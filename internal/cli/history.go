@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -63,6 +62,7 @@ ended. A run that crashed or is still going shows as incomplete.`,
 	}
 	cmd.Flags().StringVar(&path, "journal", "drover-journal.jsonl", "the journal: a file, or configmap[:NAMESPACE/NAME]")
 	cmd.Flags().StringVar(&src.kubeconfig, "kubeconfig", "", "kubeconfig file, for a ConfigMap journal (default: like kubectl)")
+	src.registerClient(cmd.Flags())
 	cmd.Flags().StringVar(&src.kubeCtx, "context", "", "kubeconfig context")
 	lock.register(cmd.Flags())
 	out.register(cmd.Flags())
@@ -85,14 +85,9 @@ func readJournal(ctx context.Context, s Streams, path string, src *sourceFlags, 
 		}
 		return (&journal.ConfigMap{Client: cs, Namespace: ns, Name: name}).Entries(ctx)
 	}
-	f, err := os.Open(path)
+	log, err := journal.ReadFile(path)
 	if err != nil {
 		return nil, usage(fmt.Errorf("--journal: %w", err))
-	}
-	defer f.Close()
-	log, err := journal.Read(f)
-	if err != nil {
-		return nil, usage(err)
 	}
 	for _, w := range log.Warnings {
 		fmt.Fprintf(s.Err, "drover: warning: %s\n", w)

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -19,9 +21,32 @@ type targetFlags struct {
 }
 
 func (f *targetFlags) register(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&f.only, "only", nil, "upgrade only these nodes (NODE[,NODE...]), under the same rules: control plane first and one at a time, host-aware batches, gates, rollback; the others are skipped")
+	fs.Var((*nodeList)(&f.only), "only", "upgrade only these nodes (NODE[,NODE...]), under the same rules: control plane first and one at a time, host-aware batches, gates, rollback; the others are skipped")
 	fs.IntVar(&f.canary, "canary", 0, "upgrade N canary workers first (the first N of rollout.canary, else of the plan), then pause: exit 5, the journal says paused, --resume does the rest")
 }
+
+// nodeList is --only's value: node names, comma-separated or repeated.
+// An empty name (--only ”, a stray comma) is refused, never read as
+// "every node".
+type nodeList []string
+
+func (l *nodeList) Set(v string) error {
+	for _, n := range strings.Split(v, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			if strings.TrimSpace(v) == "" {
+				return errors.New("names no node: give at least one node name")
+			}
+			return fmt.Errorf("has an empty node name in %q (a stray comma?)", v)
+		}
+		*l = append(*l, n)
+	}
+	return nil
+}
+
+func (l *nodeList) String() string { return strings.Join(*l, ",") }
+
+func (l *nodeList) Type() string { return "nodes" }
 
 // open opens where the command runs: the lab, or the cluster the flags
 // name. log is told what the lab's simulated infrastructure does; tfOut
@@ -31,9 +56,12 @@ func (f *sourceFlags) open(ctx context.Context, s Streams, cfg *config.Config, l
 	if err != nil {
 		return nil, err
 	}
+	if err := f.checkClient(); err != nil {
+		return nil, err
+	}
 	if !f.lab {
 		return run.OpenCluster(ctx, cfg, run.ClusterSpec{
-			Access: f.access(s), Talos: talos.ConfigSource{Flag: f.talosconfig, Getenv: s.Getenv, Home: s.Home},
+			Access: f.accessFor(s, cfg), Talos: talos.ConfigSource{Flag: f.talosconfig, Getenv: s.Getenv, Home: s.Home},
 			RepoDir: f.repoDir, TerraformOut: tfOut, TalosLog: func(msg string) {
 				if log != nil {
 					log("", msg)
@@ -74,7 +102,7 @@ func (f *sourceFlags) planFor(ctx context.Context, s Streams, o planOptions) (*r
 	if err != nil {
 		return nil, err
 	}
-	p, err := run.Plan(ctx, site, run.Inputs{Config: cfg, Claim: claim, Only: o.target.only, Canary: o.target.canary,
+	p, err := run.Plan(ctx, site, run.Inputs{Config: cfg, ConfigPath: f.configPath, Claim: claim, Only: o.target.only, Canary: o.target.canary,
 		AllowSkipMinor: f.skipMinor, Resume: o.resume, LockNamespace: o.lockNamespace}, s.env())
 	if err != nil {
 		site.Close()

@@ -114,8 +114,11 @@ type planOutput struct {
 	RollbackETASeconds float64 `json:"rollbackEtaSeconds,omitempty"`
 	// Canary are the canary workers; the run pauses (exit 5) after the
 	// first PauseAfterBatch batches.
-	Canary          []string `json:"canary,omitempty"`
-	PauseAfterBatch int      `json:"pauseAfterBatch,omitempty"`
+	Canary []string `json:"canary,omitempty"`
+	// CanaryNote says how the canary was chosen when rollout.canary names
+	// nodes this run does not change.
+	CanaryNote      string `json:"canaryNote,omitempty"`
+	PauseAfterBatch int    `json:"pauseAfterBatch,omitempty"`
 	// Only is the --only selection.
 	Only []string `json:"only,omitempty"`
 	// ETASource says what the ETA was computed from.
@@ -152,7 +155,7 @@ func planJSON(pd *run.Planned) planOutput {
 		From: p.From.Talos.String(), To: p.To.Talos.String(),
 		FromKubernetes: kubeString(p.From.Kubernetes), ToKubernetes: kubeString(p.To.Kubernetes),
 		Batches: []planBatchJSON{}, ETASeconds: p.ETA.Seconds(), KubernetesPhase: p.KubernetesPhase, RollbackETASeconds: p.RollbackETA.Seconds(),
-		Canary: p.Canary, PauseAfterBatch: p.PauseAfter, Only: p.Only, ETASource: p.ETASource,
+		Canary: p.Canary, CanaryNote: p.CanaryNote, PauseAfterBatch: p.PauseAfter, Only: p.Only, ETASource: p.ETASource,
 	}
 	for _, b := range p.Batches {
 		var jb planBatchJSON
@@ -291,5 +294,8 @@ func printPlan(w io.Writer, p plan.Plan, d version.Decision) {
 	}
 	if len(p.Canary) > 0 {
 		fmt.Fprintf(w, "canary: %s first, then the run pauses after batch %d (exit 5); drover upgrade --resume does the rest\n", strings.Join(p.Canary, ", "), p.PauseAfter)
+		if p.CanaryNote != "" {
+			fmt.Fprintf(w, "  %s\n", p.CanaryNote)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/runreport"
 )
@@ -42,7 +43,7 @@ file or configmap[:[NS/]NAME]: its last run, steps and outcomes only).`,
 			}
 			var d runreport.Doc
 			if reportPath != "" {
-				data, err := os.ReadFile(reportPath)
+				data, err := readRegular(reportPath, 64<<20)
 				if err != nil {
 					return usage(fmt.Errorf("--report: %w", err))
 				}
@@ -85,9 +86,25 @@ file or configmap[:[NS/]NAME]: its last run, steps and outcomes only).`,
 	cmd.Flags().StringVar(&journalPath, "journal", "", "a journal: a file, or configmap[:[NAMESPACE/]NAME]; its last run is rendered")
 	cmd.Flags().StringVarP(&format, "format", "f", "markdown", "markdown (GitHub renders its Mermaid chart) or html (one self-contained page with an SVG chart)")
 	cmd.Flags().StringVar(&src.kubeconfig, "kubeconfig", "", "kubeconfig file, for a ConfigMap journal (default: like kubectl)")
+	src.registerClient(cmd.Flags())
 	cmd.Flags().StringVar(&src.kubeCtx, "context", "", "kubeconfig context")
 	lock.register(cmd.Flags())
 	return cmd
+}
+
+// readRegular reads a regular file of at most max bytes; anything else (a
+// FIFO, a device, a directory) is refused before it is opened.
+func readRegular(path string, max int64) ([]byte, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, config.DescribeMode(fi.Mode()))
+	case fi.Size() > max:
+		return nil, fmt.Errorf("%s: %d MiB, more than the %d MiB drover reads", path, fi.Size()>>20, max>>20)
+	}
+	return os.ReadFile(path)
 }
 
 func secondsToDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -16,7 +16,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/notify"
+	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/run"
 	"github.com/prox-ops/drover/internal/secrets"
 )
@@ -98,6 +100,23 @@ func (s Streams) getenv(k string) string {
 	return s.Getenv(k)
 }
 
+// stoppedBySignal says whether a command's error, after its context was
+// cancelled, is only the stop's doing: not a halt, a failed rollback, a
+// pause or a hand-off, which say more than "stopped".
+func stoppedBySignal(err error) bool {
+	switch ExitCode(err) {
+	case ExitHalted:
+		var hf *rollout.HaltError
+		return !errors.As(err, &hf)
+	case ExitBlocked:
+		var ll *journal.LockLostError
+		return !errors.As(err, &ll)
+	case ExitInterrupted:
+		return false
+	}
+	return false
+}
+
 // OSStreams are the process's standard streams.
 func OSStreams() Streams {
 	home, _ := os.UserHomeDir()
@@ -125,20 +144,7 @@ Rehearse anything on the embedded lab with --lab: a simulated 15-node cluster
 on a virtual clock, with faults you can inject (--lab-fault NODE=KIND).
 
 Exit codes:
-  0  every planned node upgraded and healthy (or nothing to do)
-  1  a node failed, was rolled back, and the run halted
-  2  usage or configuration error; nothing was touched
-  3  a rollback failed: manual intervention required
-  4  blocked before any change (approval needed, confirmation refused, preflight
-     failed, versions claimed that the nodes contradict, run lock held, outside
-     the maintenance window, the cluster unreachable or forbidden), paused when
-     the window closed, or stopped because the run lock was lost
-  5  paused after the canary (--canary), as asked: the canary nodes are
-     upgraded and healthy; --resume does the rest
-  6  handed off: drover's own node is next; it is cordoned, and a runner on
-     another node continues the run with --resume
-  130 stopped by SIGINT/SIGTERM: the node is safe, resume with --resume (a
-     second signal stops at once)`,
+` + exitCodesHelp(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -188,6 +194,10 @@ func Run(ctx context.Context, s Streams, args []string) int {
 	root := NewRoot(s)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if err != nil && ctx.Err() != nil && stoppedBySignal(err) {
+		// A stop cut a call short (a read, a wait): the error is the stop's.
+		err = rollout.StoppedBeforeStart(ctx)
+	}
 	var uh *UnhealthyError
 	if err != nil && !errors.As(err, &uh) { // drover health already printed its verdict
 		printError(s.Err, err)

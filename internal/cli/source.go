@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
@@ -42,15 +43,21 @@ type sourceFlags struct {
 	talosconfig string
 	// labRunner is where the lab runs drover's runner pod.
 	labRunner string
+	// kubeQPS, kubeBurst and requestTimeout shape the cluster client.
+	kubeQPS        float32
+	kubeBurst      int
+	requestTimeout time.Duration
 	// labNodes, labCPs, labHosts, labPods and labWorkers shape a
 	// generated lab.
 	labNodes, labCPs, labHosts, labPods, labWorkers int
+	// flags are the registered flags, to tell "--lab-nodes 0" from unset.
+	flags *pflag.FlagSet
 }
 
 func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.configPath, "config", "c", "", "drover.yaml describing the cluster (see examples/prox-ops/drover.yaml)")
 	fs.BoolVar(&f.lab, "lab", false, "use the embedded lab: a simulated prox-ops cluster (15 nodes, Talos v1.11.3, Kubernetes v1.34.1) on a virtual clock; with --config, the lab takes that inventory")
-	fs.StringArrayVar(&f.labFaults, "lab-fault", nil, "inject a lab fault, NODE=KIND, repeatable; KIND is never-ready, health-fail, drain-blocked, replace-fails or rollback-fails")
+	fs.StringArrayVar(&f.labFaults, "lab-fault", nil, "inject a lab fault, NODE=KIND, repeatable; KIND is one of "+labFaultKinds()+" (README, Lab faults)")
 	fs.StringVar(&f.labState, "lab-state", "", "keep the lab cluster in this file between runs (a crashed rehearsal can then be resumed)")
 	f.registerLabShape(fs)
 	fs.StringVar(&f.labRunner, "lab-runner-node", "", "with --lab, the node drover's runner pod runs on, as the kit's runner would inside the cluster (default: the worker the lab's scheduler picks; \"none\" for a run from outside the cluster)")
@@ -67,13 +74,37 @@ func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.gitRange, "git-range", "", "read the variables file (versions.variablesFile) at BASE and HEAD of a git range BASE..HEAD, e.g. the merged PR's base and merge commits")
 	fs.StringVar(&f.repoDir, "repo", ".", "git repository for --git-range")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; without it drover looks, like kubectl, at $KUBECONFIG, then ~/.kube/config, then the in-cluster service account")
+	f.registerClient(fs)
 	fs.BoolVar(&f.skipMinor, "allow-skip-minor", false, "allow a Talos or Kubernetes upgrade across more than one minor (1.11 -> 1.13); by default each minor is its own run")
 	fs.StringVar(&f.kubeCtx, "context", "", "kubeconfig context to use (default: the current context)")
 	fs.StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file; without it drover uses, like talosctl, TALOSCONFIG (a path or the file in base64), then ~/.talos/config, then the Talos ServiceAccount mount")
 }
 
+// registerClient registers the cluster client's flags, kubectl's names.
+func (f *sourceFlags) registerClient(fs *pflag.FlagSet) {
+	fs.Float32Var(&f.kubeQPS, "kube-qps", 0, fmt.Sprintf("requests per second to the Kubernetes API (default kubeClient.qps, else %d, as kubectl)", kube.DefaultQPS))
+	fs.IntVar(&f.kubeBurst, "kube-burst", 0, fmt.Sprintf("burst of requests to the Kubernetes API (default kubeClient.burst, else %d, as kubectl)", kube.DefaultBurst))
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, fmt.Sprintf("how long one Kubernetes API request may take before drover gives up on it (default kubeClient.requestTimeout, else %s); watches are not bounded", kube.DefaultRequestTimeout))
+}
+
+// checkClient refuses client flags that make no sense.
+func (f *sourceFlags) checkClient() error {
+	switch {
+	case f.kubeQPS < 0:
+		return usage(fmt.Errorf("--kube-qps %g: want a positive rate", f.kubeQPS))
+	case f.kubeBurst < 0:
+		return usage(fmt.Errorf("--kube-burst %d: want a positive burst", f.kubeBurst))
+	case f.requestTimeout < 0:
+		return usage(fmt.Errorf("--request-timeout %s: want a positive duration", f.requestTimeout))
+	case f.kubeQPS > 0 && f.kubeBurst > 0 && float32(f.kubeBurst) < f.kubeQPS:
+		return usage(fmt.Errorf("--kube-burst %d is below --kube-qps %g: the burst must hold at least a second of requests", f.kubeBurst, f.kubeQPS))
+	}
+	return nil
+}
+
 // registerLabShape registers the flags of a generated lab inventory.
 func (f *sourceFlags) registerLabShape(fs *pflag.FlagSet) {
+	f.flags = fs
 	fs.IntVar(&f.labNodes, "lab-nodes", 0, "with --lab, generate an inventory of this many nodes instead of the prox-ops one (names cp-N and worker-N, a GPU on every tenth worker), to rehearse a large cluster")
 	fs.IntVar(&f.labCPs, "lab-control-planes", 0, "with --lab-nodes, how many of them are control-plane nodes (default 3, 1 below 6 nodes)")
 	fs.IntVar(&f.labHosts, "lab-hosts", 0, "with --lab-nodes, how many Proxmox hosts they are spread over (default one per four nodes, at least 3)")
@@ -98,7 +129,28 @@ func (f *sourceFlags) access(s Streams) kube.Access {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	return kube.Access{Kubeconfig: f.kubeconfig, Context: f.kubeCtx, Getenv: getenv, Home: s.Home, InCluster: s.InCluster}
+	return kube.Access{Kubeconfig: f.kubeconfig, Context: f.kubeCtx, Getenv: getenv, Home: s.Home, InCluster: s.InCluster,
+		QPS: f.kubeQPS, Burst: f.kubeBurst, RequestTimeout: f.requestTimeout}
+}
+
+// accessFor is the cluster access for cfg: the flags win over its
+// kubeClient settings.
+func (f *sourceFlags) accessFor(s Streams, cfg *config.Config) kube.Access {
+	a := f.access(s)
+	if cfg == nil {
+		return a
+	}
+	k := cfg.KubeClient
+	if a.QPS == 0 {
+		a.QPS = k.QPS
+	}
+	if a.Burst == 0 {
+		a.Burst = k.Burst
+	}
+	if a.RequestTimeout == 0 {
+		a.RequestTimeout = k.RequestTimeout.Duration
+	}
+	return a
 }
 
 // loadConfig returns the configuration: --config, or the lab's prox-ops
@@ -111,7 +163,7 @@ func (f *sourceFlags) loadConfig(s Streams) (*config.Config, error) {
 		return nil, usage(errors.New("--lab-nodes generates a lab inventory: it needs --lab"))
 	case f.labNodes != 0 && f.configPath != "":
 		return nil, usage(errors.New("--lab-nodes generates the inventory: leave out --config, or leave out --lab-nodes to rehearse the configured one"))
-	case f.labNodes < 0 || f.labNodes > 5000:
+	case f.labNodes < 0 || f.labNodes > 5000 || f.labNodes == 0 && f.flags != nil && f.flags.Changed("lab-nodes"):
 		return nil, usage(fmt.Errorf("--lab-nodes %d: want 1 to 5000", f.labNodes))
 	case f.labNodes > 0 && (f.labCPs < 0 || f.labCPs > f.labNodes || f.labHosts < 0):
 		return nil, usage(fmt.Errorf("--lab-control-planes %d, --lab-hosts %d: want 0 (derived) or up to --lab-nodes control-plane nodes, and 0 or more hosts", f.labCPs, f.labHosts))
@@ -138,6 +190,15 @@ func (f *sourceFlags) loadConfig(s Streams) (*config.Config, error) {
 		return &c, nil
 	}
 	return nil, usage(errors.New("no cluster given: pass --config drover.yaml, or --lab to use the embedded lab"))
+}
+
+// labFaultKinds lists the lab's fault kinds, for --help.
+func labFaultKinds() string {
+	names := make([]string, len(lab.Faults))
+	for i, k := range lab.Faults {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
 }
 
 func (f *sourceFlags) faults() (map[string]lab.Fault, error) {
@@ -232,6 +293,9 @@ func (f *sourceFlags) claim(ctx context.Context, cfg *config.Config) (observe.Cl
 
 // clientset reaches the cluster the flags name (kubectl's order).
 func (f *sourceFlags) clientset(s Streams) (kubernetes.Interface, *rest.Config, error) {
+	if err := f.checkClient(); err != nil {
+		return nil, nil, err
+	}
 	rc, _, err := f.access(s).RESTConfig()
 	if err != nil {
 		return nil, nil, usage(err)

@@ -66,6 +66,7 @@ cancel the workflow first (see docs/runbooks).`,
 		},
 	}
 	cmd.Flags().StringVar(&src.kubeconfig, "kubeconfig", "", "kubeconfig file (default: like kubectl)")
+	src.registerClient(cmd.Flags())
 	cmd.Flags().StringVar(&src.kubeCtx, "context", "", "kubeconfig context")
 	lock.register(cmd.Flags())
 	return cmd

@@ -37,6 +37,17 @@ type Config struct {
 	MaintenanceWindow MaintenanceWindow `yaml:"maintenanceWindow" json:"maintenanceWindow"`
 	Secrets           Secrets           `yaml:"secrets" json:"secrets"`
 	Metrics           Metrics           `yaml:"metrics" json:"metrics"`
+	KubeClient        KubeClient        `yaml:"kubeClient" json:"kubeClient"`
+}
+
+// KubeClient shapes drover's Kubernetes API client; the flags --kube-qps,
+// --kube-burst and --request-timeout win over it.
+type KubeClient struct {
+	// QPS and Burst limit the requests (0: kubectl's 50 and 300).
+	QPS   float32 `yaml:"qps" json:"qps"`
+	Burst int     `yaml:"burst" json:"burst"`
+	// RequestTimeout bounds one request, watches excepted (0: 30s).
+	RequestTimeout Duration `yaml:"requestTimeout" json:"requestTimeout"`
 }
 
 // Metrics configures where a run's metrics go.
@@ -479,6 +490,23 @@ func Defaults() Config {
 	}
 }
 
+// DescribeMode names what a path that is not a regular file is.
+func DescribeMode(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return m.Type().String()
+}
+
 // MaxFileSize bounds a configuration file: drover.yaml is small, and a
 // device or a runaway file must not be read into memory.
 const MaxFileSize = 1 << 20
@@ -487,6 +515,10 @@ const MaxFileSize = 1 << 20
 // regular file of at most MaxFileSize is refused before it is read.
 func Load(path string) (*Config, error) {
 	fail := func(msg string) error { return &Error{File: path, Problems: []Problem{{Msg: msg}}} }
+	// Look before opening: opening a FIFO blocks until someone writes.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fail(fmt.Sprintf("not a regular file (%s); drover reads its configuration from a file", DescribeMode(fi.Mode())))
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fail(err.Error())
@@ -497,7 +529,7 @@ func Load(path string) (*Config, error) {
 	case err != nil:
 		return nil, fail(err.Error())
 	case !fi.Mode().IsRegular():
-		return nil, fail(fmt.Sprintf("not a regular file (%s); drover reads its configuration from a file", fi.Mode().Type()))
+		return nil, fail(fmt.Sprintf("not a regular file (%s); drover reads its configuration from a file", DescribeMode(fi.Mode())))
 	case fi.Size() > MaxFileSize:
 		return nil, fail(fmt.Sprintf("%d bytes, more than the %d a configuration may have", fi.Size(), MaxFileSize))
 	}

@@ -220,6 +220,11 @@ func (c *Config) validate(lines map[string]int) []Problem {
 			add("metrics.pushgateway", "%q: want the Pushgateway's http(s) URL, such as http://pushgateway.monitoring:9091", RedactURL(u))
 		}
 	}
+	if k := c.KubeClient; k.QPS < 0 || k.Burst < 0 || k.RequestTimeout.Duration < 0 {
+		add("kubeClient", "qps, burst and requestTimeout must not be negative")
+	} else if k.QPS > 0 && k.Burst > 0 && float32(k.Burst) < k.QPS {
+		add("kubeClient.burst", "%d is below qps %g: the burst must hold at least a second of requests", k.Burst, k.QPS)
+	}
 	urlEnv("metrics.pushgatewayEnv", c.Metrics.PushgatewayEnv, "metrics.pushgateway", c.Metrics.Pushgateway)
 	urlEnv("health.alertmanager.urlEnv", c.Health.Alertmanager.URLEnv, "health.alertmanager.url", c.Health.Alertmanager.URL)
 	for i, name := range r.Canary {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/rollout"
 )
 
@@ -122,6 +123,41 @@ func (m *Memory) Entries() []rollout.Entry {
 	return append([]rollout.Entry(nil), m.entries...)
 }
 
+// MaxSize bounds a journal file: a run writes a few hundred kilobytes.
+const MaxSize = 64 << 20
+
+// TooLargeError is a journal over MaxSize: it is refused, never cut (the
+// cut would hide its last run).
+type TooLargeError struct{ Size int64 }
+
+func (e *TooLargeError) Error() string {
+	size := "more than 64 MiB"
+	if e.Size > 0 {
+		size = fmt.Sprintf("%d MiB", e.Size>>20)
+	}
+	return fmt.Sprintf("the journal is %s, over the %d MiB drover reads: it is not a run's journal, or one kept too long (start a new file; keep the old one for the record)", size, MaxSize>>20)
+}
+
+// ReadFile reads the journal file at path: a regular file only (a FIFO or
+// a device is refused before it is opened), at most MaxSize.
+func ReadFile(path string) (Log, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return Log{}, err
+	case !fi.Mode().IsRegular():
+		return Log{}, fmt.Errorf("%s: not a regular file (%s); a journal is a file drover wrote", path, config.DescribeMode(fi.Mode()))
+	case fi.Size() > MaxSize:
+		return Log{}, &TooLargeError{Size: fi.Size()}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Log{}, err
+	}
+	defer f.Close()
+	return Read(f)
+}
+
 // Log is a journal read back.
 type Log struct {
 	Entries []rollout.Entry
@@ -135,9 +171,12 @@ type Log struct {
 // does not parse (a crash mid-write) is dropped, with a warning.
 func Read(r io.Reader) (Log, error) {
 	var out Log
-	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
 	if err != nil {
 		return out, err
+	}
+	if len(data) > MaxSize {
+		return out, &TooLargeError{}
 	}
 	lines := bytes.Split(data, []byte("\n"))
 	torn := len(data) > 0 && data[len(data)-1] != '\n'

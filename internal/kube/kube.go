@@ -190,10 +190,18 @@ type DrainTimeoutError struct {
 	Blocked []BlockedPod
 }
 
+// blockedShown is how many blocked pods an error names; the rest are
+// counted (the report and Node events hold every one).
+const blockedShown = 10
+
 func (e *DrainTimeoutError) Error() string {
-	parts := make([]string, len(e.Blocked))
+	parts := make([]string, 0, min(len(e.Blocked), blockedShown)+1)
 	for i, b := range e.Blocked {
-		parts[i] = b.String()
+		if i == blockedShown {
+			parts = append(parts, fmt.Sprintf("and %d more", len(e.Blocked)-blockedShown))
+			break
+		}
+		parts = append(parts, b.String())
 	}
 	return fmt.Sprintf("drain of %s timed out after %s with %d pod(s) still present: %s",
 		e.Node, e.Timeout, len(e.Blocked), strings.Join(parts, "; "))
@@ -305,7 +313,10 @@ func (c *Client) drainTimedOut(ctx context.Context, node string, timeout time.Du
 	for _, p := range pods {
 		b := BlockedPod{Namespace: p.Namespace, Pod: p.Name, Reason: "still terminating"}
 		if p.DeletionTimestamp == nil {
-			b.Reason = "eviction refused: " + refused[p.Namespace+"/"+p.Name]
+			b.Reason = "not evicted"
+			if why := refused[p.Namespace+"/"+p.Name]; why != "" {
+				b.Reason = "eviction refused: " + why
+			}
 			if pdbs, err := c.pdbsFor(ctx, &p); err == nil && len(pdbs) > 0 {
 				b.PDB = strings.Join(pdbs, ",")
 				b.Reason = "eviction refused by the disruption budget"

@@ -470,12 +470,18 @@ func (l *Lab) daemonFits(a *app, n *corev1.Node) bool {
 	if a.gpu && n.Labels["nvidia.com/gpu.present"] != "true" {
 		return false
 	}
-	return !isCP(n) || a.tolerateCP
+	return !cpTainted(n) || a.tolerateCP
 }
 
-func isCP(n *corev1.Node) bool {
-	_, ok := n.Labels["node-role.kubernetes.io/control-plane"]
-	return ok
+// cpTainted: the control plane's NoSchedule taint keeps pods off the node
+// (a cluster without workers has none).
+func cpTainted(n *corev1.Node) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Key == "node-role.kubernetes.io/control-plane" && t.Effect == corev1.TaintEffectNoSchedule {
+			return true
+		}
+	}
+	return false
 }
 
 func nodeReady(n *corev1.Node) bool { return kube.IsReady(n) }
@@ -512,7 +518,7 @@ func (l *Lab) schedule(a *app, nodes []*corev1.Node) *corev1.Node {
 		if a.pinned != "" && n.Name != a.pinned {
 			continue
 		}
-		if n.Spec.Unschedulable || !nodeReady(n) || (isCP(n) && !a.tolerateCP && !(a.runner && a.pinned != "")) {
+		if n.Spec.Unschedulable || !nodeReady(n) || (cpTainted(n) && !a.tolerateCP && !(a.runner && a.pinned != "")) {
 			continue
 		}
 		if a.prefer != "" && n.Name == a.prefer {

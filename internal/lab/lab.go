@@ -396,7 +396,11 @@ func (l *Lab) nodeObject(v *vm, ready bool) *corev1.Node {
 	var taints []corev1.Taint
 	if n.IsControlPlane() {
 		labels["node-role.kubernetes.io/control-plane"] = ""
-		taints = append(taints, corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule})
+		// A cluster without workers schedules on its control plane, as
+		// Talos's allowSchedulingOnControlPlanes does.
+		if len(l.opts.Config.ControlPlaneNodes()) < len(l.opts.Config.Nodes) {
+			taints = append(taints, corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule})
+		}
 	}
 	alloc := corev1.ResourceList{
 		corev1.ResourceCPU:    mustQty("8"),

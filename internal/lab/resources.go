@@ -213,7 +213,7 @@ func (l *Lab) scheduleProbe(p *corev1.Pod) {
 	var ok []string
 	nodes := l.nodes()
 	for _, n := range nodes {
-		if (want == "" || n.Name == want) && nodeReady(n) && !n.Spec.Unschedulable && (!isCP(n) || want != "") {
+		if (want == "" || n.Name == want) && nodeReady(n) && !n.Spec.Unschedulable && (!cpTainted(n) || want != "") {
 			ok = append(ok, n.Name)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,6 +85,11 @@ type Discord struct {
 	done       chan struct{}
 	mu         sync.Mutex
 	deliveries []Delivery
+	// waiting are the queued messages not yet sent or given up, by their
+	// queue number, so that a Close that cannot wait names each.
+	waiting map[int]string
+	seq     int
+	closed  bool
 	// down: the last message failed every attempt; the next ones get a
 	// single try each until one goes through, so a dead webhook cannot
 	// hold the end of a run.
@@ -91,6 +97,7 @@ type Discord struct {
 }
 
 type pending struct {
+	id    int
 	event string
 	msg   Message
 }
@@ -112,6 +119,7 @@ func (d *Discord) start() {
 			d.Backoff = 500 * time.Millisecond
 		}
 		d.queue = make(chan pending, 256)
+		d.waiting = map[int]string{}
 		d.done = make(chan struct{})
 		go d.sender()
 	})
@@ -129,10 +137,15 @@ func (d *Discord) Event(e rollout.Event) {
 // Send queues a message; a full queue drops it and records that.
 func (d *Discord) Send(event string, msg Message) {
 	d.start()
+	d.mu.Lock()
+	d.seq++
+	id := d.seq
+	d.waiting[id] = event
+	d.mu.Unlock()
 	select {
-	case d.queue <- pending{event: event, msg: Fit(d.masked(msg))}:
+	case d.queue <- pending{id: id, event: event, msg: Fit(d.masked(msg))}:
 	default:
-		d.record(Delivery{Event: event, Error: "dropped: the notification queue is full"})
+		d.settle(id, Delivery{Event: event, Error: "dropped: the notification queue is full"})
 	}
 }
 
@@ -144,16 +157,34 @@ func (d *Discord) Close(timeout time.Duration) []Delivery {
 	select {
 	case <-d.done:
 	case <-time.After(timeout):
-		d.record(Delivery{Event: "(queue)", Error: fmt.Sprintf("gave up waiting %s for undelivered notifications", timeout)})
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.closed = true
+	// Each message still waiting is named: the report says which people
+	// did not get.
+	ids := make([]int, 0, len(d.waiting))
+	for id := range d.waiting {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		d.deliveries = append(d.deliveries, Delivery{Event: d.waiting[id],
+			Error: fmt.Sprintf("not delivered: the webhook had not answered when the run ended (waited %s)", timeout)})
+	}
+	d.waiting = map[int]string{}
 	return append([]Delivery(nil), d.deliveries...)
 }
 
-func (d *Discord) record(del Delivery) {
+// settle records what became of a queued message, unless Close gave up
+// on it already.
+func (d *Discord) settle(id int, del Delivery) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if _, ok := d.waiting[id]; !ok || d.closed {
+		return
+	}
+	delete(d.waiting, id)
 	d.deliveries = append(d.deliveries, del)
 }
 
@@ -162,7 +193,7 @@ func (d *Discord) sender() {
 	for p := range d.queue {
 		del := d.deliver(p)
 		d.down = !del.Delivered
-		d.record(del)
+		d.settle(p.id, del)
 	}
 }
 

@@ -166,3 +166,29 @@ func TestMessagesCoverTheRunAndAreMasked(t *testing.T) {
 		t.Fatal("a secret reached Discord")
 	}
 }
+
+// TestAWebhookThatNeverAnswersNamesEachMessage: at the end of the run,
+// every message still waiting is reported by name, not as one "(queue)".
+func TestAWebhookThatNeverAnswersNamesEachMessage(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	srv, _, _ := webhook(t, func(_ int32, w http.ResponseWriter) {
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	})
+	d := &Discord{URL: srv.URL, MaxAttempts: 1, Backoff: time.Millisecond, Clock: clock.Real{}}
+	d.Send("run-start", Message{Username: "a"})
+	d.Send("node-done", Message{Username: "b"})
+	d.Send("run-summary", Message{Username: "c"})
+	dels := d.Close(200 * time.Millisecond)
+	var names []string
+	for _, del := range dels {
+		if del.Delivered || !strings.Contains(del.Error, "had not answered") {
+			t.Errorf("delivery %+v", del)
+		}
+		names = append(names, del.Event)
+	}
+	if strings.Join(names, ",") != "run-start,node-done,run-summary" {
+		t.Errorf("deliveries name %v", names)
+	}
+}

@@ -61,6 +61,16 @@ type Plan struct {
 	// the control plane's before them), to be resumed once looked at.
 	Canary     []string
 	PauseAfter int
+	// PauseFirst: the canary was done in an earlier attempt of this run
+	// (a crash came before its pause): the run pauses before anything else.
+	PauseFirst bool
+	// CanaryNote says how the canary was chosen when it is not what
+	// rollout.canary names (some are done or not selected).
+	CanaryNote string
+	// CanaryProblem says why the asked-for canary cannot be had (no
+	// worker in the run, fewer than asked, nothing after it to pause for):
+	// a run refuses it rather than go on without the pause.
+	CanaryProblem string
 	// Only, when set, is the --only selection the plan was limited to.
 	Only []string
 	// ETASource says what the ETA was computed from.
@@ -106,6 +116,9 @@ type Input struct {
 	// first workers of the plan.
 	Canary      int
 	CanaryNodes []string
+	// CanaryOnly: the canary is CanaryNodes and no others (a resumed run
+	// keeps its canary); CanaryDone: they are done, the pause is owed.
+	CanaryOnly, CanaryDone bool
 	// Measured are the medians of measured durations by kind
 	// ("cattle/worker", "pets/controlplane", "cattle/templates"), with
 	// their sample counts; a kind present here is used instead of Steps.
@@ -180,7 +193,8 @@ func Build(in Input) Plan {
 	if workerSelf != nil {
 		pool = append(slices.Clone(workers), *workerSelf)
 	}
-	canary, rest := pickCanary(pool, in.Canary, in.CanaryNodes)
+	canary, rest, note := pickCanary(pool, in.Canary, in.CanaryNodes, in.CanaryOnly)
+	p.CanaryNote = note
 	var tail []Batch
 	if workerSelf != nil {
 		if slices.ContainsFunc(canary, func(n Node) bool { return n.Name == workerSelf.Name }) {
@@ -212,6 +226,12 @@ func Build(in Input) Plan {
 			p.Canary = append(p.Canary, n.Name)
 		}
 	}
+	switch {
+	case in.CanaryDone && len(p.Batches) > 0:
+		p.PauseFirst, p.Canary = true, slices.Clone(in.CanaryNodes)
+	case in.Canary > 0 && !in.CanaryOnly:
+		p.CanaryProblem = canaryProblem(in.Canary, len(pool), p.PauseAfter > 0)
+	}
 	p.KubernetesPhase = in.Strategy == version.Pets && !in.From.Kubernetes.IsZero() && !in.To.Kubernetes.IsZero() && in.From.Kubernetes.Compare(in.To.Kubernetes) < 0
 	p.ETA, p.ETASource = eta(&p, in)
 	p.RollbackETA = rollbackETA(in)
@@ -232,27 +252,31 @@ func lastIfSelf(ns []Node, self string) (rest []Node, selfNode *Node) {
 }
 
 // pickCanary takes n workers for the canary: the first of names that are
-// among workers (in that order), else the first workers.
-func pickCanary(workers []Node, n int, names []string) (canary, rest []Node) {
+// among workers (in that order), then, unless only names may be taken,
+// the first other workers. note says when names were not all had.
+func pickCanary(workers []Node, n int, names []string, only bool) (canary, rest []Node, note string) {
 	if n <= 0 {
-		return nil, workers
-	}
-	pool := workers
-	if len(names) > 0 {
-		pool = nil
-		for _, name := range names {
-			for _, w := range workers {
-				if w.Name == name {
-					pool = append(pool, w)
-				}
-			}
-		}
+		return nil, workers, ""
 	}
 	picked := map[string]bool{}
-	for _, w := range pool {
-		if len(canary) < n {
+	take := func(w Node) {
+		if len(canary) < n && !picked[w.Name] {
 			canary = append(canary, w)
 			picked[w.Name] = true
+		}
+	}
+	var missing []string
+	for _, name := range names {
+		i := slices.IndexFunc(workers, func(w Node) bool { return w.Name == name })
+		if i < 0 {
+			missing = append(missing, name)
+			continue
+		}
+		take(workers[i])
+	}
+	if !only {
+		for _, w := range workers {
+			take(w)
 		}
 	}
 	for _, w := range workers {
@@ -260,7 +284,28 @@ func pickCanary(workers []Node, n int, names []string) (canary, rest []Node) {
 			rest = append(rest, w)
 		}
 	}
-	return canary, rest
+	if len(missing) > 0 && len(names) > 0 && !only {
+		var chosen []string
+		for _, c := range canary {
+			chosen = append(chosen, c.Name)
+		}
+		note = fmt.Sprintf("rollout.canary names %s, which this run does not change (done, or not selected): the canary is %s",
+			strings.Join(missing, ", "), strings.Join(chosen, ", "))
+	}
+	return canary, rest, note
+}
+
+// canaryProblem says why --canary n cannot pause as asked, or "".
+func canaryProblem(n, workers int, pauses bool) string {
+	switch {
+	case workers == 0:
+		return fmt.Sprintf("--canary %d: this run changes no worker (the canary is made of workers); leave out --canary", n)
+	case workers < n:
+		return fmt.Sprintf("--canary %d: this run changes only %d worker(s); ask for fewer", n, workers)
+	case !pauses:
+		return fmt.Sprintf("--canary %d: the canary would be the whole run, nothing is left to pause for; leave out --canary", n)
+	}
+	return ""
 }
 
 func kubeChanges(from, to version.Pair) bool {
@@ -463,4 +508,16 @@ func digitPrefix(s string) int {
 		i++
 	}
 	return i
+}
+
+// Has reports whether the plan changes the named node.
+func (p Plan) Has(name string) bool {
+	for _, b := range p.Batches {
+		for _, n := range b.Nodes {
+			if n.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -198,14 +198,20 @@ func TestOnlyAndCanary(t *testing.T) {
 		pauseAfter int
 		canary     []string
 		skipped    int
+		problem    string
+		first      bool
 	}{
-		{"only one worker", Input{Only: []string{"w-2"}}, [][]string{{"w-2"}}, 0, nil, 5},
-		{"only keeps the rules", Input{Only: []string{"w-3", "cp-2", "w-1"}, MaxParallelWorkers: 2}, [][]string{{"cp-2"}, {"w-1"}, {"w-3"}}, 0, nil, 3},
-		{"a canary worker goes first, then the pause", Input{Canary: 1}, [][]string{{"w-1"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-2"}, {"w-3"}}, 1, []string{"w-1"}, 0},
-		{"the configured canary", Input{Canary: 1, CanaryNodes: []string{"w-2", "w-1"}}, [][]string{{"w-2"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-1"}, {"w-3"}}, 1, []string{"w-2"}, 0},
-		{"two canaries in host-aware batches", Input{Canary: 2, MaxParallelWorkers: 2, CanaryNodes: []string{"w-1", "w-3"}}, [][]string{{"w-1"}, {"w-3"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-2"}}, 2, []string{"w-1", "w-3"}, 0},
-		{"a cattle Kubernetes change keeps the control plane first", Input{Canary: 1, To: kubeTo}, [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-1"}, {"w-2"}, {"w-3"}}, 4, []string{"w-1"}, 0},
-		{"a canary of everything does not pause", Input{Canary: 5, Only: []string{"w-1", "w-2"}}, [][]string{{"w-1"}, {"w-2"}}, 0, nil, 4},
+		{"only one worker", Input{Only: []string{"w-2"}}, [][]string{{"w-2"}}, 0, nil, 5, "", false},
+		{"only keeps the rules", Input{Only: []string{"w-3", "cp-2", "w-1"}, MaxParallelWorkers: 2}, [][]string{{"cp-2"}, {"w-1"}, {"w-3"}}, 0, nil, 3, "", false},
+		{"a canary worker goes first, then the pause", Input{Canary: 1}, [][]string{{"w-1"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-2"}, {"w-3"}}, 1, []string{"w-1"}, 0, "", false},
+		{"the configured canary", Input{Canary: 1, CanaryNodes: []string{"w-2", "w-1"}}, [][]string{{"w-2"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-1"}, {"w-3"}}, 1, []string{"w-2"}, 0, "", false},
+		{"two canaries in host-aware batches", Input{Canary: 2, MaxParallelWorkers: 2, CanaryNodes: []string{"w-1", "w-3"}}, [][]string{{"w-1"}, {"w-3"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-2"}}, 2, []string{"w-1", "w-3"}, 0, "", false},
+		{"a cattle Kubernetes change keeps the control plane first", Input{Canary: 1, To: kubeTo}, [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-1"}, {"w-2"}, {"w-3"}}, 4, []string{"w-1"}, 0, "", false},
+		{"a canary of everything does not pause, and says so", Input{Canary: 5, Only: []string{"w-1", "w-2"}}, [][]string{{"w-1"}, {"w-2"}}, 0, nil, 4, "changes only 2 worker(s)", false},
+		{"a canary of only control-plane nodes", Input{Canary: 1, Only: []string{"cp-1"}}, [][]string{{"cp-1"}}, 0, nil, 5, "changes no worker", false},
+		{"the configured canary is filled when its nodes are done", Input{Canary: 2, CanaryNodes: []string{"w-9", "w-3"}}, [][]string{{"w-3"}, {"w-1"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-2"}}, 2, []string{"w-3", "w-1"}, 0, "", false},
+		{"a resumed canary takes its own nodes only", Input{Canary: 1, CanaryNodes: []string{"w-2"}, CanaryOnly: true}, [][]string{{"w-2"}, {"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-1"}, {"w-3"}}, 1, []string{"w-2"}, 0, "", false},
+		{"a resumed canary done before a crash pauses first", Input{CanaryNodes: []string{"w-2"}, CanaryDone: true}, [][]string{{"cp-1"}, {"cp-2"}, {"cp-3"}, {"w-1"}, {"w-2"}, {"w-3"}}, 0, []string{"w-2"}, 0, "", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,8 +224,11 @@ func TestOnlyAndCanary(t *testing.T) {
 			if got := names(p); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("batches = %v, want %v", got, tc.want)
 			}
-			if p.PauseAfter != tc.pauseAfter || !reflect.DeepEqual(p.Canary, tc.canary) || len(p.Skipped) != tc.skipped {
-				t.Fatalf("pause after %d, canary %v, %d skipped", p.PauseAfter, p.Canary, len(p.Skipped))
+			if p.PauseAfter != tc.pauseAfter || !reflect.DeepEqual(p.Canary, tc.canary) || len(p.Skipped) != tc.skipped || p.PauseFirst != tc.first {
+				t.Fatalf("pause after %d (first %v), canary %v, %d skipped", p.PauseAfter, p.PauseFirst, p.Canary, len(p.Skipped))
+			}
+			if !strings.Contains(p.CanaryProblem, tc.problem) || (tc.problem == "") != (p.CanaryProblem == "") {
+				t.Errorf("canary problem %q, want %q", p.CanaryProblem, tc.problem)
 			}
 		})
 	}

@@ -162,6 +162,13 @@ func Stopped(ctx context.Context) *InterruptedError {
 	return ie
 }
 
+// StoppedBeforeStart is Stopped for a stop that came while planning.
+func StoppedBeforeStart(ctx context.Context) *InterruptedError {
+	ie := Stopped(ctx)
+	ie.BeforeStart = true
+	return ie
+}
+
 func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 	if p.Empty() {
 		return nil
@@ -226,6 +233,11 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 // on in the background; a soak that failed halts the run before the next
 // batch (the batch under way finishes its nodes up to their gates first).
 func (e *Engine) batches(ctx context.Context, p plan.Plan) error {
+	if p.PauseFirst {
+		// The canary was done before a crash took the run; its pause is owed.
+		_ = e.record(ctx, "", StepRun, StatusInterrupted, CanaryPauseDetail+": "+strings.Join(p.Canary, ", "))
+		return &CanaryPausedError{Nodes: p.Canary}
+	}
 	for i, b := range p.Batches {
 		if err := e.reapSoaks(ctx, p, e.soakRoom(b)); err != nil {
 			return err
@@ -261,7 +273,7 @@ func (e *Engine) batches(ctx context.Context, p plan.Plan) error {
 			if err := e.reapSoaks(ctx, p, 0); err != nil {
 				return err
 			}
-			_ = e.record(ctx, "", StepRun, StatusInterrupted, "paused after the canary: "+strings.Join(p.Canary, ", "))
+			_ = e.record(ctx, "", StepRun, StatusInterrupted, CanaryPauseDetail+": "+strings.Join(p.Canary, ", "))
 			return &CanaryPausedError{Nodes: p.Canary}
 		}
 	}
@@ -346,6 +358,10 @@ func (e *Engine) preflight(ctx context.Context, p plan.Plan) error {
 		e.emit(Event{Kind: EventLog, Step: StepPreflight, Message: "cluster health"})
 		var err error
 		if res, err = e.gate(ctx, in); err != nil {
+			if ctx.Err() != nil {
+				// Stopped mid-gate: no verdict, passing or failing.
+				return Stopped(ctx)
+			}
 			return blocked(&BlockedError{Reason: "preflight health: the cluster is already unhealthy (" + res.Summary("") + ")", Err: err})
 		}
 	} else {

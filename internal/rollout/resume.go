@@ -22,7 +22,13 @@ type RunHeader struct {
 	To       string `json:"to"`
 	// Only is the run's --only selection, comma-separated: a resume keeps it.
 	Only string `json:"only,omitempty"`
+	// Canary names the run's canary workers, comma-separated: a resume
+	// keeps them, and pauses after them unless the run already did.
+	Canary string `json:"canary,omitempty"`
 }
+
+// CanaryPauseDetail starts the journal entry of a canary pause.
+const CanaryPauseDetail = "paused after the canary"
 
 // NodeState is where a node stood when the journal ends.
 type NodeState struct {
@@ -41,7 +47,9 @@ type ResumeState struct {
 	RunID    string
 	Header   RunHeader
 	Finished bool
-	Nodes    map[string]*NodeState
+	// CanaryPaused: the run paused after its canary (--canary) already.
+	CanaryPaused bool
+	Nodes        map[string]*NodeState
 	// Terraform are the run's StepTerraform entries, in order.
 	Terraform []Entry
 }
@@ -83,6 +91,9 @@ func ReadResume(entries []Entry) (*ResumeState, error) {
 		if e.Node == "" {
 			if e.Step == StepRun && e.Status == StatusDone {
 				st.Finished = true
+			}
+			if e.Step == StepRun && e.Status == StatusInterrupted && strings.HasPrefix(e.Detail, CanaryPauseDetail) {
+				st.CanaryPaused = true
 			}
 			if e.Step == StepTerraform {
 				st.Terraform = append(st.Terraform, e)

@@ -164,12 +164,18 @@ type InterruptedError struct {
 	VMExists bool
 	// Cause is why the run was stopped, when it was not a signal.
 	Cause error
+	// BeforeStart: stopped while planning, before anything was changed or
+	// journaled; there is nothing to resume.
+	BeforeStart bool
 }
 
 func (e *InterruptedError) Error() string {
 	why := "interrupted"
 	if e.Cause != nil {
 		why = "stopped (" + e.Cause.Error() + ")"
+	}
+	if e.BeforeStart {
+		return why + " before anything was changed; nothing to resume: run the command again"
 	}
 	if e.Node == "" {
 		return why + " between batches; resume with drover upgrade --resume"

@@ -26,6 +26,9 @@ type NodeImage struct {
 	TargetSchematic string `json:"targetSchematic,omitempty"`
 	// Source says where Target came from.
 	Source string `json:"source"`
+	// Asked: talos.installerImages names the node, so its schematic may
+	// change on purpose.
+	Asked bool `json:"asked,omitempty"`
 }
 
 // readImages asks each node what it was installed from; a node that
@@ -80,7 +83,7 @@ func resolveImages(cfg *config.Config, current map[string]rollout.Image, labels 
 		for i, im := range cfg.Talos.InstallerImages {
 			if im.Matches(n.Name, labels[n.Name]) {
 				ni.Target = strings.ReplaceAll(im.Image, config.InstallerPlaceholder, to.String())
-				ni.Source, explicit = fmt.Sprintf("talos.installerImages[%d]", i), true
+				ni.Source, explicit, ni.Asked = fmt.Sprintf("talos.installerImages[%d]", i), true, true
 				break
 			}
 		}
@@ -110,9 +113,12 @@ func resolveImages(cfg *config.Config, current map[string]rollout.Image, labels 
 func planImages(images map[string]NodeImage) map[string]plan.NodeImage {
 	out := map[string]plan.NodeImage{}
 	for name, ni := range images {
-		want := ni.TargetSchematic
-		if want == "" {
-			want = ni.Current.Schematic
+		// A schematic goes with the node only when the configuration asks
+		// for it: otherwise the node keeps the one it booted, and a node
+		// that comes back with another has lost something.
+		want := ""
+		if ni.Asked {
+			want = ni.TargetSchematic
 		}
 		out[name] = plan.NodeImage{Image: ni.Target, Schematic: want}
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/rollout"
@@ -47,6 +50,19 @@ func (p *Planned) readResume(ctx context.Context) error {
 		}
 		delete(st.Nodes, n)
 	}
+	// A halted node stops the run until it is retried: a resume that went
+	// on with the other nodes would change them under a failure no one
+	// has looked at.
+	var halted []string
+	for _, n := range slices.Sorted(maps.Keys(st.Nodes)) {
+		if ns := st.Nodes[n]; ns.Halted {
+			halted = append(halted, fmt.Sprintf("%s (%s)", n, ns.Reason))
+		}
+	}
+	if len(halted) > 0 {
+		return Usage(fmt.Errorf("the run halted at %s: a resume changes nothing until the halted node is tried again; "+
+			"look at it, then resume with --retry-node NODE", strings.Join(halted, ", ")))
+	}
 	p.Resume = st
 	return nil
 }
@@ -79,12 +95,10 @@ func (p *Planned) journalEntries(ctx context.Context, path string) ([]rollout.En
 		}
 		return entries, nil
 	}
-	fh, err := os.Open(path)
-	if err != nil {
+	log, err := journal.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, Usage(fmt.Errorf("--resume: %w", err))
 	}
-	defer fh.Close()
-	log, err := journal.Read(fh)
 	if err != nil {
 		return nil, Usage(&rollout.JournalError{Why: err.Error()})
 	}

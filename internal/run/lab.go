@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -213,6 +214,10 @@ func (s *labSite) Stats() *LabStats {
 // labJournal keeps the lab's state in step with the journal, and plays the
 // rehearsed crash.
 type labJournal struct {
+	// mu keeps an entry and the state saved with it together: parallel
+	// workers record at once, and an older state must never be saved
+	// over a newer one.
+	mu    sync.Mutex
 	inner rollout.Journal
 	lab   *lab.Lab
 	state string
@@ -222,6 +227,8 @@ type labJournal struct {
 }
 
 func (j *labJournal) Record(ctx context.Context, e rollout.Entry) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if err := j.inner.Record(ctx, e); err != nil {
 		return err
 	}

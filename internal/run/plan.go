@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +22,9 @@ import (
 // the claimed version change, the nodes to take.
 type Inputs struct {
 	Config *config.Config
+	// ConfigPath is the file Config was read from ("" for the lab's own):
+	// no output of the run may be written over it.
+	ConfigPath string
 	// Claim is what the flags and the variables file say the change is.
 	Claim observe.Claim
 	// Only limits the run to these nodes (--only); Canary takes that many
@@ -89,7 +93,7 @@ func Plan(ctx context.Context, site Site, in Inputs, env Env) (*Planned, error) 
 	p, err := planRun(ctx, site, in, env)
 	if err != nil && ctx.Err() != nil {
 		// A stop (SIGINT/SIGTERM) cut the reads short: it is a stop.
-		return nil, rollout.Stopped(ctx)
+		return nil, rollout.StoppedBeforeStart(ctx)
 	}
 	return p, err
 }
@@ -107,6 +111,9 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 		}
 	}
 	if err := p.observe(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.checkNotOlder(); err != nil {
 		return nil, err
 	}
 	if p.Decision.Strategy != version.NoChange {
@@ -132,6 +139,12 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 		p.Images, imageRefusal = resolveImages(cfg, p.readImages(ctx), p.nodeLabels(ctx), p.Change.To.Talos, p.Decision.Strategy)
 	}
 	p.buildPlan()
+	if p.Plan.CanaryProblem != "" {
+		return nil, Usage(errors.New(p.Plan.CanaryProblem))
+	}
+	if ls, ok := site.(*labSite); ok && ls.crashNode != "" && !p.Plan.Has(ls.crashNode) {
+		return nil, Usage(fmt.Errorf("--lab-crash-at %s: %s is not changed by this run (not selected, or at the target already): the crash would never come", ls.spec.CrashAt, ls.crashNode))
+	}
 	p.Refusal = p.checkSelf(ctx)
 	if p.Refusal == nil {
 		p.Refusal = imageRefusal
@@ -227,6 +240,32 @@ func (p *Planned) checkVersions() error {
 	}
 	p.Hops = version.Hops(ch.From.Talos, ch.To.Talos)
 	return nil
+}
+
+// checkNotOlder refuses a target older than what a selected node runs:
+// drover does not downgrade, and "nothing to do" would not be true.
+func (p *Planned) checkNotOlder() error {
+	to := p.Change.To
+	var newer []string
+	for _, name := range slices.Sorted(maps.Keys(p.Observed)) {
+		if len(p.in.Only) > 0 && !slices.Contains(p.in.Only, name) {
+			continue
+		}
+		cur := p.Observed[name].Versions
+		switch {
+		case !to.Talos.IsZero() && !cur.Talos.IsZero() && cur.Talos.Compare(to.Talos) > 0:
+			newer = append(newer, fmt.Sprintf("%s runs Talos %s", name, cur.Talos))
+		case !to.Kubernetes.IsZero() && !cur.Kubernetes.IsZero() && cur.Kubernetes.Compare(to.Kubernetes) > 0:
+			newer = append(newer, fmt.Sprintf("%s runs Kubernetes %s", name, cur.Kubernetes))
+		}
+	}
+	if len(newer) == 0 {
+		return nil
+	}
+	if len(newer) > 3 {
+		newer = append(newer[:3], fmt.Sprintf("and %d more", len(newer)-3))
+	}
+	return Usage(fmt.Errorf("the target %s is older than what the nodes run (%s): drover does not downgrade; check the version you asked for", to, strings.Join(newer, ", ")))
 }
 
 // accessError says why the cluster could not be read: exit 4, nothing
@@ -326,12 +365,31 @@ func (p *Planned) buildPlan() {
 	if p.Resume != nil && p.Resume.Header.Only != "" {
 		only = strings.Split(p.Resume.Header.Only, ",")
 	}
+	canary, canaryNodes, canaryOnly, canaryDone := p.in.Canary, r.Canary, false, false
+	if p.Resume != nil {
+		// A resumed run keeps its canary: until it paused, it pauses after
+		// the canary's nodes that are left, or at once when none is.
+		canary, canaryNodes = 0, nil
+		if h := p.Resume.Header.Canary; h != "" && !p.Resume.CanaryPaused {
+			names := strings.Split(h, ",")
+			var left []string
+			for _, n := range names {
+				if ns := p.Resume.Nodes[n]; ns == nil || !ns.Done {
+					left = append(left, n)
+				}
+			}
+			canary, canaryNodes, canaryOnly, canaryDone = len(left), left, true, len(left) == 0
+			if canaryDone {
+				canaryNodes = names
+			}
+		}
+	}
 	p.Plan = plan.Build(plan.Input{
 		Nodes: p.Config.Nodes, Strategy: p.Decision.Strategy, From: p.Change.From, To: p.Change.To,
 		Current: current, MaxParallelWorkers: r.MaxParallelWorkers, Steps: r.StepDurations, ControlPlaneSoak: r.ControlPlaneSoak.Duration,
 		WorkerSoak: r.WorkerSoak.Duration, MaxSoaking: r.MaxSoaking, HealthPasses: r.HealthPasses, HealthInterval: r.HealthInterval.Duration,
 		RebuildTemplates: p.Config.Terraform.Templates == config.TemplatesRebuild,
-		Only:             only, Canary: p.in.Canary, CanaryNodes: r.Canary,
+		Only:             only, Canary: canary, CanaryNodes: canaryNodes, CanaryOnly: canaryOnly, CanaryDone: canaryDone,
 		Measured: p.measured, MeasuredCount: p.measuredN, Self: p.selfToHandOff(), Images: planImages(p.Images),
 	})
 	p.Plan.InFlight = inFlight

@@ -103,6 +103,9 @@ func (u *Upgrade) RunID() string { return u.runID }
 // reported); the error is the run's, typed for the exit code.
 func (u *Upgrade) Run(ctx context.Context) (*Output, error) {
 	p := u.planned
+	if err := u.checkFiles(); err != nil {
+		return nil, err
+	}
 	if out, done := u.nothingToDo(); done {
 		return out, nil
 	}
@@ -282,9 +285,9 @@ func (u *Upgrade) engine(ctx context.Context, sink rollout.Sink) (*rollout.Engin
 		return nil, release, err
 	}
 	h := rollout.RunHeader{Cluster: p.Config.Cluster.Name, Strategy: string(p.Plan.Strategy), From: p.Plan.From.String(), To: p.Plan.To.String(),
-		Only: strings.Join(p.Plan.Only, ",")}
+		Only: strings.Join(p.Plan.Only, ","), Canary: strings.Join(p.Plan.Canary, ",")}
 	if p.Resume != nil {
-		h.Only = p.Resume.Header.Only
+		h.Only, h.Canary = p.Resume.Header.Only, p.Resume.Header.Canary
 	}
 	r := assemble.Run{Journal: u.journal, Sink: sink, RunID: u.runID, Header: h, Resume: p.Resume,
 		SkipDrainPreflight: o.SkipDrainPreflight, SkipPreflightHealth: o.SkipPreflightHealth, SkipImageCheck: o.SkipImageCheck, Self: p.Self.Spec}

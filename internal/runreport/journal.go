@@ -47,11 +47,15 @@ func FromJournal(entries []rollout.Entry) Doc {
 			n.Outcome = rollout.OutcomeFailed
 		case e.Status == rollout.StatusInterrupted && n.Outcome != rollout.OutcomeUpgraded:
 			n.Outcome = rollout.OutcomeInterrupted
+		case e.Status == rollout.StatusFailed && n.Outcome != rollout.OutcomeRolledBack:
+			n.Outcome = rollout.OutcomeFailed
 		}
 		if e.Status == rollout.StatusStarted {
 			open[k] = e
 			if n.Outcome == rollout.OutcomeUntouched {
-				n.Outcome = rollout.OutcomeFailed // touched; a later entry says better
+				// Touched, and nothing after says how it ended: a run that
+				// stopped (a crash) left it mid-step.
+				n.Outcome = rollout.OutcomeInterrupted
 			}
 			continue
 		}
@@ -73,6 +77,11 @@ func FromJournal(entries []rollout.Entry) Doc {
 	}
 	if !d.Finished.IsZero() {
 		d.Duration = d.Finished.Sub(d.Started)
+	}
+	if d.Result == "" {
+		// No end entry: the run crashed, or it is still running.
+		d.Result = rollout.ResultInterrupted
+		d.Error = "the journal ends without the run's end: it crashed or was killed (or is still running); resume it with drover upgrade --resume"
 	}
 	return d
 }
