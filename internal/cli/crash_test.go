@@ -231,9 +231,11 @@ func TestResumeHaltedNodesAndBadJournals(t *testing.T) {
 	}
 	// The fault is gone (say the operator fixed the cause), but the node
 	// stays halted without --retry-node.
+	// Resuming changes nothing until the halted node is retried: exit 2,
+	// naming the flag that would retry it.
 	r = drover(t, append(args, "--resume")...)
-	if r.code != ExitHalted || !strings.Contains(decodeReport(t, r).Error, "--retry-node k8s-work-1") {
-		t.Fatalf("resume without retry: exit %d %s", r.code, r.stdout)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "--retry-node k8s-work-1") {
+		t.Fatalf("resume without retry: exit %d %s", r.code, r.stderr)
 	}
 	r = droverContinued(t, append(args, "--resume", "--retry-node", "k8s-work-1")...)
 	if r.code != ExitOK {

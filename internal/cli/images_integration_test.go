@@ -45,7 +45,7 @@ nodes:
 talos:
   installerImage: `+base+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
-`+extra+`rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+`+extra+`rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	}

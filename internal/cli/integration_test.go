@@ -203,6 +203,7 @@ talos:
   etcdSnapshotDir: `+snapshots+`
 rollout:
   controlPlaneSoak: 1s
+  workerSoak: 1s
   healthInterval: 1s
   readyTimeout: 1m
 health:
@@ -273,7 +274,7 @@ func TestAControlPlaneEndpointThatGoesAwayDoesNotStopTheRun(t *testing.T) {
 	write(t, cfg, "cluster: {name: ep}\nnodes:\n"+inv.String()+`talos:
   installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
-rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
@@ -324,7 +325,7 @@ nodes:
 talos:
   installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
-rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", kubeconfig, "--talosconfig", talosconfig,
@@ -408,6 +409,7 @@ terraform:
 rollout:
   maxParallelWorkers: 2
   controlPlaneSoak: 1s
+  workerSoak: 1s
   healthInterval: 1s
   readyTimeout: 1m
 health:
@@ -451,7 +453,7 @@ func tfBinary(t *testing.T) string {
 func TestRunLockRefusesASecondRunAndUnlockBreaksIt(t *testing.T) {
 	testenv.Require(t, env)
 	ctx := context.Background()
-	l := &journal.LeaseLock{Client: env.Client, Clock: clock.Real{}, Namespace: "drover-lock-test", Name: "drover-upgrade", TTL: time.Minute}
+	l := &journal.LeaseLock{Client: env.Drover, Clock: clock.Real{}, Namespace: "drover-lock-test", Name: "drover-upgrade", TTL: time.Minute}
 	release, err := l.Acquire(ctx, journal.Holder{Runner: "runner-other", RunID: "run-42", Started: time.Now()})
 	if err != nil {
 		t.Fatal(err)
@@ -500,7 +502,7 @@ nodes:
 talos:
   installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
-rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	journalPath := filepath.Join(dir, "journal.jsonl")
@@ -558,7 +560,7 @@ nodes:
 talos:
   installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
-rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig, "--lock-namespace", "drover-cmj",
@@ -669,7 +671,7 @@ func signalCluster(t *testing.T, prefix string, ip int) (dir, cfg string, names 
 	write(t, cfg, "cluster: {name: "+prefix+"}\nnodes:\n"+inv.String()+`talos:
   installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
-rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	return dir, cfg, names, talosconfig
@@ -826,7 +828,7 @@ nodes:
 talos:
   installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
-rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, healthAttempts: 2}
+rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m, healthAttempts: 2}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	r := drover(t, "upgrade", "--config", cfg, "--kubeconfig", env.Kubeconfig, "--talosconfig", talosconfig,
@@ -885,7 +887,7 @@ nodes:
 talos:
   installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
-rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, maxParallelWorkers: 2}
+rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m, maxParallelWorkers: 2}
 health: {checkTimeout: 20s}
 `)
 	var out, errb bytes.Buffer
@@ -1028,7 +1030,7 @@ talos:
   installerImage: `+installerImage(t)+`
   etcdSnapshotDir: `+filepath.Join(dir, "snapshots")+`
   etcdSnapshotUpload: {url: "s3://prox-ops-state/etcd-snapshots/", endpoint: "`+s3.Endpoint+`", pathStyle: true}
-rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	var out, errb bytes.Buffer
@@ -1132,7 +1134,7 @@ terraform:
   binary: `+tf+`
   workingDir: `+tfDir+`
   backendConfig:
-`+backendYAML.String()+`rollout: {controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
+`+backendYAML.String()+`rollout: {controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `)
 	journalPath := filepath.Join(dir, "journal.jsonl")

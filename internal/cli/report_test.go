@@ -23,7 +23,7 @@ func TestReportOfALabRun(t *testing.T) {
 	for _, want := range []string{
 		"# drover test-results report: cattle upgrade halted",
 		"| Versions | Talos v1.11.3, Kubernetes v1.34.1 → Talos v1.12.0, Kubernetes v1.34.1 |",
-		"| k8s-work-1 | worker | 4 | v1.11.3 → v1.12.0 | 4m58s | met (≤ 6m) | 7/7 passed (2 attempts) | upgraded |",
+		"| k8s-work-1 | worker | 4 | v1.11.3 → v1.12.0 | 10m29s | met (≤ 6m) | 7/7 passed (2 attempts) | upgraded |",
 		"failed: Pod Health (3 attempts) | rolled-back |",
 		"```mermaid\ngantt\n", "    section k8s-work-3\n", ":crit, ", "## Rollbacks", "- **k8s-work-3**: rolled-back (failed checks: Pod Health)",
 		"Templates: 10m (PRD target ≤ 15m).", "## Notifications",
@@ -37,7 +37,8 @@ func TestReportOfALabRun(t *testing.T) {
 	}
 
 	fromJournal := drover(t, "report", "--journal", j)
-	if fromJournal.code != ExitOK || !strings.Contains(fromJournal.stdout, "| k8s-work-3 | - | - | v1.11.3 → v1.12.0 | 10m27s | - | - | rolled-back |") ||
+	if fromJournal.code != ExitOK || !strings.Contains(fromJournal.stdout, "| k8s-work-1 | - | - | v1.11.3 → v1.12.0 | 10m29s | met (≤ 6m) | - | upgraded |") ||
+		!strings.Contains(fromJournal.stdout, "| k8s-work-3 | - | - | v1.11.3 → v1.12.0 | 10m55s | - | - | rolled-back |") ||
 		!strings.Contains(fromJournal.stdout, "| Result | **halted** |") {
 		t.Fatalf("from the journal: exit %d\n%s", fromJournal.code, fromJournal.stdout)
 	}

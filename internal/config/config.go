@@ -38,6 +38,14 @@ type Config struct {
 	Secrets           Secrets           `yaml:"secrets" json:"secrets"`
 	Metrics           Metrics           `yaml:"metrics" json:"metrics"`
 	KubeClient        KubeClient        `yaml:"kubeClient" json:"kubeClient"`
+	Journal           Journal           `yaml:"journal" json:"journal"`
+}
+
+// Journal shapes the journal kept in the cluster (--journal configmap).
+type Journal struct {
+	// KeepRuns is how many runs the cluster journal keeps (0: 20); older
+	// runs are deleted whole when a run starts, never the running one.
+	KeepRuns int `yaml:"keepRuns" json:"keepRuns"`
 }
 
 // KubeClient shapes drover's Kubernetes API client; the flags --kube-qps,

@@ -220,6 +220,9 @@ func (c *Config) validate(lines map[string]int) []Problem {
 			add("metrics.pushgateway", "%q: want the Pushgateway's http(s) URL, such as http://pushgateway.monitoring:9091", RedactURL(u))
 		}
 	}
+	if c.Journal.KeepRuns < 0 {
+		add("journal.keepRuns", "must be 0 (the default, 20) or more, got %d", c.Journal.KeepRuns)
+	}
 	if k := c.KubeClient; k.QPS < 0 || k.Burst < 0 || k.RequestTimeout.Duration < 0 {
 		add("kubeClient", "qps, burst and requestTimeout must not be negative")
 	} else if k.QPS > 0 && k.Burst > 0 && float32(k.Burst) < k.QPS {

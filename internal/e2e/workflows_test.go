@@ -605,7 +605,7 @@ nodes:
   etcdSnapshotRecipients: [`+snapshotKey.Recipient().String()+`]
 terraform:
   workingDir: terraform
-rollout: {maxParallelWorkers: 2, controlPlaneSoak: 1s, healthInterval: 1s, readyTimeout: 1m, healthAttempts: 2}
+rollout: {maxParallelWorkers: 2, controlPlaneSoak: 1s, workerSoak: 1s, healthInterval: 1s, readyTimeout: 1m, healthAttempts: 2}
 health: {disable: [DNS Resolution, Network Connectivity]}
 `), 0o644))
 	tfDir := filepath.Join(dir, "terraform")

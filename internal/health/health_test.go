@@ -140,7 +140,12 @@ func newFixture(t *testing.T, name string) *fixture {
 	f.put(t, f.ceph(), cephStatus("HEALTH_OK", nil))
 	f.put(t, f.kustomization(), fluxReady("True"))
 	f.put(t, f.helmRelease(), fluxReady("True"))
-	f.g = &Gate{Client: env.Client, Dynamic: dyn, Clock: clock.Real{}, Settings: config.Health{
+	// The gate gets the client drover builds; the fixtures keep theirs.
+	droverDyn, err := dynamic.NewForConfig(env.DroverConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.g = &Gate{Client: env.Drover, Dynamic: droverDyn, Clock: clock.Real{}, Settings: config.Health{
 		CriticalNamespaces: []string{"kube-system", name}, CheckTimeout: config.D(15 * time.Second),
 	}, Inventory: []config.Node{{Name: nodes[1], GPUs: 1}}}
 	f.gpu = plan.Node{Node: config.Node{Name: nodes[1], Role: config.RoleWorker, GPUs: 1}}
@@ -215,7 +220,7 @@ func (f *fixture) useCache(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	c := NewCache(env.Client)
+	c := NewCache(env.Drover)
 	if err := c.Start(ctx, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -662,9 +667,9 @@ func TestAWarmCacheGateListsNothing(t *testing.T) {
 	f := newFixture(t, "h-warm")
 	ctx := context.Background()
 	crashLooping(t, f.name, "crasher", f.gpu.Name, 6)
-	cfg := rest.CopyConfig(env.Config)
+	cfg := rest.CopyConfig(env.DroverConfig)
 	counter := &countingTransport{lists: map[string]int{}}
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter })
 	client := kubernetes.NewForConfigOrDie(cfg)
 	cache := NewCache(client)
 	cctx, cancel := context.WithCancel(ctx)
@@ -675,7 +680,7 @@ func TestAWarmCacheGateListsNothing(t *testing.T) {
 	g := *f.g
 	g.Client, g.Reader = client, cache
 	g.Settings.Disable = []string{CheckDNS, CheckNetwork, CheckScheduling} // probes create pods: another cost
-	lists := Lists{Client: env.Client}
+	lists := Lists{Client: env.Drover}
 	var viaCache, viaLists rollout.HealthResult
 	testenv.Eventually(t, 30*time.Second, "the cache to see the crash-looping pod", func() (bool, error) {
 		viaCache = g.Check(ctx, f.input())
@@ -688,7 +693,7 @@ func TestAWarmCacheGateListsNothing(t *testing.T) {
 	if n := counter.count() - warm; n != 0 {
 		t.Fatalf("five gates on a warm cache sent %d lists of pods or nodes: %v", n, counter.lists)
 	}
-	g.Client, g.Reader = env.Client, lists
+	g.Client, g.Reader = env.Drover, lists
 	viaLists = g.Check(ctx, f.input())
 	if a, b := viaCache.Summary(f.gpu.Name), viaLists.Summary(f.gpu.Name); a != b || diagnostics(viaCache) != diagnostics(viaLists) {
 		t.Fatalf("the cache says\n%s\n%s\nthe lists say\n%s\n%s", a, diagnostics(viaCache), b, diagnostics(viaLists))

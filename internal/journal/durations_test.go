@@ -15,7 +15,7 @@ func TestDurationsHistory(t *testing.T) {
 	testenv.Require(t, env)
 	ctx := context.Background()
 	ns := env.Namespace(t, "durations-test")
-	d := Durations{Client: env.Client, Namespace: ns}
+	d := Durations{Client: env.Drover, Namespace: ns}
 	if s, err := d.Load(ctx); err != nil || len(s) != 0 {
 		t.Fatalf("empty history: %v %v", s, err)
 	}

@@ -23,7 +23,7 @@ var env *testenv.Env
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 func lock(name string, ttl time.Duration) *LeaseLock {
-	return &LeaseLock{Client: env.Client, Clock: clock.Real{}, Namespace: "drover", Name: name, TTL: ttl}
+	return &LeaseLock{Client: env.Drover, Clock: clock.Real{}, Namespace: "drover", Name: name, TTL: ttl}
 }
 
 func TestSecondRunIsRefusedAndNamesTheHolder(t *testing.T) {
@@ -77,7 +77,7 @@ func TestRenewalKeepsTheLockAndUnlockBreaksIt(t *testing.T) {
 	// judged on it, not on how busy the machine is.
 	clk := clock.NewVirtual(time.Now())
 	onClock := func(ttl time.Duration) *LeaseLock {
-		return &LeaseLock{Client: env.Client, Clock: clk, Namespace: "drover", Name: "renewed", TTL: ttl}
+		return &LeaseLock{Client: env.Drover, Clock: clk, Namespace: "drover", Name: "renewed", TTL: ttl}
 	}
 	release, err := onClock(time.Second).Acquire(ctx, Holder{Runner: "runner-d", RunID: "run-4"})
 	if err != nil {

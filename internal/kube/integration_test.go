@@ -35,7 +35,7 @@ var env *testenv.Env
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
 func client() *kube.Client {
-	return &kube.Client{Client: env.Client, Clock: clock.Real{}, EvictRetryDelay: 300 * time.Millisecond, PollInterval: 200 * time.Millisecond, DeleteEmptyDirData: true}
+	return &kube.Client{Client: env.Drover, Clock: clock.Real{}, EvictRetryDelay: 300 * time.Millisecond, PollInterval: 200 * time.Millisecond, DeleteEmptyDirData: true}
 }
 
 func nodes(t *testing.T, k *testenv.Kubelets, talos string, names ...string) {
@@ -318,7 +318,7 @@ func TestIdentityDiffFindsLostLabelTaintAndGPU(t *testing.T) {
 		}
 	}
 	// And the Node Readiness check fails on it.
-	g := &health.Gate{Client: env.Client, Clock: clock.Real{}, Settings: config.Health{CriticalNamespaces: []string{}, Disable: withoutProbes.Disable}}
+	g := &health.Gate{Client: env.Drover, Clock: clock.Real{}, Settings: config.Health{CriticalNamespaces: []string{}, Disable: withoutProbes.Disable}}
 	n := plan.Node{Node: config.Node{Name: "gpu-1", Role: config.RoleWorker}}
 	res := g.Check(ctx, rollout.GateInput{Node: n, Want: version.Pair{Talos: version.MustParse("v1.11.3")}, Before: &before})
 	if f := res.Failed(); len(f) != 1 || f[0] != health.CheckNodeReadiness {
@@ -390,7 +390,7 @@ func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 	kc := client()
 	hv := &testenv.Hypervisor{Kubelets: k, BootDelay: 300 * time.Millisecond}
 	eng := &rollout.Engine{
-		Cluster: kc, Replacer: hv, Health: &health.Gate{Client: env.Client, Clock: clock.Real{}, Settings: withoutProbes},
+		Cluster: kc, Replacer: hv, Health: &health.Gate{Client: env.Drover, Clock: clock.Real{}, Settings: withoutProbes},
 		Journal: &journal.Memory{}, Clock: clock.Real{}, RunID: "it",
 		Preflights: []rollout.Preflight{kube.DrainPreflightCheck{Client: kc}},
 		Policy: rollout.Policy{DrainTimeout: time.Minute, ReadyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second,

@@ -49,6 +49,13 @@ func Text(s string) string {
 	return s
 }
 
+// Cell is a value in a table cell: as Text, but a cell never starts a
+// line, so a leading "-" or "1." stays as it is ("-" is how a report
+// says "none").
+func Cell(s string) string {
+	return inline.Replace(strings.TrimSpace(oneLine(s)))
+}
+
 // Mermaid is a name on one line of a Mermaid chart inside a ```mermaid
 // block: letters, digits, spaces and a few marks only. ':' ends a task
 // name, '#' and ';' and "%%" start comments or entities, a backtick could

@@ -37,3 +37,18 @@ func TestMermaidAndQuote(t *testing.T) {
 		t.Errorf("Quote = %q, want %q", got, want)
 	}
 }
+
+func TestCell(t *testing.T) {
+	for in, want := range map[string]string{
+		"-":            "-",
+		"1. first":     "1. first",
+		"a | b":        `a \| b`,
+		"line\nbreak":  "line break",
+		"<b>bold</b>":  "&lt;b&gt;bold&lt;/b&gt;",
+		"*not* `code`": "\\*not\\* \\`code\\`",
+	} {
+		if got := Cell(in); got != want {
+			t.Errorf("Cell(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -81,7 +81,7 @@ func StepSummary(r *rollout.Report) string {
 		if n.Duration > 0 {
 			d = n.Duration.Round(1e9).String()
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s → %s | %s | %s |\n", mdtext.Text(n.Name), mdtext.Text(string(r.Strategy)), mdtext.Text(n.From), mdtext.Text(n.To), d, mdtext.Text(string(n.Outcome)))
+		fmt.Fprintf(&b, "| %s | %s | %s → %s | %s | %s |\n", mdtext.Cell(n.Name), mdtext.Cell(string(r.Strategy)), mdtext.Cell(n.From), mdtext.Cell(n.To), d, mdtext.Cell(string(n.Outcome)))
 	}
 	if r.Error != "" {
 		b.WriteString("\n" + mdtext.Quote(r.Error))

@@ -127,7 +127,12 @@ func (s *clusterSite) Defaults() Defaults {
 
 func (s *clusterSite) Journal(j rollout.Journal, _ *Planned) rollout.Journal { return j }
 
-func (s *clusterSite) EventsClient() kubernetes.Interface {
+func (s *clusterSite) EventsClient() kubernetes.Interface { return s.ownClient() }
+func (s *clusterSite) LockClient() kubernetes.Interface   { return s.ownClient() }
+
+// ownClient is a client with a rate limiter of its own, on the same
+// access and rates as the run's.
+func (s *clusterSite) ownClient() kubernetes.Interface {
 	if s.rest == nil {
 		return nil
 	}

@@ -53,15 +53,16 @@ func (p *Planned) readResume(ctx context.Context) error {
 	// A halted node stops the run until it is retried: a resume that went
 	// on with the other nodes would change them under a failure no one
 	// has looked at.
-	var halted []string
+	var halted, retry []string
 	for _, n := range slices.Sorted(maps.Keys(st.Nodes)) {
 		if ns := st.Nodes[n]; ns.Halted {
 			halted = append(halted, fmt.Sprintf("%s (%s)", n, ns.Reason))
+			retry = append(retry, "--retry-node "+n)
 		}
 	}
 	if len(halted) > 0 {
 		return Usage(fmt.Errorf("the run halted at %s: a resume changes nothing until the halted node is tried again; "+
-			"look at it, then resume with --retry-node NODE", strings.Join(halted, ", ")))
+			"look at it, then resume with %s", strings.Join(halted, ", "), strings.Join(retry, " ")))
 	}
 	p.Resume = st
 	return nil
@@ -79,7 +80,7 @@ func (p *Planned) configMapJournal(path string) (*journal.ConfigMap, error) {
 	case p.Site.Client() == nil:
 		return nil, Usage(fmt.Errorf("--journal %s needs cluster access", path))
 	}
-	return &journal.ConfigMap{Client: p.Site.Client(), Namespace: ns, Name: name, Mask: p.env.mask}, nil
+	return &journal.ConfigMap{Client: p.Site.Client(), Namespace: ns, Name: name, Mask: p.env.mask, KeepRuns: p.Config.Journal.KeepRuns}, nil
 }
 
 // journalEntries reads the journal at path (a file or a ConfigMap).

@@ -108,6 +108,7 @@ func (s *labSite) Versions() *observe.Reader {
 	return &observe.Reader{Client: s.lab.Client, Talos: s.lab.Talos()}
 }
 func (s *labSite) EventsClient() kubernetes.Interface { return s.lab.Client }
+func (s *labSite) LockClient() kubernetes.Interface   { return s.lab.Client }
 func (s *labSite) Images() rollout.ImageReader        { return s.lab.Talos() }
 
 // Self is where the lab runs drover's runner pod.

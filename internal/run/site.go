@@ -60,6 +60,10 @@ type Site interface {
 	// EventsClient is the client Node events are written with: one of its
 	// own on a real cluster, so they never queue behind the run's calls.
 	EventsClient() kubernetes.Interface
+	// LockClient is the client the run lock is taken and renewed with:
+	// one of its own on a real cluster (as controllers' leader election
+	// has), so that a drain's burst of evictions cannot starve a renewal.
+	LockClient() kubernetes.Interface
 	// Finished is told the run is over and returns what it has to say
 	// (the lab saves its state and counts the Events drover recorded).
 	Finished(env Env) []string

@@ -257,7 +257,7 @@ func (u *Upgrade) refused(err error) (*Output, error) {
 // then stops at its next safe point, as on SIGTERM.
 func (u *Upgrade) lock(ctx context.Context) (context.Context, func(), error) {
 	site := u.planned.Site
-	kc := site.Client()
+	kc := site.LockClient()
 	if kc == nil {
 		return ctx, func() {}, Usage(fmt.Errorf("%w; an upgrade needs the cluster (rehearse with --lab)", kube.ErrNoCluster))
 	}

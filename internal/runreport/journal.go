@@ -70,8 +70,17 @@ func FromJournal(entries []rollout.Entry) Doc {
 			n.Duration = n.Steps[len(n.Steps)-1].Finished.Sub(n.Steps[0].Started)
 			n.DurationSeconds = n.Duration.Seconds()
 		}
+		// The target is for the time to the node's gate, as the run's own
+		// report judges it: a worker's soak goes on after it.
+		changed := n.Duration
+		for _, s := range n.Steps {
+			if s.Step == rollout.StepHealth && s.Status == rollout.StatusDone {
+				changed = s.Finished.Sub(n.Steps[0].Started)
+			}
+		}
+		n.ChangedSeconds = changed.Seconds()
 		if t := rollout.NodeTarget(d.Strategy); t > 0 && n.Outcome == rollout.OutcomeUpgraded {
-			n.TargetSeconds, n.MissedTarget = t.Seconds(), n.Duration > t
+			n.TargetSeconds, n.MissedTarget = t.Seconds(), changed > t
 		}
 		d.Nodes = append(d.Nodes, *n)
 	}

@@ -18,22 +18,22 @@ func Markdown(w io.Writer, d Doc) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# drover test-results report: %s upgrade %s\n\n", mdtext.Text(orDash(d.Strategy)), mdtext.Text(string(d.Result)))
 	b.WriteString("| | |\n|---|---|\n")
-	fmt.Fprintf(&b, "| Run | %s |\n", mdtext.Text(d.RunID))
-	fmt.Fprintf(&b, "| Versions | %s → %s |\n", mdtext.Text(d.From), mdtext.Text(d.To))
-	fmt.Fprintf(&b, "| Strategy | %s |\n", mdtext.Text(orDash(d.Strategy)))
+	fmt.Fprintf(&b, "| Run | %s |\n", mdtext.Cell(d.RunID))
+	fmt.Fprintf(&b, "| Versions | %s → %s |\n", mdtext.Cell(d.From), mdtext.Cell(d.To))
+	fmt.Fprintf(&b, "| Strategy | %s |\n", mdtext.Cell(orDash(d.Strategy)))
 	if d.Rationale != "" {
-		fmt.Fprintf(&b, "| Why | %s |\n", mdtext.Text(d.Rationale))
+		fmt.Fprintf(&b, "| Why | %s |\n", mdtext.Cell(d.Rationale))
 	}
-	fmt.Fprintf(&b, "| Result | **%s** |\n", mdtext.Text(string(d.Result)))
+	fmt.Fprintf(&b, "| Result | **%s** |\n", mdtext.Cell(string(d.Result)))
 	if !d.Started.IsZero() {
 		fmt.Fprintf(&b, "| Started | %s |\n", d.Started.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(&b, "| Duration | %s |\n", short(d.Duration))
 	if t := d.Trigger; t != nil {
-		fmt.Fprintf(&b, "| Trigger | %s |\n", mdtext.Text(triggerText(t)))
+		fmt.Fprintf(&b, "| Trigger | %s |\n", mdtext.Cell(triggerText(t)))
 	}
 	if d.Source != "" {
-		fmt.Fprintf(&b, "| Read from | %s |\n", mdtext.Text(d.Source))
+		fmt.Fprintf(&b, "| Read from | %s |\n", mdtext.Cell(d.Source))
 	}
 	if d.Error != "" {
 		b.WriteString("\n" + mdtext.Quote(d.Error))
@@ -54,8 +54,8 @@ func Markdown(w io.Writer, d Doc) error {
 		if n.Batch > 0 {
 			batch = fmt.Sprint(n.Batch)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s → %s | %s | %s | %s | %s |\n", mdtext.Text(n.Name), mdtext.Text(orDash(n.Role)), batch, mdtext.Text(n.From), mdtext.Text(n.To), dur,
-			mdtext.Text(targetNote(n)), mdtext.Text(healthVerdict(n)), mdtext.Text(string(n.Outcome)))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s → %s | %s | %s | %s | %s |\n", mdtext.Cell(n.Name), mdtext.Cell(orDash(n.Role)), batch, mdtext.Cell(n.From), mdtext.Cell(n.To), dur,
+			mdtext.Cell(targetNote(n)), mdtext.Cell(healthVerdict(n)), mdtext.Cell(string(n.Outcome)))
 	}
 	if len(skipped) > 0 {
 		fmt.Fprintf(&b, "\nSkipped (already at the target, or not selected): %s.\n", mdtext.Text(strings.Join(skipped, ", ")))

@@ -39,7 +39,7 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 		names = append(names, n.Name)
 	}
 	t.Cleanup(func() { env.DeleteNodes(names...) })
-	kc := &kube.Client{Client: env.Client, Clock: clock.Real{}, EvictRetryDelay: 300 * time.Millisecond, PollInterval: 200 * time.Millisecond}
+	kc := &kube.Client{Client: env.Drover, Clock: clock.Real{}, EvictRetryDelay: 300 * time.Millisecond, PollInterval: 200 * time.Millisecond}
 	testenv.Eventually(t, 20*time.Second, "the fixture's nodes to register", func() (bool, error) {
 		for _, n := range names {
 			if id, err := kc.Identity(ctx, n); err != nil || !id.Ready {
@@ -77,7 +77,7 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 	r := f.runner(t, f.settings())
 	p := plan.Build(plan.Input{Nodes: fixtureNodes, Strategy: version.Cattle, From: v1113, To: v1120, MaxParallelWorkers: 2})
 	eng := &rollout.Engine{
-		Cluster: kc, Replacer: r, Health: &health.Gate{Client: env.Client, Clock: clock.Real{}, Settings: withoutProbes},
+		Cluster: kc, Replacer: r, Health: &health.Gate{Client: env.Drover, Clock: clock.Real{}, Settings: withoutProbes},
 		Journal: &journal.Memory{}, Clock: clock.Real{}, RunID: "tf",
 		Preflights: []rollout.Preflight{Preflight{Runner: r, At: v1113}, kube.DrainPreflightCheck{Client: kc}},
 		Policy: rollout.Policy{DrainTimeout: time.Minute, ReadyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second,

@@ -34,6 +34,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prox-ops/drover/internal/kube"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -62,9 +64,15 @@ var Controllers = []string{
 
 // Env is a running control plane.
 type Env struct {
-	// Config reaches the API server as a cluster admin.
+	// Config reaches the API server as a cluster admin, fast: it is for
+	// the tests' fixtures only, never given to drover's code.
 	Config *rest.Config
 	Client kubernetes.Interface
+	// DroverConfig and Drover are the client drover's commands build
+	// (kube.Access from the kubeconfig, kubectl's rates): what a test
+	// hands to drover's code, so that it runs the production client.
+	DroverConfig *rest.Config
+	Drover       kubernetes.Interface
 	// Kubeconfig is a kubeconfig file for the admin.
 	Kubeconfig string
 	Dir        string
@@ -206,6 +214,12 @@ func Start(ctx context.Context) (_ *Env, err error) {
 	}
 	e.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := writeKubeconfig(e.Kubeconfig, e.Config); err != nil {
+		return nil, err
+	}
+	if e.DroverConfig, _, err = (kube.Access{Kubeconfig: e.Kubeconfig}).RESTConfig(); err != nil {
+		return nil, err
+	}
+	if e.Drover, err = kubernetes.NewForConfig(e.DroverConfig); err != nil {
 		return nil, err
 	}
 	if err := e.start("kube-controller-manager", filepath.Join(bin, "kube-controller-manager"),
