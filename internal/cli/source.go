@@ -129,8 +129,14 @@ func (f *sourceFlags) access(s Streams) kube.Access {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
+	errOut := s.Err
 	return kube.Access{Kubeconfig: f.kubeconfig, Context: f.kubeCtx, Getenv: getenv, Home: s.Home, InCluster: s.InCluster,
-		QPS: f.kubeQPS, Burst: f.kubeBurst, RequestTimeout: f.requestTimeout}
+		QPS: f.kubeQPS, Burst: f.kubeBurst, RequestTimeout: f.requestTimeout,
+		Warn: func(w string) {
+			if errOut != nil {
+				fmt.Fprintf(errOut, "drover: warning: the API server says: %s\n", w)
+			}
+		}}
 }
 
 // accessFor is the cluster access for cfg: the flags win over its

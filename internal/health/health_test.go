@@ -26,6 +26,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
 	"github.com/prox-ops/drover/internal/testenv"
@@ -697,5 +698,88 @@ func TestAWarmCacheGateListsNothing(t *testing.T) {
 	viaLists = g.Check(ctx, f.input())
 	if a, b := viaCache.Summary(f.gpu.Name), viaLists.Summary(f.gpu.Name); a != b || diagnostics(viaCache) != diagnostics(viaLists) {
 		t.Fatalf("the cache says\n%s\n%s\nthe lists say\n%s\n%s", a, diagnostics(viaCache), b, diagnostics(viaLists))
+	}
+}
+
+// TestPodSecurityRestrictedProbesPass: the test API server admits pods
+// as Talos does (enforce baseline, warn and audit restricted); in a probe
+// namespace that enforces "restricted", every probe is admitted, runs and
+// passes, and the API server has nothing to warn about.
+func TestPodSecurityRestrictedProbesPass(t *testing.T) {
+	f := newFixture(t, "h-psa")
+	ctx := context.Background()
+	ns := env.Namespace(t, "h-psa-probes")
+	nsObj, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels = map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"}
+	if _, err := env.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	rc, _, err := (kube.Access{Kubeconfig: env.Kubeconfig, Warn: func(w string) { warnings = append(warnings, w) }}).RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := *f.g
+	g.Client = kubernetes.NewForConfigOrDie(rc)
+	g.Settings.ProbeNamespace = ns
+	res := g.Check(ctx, f.input())
+	ran := 0
+	for _, c := range res.Checks {
+		if probing(c.Name) && c.Passed {
+			ran++
+		}
+	}
+	if ran != 3 {
+		t.Fatalf("%d probes passed under restricted, want 3\n%s", ran, diagnostics(res))
+	}
+	if len(warnings) > 0 {
+		t.Fatalf("the API server warned about drover's probe pods: %q", warnings)
+	}
+}
+
+// TestPodSecurityRefusalIsNamed: a pod that does not meet the namespace's
+// policy is refused by admission, and drover says so (not RBAC); under
+// Talos's default "warn: restricted", the API server's warning reaches
+// drover's own output once, however many pods draw it.
+func TestPodSecurityRefusalIsNamed(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	enforced := env.Namespace(t, "h-psa-enforced")
+	nsObj, err := env.Client.CoreV1().Namespaces().Get(ctx, enforced, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels = map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}
+	if _, err := env.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bare := func(name string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox:1.37"}}}}
+	}
+	var warnings []string
+	rc, _, err := (kube.Access{Kubeconfig: env.Kubeconfig, Warn: func(w string) { warnings = append(warnings, w) }}).RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(rc)
+	_, err = cs.CoreV1().Pods(enforced).Create(ctx, bare("refused"), metav1.CreateOptions{})
+	if err == nil {
+		t.Fatal("a pod without a security context was admitted under enforce: restricted")
+	}
+	pe := &ProbeError{Namespace: enforced, Err: err}
+	if pe.Admission() != `Pod Security "restricted:latest"` || !strings.Contains(pe.Error(), "admission refused the probe pod") || strings.Contains(pe.Error(), "grant create") {
+		t.Fatalf("the refusal reads: %v", pe)
+	}
+	warned := env.Namespace(t, "h-psa-warned") // Talos's defaults: warn restricted
+	for _, name := range []string{"w-1", "w-2", "w-3"} {
+		if _, err := cs.CoreV1().Pods(warned).Create(ctx, bare(name), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `would violate PodSecurity "restricted:latest"`) {
+		t.Fatalf("warnings heard: %q, want the one warning once", warnings)
 	}
 }

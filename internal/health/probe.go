@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
 
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/kube"
@@ -187,7 +189,43 @@ type ProbeError struct {
 	Err       error
 }
 
+// restrictedContainer is what Pod Security "restricted" asks of a
+// container: no privilege escalation, every capability dropped, a
+// read-only root filesystem (the probes write nothing).
+func restrictedContainer() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true), RunAsNonRoot: ptr.To(true),
+		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+}
+
+// admissionRE finds an admission refusal in a Forbidden error: Pod
+// Security's ("violates PodSecurity "restricted:latest": ...") or a
+// webhook's.
+var admissionRE = regexp.MustCompile(`violates PodSecurity "([^"]+)"|admission webhook "([^"]+)" denied`)
+
+// Admission says which admission refused the probe pod ("" when the
+// refusal is not admission's: RBAC).
+func (e *ProbeError) Admission() string {
+	if !apierrors.IsForbidden(e.Err) {
+		return ""
+	}
+	m := admissionRE.FindStringSubmatch(e.Err.Error())
+	switch {
+	case m == nil:
+		return ""
+	case m[1] != "":
+		return `Pod Security "` + m[1] + `"`
+	default:
+		return `admission webhook "` + m[2] + `"`
+	}
+}
+
 func (e *ProbeError) Error() string {
+	if a := e.Admission(); a != "" {
+		return fmt.Sprintf("admission refused the probe pod in namespace %s (%s; not a permission: RBAC allowed it): %v; "+
+			"drover's probe pods meet Pod Security \"restricted\": look for a policy or webhook there that asks more, or set health.probeNamespace to a namespace that admits them", e.Namespace, a, e.Err)
+	}
 	if apierrors.IsForbidden(e.Err) {
 		return fmt.Sprintf("drover may not create pods in namespace %s (grant create, get and delete on pods there; the kit's runner Role does): %v", e.Namespace, e.Err)
 	}
@@ -208,7 +246,14 @@ func (g *Gate) probe(ctx context.Context, kind string, command []string, place p
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ProbeNamespace, Labels: map[string]string{ProbeLabel: kind}},
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever, ActiveDeadlineSeconds: &deadline,
-			Containers: []corev1.Container{{Name: "probe", Image: s.ProbeImage, Command: command}},
+			Containers: []corev1.Container{{Name: "probe", Image: s.ProbeImage, Command: command, SecurityContext: restrictedContainer()}},
+			// Admitted under Pod Security "restricted", which Talos warns
+			// and audits by default and an operator may enforce.
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To(int64(65534)), RunAsGroup: ptr.To(int64(65534)),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			AutomountServiceAccountToken: ptr.To(false),
 		},
 	}
 	place(&pod.Spec)

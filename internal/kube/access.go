@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,6 +39,11 @@ type Access struct {
 	QPS            float32
 	Burst          int
 	RequestTimeout time.Duration
+	// Warn hears the API server's warnings (Pod Security's "would violate"
+	// among them), each distinct one once, for drover's own (masked)
+	// output; nil drops them. client-go's default would print each one
+	// unmasked, again for every request.
+	Warn func(string)
 }
 
 // kubectl's client rates; drover's own client uses them unless told.
@@ -117,7 +123,31 @@ func (a Access) shape(c *rest.Config) *rest.Config {
 		timeout = a.RequestTimeout
 	}
 	c.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &deadline{rt: rt, d: timeout} })
+	c.WarningHandler = rest.NoWarnings{}
+	if a.Warn != nil {
+		c.WarningHandler = &onceWarnings{warn: a.Warn, seen: map[string]bool{}}
+	}
 	return c
+}
+
+// onceWarnings passes each distinct API warning on once.
+type onceWarnings struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	warn func(string)
+}
+
+func (w *onceWarnings) HandleWarningHeader(code int, _ string, text string) {
+	if code != 299 || text == "" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seen[text] {
+		return
+	}
+	w.seen[text] = true
+	w.warn(text)
 }
 
 // deadline bounds each request, its body read included, except a watch,

@@ -62,6 +62,30 @@ var Controllers = []string{
 	"endpointslice-controller",
 }
 
+// TalosAdmission is the admission configuration Talos gives a cluster's
+// API server: Pod Security enforces "baseline" and warns and audits
+// "restricted" in every namespace but kube-system. The test API server
+// runs with it, so that drover's pods meet what they meet on Talos.
+const TalosAdmission = `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: PodSecurity
+    configuration:
+      apiVersion: pod-security.admission.config.k8s.io/v1
+      kind: PodSecurityConfiguration
+      defaults:
+        enforce: baseline
+        enforce-version: latest
+        audit: restricted
+        audit-version: latest
+        warn: restricted
+        warn-version: latest
+      exemptions:
+        usernames: []
+        runtimeClasses: []
+        namespaces: [kube-system]
+`
+
 // Env is a running control plane.
 type Env struct {
 	// Config reaches the API server as a cluster admin, fast: it is for
@@ -184,8 +208,12 @@ func Start(ctx context.Context) (_ *Env, err error) {
 	if err := writeRSAKey(saKey); err != nil {
 		return nil, err
 	}
+	admission := filepath.Join(dir, "admission.yaml")
+	if err := os.WriteFile(admission, []byte(TalosAdmission), 0o600); err != nil {
+		return nil, err
+	}
 	certDir := filepath.Join(dir, "certs")
-	common := []string{"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+	common := []string{"--admission-control-config-file=" + admission,"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--token-auth-file=" + tokenFile, "--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + saKey, "--service-account-signing-key-file=" + saKey,
