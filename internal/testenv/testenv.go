@@ -213,7 +213,7 @@ func Start(ctx context.Context) (_ *Env, err error) {
 		return nil, err
 	}
 	certDir := filepath.Join(dir, "certs")
-	common := []string{"--admission-control-config-file=" + admission,"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+	common := []string{"--admission-control-config-file=" + admission, "--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--token-auth-file=" + tokenFile, "--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + saKey, "--service-account-signing-key-file=" + saKey,
