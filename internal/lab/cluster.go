@@ -736,30 +736,9 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// budget is a PDB's arithmetic, as the disruption controller computes it.
-type budget struct {
-	expected, healthy, min int
-}
-
-func (b budget) allowed() int { return max(0, b.healthy-b.min) }
-
-// budgetOf is the budget of a's PodDisruptionBudget; l.mu must be held.
-func (l *Lab) budgetOf(a *app) budget {
-	b := budget{expected: a.replicas}
-	for _, p := range l.store.ofApp[a] {
-		if p.DeletionTimestamp == nil && podReady(p) {
-			b.healthy++
-		}
-	}
-	switch {
-	case a.minAvailable != nil:
-		v, _ := intstr.GetScaledValueFromIntOrPercent(a.minAvailable, b.expected, true)
-		b.min = v
-	case a.maxUnavailable != nil:
-		v, _ := intstr.GetScaledValueFromIntOrPercent(a.maxUnavailable, b.expected, true)
-		b.min = max(0, b.expected-v)
-	}
-	return b
+// budgetOf is the state of a's PodDisruptionBudget; l.mu must be held.
+func (l *Lab) budgetOf(a *app) Budget {
+	return BudgetOf(a.pdb.Spec, a.replicas, slices.Collect(maps.Values(l.store.ofApp[a])))
 }
 
 // evict is the eviction subresource: refused with 429 when the pod's
@@ -775,11 +754,11 @@ func (l *Lab) evict(ns, name string) error {
 		return nil
 	}
 	a := l.appOf(p)
-	// An unready pod does not count against the budget.
-	if a != nil && a.pdb != nil && podReady(p) {
-		if b := l.budgetOf(a); b.allowed() < 1 {
+	if a != nil && a.pdb != nil {
+		b := l.budgetOf(a)
+		if why := EvictionRefused(p, &b); why != "" {
 			l.stats.EvictionsRefused++
-			return apierrors.NewTooManyRequests(fmt.Sprintf("Cannot evict pod as it would violate the pod's disruption budget. The disruption budget %s needs %d healthy pods and has %d currently", a.name, b.min, b.healthy), 10)
+			return apierrors.NewTooManyRequests(why, 10)
 		}
 	}
 	l.stats.Evictions++
@@ -847,19 +826,20 @@ func (l *Lab) observeApp(a *app) {
 	if a.pdb != nil {
 		b := l.budgetOf(a)
 		key := a.key()
+		desired := b.Desired()
 		switch {
-		case b.healthy < b.min && !l.satisfied[key]:
+		case b.Healthy < desired && !l.satisfied[key]:
 			// A workload still starting up is not disrupted.
-		case b.healthy < b.min && !l.violated[key]:
+		case b.Healthy < desired && !l.violated[key]:
 			l.violated[key] = true
 			l.stats.PDBViolations++
-			l.log("", "PDB VIOLATION: %s has %d healthy pods, needs %d", key, b.healthy, b.min)
-		case b.healthy >= b.min:
+			l.log("", "PDB VIOLATION: %s has %d healthy pods, needs %d", key, b.Healthy, desired)
+		case b.Healthy >= desired:
 			l.violated[key], l.satisfied[key] = false, true
 		}
 		st := policyv1.PodDisruptionBudgetStatus{
-			ObservedGeneration: a.pdb.Generation, DisruptionsAllowed: int32(b.allowed()),
-			CurrentHealthy: int32(b.healthy), DesiredHealthy: int32(b.min), ExpectedPods: int32(b.expected),
+			ObservedGeneration: a.pdb.Generation, DisruptionsAllowed: int32(b.Allowed()),
+			CurrentHealthy: int32(b.Healthy), DesiredHealthy: int32(desired), ExpectedPods: int32(b.Expected),
 		}
 		if old := a.pdb.Status; old.DisruptionsAllowed != st.DisruptionsAllowed || old.CurrentHealthy != st.CurrentHealthy || old.ExpectedPods != st.ExpectedPods || old.DesiredHealthy != st.DesiredHealthy {
 			a.pdb.Status = st
