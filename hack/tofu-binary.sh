@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# Finds a Terraform-compatible binary for the Terraform integration tests:
-# `tofu` or `terraform` on PATH, else OpenTofu built from its Go module
-# source at a pinned version into the cache (about 4 minutes, once).
+# The Terraform-compatible binary for the Terraform integration tests: the
+# OpenTofu release the kit pins (kit.DefaultTofuVersion, checked by
+# internal/kit's tests), built from its Go module source into the cache
+# (about 4 minutes, once). DROVER_TF_BIN names another binary instead
+# (say /usr/local/bin/terraform), DROVER_TOFU_VERSION another release.
 # Prints the binary's path on its last line.
 set -euo pipefail
 
-TOFU_VERSION="${DROVER_TOFU_VERSION:-v1.10.10}"
+TOFU_VERSION="${DROVER_TOFU_VERSION:-v1.10.6}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/tofu-$TOFU_VERSION"
 
-for b in tofu terraform; do
-  if p="$(command -v "$b")"; then
-    echo "$p"
-    exit 0
-  fi
-done
+if [[ -n "${DROVER_TF_BIN:-}" ]]; then
+  echo "$DROVER_TF_BIN"
+  exit 0
+fi
 if [[ -x "$CACHE/tofu" ]]; then
   echo "$CACHE/tofu"
   exit 0
 fi
-echo "tofu: neither tofu nor terraform on PATH; building OpenTofu $TOFU_VERSION from its module source" >&2
+echo "tofu: building OpenTofu $TOFU_VERSION (the kit's pin) from its module source" >&2
 mkdir -p "$CACHE"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

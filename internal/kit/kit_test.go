@@ -401,3 +401,16 @@ func TestRenovateConfigValidator(t *testing.T) {
 		t.Fatalf("renovate-config-validator: %v\n%s", err, out)
 	}
 }
+
+// TestTheTestsRunTheKitsOpenTofu: the Terraform tests build the OpenTofu
+// release the kit pins, so they run what the kit's workflows run.
+func TestTheTestsRunTheKitsOpenTofu(t *testing.T) {
+	script, err := os.ReadFile(filepath.Join("..", "..", "hack", "tofu-binary.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`DROVER_TOFU_VERSION:-v([0-9.]+)`).FindSubmatch(script)
+	if m == nil || string(m[1]) != DefaultTofuVersion {
+		t.Fatalf("hack/tofu-binary.sh builds OpenTofu %q, the kit pins %s", m, DefaultTofuVersion)
+	}
+}
