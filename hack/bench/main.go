@@ -42,6 +42,7 @@ import (
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
+	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
@@ -53,7 +54,8 @@ type row struct{ what, figure, reference, ratio string }
 
 func main() {
 	kubectl := flag.String("kubectl", os.Getenv("DROVER_KUBECTL_BIN"), "kubectl binary (hack/kubectl-binary.sh)")
-	only := flag.String("only", "", "run only these parts, comma-separated: drain, gate, lab, cluster")
+	only := flag.String("only", "", "run only these parts, comma-separated: drain, gate, journal, lab, cluster")
+	entries := flag.Int("journal-entries", 20000, "entries of the cluster-journal run")
 	flag.Parse()
 	want := func(part string) bool { return *only == "" || strings.Contains(","+*only+",", ","+part+",") }
 	ctx := context.Background()
@@ -68,13 +70,18 @@ func main() {
 		check(err)
 		rows = append(rows, r...)
 	}
-	if want("drain") || want("gate") {
+	if want("drain") || want("gate") || want("journal") {
 		env, err := testenv.Start(ctx)
 		check(err)
 		defer env.Stop()
 		fmt.Fprintln(os.Stderr, env.Summary)
 		if want("drain") {
 			r, err := drains(ctx, env, *kubectl)
+			check(err)
+			rows = append(rows, r...)
+		}
+		if want("journal") {
+			r, err := clusterJournal(ctx, env, *entries)
 			check(err)
 			rows = append(rows, r...)
 		}
@@ -526,4 +533,64 @@ func createPod(ctx context.Context, cs kubernetes.Interface, ns, name, node stri
 		ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Ready: true, Started: ptr.To(true), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}}}
 	_, err = cs.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	return err
+}
+
+// clusterJournal records one run of n entries in the cluster journal
+// (chunk ConfigMaps on the real API server) through the production client
+// at 1000 QPS (as --kube-qps 1000 would set it: at kubectl's 50 QPS the
+// client, not the journal, would be measured), then reads it back as a
+// resume does.
+func clusterJournal(ctx context.Context, env *testenv.Env, n int) ([]row, error) {
+	rc, _, err := (kube.Access{Kubeconfig: env.Kubeconfig, QPS: 1000, Burst: 1000}).RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	j := &journal.ConfigMap{Client: cs, Namespace: "bench-journal", Name: "drover-journal"}
+	run := "bench-run"
+	header := &rollout.RunHeader{Cluster: "bench", Strategy: "cattle", From: "Talos v1.11.3, Kubernetes v1.34.1", To: "Talos v1.12.0, Kubernetes v1.34.1"}
+	steps := []rollout.Step{rollout.StepCordon, rollout.StepDrain, rollout.StepDestroy, rollout.StepCreate, rollout.StepWaitReady, rollout.StepUncordon, rollout.StepHealth}
+	var first, last time.Duration
+	start := time.Now()
+	for i := range n {
+		e := rollout.Entry{Time: time.Now(), RunID: run, Node: fmt.Sprintf("k8s-work-%d", i/(2*len(steps))), Step: steps[(i/2)%len(steps)], Status: rollout.StatusStarted,
+			Detail: fmt.Sprintf("evicted %d pods; waited %ds for their grace periods", i%30, i%45)}
+		if i%2 == 1 {
+			e.Status = rollout.StatusDone
+		}
+		if i == 0 {
+			e.Node, e.Step, e.Header = "", rollout.StepRun, header
+		}
+		t := time.Now()
+		if err := j.Record(ctx, e); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		switch took := time.Since(t); {
+		case i < 1000:
+			first += took
+		case i >= n-1000:
+			last += took
+		}
+	}
+	wrote := time.Since(start)
+	t := time.Now()
+	back, err := (&journal.ConfigMap{Client: cs, Namespace: "bench-journal", Name: "drover-journal"}).Entries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	read := time.Since(t)
+	if len(back) != n || back[0].Header == nil {
+		return nil, fmt.Errorf("the journal read back %d entries, want %d with the header", len(back), n)
+	}
+	firstPer, lastPer := first/1000, last/1000
+	return []row{
+		{what: fmt.Sprintf("cluster journal, entries 1-1000 of %d (real API server, per entry)", n), figure: dur(firstPer), reference: "entries " + fmt.Sprint(n-999) + "-" + fmt.Sprint(n) + " " + dur(lastPer), ratio: ratio(float64(firstPer), float64(lastPer))},
+		{what: fmt.Sprintf("cluster journal, bytes sent per entry (%d entries)", n), figure: fmt.Sprintf("%d B", j.Sent/int64(n)), reference: fmt.Sprintf("limit %d B", journal.MaxEntryBytes), ratio: ratio(float64(j.Sent/int64(n)), journal.MaxEntryBytes)},
+		{what: fmt.Sprintf("cluster journal, bytes sent for the run (%d entries, in %s)", n, dur(wrote)), figure: mib(j.Sent), reference: "target 64 MiB", ratio: ratio(float64(j.Sent), 64<<20)},
+		{what: fmt.Sprintf("cluster journal, chunk revisions etcd keeps until it compacts (%d entries)", n), figure: mib(j.Stored), reference: "etcd quota 2048 MiB", ratio: ratio(float64(j.Stored), 2048<<20)},
+		{what: fmt.Sprintf("cluster journal, read back whole (%d entries, as a resume)", n), figure: dur(read), reference: "target 10.0s", ratio: ratio(float64(read), float64(10*time.Second))},
+	}, nil
 }

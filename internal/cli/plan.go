@@ -129,6 +129,9 @@ type planOutput struct {
 	RunsOn *runsOnJSON `json:"runsOn,omitempty"`
 	// Refused says why an upgrade of this plan would be refused.
 	Refused string `json:"refused,omitempty"`
+	// Warnings are what the plan saw that may hold the run: pods whose
+	// grace period is longer than the drain timeout.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // runsOnJSON is where drover runs, inside the cluster.
@@ -178,6 +181,7 @@ func planJSON(pd *run.Planned) planOutput {
 	if pd.Refusal != nil {
 		out.Refused = pd.Refusal.Error()
 	}
+	out.Warnings = pd.Warnings
 	return out
 }
 
@@ -228,6 +232,9 @@ func printPlanned(w io.Writer, p *run.Planned) {
 	}
 	if p.Refusal != nil {
 		fmt.Fprintf(w, "an upgrade of this plan would be refused (exit 4): %s\n", p.Refusal)
+	}
+	for _, warning := range p.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warning)
 	}
 	if tf := p.Terraform(); tf != "" {
 		fmt.Fprintf(w, "inventory completed from the Terraform state (%s):\n", tf)

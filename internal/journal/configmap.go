@@ -89,9 +89,10 @@ type ConfigMap struct {
 	// conflicts with other writers are retried.
 	mu   sync.Mutex
 	runs map[string]*chunkWriter
-	// Sent counts the bytes of the requests that wrote entries (a
-	// benchmark reads it).
-	Sent int64
+	// Sent counts the bytes of the requests that wrote entries, Stored
+	// the bytes of the chunk revisions they made etcd keep until it
+	// compacts (a benchmark reads them).
+	Sent, Stored int64
 }
 
 var _ rollout.Journal = (*ConfigMap)(nil)
@@ -272,6 +273,7 @@ func (c *ConfigMap) create(ctx context.Context, w *chunkWriter, line []byte) err
 	}
 	c.Sent += int64(len(line) + 512)
 	w.seq, w.keys, w.bytes, w.version = seq, 1, len(line)+1, got.ResourceVersion
+	c.Stored += int64(w.bytes)
 	return nil
 }
 
@@ -291,6 +293,7 @@ func (c *ConfigMap) append(ctx context.Context, w *chunkWriter, line []byte) err
 	}
 	c.Sent += int64(len(patch))
 	w.keys, w.bytes, w.version = w.keys+1, w.bytes+len(line)+1, got.ResourceVersion
+	c.Stored += int64(w.bytes)
 	return nil
 }
 

@@ -112,6 +112,10 @@ func TestALongRunIsKeptWholeAtAFlatCost(t *testing.T) {
 	if per := cm.Sent / n; per > MaxEntryBytes || per == 0 {
 		t.Errorf("%d bytes sent per entry, want at most %d", per, MaxEntryBytes)
 	}
+	// What etcd keeps per entry is bounded by a chunk, not by the run.
+	if per := cm.Stored / n; per > ChunkBytes || per == 0 {
+		t.Errorf("%d bytes of revisions per entry, want at most %d", per, ChunkBytes)
+	}
 	for _, c := range chunks(t, ns, "drover-journal") {
 		size := 0
 		for _, v := range c.Data {

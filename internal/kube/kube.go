@@ -312,6 +312,14 @@ func (c *Client) drainTimedOut(ctx context.Context, node string, timeout time.Du
 	e := &DrainTimeoutError{Node: node, Timeout: timeout}
 	for _, p := range pods {
 		b := BlockedPod{Namespace: p.Namespace, Pod: p.Name, Reason: "still terminating"}
+		if g := p.DeletionGracePeriodSeconds; g != nil && p.DeletionTimestamp != nil {
+			grace := time.Duration(*g) * time.Second
+			b.Reason = fmt.Sprintf("still terminating (its grace period is %s", grace)
+			if grace > timeout {
+				b.Reason += fmt.Sprintf(", longer than the drain timeout of %s: raise rollout.drainTimeout, or shorten its terminationGracePeriodSeconds", timeout)
+			}
+			b.Reason += ")"
+		}
 		if p.DeletionTimestamp == nil {
 			b.Reason = "not evicted"
 			if why := refused[p.Namespace+"/"+p.Name]; why != "" {

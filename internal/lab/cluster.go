@@ -52,6 +52,9 @@ type app struct {
 	maxUnavailable *intstr.IntOrString
 	// pdb is the app's PodDisruptionBudget, once created.
 	pdb *policyv1.PodDisruptionBudget
+	// grace is the pods' terminationGracePeriodSeconds (0: the default,
+	// 30 s); a lab pod takes all of it to stop.
+	grace int64
 	// runner pods belong to the runner scale set (an EphemeralRunner owns
 	// each) and request what the kit's runner template does.
 	runner bool
@@ -114,6 +117,8 @@ func (l *Lab) workloads() []*app {
 			apps = append(apps, &app{ns: "apps", name: "ledger-" + name, replicas: 1, pinned: name, minAvailable: intOrStr(1)})
 		case FaultLateFail:
 			apps = append(apps, &app{ns: "apps", name: "reports-" + name, replicas: 2, prefer: name, late: true, minAvailable: intOrStr(1)})
+		case FaultSlowShutdown:
+			apps = append(apps, &app{ns: "apps", name: "postgres-" + name, replicas: 1, pinned: name, grace: 600})
 		}
 	}
 	return apps
@@ -598,6 +603,9 @@ func (l *Lab) podObject(a *app, n *corev1.Node, name string) *corev1.Pod {
 	if a.gpu && !a.daemon {
 		p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{gpu: mustQty("1")}
 		p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{gpu: mustQty("1")}
+	}
+	if a.grace > 0 {
+		p.Spec.TerminationGracePeriodSeconds = ptr.To(a.grace)
 	}
 	if a.emptyDir {
 		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}

@@ -86,12 +86,16 @@ const (
 	FaultWrongImage Fault = "wrong-image"
 	// FaultImageMissing: the registry lacks the node's target image.
 	FaultImageMissing Fault = "image-missing"
+	// FaultSlowShutdown: a database (apps/postgres-NODE) on the node takes
+	// its whole 10-minute termination grace period to stop, longer than
+	// the default drain timeout.
+	FaultSlowShutdown Fault = "slow-shutdown"
 )
 
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
 	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
-	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing}
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {

@@ -290,6 +290,11 @@ func (e *Engine) drain(ctx context.Context, node string) error {
 		}
 		if a < attempts {
 			e.emit(Event{Kind: EventLog, Node: node, Step: StepDrain, Message: fmt.Sprintf("drain attempt %d/%d failed: %v; trying again", a, attempts, err)})
+			// A timed-out drain uncordons its node: cordon it again, or
+			// the next attempt evicts pods that keep landing on it.
+			if cerr := e.Cluster.Cordon(ctx, node); cerr != nil {
+				return fmt.Errorf("drain attempt %d/%d failed (%w), and cordoning again for the next failed: %w", a, attempts, err, cerr)
+			}
 		}
 	}
 	if attempts > 1 {

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/observe"
@@ -78,6 +81,10 @@ type Planned struct {
 	// Refusal, when set, is why an upgrade of this plan must not start
 	// (a *rollout.BlockedError): plan shows it, upgrade refuses it.
 	Refusal error
+	// Warnings are what may hold the run without refusing it: pods on
+	// the planned nodes whose grace period is longer than the drain
+	// timeout.
+	Warnings []string
 
 	in  Inputs
 	env Env
@@ -149,7 +156,59 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 	if p.Refusal == nil {
 		p.Refusal = imageRefusal
 	}
+	p.Warnings = p.longGraces(ctx)
 	return p, nil
+}
+
+// longGraces finds the pods on the planned nodes that a drain evicts and
+// whose terminationGracePeriodSeconds is longer than the drain timeout:
+// unless they stop sooner on SIGTERM, the drain of their node times out.
+func (p *Planned) longGraces(ctx context.Context) []string {
+	kc := p.Site.Client()
+	timeout := p.Config.Rollout.DrainTimeout.Duration
+	if kc == nil || timeout <= 0 {
+		return nil
+	}
+	planned := map[string]bool{}
+	for _, b := range p.Plan.Batches {
+		for _, n := range b.Nodes {
+			planned[n.Name] = true
+		}
+	}
+	var out []string
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := kc.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
+		if err != nil {
+			p.env.warn("list the pods, to compare their grace periods with rollout.drainTimeout: %v", err)
+			return out
+		}
+		for _, pod := range list.Items {
+			g := pod.Spec.TerminationGracePeriodSeconds
+			if !planned[pod.Spec.NodeName] || g == nil || time.Duration(*g)*time.Second <= timeout || !evictedByDrain(&pod) {
+				continue
+			}
+			w := fmt.Sprintf("pod %s/%s on %s has a termination grace period of %s, longer than rollout.drainTimeout (%s): if it takes it, each drain attempt there times out",
+				pod.Namespace, pod.Name, pod.Spec.NodeName, time.Duration(*g)*time.Second, timeout)
+			out = append(out, w)
+		}
+		if list.Continue == "" {
+			return out
+		}
+		opts.Continue = list.Continue
+	}
+}
+
+// evictedByDrain says whether a drain evicts the pod: not a DaemonSet's,
+// not a static pod's mirror, not finished.
+func evictedByDrain(pod *corev1.Pod) bool {
+	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return false
+	}
+	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "DaemonSet" {
+		return false
+	}
+	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 }
 
 // checkSelf refuses what drover cannot do from the node it runs on: drain

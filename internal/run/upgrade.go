@@ -113,6 +113,9 @@ func (u *Upgrade) Run(ctx context.Context) (*Output, error) {
 		return u.refused(err)
 	}
 	fmt.Fprintf(u.progress, "drover %s: cluster %s, run %s\n", u.opts.Version, p.Config.Cluster.Name, u.runID)
+	for _, w := range p.Warnings {
+		p.env.warn("%s", w)
+	}
 	if len(p.Config.Talos.EtcdSnapshotRecipients) == 0 && len(p.Config.ControlPlaneNodes()) > 0 {
 		p.env.warn("talos.etcdSnapshotRecipients is empty: the etcd snapshots (every Secret of the cluster) stay unencrypted in %s; the kit keeps only encrypted ones", p.Config.Talos.EtcdSnapshotDir)
 	}

@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prox-ops/drover/internal/rollout"
+)
+
+// TestGraceADrainWaitsForTheGracePeriod: the lab's pods take their
+// termination grace period (30 s, the default) to stop once evicted, as a
+// kubelet keeps them; every drain waits for it on the virtual clock.
+func TestGraceADrainWaitsForTheGracePeriod(t *testing.T) {
+	rep := filepath.Join(t.TempDir(), "r.json")
+	if r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--only", "k8s-work-1", "--report", rep); r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 10))
+	}
+	var report rollout.Report
+	data, err := os.ReadFile(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &report); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range report.Nodes {
+		for _, s := range n.Steps {
+			if s.Step == rollout.StepDrain {
+				if took := s.Finished.Sub(s.Started); took < 30*time.Second {
+					t.Fatalf("the drain of %s took %s: its pods were gone before their 30 s grace", n.Name, took)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("no drain in the report")
+}
+
+// TestGraceLongerThanTheDrainTimeout: a database on k8s-work-1 takes its
+// 10-minute grace period to stop, the drain timeout is 5 minutes. The plan
+// warns about it beforehand; with one drain attempt the run halts there,
+// naming the pod and its grace period, the node uncordoned; with the
+// default three attempts the drain outlasts the grace (the node is
+// cordoned again between attempts) and the run goes on.
+func TestGraceLongerThanTheDrainTimeout(t *testing.T) {
+	data, err := os.ReadFile("../../examples/prox-ops/drover.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := filepath.Join(t.TempDir(), "drover.yaml")
+	write(t, one, strings.Replace(string(data), "  drainAttempts: 3 ", "  drainAttempts: 1 ", 1))
+	fault := []string{"--lab-fault", "k8s-work-1=slow-shutdown", "--to-talos", "v1.12.0"}
+
+	plan := drover(t, append([]string{"plan", "--lab", "--config", one, "--output", "json"}, fault...)...)
+	var pj struct{ Warnings []string }
+	if err := json.Unmarshal([]byte(plan.stdout), &pj); err != nil || len(pj.Warnings) != 1 ||
+		!strings.Contains(pj.Warnings[0], "apps/postgres-k8s-work-1") || !strings.Contains(pj.Warnings[0], "grace period of 10m0s, longer than rollout.drainTimeout (5m0s)") {
+		t.Fatalf("the plan's warnings: %q (%v)", pj.Warnings, err)
+	}
+
+	r := drover(t, append([]string{"upgrade", "--lab", "--config", one, "--yes", "--output", "json"}, fault...)...)
+	rep := decodeReport(t, r)
+	if r.code != ExitHalted || !strings.Contains(rep.Error, "apps/postgres-k8s-work-1") || !strings.Contains(rep.Error, "its grace period is 10m0s, longer than the drain timeout of 5m0s") {
+		t.Fatalf("exit %d: %s", r.code, rep.Error)
+	}
+	if !strings.Contains(rep.Error, "uncordoned") {
+		t.Errorf("the halt does not say the node was left uncordoned: %s", rep.Error)
+	}
+	if !strings.Contains(r.stderr, "warning: pod apps/postgres-k8s-work-1") {
+		t.Errorf("the upgrade did not warn before it started:\n%s", lastLines(r.stderr, 20))
+	}
+
+	if r := drover(t, append([]string{"upgrade", "--lab", "--yes", "--only", "k8s-work-1"}, fault...)...); r.code != ExitOK {
+		t.Fatalf("three attempts: exit %d\n%s", r.code, lastLines(r.stderr, 10))
+	}
+}
