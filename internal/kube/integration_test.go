@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/prox-ops/drover/internal/assemble"
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
@@ -34,8 +36,10 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env)) }
 
+// client is drover's Kubernetes operations as the CLI assembles them:
+// the production client, production's eviction retry and polls.
 func client() *kube.Client {
-	return &kube.Client{Client: env.Drover, Clock: clock.Real{}, EvictRetryDelay: 300 * time.Millisecond, PollInterval: 200 * time.Millisecond, DeleteEmptyDirData: true}
+	return assemble.KubeClient(config.Defaults(), assemble.Adapters{Kube: env.Drover, Clock: clock.Real{}})
 }
 
 func nodes(t *testing.T, k *testenv.Kubelets, talos string, names ...string) {
@@ -328,7 +332,7 @@ func TestIdentityDiffFindsLostLabelTaintAndGPU(t *testing.T) {
 
 // TestCattleRunAgainstTheRealAPIServer runs the engine through internal/kube
 // against the real control plane, with the hypervisor simulated: a 5-node
-// cluster is upgraded with zero PDB violations.
+// cluster's four workers are replaced with zero PDB violations.
 func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 	testenv.Require(t, env)
 	ctx := context.Background()
@@ -386,16 +390,27 @@ func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 
 	from := version.Pair{Talos: version.MustParse("v1.11.3"), Kubernetes: version.MustParse("v1.34.1")}
 	to := version.Pair{Talos: version.MustParse("v1.12.0"), Kubernetes: version.MustParse("v1.34.1")}
-	p := plan.Build(plan.Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: 1})
+	// The workers: the control plane's etcd guard needs the Talos API,
+	// which internal/cli's integration tests serve; here the budgets meet
+	// production's drain.
+	var workers []string
+	for _, n := range inv[1:] {
+		workers = append(workers, n.Name)
+	}
+	p := plan.Build(plan.Input{Nodes: inv, Strategy: version.Cattle, From: from, To: to, MaxParallelWorkers: 1, Only: workers})
 	kc := client()
 	hv := &testenv.Hypervisor{Kubelets: k, BootDelay: 300 * time.Millisecond}
-	eng := &rollout.Engine{
-		Cluster: kc, Replacer: hv, Health: &health.Gate{Client: env.Drover, Clock: clock.Real{}, Settings: withoutProbes},
-		Journal: &journal.Memory{}, Clock: clock.Real{}, RunID: "it",
-		Preflights: []rollout.Preflight{kube.DrainPreflightCheck{Client: kc}},
-		Policy: rollout.Policy{DrainTimeout: time.Minute, ReadyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second,
-			HealthAttempts: 10, HealthInterval: 500 * time.Millisecond, ControlPlaneSoak: time.Second},
-	}
+	// The engine as the CLI assembles it, production's drain and polls
+	// included; the configuration shortens the waits an operator can
+	// (soaks, the gate's interval) and leaves out the checks the
+	// simulated kubelets cannot answer.
+	cfg := config.Defaults()
+	cfg.Nodes = inv
+	cfg.Health.Disable = withoutProbes.Disable
+	cfg.Rollout.ControlPlaneSoak, cfg.Rollout.WorkerSoak, cfg.Rollout.HealthInterval = config.D(time.Second), config.D(time.Second), config.D(time.Second)
+	cfg.Rollout.ReadyTimeout = config.D(time.Minute)
+	eng := assemble.Engine(cfg, assemble.Adapters{Kube: env.Drover, Clock: clock.Real{}, Replacer: hv},
+		assemble.Run{Journal: &journal.Memory{}, RunID: "it"})
 	rep, err := eng.Run(ctx, p)
 	close(stop)
 	wg.Wait()
@@ -403,6 +418,9 @@ func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	for _, n := range rep.Nodes {
+		if !slices.Contains(workers, n.Name) {
+			continue
+		}
 		if n.Outcome != rollout.OutcomeUpgraded {
 			t.Errorf("%s: %s %s", n.Name, n.Outcome, n.Reason)
 		}
@@ -411,13 +429,13 @@ func TestCattleRunAgainstTheRealAPIServer(t *testing.T) {
 			t.Errorf("%s after the run: %+v %v", n.Name, id, err)
 		}
 	}
-	if len(hv.Created) != 5 || len(hv.Destroyed) != 5 {
+	if len(hv.Created) != 4 || len(hv.Destroyed) != 4 {
 		t.Errorf("hypervisor created %v, destroyed %v", hv.Created, hv.Destroyed)
 	}
 	if v := violations.Load(); v != 0 {
 		t.Fatalf("%d samples saw a budget violated", v)
 	}
-	t.Logf("5-node cattle run against the real API server took %s", rep.Duration.Round(time.Millisecond))
+	t.Logf("4-worker cattle run against the real API server took %s", rep.Duration.Round(time.Millisecond))
 }
 
 // withoutProbes: the DNS and network probes and the GPU device plugin need

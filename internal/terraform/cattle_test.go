@@ -3,18 +3,20 @@ package terraform
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prox-ops/drover/internal/assemble"
 	"github.com/prox-ops/drover/internal/clock"
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/health"
 	"github.com/prox-ops/drover/internal/journal"
-	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/talos"
 	"github.com/prox-ops/drover/internal/testenv"
 	"github.com/prox-ops/drover/internal/version"
 )
@@ -33,13 +35,23 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 	ns := env.Namespace(t, "tf-cattle")
 	k := testenv.NewKubelets(env.Client, ns)
 	defer k.Close()
-	testenv.WatchVMs(t, f.vmDir, k, nil)
+	cfg := config.Defaults()
+	cfg.Nodes = fixtureNodes
+	ta, etcd := talosEtcd(t, cfg)
+	members := uint64(8001)
+	// A control-plane VM that boots joins etcd as a new member.
+	testenv.WatchVMs(t, f.vmDir, k, func(name, _ string) {
+		if n, ok := cfg.NodeByName(name); ok && n.IsControlPlane() {
+			members++
+			ta.SetMember(n.IP, members)
+		}
+	})
 	var names []string
 	for _, n := range fixtureNodes {
 		names = append(names, n.Name)
 	}
 	t.Cleanup(func() { env.DeleteNodes(names...) })
-	kc := &kube.Client{Client: env.Drover, Clock: clock.Real{}, EvictRetryDelay: 300 * time.Millisecond, PollInterval: 200 * time.Millisecond}
+	kc := assemble.KubeClient(config.Defaults(), assemble.Adapters{Kube: env.Drover, Clock: clock.Real{}})
 	testenv.Eventually(t, 20*time.Second, "the fixture's nodes to register", func() (bool, error) {
 		for _, n := range names {
 			if id, err := kc.Identity(ctx, n); err != nil || !id.Ready {
@@ -76,13 +88,17 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 
 	r := f.runner(t, f.settings())
 	p := plan.Build(plan.Input{Nodes: fixtureNodes, Strategy: version.Cattle, From: v1113, To: v1120, MaxParallelWorkers: 2})
-	eng := &rollout.Engine{
-		Cluster: kc, Replacer: r, Health: &health.Gate{Client: env.Drover, Clock: clock.Real{}, Settings: withoutProbes},
-		Journal: &journal.Memory{}, Clock: clock.Real{}, RunID: "tf",
-		Preflights: []rollout.Preflight{Preflight{Runner: r, At: v1113}, kube.DrainPreflightCheck{Client: kc}},
-		Policy: rollout.Policy{DrainTimeout: time.Minute, ReadyTimeout: 30 * time.Second, HealthTimeout: 30 * time.Second,
-			HealthAttempts: 10, HealthInterval: 500 * time.Millisecond, ControlPlaneSoak: time.Second},
-	}
+	// The engine as the CLI assembles it: production's drain, polls and
+	// etcd guard (etcd through the real Talos client, against the Talos
+	// API server of the test, as the control plane's apid would serve
+	// it); the configuration shortens only what an operator can.
+	cfg.Health.Disable = withoutProbes.Disable
+	cfg.Rollout.ControlPlaneSoak, cfg.Rollout.WorkerSoak, cfg.Rollout.HealthInterval = config.D(time.Second), config.D(time.Second), config.D(time.Second)
+	cfg.Rollout.ReadyTimeout, cfg.Rollout.MaxParallelWorkers = config.D(time.Minute), 2
+	cfg.Talos.EtcdSnapshotDir = t.TempDir()
+	eng := assemble.Engine(cfg, assemble.Adapters{Kube: env.Drover, Clock: clock.Real{}, Replacer: r, Etcd: etcd,
+		Preflights: []rollout.Preflight{Preflight{Runner: r, At: v1113}}},
+		assemble.Run{Journal: &journal.Memory{}, RunID: "tf"})
 	rep, err := eng.Run(ctx, p)
 	close(stop)
 	<-sampled
@@ -114,3 +130,27 @@ func TestCattleRunThroughTerraform(t *testing.T) {
 // a kubelet that runs containers, which this test's simulated kubelets do
 // not; internal/health tests those checks on their own fixtures.
 var withoutProbes = config.Health{Disable: []string{health.CheckDNS, health.CheckNetwork, health.CheckGPU}}
+
+// talosEtcd serves the Talos API of cfg's control-plane nodes (the test's
+// server, over mTLS, as their apids would) and returns the production etcd
+// adapter over the real Talos client.
+func talosEtcd(t *testing.T, cfg config.Config) (*testenv.TalosAPI, talos.EtcdAPI) {
+	t.Helper()
+	ta := testenv.NewTalosAPI()
+	for i, n := range cfg.ControlPlaneNodes() {
+		ta.Add(n.IP, n.Name, "v1.11.3", uint64(8001+i))
+		if i == 0 {
+			ta.SetLeader(uint64(8001 + i))
+		}
+	}
+	path := filepath.Join(t.TempDir(), "talosconfig")
+	if err := os.WriteFile(path, ta.Serve(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := talos.NewClient(context.Background(), path, talos.Bounds{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return ta, talos.Etcd{API: assemble.TalosAPI(cfg, c, clock.Real{}, nil)}
+}

@@ -38,7 +38,7 @@ var (
 )
 
 var fixtureNodes = []config.Node{
-	{Name: "k8s-ctrl-1", Role: config.RoleControlPlane, ProxmoxHost: "baldar", VMID: 8001},
+	{Name: "k8s-ctrl-1", Role: config.RoleControlPlane, ProxmoxHost: "baldar", VMID: 8001, IP: "127.0.0.81"},
 	{Name: "k8s-work-1", Role: config.RoleWorker, ProxmoxHost: "baldar", VMID: 8101},
 	{Name: "k8s-work-2", Role: config.RoleWorker, ProxmoxHost: "heimdall", VMID: 8102},
 	{Name: "k8s-work-3", Role: config.RoleWorker, ProxmoxHost: "odin", VMID: 8103},
