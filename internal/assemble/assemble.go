@@ -70,7 +70,8 @@ func Policy(cfg config.Config) rollout.Policy {
 		ReadyTimeout:  r.ReadyTimeout.Duration,
 		HealthTimeout: r.HealthTimeout.Duration, HealthAttempts: r.HealthAttempts, HealthPasses: r.HealthPasses,
 		HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration, WorkerSoak: r.WorkerSoak.Duration, MaxSoaking: r.MaxSoaking,
-		RebuildTemplates: cfg.Terraform.Templates == config.TemplatesRebuild,
+		RebuildTemplates:    cfg.Terraform.Templates == config.TemplatesRebuild,
+		VolumeDetachTimeout: r.VolumeDetachTimeout.Duration,
 	}
 }
 
@@ -144,6 +145,7 @@ func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 		Versions:   Versions(a),
 		Network:    a.Network,
 		Images:     a.Images,
+		Volumes:    kc,
 		Policy:     Policy(cfg),
 		// An already unhealthy cluster blocks the run before any change.
 		PreflightHealth: !r.SkipPreflightHealth,

@@ -78,3 +78,25 @@ func TestGraceLongerThanTheDrainTimeout(t *testing.T) {
 		t.Fatalf("three attempts: exit %d\n%s", r.code, lastLines(r.stderr, 10))
 	}
 }
+
+// TestVolumesDetachBeforeTheVMGoes: after each drain the run waits for the
+// node's volumes to detach (the lab's grafana has a Ceph RBD volume); a
+// volume that never detaches (volume-stuck) halts the run with exit 1 at
+// that node, its VM untouched, the volume, claim and pod named.
+func TestVolumesDetachBeforeTheVMGoes(t *testing.T) {
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes")
+	if out := r.stdout + r.stderr; r.code != ExitOK || !strings.Contains(out, "waiting for 1 volume(s) to detach: pvc-apps-grafana") || !strings.Contains(out, "volumes detached") {
+		t.Fatalf("exit %d; the progress does not show the volume wait:\n%s", r.code, lastLines(r.stdout, 30))
+	}
+	r = drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-1=volume-stuck", "--output", "json")
+	rep := decodeReport(t, r)
+	if r.code != ExitHalted || !strings.Contains(rep.Error, "still attached to k8s-work-1") || !strings.Contains(rep.Error, "claim apps/recorder-k8s-work-1, used by pod apps/recorder-k8s-work-1-") ||
+		!strings.Contains(rep.Error, "the VM was not touched") {
+		t.Fatalf("exit %d: %s", r.code, rep.Error)
+	}
+	for _, n := range rep.Nodes {
+		if n.Name == "k8s-work-1" && n.Outcome != "failed" {
+			t.Errorf("k8s-work-1: %s", n.Outcome)
+		}
+	}
+}

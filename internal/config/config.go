@@ -375,6 +375,9 @@ type Rollout struct {
 	// MaxSoaking is how many workers may soak at once (0: no limit); the
 	// next batch waits for room.
 	MaxSoaking int `yaml:"maxSoaking" json:"maxSoaking"`
+	// VolumeDetachTimeout bounds the wait, after a drain, until no
+	// VolumeAttachment names the node (0: no wait).
+	VolumeDetachTimeout Duration `yaml:"volumeDetachTimeout" json:"volumeDetachTimeout"`
 	// DeleteEmptyDirData lets drain evict pods that use emptyDir volumes.
 	DeleteEmptyDirData bool `yaml:"deleteEmptyDirData" json:"deleteEmptyDirData"`
 	// ForceDrainAfterTimeout deletes the pods a PodDisruptionBudget still
@@ -453,17 +456,18 @@ func Defaults() Config {
 		},
 		Talos: Talos{EtcdSnapshotDir: "etcd-snapshots", EtcdSnapshotsKeep: 3},
 		Rollout: Rollout{
-			MaxParallelWorkers: 1,
-			DrainTimeout:       D(5 * time.Minute),
-			DrainAttempts:      3,
-			ReadyTimeout:       D(10 * time.Minute),
-			HealthTimeout:      D(5 * time.Minute),
-			HealthAttempts:     3,
-			HealthPasses:       2,
-			HealthInterval:     D(30 * time.Second),
-			ControlPlaneSoak:   D(5 * time.Minute),
-			WorkerSoak:         D(5 * time.Minute),
-			DeleteEmptyDirData: true,
+			MaxParallelWorkers:  1,
+			DrainTimeout:        D(5 * time.Minute),
+			DrainAttempts:       3,
+			ReadyTimeout:        D(10 * time.Minute),
+			HealthTimeout:       D(5 * time.Minute),
+			HealthAttempts:      3,
+			HealthPasses:        2,
+			HealthInterval:      D(30 * time.Second),
+			ControlPlaneSoak:    D(5 * time.Minute),
+			WorkerSoak:          D(5 * time.Minute),
+			DeleteEmptyDirData:  true,
+			VolumeDetachTimeout: D(5 * time.Minute),
 			StepDurations: StepDurations{
 				// The reference cluster's, as the lab plays them: pods
 				// take their 30s grace, a Terraform run costs 15s, a gate

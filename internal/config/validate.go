@@ -258,6 +258,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		{"rollout.healthInterval", &r.HealthInterval, true},
 		{"rollout.controlPlaneSoak", &r.ControlPlaneSoak, false},
 		{"rollout.workerSoak", &r.WorkerSoak, false},
+		{"rollout.volumeDetachTimeout", &r.VolumeDetachTimeout, false},
 		{"rollout.stepDurations.drain", &r.StepDurations.Drain, false},
 		{"rollout.stepDurations.destroy", &r.StepDurations.Destroy, false},
 		{"rollout.stepDurations.create", &r.StepDurations.Create, false},

@@ -200,6 +200,7 @@ func TestRunnerPermissions(t *testing.T) {
 		{"read Flux Kustomizations", authv1.ResourceAttributes{Verb: "list", Group: "kustomize.toolkit.fluxcd.io", Resource: "kustomizations", Namespace: "flux-system"}, true},
 		{"read HelmReleases", authv1.ResourceAttributes{Verb: "get", Group: "helm.toolkit.fluxcd.io", Resource: "helmreleases", Namespace: "apps"}, true},
 		{"take the run lock in its namespace", authv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "github-actions"}, true},
+		{"see the volumes attached to a node", authv1.ResourceAttributes{Verb: "list", Group: "storage.k8s.io", Resource: "volumeattachments"}, true},
 		{"append to the journal's chunks", authv1.ResourceAttributes{Verb: "patch", Resource: "configmaps", Namespace: "github-actions"}, true},
 		{"list the journal's chunks", authv1.ResourceAttributes{Verb: "list", Resource: "configmaps", Namespace: "github-actions"}, true},
 		{"delete old runs' chunks", authv1.ResourceAttributes{Verb: "delete", Resource: "configmaps", Namespace: "github-actions"}, true},

@@ -52,6 +52,10 @@ type app struct {
 	maxUnavailable *intstr.IntOrString
 	// pdb is the app's PodDisruptionBudget, once created.
 	pdb *policyv1.PodDisruptionBudget
+	// volume: each pod mounts a Ceph RBD volume, attached to its node
+	// (a VolumeAttachment) while it runs there and detached a little
+	// after it left.
+	volume bool
 	// grace is the pods' terminationGracePeriodSeconds (0: the default,
 	// 30 s); a lab pod takes all of it to stop.
 	grace int64
@@ -96,7 +100,7 @@ func (l *Lab) workloads() []*app {
 		{ns: "rook-ceph", name: "csi-rbdplugin-provisioner", replicas: 2, maxUnavailable: intOrStr(1)},
 		{ns: "apps", name: "web", replicas: 3, minAvailable: intOrStr(2)},
 		{ns: "apps", name: "api", replicas: 4, maxUnavailable: intOrStr(1)},
-		{ns: "apps", name: "grafana", replicas: 1, emptyDir: true},
+		{ns: "apps", name: "grafana", replicas: 1, emptyDir: true, volume: true},
 	}
 	gpus := false
 	for _, name := range l.order {
@@ -117,6 +121,8 @@ func (l *Lab) workloads() []*app {
 			apps = append(apps, &app{ns: "apps", name: "ledger-" + name, replicas: 1, pinned: name, minAvailable: intOrStr(1)})
 		case FaultLateFail:
 			apps = append(apps, &app{ns: "apps", name: "reports-" + name, replicas: 2, prefer: name, late: true, minAvailable: intOrStr(1)})
+		case FaultVolumeStuck:
+			apps = append(apps, &app{ns: "apps", name: "recorder-" + name, replicas: 1, prefer: name, volume: true})
 		case FaultSlowShutdown:
 			apps = append(apps, &app{ns: "apps", name: "postgres-" + name, replicas: 1, pinned: name, grace: 600})
 		}
@@ -607,8 +613,11 @@ func (l *Lab) podObject(a *app, n *corev1.Node, name string) *corev1.Pod {
 	if a.grace > 0 {
 		p.Spec.TerminationGracePeriodSeconds = ptr.To(a.grace)
 	}
+	if a.volume {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "rbd", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: a.name}}})
+	}
 	if a.emptyDir {
-		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	}
 	if n != nil {
 		p.Spec.NodeName = n.Name
@@ -681,6 +690,9 @@ func (l *Lab) setPodRunning(p *corev1.Pod, n *corev1.Node) {
 // crash-looping when n's health fault is active.
 func (l *Lab) runPod(p *corev1.Pod, n *corev1.Node) {
 	a := l.appOf(p)
+	if a != nil && a.volume {
+		l.attach(a, n.Name)
+	}
 	crash := l.crashes(a, n.Name)
 	start := l.now()
 	p.Status.Phase = corev1.PodRunning

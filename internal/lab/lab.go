@@ -90,12 +90,15 @@ const (
 	// its whole 10-minute termination grace period to stop, longer than
 	// the default drain timeout.
 	FaultSlowShutdown Fault = "slow-shutdown"
+	// FaultVolumeStuck: an app with a Ceph RBD volume (apps/recorder-NODE)
+	// runs on the node, and its volume never detaches after the drain.
+	FaultVolumeStuck Fault = "volume-stuck"
 )
 
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
 	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
-	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown}
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown, FaultVolumeStuck}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {

@@ -112,7 +112,11 @@ func (l *Lab) putPod(p *corev1.Pod, prevNode string) {
 // dropPod deletes a pod of the lab; l.mu must be held.
 func (l *Lab) dropPod(p *corev1.Pod) {
 	_ = l.Client.Tracker().Delete(podsGVR, p.Namespace, p.Name)
-	l.store.unindex(p, p.Spec.NodeName, l.appOf(p))
+	a := l.appOf(p)
+	l.store.unindex(p, p.Spec.NodeName, a)
+	if a != nil && a.volume && p.Spec.NodeName != "" {
+		l.detachLater(a, p.Spec.NodeName)
+	}
 }
 
 // trackerPods lists every pod the fake API holds in ns (all namespaces for

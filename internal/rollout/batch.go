@@ -286,6 +286,12 @@ func (e *Engine) drain(ctx context.Context, node string) error {
 			}
 		}
 		if err = e.Cluster.Drain(ctx, node, e.Policy.DrainTimeout, progress); err == nil || ctx.Err() != nil {
+			if err == nil && e.Volumes != nil && e.Policy.VolumeDetachTimeout > 0 {
+				// The evicted pods' volumes must leave the node before its
+				// VM does: a VolumeAttachment left behind keeps a moved pod
+				// from attaching its volume for minutes.
+				return e.Volumes.WaitVolumesDetached(ctx, node, e.Policy.VolumeDetachTimeout, progress)
+			}
 			return err
 		}
 		if a < attempts {

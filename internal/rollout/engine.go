@@ -37,6 +37,16 @@ type Policy struct {
 	// RebuildTemplates: the templates are replaced in place (fixed VM ids),
 	// so a rollback first re-applies them at the old version.
 	RebuildTemplates bool
+	// VolumeDetachTimeout bounds the wait, after a drain, for the node's
+	// volumes to detach (0: no wait).
+	VolumeDetachTimeout time.Duration
+}
+
+// VolumeWaiter waits, after a drain, until no volume is attached to the
+// node any more (no VolumeAttachment names it), so that a destroyed or
+// rebooted VM leaves no volume behind that its moved pod cannot attach.
+type VolumeWaiter interface {
+	WaitVolumesDetached(ctx context.Context, node string, timeout time.Duration, progress func(msg string)) error
 }
 
 // Engine runs one upgrade. Every collaborator is injected; Replacer is
@@ -57,6 +67,9 @@ type Engine struct {
 	// Network, when set, reads each node's network links before its
 	// change, so the gate can tell a link or address it lost.
 	Network LinkReader
+	// Volumes, when set, waits for a drained node's volumes to detach
+	// before its VM goes (cattle) or reboots (pets).
+	Volumes VolumeWaiter
 	// Images, when set, reads what each node booted before its change
 	// (schematic, extensions), so the gate can tell one it lost.
 	Images ImageReader
