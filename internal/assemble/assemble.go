@@ -72,13 +72,14 @@ func Policy(cfg config.Config) rollout.Policy {
 		HealthInterval: r.HealthInterval.Duration, ControlPlaneSoak: r.ControlPlaneSoak.Duration, WorkerSoak: r.WorkerSoak.Duration, MaxSoaking: r.MaxSoaking,
 		RebuildTemplates:    cfg.Terraform.Templates == config.TemplatesRebuild,
 		VolumeDetachTimeout: r.VolumeDetachTimeout.Duration,
+		BlockingTimeout:     r.BlockingTimeout.Duration,
 	}
 }
 
 // KubeClient is drover's Kubernetes operations with the configured drain.
 func KubeClient(cfg config.Config, a Adapters) *kube.Client {
 	r := cfg.Rollout
-	return &kube.Client{Client: a.Kube, Clock: a.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout}
+	return &kube.Client{Client: a.Kube, Clock: a.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout, BlockingPods: r.BlockingSelectors()}
 }
 
 // Health is the health gate with the configured settings.
@@ -146,6 +147,7 @@ func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 		Network:    a.Network,
 		Images:     a.Images,
 		Volumes:    kc,
+		Holders:    kc,
 		Policy:     Policy(cfg),
 		// An already unhealthy cluster blocks the run before any change.
 		PreflightHealth: !r.SkipPreflightHealth,

@@ -100,3 +100,45 @@ func TestVolumesDetachBeforeTheVMGoes(t *testing.T) {
 		}
 	}
 }
+
+// TestABusyNodeIsLeftForLast: a transcode annotated do-not-disrupt holds
+// k8s-work-1 (it ends two hours into the lab): the plan takes the node last
+// among the workers and says why; the run waits there until the transcode
+// ended and goes on. Alone (--only), the node is reached at once, the
+// transcode outlasts rollout.blockingTimeout (1h) and the run stops with
+// exit 4, the node untouched.
+func TestABusyNodeIsLeftForLast(t *testing.T) {
+	fault := []string{"--to-talos", "v1.12.0", "--lab-fault", "k8s-work-1=busy"}
+	plan := drover(t, append([]string{"plan", "--lab", "--output", "json"}, fault...)...)
+	var pj struct {
+		Held    map[string][]string
+		Batches []struct{ Nodes []struct{ Name string } }
+	}
+	if err := json.Unmarshal([]byte(plan.stdout), &pj); err != nil {
+		t.Fatal(err)
+	}
+	// Last among the workers, but for drover's own node (the lab's
+	// runner pod runs on k8s-work-7), which hands off after every other.
+	var order []string
+	for _, b := range pj.Batches {
+		for _, n := range b.Nodes {
+			order = append(order, n.Name)
+		}
+	}
+	if len(pj.Held["k8s-work-1"]) != 1 || !strings.HasPrefix(pj.Held["k8s-work-1"][0], "media/transcode-k8s-work-1-") ||
+		len(order) < 2 || order[len(order)-2] != "k8s-work-1" || order[len(order)-1] != "k8s-work-7" {
+		t.Fatalf("held %v; order %v", pj.Held, order)
+	}
+	r := drover(t, append([]string{"upgrade", "--lab", "--yes"}, fault...)...)
+	if out := r.stdout + r.stderr; r.code != ExitOK || !strings.Contains(out, "held by media/transcode-k8s-work-1-") || !strings.Contains(out, "the pods that held it finished") {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stdout, 20))
+	}
+	r = drover(t, append([]string{"upgrade", "--lab", "--yes", "--only", "k8s-work-1", "--output", "json"}, fault...)...)
+	rep := decodeReport(t, r)
+	if r.code != ExitBlocked || !strings.Contains(rep.Error, "for more than rollout.blockingTimeout (1h0m0s); the node was not touched") {
+		t.Fatalf("exit %d: %s", r.code, rep.Error)
+	}
+	if len(rep.Nodes) == 0 || rep.Nodes[0].Outcome != "untouched" {
+		t.Errorf("nodes: %+v", rep.Nodes)
+	}
+}

@@ -132,6 +132,9 @@ type planOutput struct {
 	// Warnings are what the plan saw that may hold the run: pods whose
 	// grace period is longer than the drain timeout.
 	Warnings []string `json:"warnings,omitempty"`
+	// Held are the nodes that pods hold (do-not-disrupt), with the pods:
+	// each is planned last in its phase, and waited for.
+	Held map[string][]string `json:"held,omitempty"`
 }
 
 // runsOnJSON is where drover runs, inside the cluster.
@@ -182,6 +185,7 @@ func planJSON(pd *run.Planned) planOutput {
 		out.Refused = pd.Refusal.Error()
 	}
 	out.Warnings = pd.Warnings
+	out.Held = p.Held
 	return out
 }
 
@@ -232,6 +236,10 @@ func printPlanned(w io.Writer, p *run.Planned) {
 	}
 	if p.Refusal != nil {
 		fmt.Fprintf(w, "an upgrade of this plan would be refused (exit 4): %s\n", p.Refusal)
+	}
+	for _, node := range slices.Sorted(maps.Keys(p.Plan.Held)) {
+		fmt.Fprintf(w, "held: %s by %s (do-not-disrupt): planned last in its phase; the run waits up to %s (rollout.blockingTimeout) for them before it touches the node\n",
+			node, strings.Join(p.Plan.Held[node], ", "), p.Config.Rollout.BlockingTimeout.Duration)
 	}
 	for _, warning := range p.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warning)

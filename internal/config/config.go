@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Role is a node's role in the cluster.
@@ -39,6 +40,18 @@ type Config struct {
 	Metrics           Metrics           `yaml:"metrics" json:"metrics"`
 	KubeClient        KubeClient        `yaml:"kubeClient" json:"kubeClient"`
 	Journal           Journal           `yaml:"journal" json:"journal"`
+}
+
+// BlockingSelectors are rollout.blockingPods parsed (Validate refuses
+// one that does not parse).
+func (r Rollout) BlockingSelectors() []labels.Selector {
+	var out []labels.Selector
+	for _, s := range r.BlockingPods {
+		if sel, err := labels.Parse(s); err == nil {
+			out = append(out, sel)
+		}
+	}
+	return out
 }
 
 // Journal shapes the journal kept in the cluster (--journal configmap).
@@ -375,6 +388,14 @@ type Rollout struct {
 	// MaxSoaking is how many workers may soak at once (0: no limit); the
 	// next batch waits for room.
 	MaxSoaking int `yaml:"maxSoaking" json:"maxSoaking"`
+	// BlockingPods are label selectors (kubectl's syntax) of pods that
+	// hold their node like a drover.dev/do-not-disrupt: "true"
+	// annotation: a running transcode, a backup Job.
+	BlockingPods []string `yaml:"blockingPods" json:"blockingPods"`
+	// BlockingTimeout bounds the wait for the pods that hold a node to
+	// finish, before the node is touched (0: no wait, held nodes are
+	// drained like any other).
+	BlockingTimeout Duration `yaml:"blockingTimeout" json:"blockingTimeout"`
 	// VolumeDetachTimeout bounds the wait, after a drain, until no
 	// VolumeAttachment names the node (0: no wait).
 	VolumeDetachTimeout Duration `yaml:"volumeDetachTimeout" json:"volumeDetachTimeout"`
@@ -468,6 +489,7 @@ func Defaults() Config {
 			WorkerSoak:          D(5 * time.Minute),
 			DeleteEmptyDirData:  true,
 			VolumeDetachTimeout: D(5 * time.Minute),
+			BlockingTimeout:     D(time.Hour),
 			StepDurations: StepDurations{
 				// The reference cluster's, as the lab plays them: pods
 				// take their 30s grace, a Terraform run costs 15s, a gate

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"gopkg.in/yaml.v3"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 
 	"github.com/prox-ops/drover/internal/celcheck"
 	"github.com/prox-ops/drover/internal/version"
@@ -220,6 +221,11 @@ func (c *Config) validate(lines map[string]int) []Problem {
 			add("metrics.pushgateway", "%q: want the Pushgateway's http(s) URL, such as http://pushgateway.monitoring:9091", RedactURL(u))
 		}
 	}
+	for i, sel := range r.BlockingPods {
+		if _, err := k8slabels.Parse(sel); err != nil || strings.TrimSpace(sel) == "" {
+			add(fmt.Sprintf("rollout.blockingPods[%d]", i), "%q: want a label selector such as app=transcoder or job-name in (backup) (%v)", sel, err)
+		}
+	}
 	if c.Journal.KeepRuns < 0 {
 		add("journal.keepRuns", "must be 0 (the default, 20) or more, got %d", c.Journal.KeepRuns)
 	}
@@ -259,6 +265,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		{"rollout.controlPlaneSoak", &r.ControlPlaneSoak, false},
 		{"rollout.workerSoak", &r.WorkerSoak, false},
 		{"rollout.volumeDetachTimeout", &r.VolumeDetachTimeout, false},
+		{"rollout.blockingTimeout", &r.BlockingTimeout, false},
 		{"rollout.stepDurations.drain", &r.StepDurations.Drain, false},
 		{"rollout.stepDurations.destroy", &r.StepDurations.Destroy, false},
 		{"rollout.stepDurations.create", &r.StepDurations.Create, false},

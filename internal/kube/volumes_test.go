@@ -12,6 +12,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 
 	"github.com/prox-ops/drover/internal/kube"
@@ -161,5 +162,54 @@ func TestVolumesDetachAfterTheDrain(t *testing.T) {
 	if !errors.As(err, &vd) || len(vd.Attached) != 1 || vd.Attached[0].Claim != ns+"/plex" ||
 		!strings.Contains(err.Error(), "volume pv-"+ns+"-plex") || !strings.Contains(err.Error(), "used by pod "+ns+"/plex-") {
 		t.Fatalf("the stuck volume: %v", err)
+	}
+}
+
+// TestADoNotDisruptPodHoldsItsNodeUntilItEnds: a pod annotated
+// drover.dev/do-not-disrupt, or one matching rollout.blockingPods, holds
+// its node while it runs; once it ended (Succeeded), the node is free.
+func TestADoNotDisruptPodHoldsItsNodeUntilItEnds(t *testing.T) {
+	testenv.Require(t, env)
+	ctx := context.Background()
+	ns := env.Namespace(t, "holders")
+	k := testenv.NewKubelets(env.Client, ns)
+	t.Cleanup(k.Close)
+	nodes(t, k, "v1.12.0", "hold-w-1")
+	pod := func(name string, annotations, labels map[string]string) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations, Labels: labels},
+			Spec: corev1.PodSpec{NodeName: "hold-w-1", RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "registry.example/" + name + ":1"}}}}
+		if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod("transcode", map[string]string{kube.DoNotDisrupt: "true"}, nil)
+	pod("backup", nil, map[string]string{"job-name": "nightly-backup"})
+	pod("web", nil, map[string]string{"app": "web"})
+	sel, err := labels.Parse("job-name in (nightly-backup)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := client()
+	kc.BlockingPods = []labels.Selector{sel}
+	testenv.Eventually(t, 30*time.Second, "the pods running", func() (bool, error) {
+		n, err := kc.HoldingPods(ctx, "hold-w-1")
+		return len(n) == 2, err
+	})
+	held, err := kc.HoldingPods(ctx, "hold-w-1")
+	if err != nil || strings.Join(held, " ") != ns+"/backup "+ns+"/transcode" {
+		t.Fatalf("held by %v (%v)", held, err)
+	}
+	for _, name := range []string{"transcode", "backup"} {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Status.Phase = corev1.PodSucceeded
+		if _, err := env.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held, err := kc.HoldingPods(ctx, "hold-w-1"); err != nil || len(held) != 0 {
+		t.Fatalf("still held by %v (%v) after the pods ended", held, err)
 	}
 }

@@ -56,6 +56,9 @@ type app struct {
 	// (a VolumeAttachment) while it runs there and detached a little
 	// after it left.
 	volume bool
+	// busyFor: the pod holds its node (drover.dev/do-not-disrupt) and
+	// ends this long after the lab started; it is not replaced.
+	busyFor time.Duration
 	// grace is the pods' terminationGracePeriodSeconds (0: the default,
 	// 30 s); a lab pod takes all of it to stop.
 	grace int64
@@ -121,6 +124,8 @@ func (l *Lab) workloads() []*app {
 			apps = append(apps, &app{ns: "apps", name: "ledger-" + name, replicas: 1, pinned: name, minAvailable: intOrStr(1)})
 		case FaultLateFail:
 			apps = append(apps, &app{ns: "apps", name: "reports-" + name, replicas: 2, prefer: name, late: true, minAvailable: intOrStr(1)})
+		case FaultBusy:
+			apps = append(apps, &app{ns: "media", name: "transcode-" + name, replicas: 1, pinned: name, busyFor: 2 * time.Hour})
 		case FaultVolumeStuck:
 			apps = append(apps, &app{ns: "apps", name: "recorder-" + name, replicas: 1, prefer: name, volume: true})
 		case FaultSlowShutdown:
@@ -300,7 +305,29 @@ func (l *Lab) seed() error {
 	l.restorePods()
 	l.reconcileWith(true)
 	l.settleRunner()
+	for _, a := range l.apps {
+		if a.busyFor > 0 {
+			l.endLater(a)
+		}
+	}
 	return nil
+}
+
+// endLater ends a busy app's pod (a Job's: Succeeded, not replaced) at
+// its time.
+func (l *Lab) endLater(a *app) {
+	l.Clock.AfterFunc(a.busyFor, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		a.replicas = 0
+		for _, p := range l.store.sorted(l.store.ofApp[a]) {
+			if p.Status.Phase == corev1.PodRunning {
+				p.Status.Phase = corev1.PodSucceeded
+				l.putPod(p, p.Spec.NodeName)
+			}
+		}
+		l.observe()
+	})
 }
 
 func (l *Lab) addWorkloadObjects(a *app) error {
@@ -612,6 +639,9 @@ func (l *Lab) podObject(a *app, n *corev1.Node, name string) *corev1.Pod {
 	}
 	if a.grace > 0 {
 		p.Spec.TerminationGracePeriodSeconds = ptr.To(a.grace)
+	}
+	if a.busyFor > 0 {
+		p.Annotations = map[string]string{kube.DoNotDisrupt: "true"}
 	}
 	if a.volume {
 		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "rbd", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: a.name}}})

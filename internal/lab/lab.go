@@ -93,12 +93,16 @@ const (
 	// FaultVolumeStuck: an app with a Ceph RBD volume (apps/recorder-NODE)
 	// runs on the node, and its volume never detaches after the drain.
 	FaultVolumeStuck Fault = "volume-stuck"
+	// FaultBusy: a transcode (media/transcode-NODE, annotated
+	// drover.dev/do-not-disrupt) runs on the node and ends two hours after
+	// the lab started.
+	FaultBusy Fault = "busy"
 )
 
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
 	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
-	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown, FaultVolumeStuck}
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown, FaultVolumeStuck, FaultBusy}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {

@@ -82,6 +82,8 @@ type Plan struct {
 	// goes last among the nodes of its role, in a batch of its own, and
 	// drover hands the run to a runner on another node before it.
 	Self string
+	// Held are the planned nodes that pods hold, with those pods.
+	Held map[string][]string `json:"held,omitempty"`
 	// SelfInCanary: the canary would take drover's own node (a run must
 	// refuse it: drover cannot drain the node it runs on).
 	SelfInCanary bool
@@ -126,6 +128,10 @@ type Input struct {
 	MeasuredCount map[string]int
 	// Self is the node drover runs on, when it runs inside the cluster.
 	Self string
+	// Held are the nodes that pods hold (drover.dev/do-not-disrupt,
+	// rollout.blockingPods), with those pods: each goes last in its phase,
+	// so that the pods have the time of the others to finish.
+	Held map[string][]string
 	// Images are the installer image and the schematic of each node (by
 	// name), resolved from the node's own image.
 	Images map[string]NodeImage
@@ -171,6 +177,15 @@ func Build(in Input) Plan {
 	}
 	sortNodes(cps)
 	sortNodes(workers)
+	cps, workers = heldLast(cps, in.Held), heldLast(workers, in.Held)
+	for _, n := range append(slices.Clone(cps), workers...) {
+		if h := in.Held[n.Name]; len(h) > 0 {
+			if p.Held == nil {
+				p.Held = map[string][]string{}
+			}
+			p.Held[n.Name] = h
+		}
+	}
 	cps, cpSelf := lastIfSelf(cps, in.Self)
 	workers, workerSelf := lastIfSelf(workers, in.Self)
 	sort.SliceStable(p.Skipped, func(i, j int) bool { return NaturalLess(p.Skipped[i].Node.Name, p.Skipped[j].Node.Name) })
@@ -236,6 +251,17 @@ func Build(in Input) Plan {
 	p.ETA, p.ETASource = eta(&p, in)
 	p.RollbackETA = rollbackETA(in)
 	return p
+}
+
+// heldLast puts the nodes that pods hold after the others, in order.
+func heldLast(ns []Node, held map[string][]string) []Node {
+	free := slices.DeleteFunc(slices.Clone(ns), func(n Node) bool { return len(held[n.Name]) > 0 })
+	for _, n := range ns {
+		if len(held[n.Name]) > 0 {
+			free = append(free, n)
+		}
+	}
+	return free
 }
 
 // lastIfSelf takes drover's own node out of ns, to be planned last.

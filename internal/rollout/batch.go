@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prox-ops/drover/internal/clock"
@@ -177,6 +178,9 @@ func (e *Engine) vacate(ctx context.Context, p plan.Plan, r *nodeRun) {
 			return
 		}
 	}
+	if r.runs(StepCordon) && !e.waitHolders(ctx, r) {
+		return
+	}
 	if n.IsControlPlane() && e.Guard != nil && r.runs(StepEtcdGuard) {
 		var snap Snapshot
 		err := e.step(ctx, n.Name, StepEtcdGuard, "", func() (err error) {
@@ -253,6 +257,45 @@ func (e *Engine) readIdentityExtras(ctx context.Context, r *nodeRun) {
 		r.nr.Image, r.nr.TargetImage = &img, n.Image
 		e.mu.Unlock()
 	}
+}
+
+// waitHolders waits, before the node is touched, until no pod holds it
+// (drover.dev/do-not-disrupt, rollout.blockingPods), up to the
+// BlockingTimeout. A node still held then is left untouched and the run
+// stops with a block (exit 4): resume it once the pods finished. It says
+// whether the node may go on.
+func (e *Engine) waitHolders(ctx context.Context, r *nodeRun) bool {
+	if e.Holders == nil || e.Policy.BlockingTimeout <= 0 {
+		return true
+	}
+	node := r.n.Name
+	holders, err := e.Holders.HoldingPods(ctx, node)
+	if err != nil || len(holders) == 0 {
+		return true // what cannot be read does not hold the run; the drain still honours budgets
+	}
+	e.emit(Event{Kind: EventLog, Node: node, Step: StepPreflight, Message: fmt.Sprintf(
+		"held by %s (do-not-disrupt): waiting up to %s for them to finish", strings.Join(holders, ", "), formatDuration(e.Policy.BlockingTimeout))})
+	err = clock.Poll(ctx, e.Clock, "the pods holding "+node+" to finish", min(30*time.Second, e.Policy.BlockingTimeout), e.Policy.BlockingTimeout,
+		func(ctx context.Context) (bool, string, error) {
+			h, err := e.Holders.HoldingPods(ctx, node)
+			if err != nil {
+				return false, err.Error(), nil
+			}
+			holders = h
+			return len(h) == 0, strings.Join(h, ", ") + " still running", nil
+		})
+	switch {
+	case err == nil:
+		e.emit(Event{Kind: EventLog, Node: node, Step: StepPreflight, Message: "the pods that held it finished"})
+		return true
+	case ctx.Err() != nil:
+		e.stoppedUntouched(ctx, r, StepPreflight)
+		return false
+	}
+	reason := fmt.Sprintf("held by %s (do-not-disrupt) for more than rollout.blockingTimeout (%s); the node was not touched: resume the run (drover upgrade --resume) once they finished",
+		strings.Join(holders, ", "), formatDuration(e.Policy.BlockingTimeout))
+	e.stop(r, OutcomeUntouched, reason, &BlockedError{Reason: "node " + node + ": " + reason})
+	return false
 }
 
 // refusal is the error of a node refused before it was touched: a halt,

@@ -40,6 +40,15 @@ type Policy struct {
 	// VolumeDetachTimeout bounds the wait, after a drain, for the node's
 	// volumes to detach (0: no wait).
 	VolumeDetachTimeout time.Duration
+	// BlockingTimeout bounds the wait, before a node is touched, for the
+	// pods that hold it to finish.
+	BlockingTimeout time.Duration
+}
+
+// HoldingPodReader names the pods that hold a node (a running transcode,
+// a backup): the node is not touched while they run.
+type HoldingPodReader interface {
+	HoldingPods(ctx context.Context, node string) ([]string, error)
 }
 
 // VolumeWaiter waits, after a drain, until no volume is attached to the
@@ -67,6 +76,9 @@ type Engine struct {
 	// Network, when set, reads each node's network links before its
 	// change, so the gate can tell a link or address it lost.
 	Network LinkReader
+	// Holders, when set, names the pods that hold a node: the run waits
+	// for them to finish before it touches the node.
+	Holders HoldingPodReader
 	// Volumes, when set, waits for a drained node's volumes to detach
 	// before its VM goes (cattle) or reboots (pets).
 	Volumes VolumeWaiter

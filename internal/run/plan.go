@@ -14,6 +14,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/journal"
+	"github.com/prox-ops/drover/internal/kube"
 	"github.com/prox-ops/drover/internal/observe"
 	"github.com/prox-ops/drover/internal/plan"
 	"github.com/prox-ops/drover/internal/rollout"
@@ -91,6 +92,8 @@ type Planned struct {
 	// measured are the medians of measured durations, with sample counts.
 	measured  map[string]time.Duration
 	measuredN map[string]int
+	// held are the nodes pods hold (do-not-disrupt), with those pods.
+	held map[string][]string
 }
 
 // Plan reads what the nodes run, checks the claimed versions against it,
@@ -145,6 +148,7 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 	if p.Decision.Strategy != version.NoChange {
 		p.Images, imageRefusal = resolveImages(cfg, p.readImages(ctx), p.nodeLabels(ctx), p.Change.To.Talos, p.Decision.Strategy)
 	}
+	p.held = p.holdingPods(ctx)
 	p.buildPlan()
 	if p.Plan.CanaryProblem != "" {
 		return nil, Usage(errors.New(p.Plan.CanaryProblem))
@@ -158,6 +162,35 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 	}
 	p.Warnings = p.longGraces(ctx)
 	return p, nil
+}
+
+// holdingPods finds the nodes that pods hold (drover.dev/do-not-disrupt,
+// rollout.blockingPods): the plan takes each last in its phase, and the
+// run waits for them before it touches the node.
+func (p *Planned) holdingPods(ctx context.Context) map[string][]string {
+	kc := p.Site.Client()
+	if kc == nil || p.Config.Rollout.BlockingTimeout.Duration <= 0 {
+		return nil
+	}
+	selectors := p.Config.Rollout.BlockingSelectors()
+	out := map[string][]string{}
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := kc.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
+		if err != nil {
+			p.env.warn("list the pods, to find those that hold their node (do-not-disrupt): %v", err)
+			return out
+		}
+		for i := range list.Items {
+			if pod := &list.Items[i]; pod.Spec.NodeName != "" && kube.Holds(pod, selectors) {
+				out[pod.Spec.NodeName] = append(out[pod.Spec.NodeName], pod.Namespace+"/"+pod.Name)
+			}
+		}
+		if list.Continue == "" {
+			return out
+		}
+		opts.Continue = list.Continue
+	}
 }
 
 // longGraces finds the pods on the planned nodes that a drain evicts and
@@ -449,7 +482,7 @@ func (p *Planned) buildPlan() {
 		WorkerSoak: r.WorkerSoak.Duration, MaxSoaking: r.MaxSoaking, HealthPasses: r.HealthPasses, HealthInterval: r.HealthInterval.Duration,
 		RebuildTemplates: p.Config.Terraform.Templates == config.TemplatesRebuild,
 		Only:             only, Canary: canary, CanaryNodes: canaryNodes, CanaryOnly: canaryOnly, CanaryDone: canaryDone,
-		Measured: p.measured, MeasuredCount: p.measuredN, Self: p.selfToHandOff(), Images: planImages(p.Images),
+		Measured: p.measured, MeasuredCount: p.measuredN, Self: p.selfToHandOff(), Images: planImages(p.Images), Held: p.held,
 	})
 	p.Plan.InFlight = inFlight
 }
