@@ -178,14 +178,7 @@ func Build(in Input) Plan {
 	sortNodes(cps)
 	sortNodes(workers)
 	cps, workers = heldLast(cps, in.Held), heldLast(workers, in.Held)
-	for _, n := range append(slices.Clone(cps), workers...) {
-		if h := in.Held[n.Name]; len(h) > 0 {
-			if p.Held == nil {
-				p.Held = map[string][]string{}
-			}
-			p.Held[n.Name] = h
-		}
-	}
+	p.Held = heldOf(append(slices.Clone(cps), workers...), in.Held)
 	cps, cpSelf := lastIfSelf(cps, in.Self)
 	workers, workerSelf := lastIfSelf(workers, in.Self)
 	sort.SliceStable(p.Skipped, func(i, j int) bool { return NaturalLess(p.Skipped[i].Node.Name, p.Skipped[j].Node.Name) })
@@ -251,6 +244,20 @@ func Build(in Input) Plan {
 	p.ETA, p.ETASource = eta(&p, in)
 	p.RollbackETA = rollbackETA(in)
 	return p
+}
+
+// heldOf are the held nodes among ns, with their pods (nil: none).
+func heldOf(ns []Node, held map[string][]string) map[string][]string {
+	var out map[string][]string
+	for _, n := range ns {
+		if h := held[n.Name]; len(h) > 0 {
+			if out == nil {
+				out = map[string][]string{}
+			}
+			out[n.Name] = h
+		}
+	}
+	return out
 }
 
 // heldLast puts the nodes that pods hold after the others, in order.

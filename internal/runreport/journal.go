@@ -65,24 +65,7 @@ func FromJournal(entries []rollout.Entry) Doc {
 		}
 	}
 	for _, name := range order {
-		n := nodes[name]
-		if len(n.Steps) > 0 {
-			n.Duration = n.Steps[len(n.Steps)-1].Finished.Sub(n.Steps[0].Started)
-			n.DurationSeconds = n.Duration.Seconds()
-		}
-		// The target is for the time to the node's gate, as the run's own
-		// report judges it: a worker's soak goes on after it.
-		changed := n.Duration
-		for _, s := range n.Steps {
-			if s.Step == rollout.StepHealth && s.Status == rollout.StatusDone {
-				changed = s.Finished.Sub(n.Steps[0].Started)
-			}
-		}
-		n.ChangedSeconds = changed.Seconds()
-		if t := rollout.NodeTarget(d.Strategy); t > 0 && n.Outcome == rollout.OutcomeUpgraded {
-			n.TargetSeconds, n.MissedTarget = t.Seconds(), changed > t
-		}
-		d.Nodes = append(d.Nodes, *n)
+		d.Nodes = append(d.Nodes, settle(*nodes[name], d.Strategy))
 	}
 	if !d.Finished.IsZero() {
 		d.Duration = d.Finished.Sub(d.Started)
@@ -102,4 +85,25 @@ func talosOf(pair string) string {
 		return p.Talos.String()
 	}
 	return pair
+}
+
+// settle computes a node's duration and its time to the gate from its
+// steps, and judges that time against the strategy's target, as the run's
+// own report does (a worker's soak goes on after its gate).
+func settle(n rollout.NodeReport, strategy string) rollout.NodeReport {
+	if len(n.Steps) > 0 {
+		n.Duration = n.Steps[len(n.Steps)-1].Finished.Sub(n.Steps[0].Started)
+		n.DurationSeconds = n.Duration.Seconds()
+	}
+	changed := n.Duration
+	for _, s := range n.Steps {
+		if s.Step == rollout.StepHealth && s.Status == rollout.StatusDone {
+			changed = s.Finished.Sub(n.Steps[0].Started)
+		}
+	}
+	n.ChangedSeconds = changed.Seconds()
+	if t := rollout.NodeTarget(strategy); t > 0 && n.Outcome == rollout.OutcomeUpgraded {
+		n.TargetSeconds, n.MissedTarget = t.Seconds(), changed > t
+	}
+	return n
 }

@@ -199,17 +199,8 @@ func Start(ctx context.Context) (_ *Env, err error) {
 		return nil, err
 	}
 
-	token := randomHex(16)
-	tokenFile := filepath.Join(dir, "tokens.csv")
-	if err := os.WriteFile(tokenFile, []byte(token+",admin,admin-uid,system:masters\n"), 0o600); err != nil {
-		return nil, err
-	}
-	saKey := filepath.Join(dir, "sa.key")
-	if err := writeRSAKey(saKey); err != nil {
-		return nil, err
-	}
-	admission := filepath.Join(dir, "admission.yaml")
-	if err := os.WriteFile(admission, []byte(TalosAdmission), 0o600); err != nil {
+	token, tokenFile, saKey, admission, err := apiServerFiles(dir)
+	if err != nil {
 		return nil, err
 	}
 	certDir := filepath.Join(dir, "certs")
@@ -244,10 +235,7 @@ func Start(ctx context.Context) (_ *Env, err error) {
 	if err := writeKubeconfig(e.Kubeconfig, e.Config); err != nil {
 		return nil, err
 	}
-	if e.DroverConfig, _, err = (kube.Access{Kubeconfig: e.Kubeconfig}).RESTConfig(); err != nil {
-		return nil, err
-	}
-	if e.Drover, err = kubernetes.NewForConfig(e.DroverConfig); err != nil {
+	if err := e.droverClient(); err != nil {
 		return nil, err
 	}
 	if err := e.start("kube-controller-manager", filepath.Join(bin, "kube-controller-manager"),
@@ -335,6 +323,33 @@ func (e *Env) logTail(name string) string {
 		lines = lines[len(lines)-5:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// droverClient builds the client drover's commands build, from the
+// admin kubeconfig.
+func (e *Env) droverClient() (err error) {
+	if e.DroverConfig, _, err = (kube.Access{Kubeconfig: e.Kubeconfig}).RESTConfig(); err != nil {
+		return err
+	}
+	e.Drover, err = kubernetes.NewForConfig(e.DroverConfig)
+	return err
+}
+
+// apiServerFiles writes what the API servers read: the admin's token,
+// the service-account key and TalosAdmission.
+func apiServerFiles(dir string) (token, tokenFile, saKey, admission string, err error) {
+	token = randomHex(16)
+	tokenFile = filepath.Join(dir, "tokens.csv")
+	if err = os.WriteFile(tokenFile, []byte(token+",admin,admin-uid,system:masters\n"), 0o600); err != nil {
+		return
+	}
+	saKey = filepath.Join(dir, "sa.key")
+	if err = writeRSAKey(saKey); err != nil {
+		return
+	}
+	admission = filepath.Join(dir, "admission.yaml")
+	err = os.WriteFile(admission, []byte(TalosAdmission), 0o600)
+	return
 }
 
 func freePorts3() (a, b, c int, err error) {
