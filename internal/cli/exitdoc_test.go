@@ -42,3 +42,35 @@ func TestTheREADMEExitCodesAreTheHelps(t *testing.T) {
 		}
 	}
 }
+
+// TestTheREADMEQuickStartIsWhatTheLabPrints: every line the README's quick
+// start shows of the lab run (its timeline and its result) is what the
+// command it names prints.
+func TestTheREADMEQuickStartIsWhatTheLabPrints(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	must(t, err)
+	s := string(data)
+	start := strings.Index(s, "```\n[+")
+	if start < 0 {
+		t.Fatal("the README has no quick-start timeline")
+	}
+	end := strings.Index(s[start+4:], "```")
+	var want []string
+	for _, line := range strings.Split(s[start+4:start+4+end], "\n") {
+		if strings.HasPrefix(line, "[+") || strings.HasPrefix(line, "Result:") {
+			want = append(want, line)
+		}
+	}
+	if !strings.Contains(s, "go run ./cmd/drover upgrade --lab --to-talos v1.12.0 --yes") || len(want) < 2 {
+		t.Fatalf("the quick start's command or its lines are not where the test looks (%d lines)", len(want))
+	}
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d", r.code)
+	}
+	for _, line := range want {
+		if !strings.Contains(r.stdout+r.stderr, line) {
+			t.Errorf("the README shows a line the run does not print:\n%s", line)
+		}
+	}
+}

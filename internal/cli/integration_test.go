@@ -553,6 +553,30 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 	}
 }
 
+// restricted labels ns to enforce Pod Security "restricted" for the test.
+func restricted(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	env.Namespace(t, ns)
+	n, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	n.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
+	if _, err := env.Client.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if n, err := env.Client.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); err == nil {
+			delete(n.Labels, "pod-security.kubernetes.io/enforce")
+			_, _ = env.Client.CoreV1().Namespaces().Update(context.Background(), n, metav1.UpdateOptions{})
+		}
+	})
+}
+
 // holdDrain puts a pod on node that a PodDisruptionBudget never lets go.
 func holdDrain(t *testing.T, name, node string) {
 	t.Helper()
@@ -888,12 +912,14 @@ health: {disable: [DNS Resolution, Network Connectivity]}
 // the real API server; a full real pets upgrade runs authenticated as the
 // runner's ServiceAccount, with POD_NAMESPACE set as in the runner pod: the
 // lock, the ConfigMap journal and every probe (DNS, network, scheduling)
-// go to that namespace. Any 403 fails the run, and the test. drover access
-// then confirms, as that account, every permission it checks is held.
+// go to that namespace, which enforces Pod Security "restricted" as the
+// README advises. Any 403 fails the run, and the test. drover access then
+// confirms, as that account, every permission it checks is held.
 func TestARealRunAsTheRunnersServiceAccount(t *testing.T) {
 	testenv.Require(t, env)
 	ctx := context.Background()
 	env.Apply(t, "../../deploy/kubernetes/apps/github-actions/runners/rbac.yaml")
+	restricted(t, "github-actions")
 	kubeconfig := env.ServiceAccountKubeconfig(t, "github-actions", "github-actions-runner")
 	dir := t.TempDir()
 	_, talosconfig := talosCluster(t, dir, []e2eNode{
