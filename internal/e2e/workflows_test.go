@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/testenv"
 )
 
@@ -473,8 +474,8 @@ func TestTheKitUpgradesAClusterUnderAct(t *testing.T) {
 		}
 	})
 	// The run lock is free and the journal sits in the runner's namespace.
-	if _, err := env.Client.CoreV1().ConfigMaps(namespace).Get(ctx, "drover-journal", metav1.GetOptions{}); err != nil {
-		t.Errorf("journal ConfigMap: %v", err)
+	if chunks, err := env.Client.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{LabelSelector: journal.LabelJournal + "=drover-journal"}); err != nil || len(chunks.Items) == 0 {
+		t.Errorf("the journal's chunk ConfigMaps are not in the runner's namespace: %v", err)
 	}
 }
 
