@@ -30,13 +30,19 @@ func TestTheLockIsRenewedDuringADrainOf300Pods(t *testing.T) {
 	k := testenv.NewKubelets(env.Client, ns)
 	t.Cleanup(k.Close)
 	node := "lock-drain-w"
-	nodes(t, k, "v1.12.0", node)
+	// Tainted: pods other tests left behind do not land on it.
+	own := corev1.Taint{Key: "drover.test/lock-drain", Effect: corev1.TaintEffectNoSchedule}
+	if err := k.AddNode(ctx, testenv.NodeSpec{Name: node, Talos: "v1.12.0", Kubelet: "v1.34.1", Taints: []corev1.Taint{own}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteNodes(node) })
 	labels := map[string]string{"app": "many"}
 	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "many", Namespace: ns}, Spec: appsv1.ReplicaSetSpec{
 		Replicas: ptr.To(int32(300)), Selector: &metav1.LabelSelector{MatchLabels: labels},
 		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
 			NodeName: node, TerminationGracePeriodSeconds: ptr.To(int64(0)),
-			Containers: []corev1.Container{{Name: "many", Image: "registry.example/many:1"}},
+			Tolerations: []corev1.Toleration{{Key: own.Key, Operator: corev1.TolerationOpExists, Effect: own.Effect}},
+			Containers:  []corev1.Container{{Name: "many", Image: "registry.example/many:1"}},
 		}},
 	}}
 	if _, err := env.Client.AppsV1().ReplicaSets(ns).Create(ctx, rs, metav1.CreateOptions{}); err != nil {

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,6 +28,9 @@ type NodeSpec struct {
 	Labels       map[string]string
 	// NotReady makes the kubelet report Ready=False.
 	NotReady bool
+	// Taints are registered with the Node (a test's own node, which the
+	// pods other tests left behind do not tolerate).
+	Taints []corev1.Taint
 }
 
 // Kubelets simulates what cannot run here: the kubelets of a set of nodes
@@ -82,7 +86,7 @@ func (k *Kubelets) AddNode(ctx context.Context, spec NodeSpec) error {
 	for key, v := range spec.Labels {
 		labels[key] = v
 	}
-	var taints []corev1.Taint
+	taints := slices.Clone(spec.Taints)
 	if spec.ControlPlane {
 		labels["node-role.kubernetes.io/control-plane"] = ""
 		taints = append(taints, corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule})
