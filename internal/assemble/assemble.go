@@ -79,7 +79,11 @@ func Policy(cfg config.Config) rollout.Policy {
 // KubeClient is drover's Kubernetes operations with the configured drain.
 func KubeClient(cfg config.Config, a Adapters) *kube.Client {
 	r := cfg.Rollout
-	return &kube.Client{Client: a.Kube, Clock: a.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout, BlockingPods: r.BlockingSelectors()}
+	kc := &kube.Client{Client: a.Kube, Clock: a.Clock, DeleteEmptyDirData: r.DeleteEmptyDirData, ForceAfterTimeout: r.ForceDrainAfterTimeout, BlockingPods: r.BlockingSelectors()}
+	if a.Reader != nil {
+		kc.Reader = a.Reader
+	}
+	return kc
 }
 
 // Health is the health gate with the configured settings.
@@ -148,6 +152,7 @@ func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 		Images:     a.Images,
 		Volumes:    kc,
 		Holders:    kc,
+		Room:       kc,
 		Policy:     Policy(cfg),
 		// An already unhealthy cluster blocks the run before any change.
 		PreflightHealth: !r.SkipPreflightHealth,

@@ -142,3 +142,21 @@ func TestABusyNodeIsLeftForLast(t *testing.T) {
 		t.Errorf("nodes: %+v", rep.Nodes)
 	}
 }
+
+// TestABatchWithoutRoomIsNotStarted: plex needs a GPU and every other GPU
+// of the lab is taken (no-room on k8s-work-4): the run stops before that
+// batch with exit 4, naming the pod and why each node cannot take it; the
+// nodes done before stay done, k8s-work-4 is untouched.
+func TestABatchWithoutRoomIsNotStarted(t *testing.T) {
+	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-4=no-room", "--output", "json")
+	rep := decodeReport(t, r)
+	if r.code != ExitBlocked || !strings.Contains(rep.Error, "batch k8s-work-4 not started") || !strings.Contains(rep.Error, "media/plex-k8s-work-4-") ||
+		!strings.Contains(rep.Error, "insufficient nvidia.com/gpu: wants 1, 0 free (k8s-work-14)") || !strings.Contains(rep.Error, "the nodes done so far stay done") {
+		t.Fatalf("exit %d: %s", r.code, rep.Error)
+	}
+	for _, n := range rep.Nodes {
+		if n.Name == "k8s-work-4" && n.Outcome != "untouched" {
+			t.Errorf("k8s-work-4: %s", n.Outcome)
+		}
+	}
+}

@@ -47,6 +47,9 @@ type Client struct {
 	// OnEvict, when set, is told of each eviction attempt: err is nil when
 	// it was accepted (tests count them).
 	OnEvict func(node string, pod string, err error)
+	// Reader, when set, is where the room check reads nodes and pods (the
+	// run's informer cache).
+	Reader RoomReader
 	// BlockingPods are the label selectors of pods that hold their node
 	// like a drover.dev/do-not-disrupt annotation (rollout.blockingPods).
 	BlockingPods []labels.Selector

@@ -42,9 +42,29 @@ func NewRoom(nodes []*corev1.Node, pods []*corev1.Pod) *Room {
 		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		r.add(p.Spec.NodeName, Requests(p))
+		if asks(p) {
+			r.add(p.Spec.NodeName, Requests(p))
+		} else {
+			r.pods[p.Spec.NodeName]++
+		}
 	}
 	return r
+}
+
+// asks says whether a pod requests anything (most pods of a lab do not):
+// the requests of those that do not are not computed.
+func asks(p *corev1.Pod) bool {
+	if p.Spec.Overhead != nil {
+		return true
+	}
+	for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
+		for _, c := range cs {
+			if len(c.Resources.Requests) > 0 || len(c.Resources.Limits) > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Requests is what a pod asks of its node (init containers, sidecars and
@@ -115,7 +135,7 @@ func (r *Room) unfit(p *corev1.Pod, req corev1.ResourceList, n *corev1.Node) str
 		}
 		alloc, ok := n.Status.Allocatable[name]
 		if !ok {
-			short = append(short, fmt.Sprintf("no %s", name))
+			short = append(short, fmt.Sprintf("%s: none", name))
 			continue
 		}
 		free := alloc.DeepCopy()

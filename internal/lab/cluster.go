@@ -124,6 +124,13 @@ func (l *Lab) workloads() []*app {
 			apps = append(apps, &app{ns: "apps", name: "ledger-" + name, replicas: 1, pinned: name, minAvailable: intOrStr(1)})
 		case FaultLateFail:
 			apps = append(apps, &app{ns: "apps", name: "reports-" + name, replicas: 2, prefer: name, late: true, minAvailable: intOrStr(1)})
+		case FaultNoRoom:
+			apps = append(apps, &app{ns: "media", name: "plex-" + name, replicas: 1, gpu: true, prefer: name})
+			for _, other := range l.order {
+				if other != name && l.vms[other].node.GPUs > 0 {
+					apps = append(apps, &app{ns: "ai", name: "gpu-hog-" + other, replicas: l.vms[other].node.GPUs, gpu: true, pinned: other})
+				}
+			}
 		case FaultBusy:
 			apps = append(apps, &app{ns: "media", name: "transcode-" + name, replicas: 1, pinned: name, busyFor: 2 * time.Hour})
 		case FaultVolumeStuck:
@@ -401,9 +408,17 @@ func (l *Lab) reconcileWith(startNow bool) {
 				}
 			}
 		default:
+			// The ReplicaSet counts again only when its pods changed: at
+			// a thousand nodes, counting every app's pods on every pass
+			// was most of the lab's time.
+			if l.counted[a] && !l.store.changed[a] {
+				continue
+			}
 			for i := l.live(a); i < a.replicas; i++ {
 				l.createPod(a, l.schedule(a, nodes), startNow)
 			}
+			l.counted[a] = true
+			delete(l.store.changed, a)
 		}
 	}
 	// Scheduler: bind pending pods that have no node yet.

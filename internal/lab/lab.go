@@ -97,12 +97,16 @@ const (
 	// drover.dev/do-not-disrupt) runs on the node and ends two hours after
 	// the lab started.
 	FaultBusy Fault = "busy"
+	// FaultNoRoom: a GPU app (media/plex-NODE) runs on the node, and every
+	// other GPU of the cluster is taken (ai/gpu-hog-OTHER): draining the
+	// node would leave it Pending.
+	FaultNoRoom Fault = "no-room"
 )
 
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
 	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
-	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown, FaultVolumeStuck, FaultBusy}
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown, FaultVolumeStuck, FaultBusy, FaultNoRoom}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {
@@ -247,7 +251,10 @@ type Lab struct {
 
 	store    podStore
 	appIndex map[string]*app // namespace/name
-	nodeIdx  map[string]int  // node -> its pod CIDR's index
+	// counted are the replicated apps the controllers have counted since
+	// their pods last changed.
+	counted map[*app]bool
+	nodeIdx map[string]int // node -> its pod CIDR's index
 	// controlPlane are the control-plane nodes, in order.
 	controlPlane []string
 	// synced is each node's readiness when its pods were last synced.
@@ -307,6 +314,7 @@ func New(opts Options) (*Lab, error) {
 		tmpl:      map[string]bool{opts.Talos.String(): true},
 		store:     newPodStore(),
 		appIndex:  map[string]*app{},
+		counted:   map[*app]bool{},
 		nodeIdx:   map[string]int{},
 		synced:    map[string]bool{},
 		probes:    map[string]bool{},

@@ -28,10 +28,13 @@ type podStore struct {
 	unsettled map[string]*corev1.Pod
 	// touched are the apps whose pods changed since the last observe.
 	touched map[*app]bool
+	// changed are the apps whose pods changed since the controllers last
+	// counted their replicas (reconcile clears it, app by app).
+	changed map[*app]bool
 }
 
 func newPodStore() podStore {
-	return podStore{all: map[string]*corev1.Pod{}, onNode: map[string]map[string]*corev1.Pod{}, ofApp: map[*app]map[string]*corev1.Pod{}, inNS: map[string]map[string]*corev1.Pod{}, unsettled: map[string]*corev1.Pod{}, touched: map[*app]bool{}}
+	return podStore{all: map[string]*corev1.Pod{}, onNode: map[string]map[string]*corev1.Pod{}, ofApp: map[*app]map[string]*corev1.Pod{}, inNS: map[string]map[string]*corev1.Pod{}, unsettled: map[string]*corev1.Pod{}, touched: map[*app]bool{}, changed: map[*app]bool{}}
 }
 
 func podKey(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
@@ -60,7 +63,7 @@ func (s *podStore) index(p *corev1.Pod, a *app) {
 	put(s.onNode, p.Spec.NodeName, key, p)
 	put(s.inNS, p.Namespace, key, p)
 	if a != nil {
-		s.touched[a] = true
+		s.touched[a], s.changed[a] = true, true
 		m := s.ofApp[a]
 		if m == nil {
 			m = map[string]*corev1.Pod{}
@@ -83,7 +86,7 @@ func (s *podStore) unindex(p *corev1.Pod, node string, a *app) {
 		delete(s.onNode, node)
 	}
 	if a != nil {
-		s.touched[a] = true
+		s.touched[a], s.changed[a] = true, true
 		delete(s.ofApp[a], key)
 	}
 	delete(s.inNS[p.Namespace], key)

@@ -75,6 +75,9 @@ func (e *Engine) batch(ctx context.Context, p plan.Plan, b plan.Batch) error {
 	for _, n := range b.Nodes {
 		runs = append(runs, e.begin(ctx, p, n))
 	}
+	if !e.roomFor(ctx, liveOf(runs)) {
+		return worst(runs)
+	}
 	e.each(liveOf(runs), func(r *nodeRun) { e.vacate(ctx, p, r) })
 	e.change(ctx, p, liveOf(runs))
 	e.each(liveOf(runs), func(r *nodeRun) { e.settle(ctx, p, r) })
@@ -259,6 +262,39 @@ func (e *Engine) readIdentityExtras(ctx context.Context, r *nodeRun) {
 	}
 }
 
+// roomFor checks, before the batch's nodes are touched, that the pods
+// their drains would evict fit on the nodes that remain. A batch without
+// room is not started: its nodes stay untouched and the run stops with a
+// block (exit 4). A check that cannot be made does not hold the run: the
+// drain and its timeout still protect the workloads.
+func (e *Engine) roomFor(ctx context.Context, runs []*nodeRun) bool {
+	var names []string
+	for _, r := range runs {
+		if r.runs(StepDrain) {
+			names = append(names, r.n.Name)
+		}
+	}
+	if e.Room == nil || len(names) == 0 {
+		return true
+	}
+	err := e.Room.CheckRoom(ctx, names)
+	var noRoom interface{ NoRoom() bool }
+	switch {
+	case err == nil || ctx.Err() != nil:
+		return true // a stop is handled by the steps
+	case !errors.As(err, &noRoom) || !noRoom.NoRoom():
+		e.emit(Event{Kind: EventLog, Step: StepPreflight, Message: "the room check could not be made (" + err.Error() + "): the drains go on, their timeout protects the workloads"})
+		return true
+	}
+	e.mu.Lock()
+	changed := e.changed
+	e.mu.Unlock()
+	for _, r := range runs {
+		e.stop(r, OutcomeUntouched, "no room to move its pods", &BlockedError{Reason: "batch " + strings.Join(names, ", ") + " not started: " + err.Error(), AfterChanges: changed})
+	}
+	return false
+}
+
 // waitHolders waits, before the node is touched, until no pod holds it
 // (drover.dev/do-not-disrupt, rollout.blockingPods), up to the
 // BlockingTimeout. A node still held then is left untouched and the run
@@ -294,7 +330,10 @@ func (e *Engine) waitHolders(ctx context.Context, r *nodeRun) bool {
 	}
 	reason := fmt.Sprintf("held by %s (do-not-disrupt) for more than rollout.blockingTimeout (%s); the node was not touched: resume the run (drover upgrade --resume) once they finished",
 		strings.Join(holders, ", "), formatDuration(e.Policy.BlockingTimeout))
-	e.stop(r, OutcomeUntouched, reason, &BlockedError{Reason: "node " + node + ": " + reason})
+	e.mu.Lock()
+	changed := e.changed
+	e.mu.Unlock()
+	e.stop(r, OutcomeUntouched, reason, &BlockedError{Reason: "node " + node + ": " + reason, AfterChanges: changed})
 	return false
 }
 

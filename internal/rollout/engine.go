@@ -45,6 +45,12 @@ type Policy struct {
 	BlockingTimeout time.Duration
 }
 
+// RoomChecker says, before a batch is cordoned, whether the pods its drain
+// would evict fit on the nodes that remain.
+type RoomChecker interface {
+	CheckRoom(ctx context.Context, nodes []string) error
+}
+
 // HoldingPodReader names the pods that hold a node (a running transcode,
 // a backup): the node is not touched while they run.
 type HoldingPodReader interface {
@@ -76,6 +82,9 @@ type Engine struct {
 	// Network, when set, reads each node's network links before its
 	// change, so the gate can tell a link or address it lost.
 	Network LinkReader
+	// Room, when set, checks before each batch that its pods have room
+	// to move: a batch whose pods would find no node is not started.
+	Room RoomChecker
 	// Holders, when set, names the pods that hold a node: the run waits
 	// for them to finish before it touches the node.
 	Holders HoldingPodReader

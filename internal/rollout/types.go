@@ -230,17 +230,25 @@ func (e *HandedOffError) Error() string {
 	return "handed off: drover runs on " + e.Node + ", which is next; it is cordoned so that the next runner starts on another node: continue there with drover upgrade --resume"
 }
 
-// BlockedError means the run was refused before any change. The CLI exits 4.
+// BlockedError means the run was refused before any change, or, with
+// AfterChanges, stopped before a node it would have changed (the nodes
+// done so far stay done; a resume goes on). The CLI exits 4.
 type BlockedError struct {
 	Reason string
 	Err    error
+	// AfterChanges: nodes were changed before the block.
+	AfterChanges bool
 }
 
 func (e *BlockedError) Error() string {
-	if e.Err != nil {
-		return fmt.Sprintf("blocked before any change: %s: %v", e.Reason, e.Err)
+	what := "blocked before any change: "
+	if e.AfterChanges {
+		what = "blocked (the nodes done so far stay done; resume with drover upgrade --resume once it is solved): "
 	}
-	return "blocked before any change: " + e.Reason
+	if e.Err != nil {
+		return fmt.Sprintf("%s%s: %v", what, e.Reason, e.Err)
+	}
+	return what + e.Reason
 }
 
 func (e *BlockedError) Unwrap() error { return e.Err }
