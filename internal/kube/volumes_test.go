@@ -82,13 +82,20 @@ func volumeApp(t *testing.T, ns, name, node string) {
 // attacher (they need a kubelet and a storage backend, which cannot run
 // here): once no pod on a node mounts an attachment's claim, it deletes
 // the VolumeAttachment, unless the test says the volume is stuck.
-func detacher(t *testing.T, ns string, stuck map[string]bool) {
+// Nothing is detached before release is closed (nil: at once).
+func detacher(t *testing.T, ns string, stuck map[string]bool, release <-chan struct{}) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
 	go func() {
 		defer close(done)
+		if release != nil {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
 		for ctx.Err() == nil {
 			vas, _ := env.Client.StorageV1().VolumeAttachments().List(ctx, metav1.ListOptions{})
 			pods, _ := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
@@ -130,11 +137,19 @@ func TestVolumesDetachAfterTheDrain(t *testing.T) {
 	env.WaitSchedulable(t, "vol-w-1", "vol-w-2")
 	volumeApp(t, ns, "home-assistant", "vol-w-1")
 	volumeApp(t, ns, "plex", "vol-w-2")
-	detacher(t, ns, map[string]bool{"plex": true})
+	// The detach waits until drover said what it waits for, so that the
+	// test sees the wait whatever the machine's speed.
+	release := make(chan struct{})
+	detacher(t, ns, map[string]bool{"plex": true}, release)
 	kc := client()
 
 	var told []string
-	progress := func(m string) { told = append(told, m) }
+	progress := func(m string) {
+		if len(told) == 0 {
+			close(release)
+		}
+		told = append(told, m)
+	}
 	// Its pod leaves the node (as its drain evicts it; the ReplicaSet is
 	// scaled down so that the replacement needs no node here).
 	rs, err := env.Client.AppsV1().ReplicaSets(ns).Get(ctx, "home-assistant", metav1.GetOptions{})
