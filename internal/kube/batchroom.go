@@ -64,7 +64,7 @@ func (c *Client) CheckRoom(ctx context.Context, nodes []string) error {
 			return err
 		}
 		for _, p := range ps {
-			if evicted(p) {
+			if EvictedByDrain(p) {
 				moving = append(moving, p)
 				asking = asking || asks(p)
 			}
@@ -164,8 +164,9 @@ func (c *Client) roomView(ctx context.Context, withPods bool) ([]*corev1.Node, [
 	}
 }
 
-// evicted says whether a drain evicts the pod.
-func evicted(p *corev1.Pod) bool {
+// EvictedByDrain says whether a drain evicts the pod: not a DaemonSet's,
+// not a static pod's mirror, not finished, not already terminating.
+func EvictedByDrain(p *corev1.Pod) bool {
 	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
 		return false
 	}

@@ -148,7 +148,8 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 	if p.Decision.Strategy != version.NoChange {
 		p.Images, imageRefusal = resolveImages(cfg, p.readImages(ctx), p.nodeLabels(ctx), p.Change.To.Talos, p.Decision.Strategy)
 	}
-	p.held = p.holdingPods(ctx)
+	pods := p.bound(ctx)
+	p.held = p.holdingPods(pods)
 	p.buildPlan()
 	if p.Plan.CanaryProblem != "" {
 		return nil, Usage(errors.New(p.Plan.CanaryProblem))
@@ -160,30 +161,29 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 	if p.Refusal == nil {
 		p.Refusal = imageRefusal
 	}
-	p.Warnings = p.longGraces(ctx)
+	p.Warnings = p.longGraces(pods)
 	return p, nil
 }
 
-// holdingPods finds the nodes that pods hold (drover.dev/do-not-disrupt,
-// rollout.blockingPods): the plan takes each last in its phase, and the
-// run waits for them before it touches the node.
-func (p *Planned) holdingPods(ctx context.Context) map[string][]string {
+// bound lists, once for the plan, the pods bound to a node, when the
+// checks that read them are on (do-not-disrupt, long grace periods).
+func (p *Planned) bound(ctx context.Context) []*corev1.Pod {
 	kc := p.Site.Client()
-	if kc == nil || p.Config.Rollout.BlockingTimeout.Duration <= 0 {
+	r := p.Config.Rollout
+	if kc == nil || r.BlockingTimeout.Duration <= 0 && r.DrainTimeout.Duration <= 0 {
 		return nil
 	}
-	selectors := p.Config.Rollout.BlockingSelectors()
-	out := map[string][]string{}
+	var out []*corev1.Pod
 	opts := metav1.ListOptions{Limit: 500}
 	for {
 		list, err := kc.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
 		if err != nil {
-			p.env.warn("list the pods, to find those that hold their node (do-not-disrupt): %v", err)
+			p.env.warn("list the pods, to find those that hold their node (do-not-disrupt) or outlast the drain timeout: %v", err)
 			return out
 		}
 		for i := range list.Items {
-			if pod := &list.Items[i]; pod.Spec.NodeName != "" && kube.Holds(pod, selectors) {
-				out[pod.Spec.NodeName] = append(out[pod.Spec.NodeName], pod.Namespace+"/"+pod.Name)
+			if list.Items[i].Spec.NodeName != "" {
+				out = append(out, &list.Items[i])
 			}
 		}
 		if list.Continue == "" {
@@ -193,13 +193,29 @@ func (p *Planned) holdingPods(ctx context.Context) map[string][]string {
 	}
 }
 
+// holdingPods finds the nodes that pods hold (drover.dev/do-not-disrupt,
+// rollout.blockingPods): the plan takes each last in its phase, and the
+// run waits for them before it touches the node.
+func (p *Planned) holdingPods(pods []*corev1.Pod) map[string][]string {
+	if p.Config.Rollout.BlockingTimeout.Duration <= 0 {
+		return nil
+	}
+	selectors := p.Config.Rollout.BlockingSelectors()
+	out := map[string][]string{}
+	for _, pod := range pods {
+		if kube.Holds(pod, selectors) {
+			out[pod.Spec.NodeName] = append(out[pod.Spec.NodeName], pod.Namespace+"/"+pod.Name)
+		}
+	}
+	return out
+}
+
 // longGraces finds the pods on the planned nodes that a drain evicts and
 // whose terminationGracePeriodSeconds is longer than the drain timeout:
 // unless they stop sooner on SIGTERM, the drain of their node times out.
-func (p *Planned) longGraces(ctx context.Context) []string {
-	kc := p.Site.Client()
+func (p *Planned) longGraces(pods []*corev1.Pod) []string {
 	timeout := p.Config.Rollout.DrainTimeout.Duration
-	if kc == nil || timeout <= 0 {
+	if timeout <= 0 {
 		return nil
 	}
 	planned := map[string]bool{}
@@ -209,39 +225,15 @@ func (p *Planned) longGraces(ctx context.Context) []string {
 		}
 	}
 	var out []string
-	opts := metav1.ListOptions{Limit: 500}
-	for {
-		list, err := kc.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
-		if err != nil {
-			p.env.warn("list the pods, to compare their grace periods with rollout.drainTimeout: %v", err)
-			return out
+	for _, pod := range pods {
+		g := pod.Spec.TerminationGracePeriodSeconds
+		if !planned[pod.Spec.NodeName] || g == nil || time.Duration(*g)*time.Second <= timeout || !kube.EvictedByDrain(pod) {
+			continue
 		}
-		for _, pod := range list.Items {
-			g := pod.Spec.TerminationGracePeriodSeconds
-			if !planned[pod.Spec.NodeName] || g == nil || time.Duration(*g)*time.Second <= timeout || !evictedByDrain(&pod) {
-				continue
-			}
-			w := fmt.Sprintf("pod %s/%s on %s has a termination grace period of %s, longer than rollout.drainTimeout (%s): if it takes it, each drain attempt there times out",
-				pod.Namespace, pod.Name, pod.Spec.NodeName, time.Duration(*g)*time.Second, timeout)
-			out = append(out, w)
-		}
-		if list.Continue == "" {
-			return out
-		}
-		opts.Continue = list.Continue
+		out = append(out, fmt.Sprintf("pod %s/%s on %s has a termination grace period of %s, longer than rollout.drainTimeout (%s): if it takes it, each drain attempt there times out",
+			pod.Namespace, pod.Name, pod.Spec.NodeName, time.Duration(*g)*time.Second, timeout))
 	}
-}
-
-// evictedByDrain says whether a drain evicts the pod: not a DaemonSet's,
-// not a static pod's mirror, not finished.
-func evictedByDrain(pod *corev1.Pod) bool {
-	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
-		return false
-	}
-	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "DaemonSet" {
-		return false
-	}
-	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
+	return out
 }
 
 // checkSelf refuses what drover cannot do from the node it runs on: drain
