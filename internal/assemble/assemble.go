@@ -51,6 +51,9 @@ type Adapters struct {
 	Namespace string
 	// Alerts, when set, reads the alerts that fire (health.alertmanager).
 	Alerts health.AlertSource
+	// Silences, when set, silences each node's alerts while it changes
+	// (health.alertmanager.silences).
+	Silences rollout.Silencer
 	// Network reads the nodes' network links (the Talos API).
 	Network rollout.LinkReader
 	// Images reads what the nodes booted (schematic and extensions).
@@ -158,6 +161,10 @@ func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 		PreflightHealth: !r.SkipPreflightHealth,
 		Journal:         r.Journal, Sink: r.Sink, RunID: r.RunID, Header: r.Header, Resume: r.Resume,
 		Window: r.Window, WindowName: r.WindowName,
+		Silences: a.Silences,
+	}
+	if hooks := Hooks(cfg, a, r.RunID); hooks != nil {
+		e.Hooks = hooks
 	}
 	if r.Self != nil {
 		e.Peers = runnerPeers{client: kc, self: r.Self}
@@ -180,6 +187,23 @@ func Engine(cfg config.Config, a Adapters, r Run) *rollout.Engine {
 		e.Skipped = append(e.Skipped, "preflight health")
 	}
 	return e
+}
+
+// Hooks runs the configured hooks as Jobs in drover's namespace, or is
+// nil when none is configured.
+func Hooks(cfg config.Config, a Adapters, runID string) *kube.Hooks {
+	specs := map[rollout.HookPoint]kube.HookSpec{}
+	for name, h := range cfg.Hooks.Points() {
+		specs[rollout.HookPoint(name)] = kube.HookSpec{Image: h.Image, Command: h.Command, ServiceAccountName: h.ServiceAccountName, NodeSelector: h.NodeSelector, Timeout: h.Timeout.Duration}
+	}
+	if len(specs) == 0 {
+		return nil
+	}
+	ns := a.Namespace
+	if ns == "" {
+		ns = cfg.Health.ProbeNamespace
+	}
+	return &kube.Hooks{Client: a.Kube, Clock: a.Clock, Namespace: ns, RunID: runID, Specs: specs, PollInterval: PollInterval, Progress: a.Log}
 }
 
 // TalosAPI is the Talos API adapter with the configured timeouts.

@@ -40,6 +40,7 @@ type Config struct {
 	Metrics           Metrics           `yaml:"metrics" json:"metrics"`
 	KubeClient        KubeClient        `yaml:"kubeClient" json:"kubeClient"`
 	Journal           Journal           `yaml:"journal" json:"journal"`
+	Hooks             Hooks             `yaml:"hooks" json:"hooks"`
 }
 
 // BlockingSelectors are rollout.blockingPods parsed (Validate refuses
@@ -160,6 +161,54 @@ type Alertmanager struct {
 	Select []string `yaml:"select" json:"select"`
 	// Ignore are matchers of alerts that never count (e.g. alertname=Watchdog).
 	Ignore []string `yaml:"ignore" json:"ignore"`
+	// Silences are the matchers of the silence drover holds for each node
+	// while it changes, from before its cordon until it passed its gate or
+	// was rolled back; {node} is the node's name (e.g. instance=~"{node}.*").
+	// Empty: no silences. The gate still judges the alerts they silence.
+	Silences []string `yaml:"silences" json:"silences"`
+	// SilenceFor is how long a silence lasts unless drover expires it
+	// first (a run that dies leaves none for longer).
+	SilenceFor Duration `yaml:"silenceFor" json:"silenceFor"`
+}
+
+// Hooks are the operator's Kubernetes Jobs around a run and each node
+// (Ceph noout, pausing backups). Each runs in drover's namespace and must
+// finish within its timeout: a failing beforeRun or beforeNode hook blocks
+// the run (exit 4, the node untouched), a failing afterNode hook fails the
+// node's gate (rolled back), afterRun runs when the run ends, whatever its
+// result, and is reported.
+type Hooks struct {
+	BeforeRun  *Hook `yaml:"beforeRun" json:"beforeRun,omitempty"`
+	BeforeNode *Hook `yaml:"beforeNode" json:"beforeNode,omitempty"`
+	AfterNode  *Hook `yaml:"afterNode" json:"afterNode,omitempty"`
+	AfterRun   *Hook `yaml:"afterRun" json:"afterRun,omitempty"`
+}
+
+// Hook is one Job: its container's image and command ({node} is the
+// node's name), told DROVER_NODE, DROVER_RUN_ID, DROVER_STRATEGY,
+// DROVER_FROM_TALOS, DROVER_TO_TALOS, DROVER_FROM_KUBERNETES,
+// DROVER_TO_KUBERNETES (and DROVER_RESULT after the run) as environment.
+type Hook struct {
+	Image   string   `yaml:"image" json:"image"`
+	Command []string `yaml:"command" json:"command"`
+	// ServiceAccountName is the Job's ServiceAccount (default: the
+	// namespace's default).
+	ServiceAccountName string `yaml:"serviceAccountName" json:"serviceAccountName,omitempty"`
+	// NodeSelector limits the nodes the Job's pod may run on.
+	NodeSelector map[string]string `yaml:"nodeSelector" json:"nodeSelector,omitempty"`
+	// Timeout bounds the Job (default 10m).
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Points are the configured hooks by point name (beforeRun ...).
+func (h Hooks) Points() map[string]*Hook {
+	out := map[string]*Hook{}
+	for name, hk := range map[string]*Hook{"beforeRun": h.BeforeRun, "beforeNode": h.BeforeNode, "afterNode": h.AfterNode, "afterRun": h.AfterRun} {
+		if hk != nil {
+			out[name] = hk
+		}
+	}
+	return out
 }
 
 // BuiltinChecks names the built-in health checks.
@@ -520,6 +569,7 @@ func Defaults() Config {
 			CephCheckInterval:  D(60 * time.Second),
 			ProbeImage:         "busybox:1.37",
 			ProbeNamespace:     "drover",
+			Alertmanager:       Alertmanager{SilenceFor: D(2 * time.Hour)},
 		},
 	}
 }

@@ -3,12 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 
@@ -307,6 +309,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	if len(c.Health.BlockingAlerts) > 0 && c.Health.Alertmanager.URL == "" {
 		add("health.blockingAlerts", "needs health.alertmanager.url")
 	}
+	c.validateSilencesAndHooks(add)
 	tf := c.Terraform
 	if tf.Templates != TemplatesKeep && tf.Templates != TemplatesRebuild {
 		add("terraform.templates", "%q: want keep (one template per version, never destroyed) or rebuild (fixed template VM ids, replaced in place)", tf.Templates)
@@ -491,4 +494,43 @@ var userinfoRE = regexp.MustCompile(`//[^/?#]*@`)
 // about it. It works on text that is not a valid URL too.
 func RedactURL(s string) string {
 	return userinfoRE.ReplaceAllString(s, "//***@")
+}
+
+// validateSilencesAndHooks checks health.alertmanager.silences and hooks.
+func (c *Config) validateSilencesAndHooks(add func(field, format string, args ...any)) {
+	am := c.Health.Alertmanager
+	for i, s := range am.Silences {
+		f := fmt.Sprintf("health.alertmanager.silences[%d]", i)
+		m, err := labels.ParseMatcher(strings.ReplaceAll(s, "{node}", "k8s-node"))
+		switch {
+		case err != nil:
+			add(f, "%q is not an Alertmanager matcher (label=value, label=~regex; {node} is the node's name): %v", s, err)
+		case m.Type == labels.MatchNotEqual || m.Type == labels.MatchNotRegexp:
+			add(f, "%q: a silence needs at least positive matchers; a negative one would silence nearly everything", s)
+		}
+	}
+	if len(am.Silences) > 0 {
+		if am.URL == "" && am.URLEnv == "" {
+			add("health.alertmanager.silences", "needs health.alertmanager.url (or urlEnv)")
+		}
+		if !slices.ContainsFunc(am.Silences, func(s string) bool { return strings.Contains(s, "{node}") }) {
+			add("health.alertmanager.silences", "no matcher names {node}: every node's silence would silence the same alerts (e.g. instance=~\"{node}.*\")")
+		}
+		if am.SilenceFor.Duration < time.Minute {
+			add("health.alertmanager.silenceFor", "must be at least 1m, got %s", am.SilenceFor.Duration)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Hooks.Points())) {
+		h := c.Hooks.Points()[name]
+		f := "hooks." + name
+		if strings.TrimSpace(h.Image) == "" {
+			add(f+".image", "is required (the image the hook's Job runs)")
+		}
+		if h.Timeout.Duration < 0 {
+			add(f+".timeout", "must not be negative, got %s", h.Timeout.Duration)
+		}
+		if h.ServiceAccountName != "" && !nodeNameRE.MatchString(h.ServiceAccountName) {
+			add(f+".serviceAccountName", "%q is not a ServiceAccount name", h.ServiceAccountName)
+		}
+	}
 }

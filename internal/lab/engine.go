@@ -15,7 +15,7 @@ func (l *Lab) Adapters() assemble.Adapters {
 		Kube: l.Client, Dynamic: l.Dynamic, Clock: l.Clock,
 		Etcd: l.Etcd(), Talos: l.Talos(), SnapshotDir: l.snapshotDir,
 		Replacer: l.Hypervisor(), Upgrader: l.Talos(), Kubernetes: l.Talos(),
-		Alerts: l.Alerts(), Network: l.Talos(), Images: l.Talos(), Log: l.opts.Log, Reader: l.Reader(),
+		Alerts: l.Alerts(), Silences: l.Silences(), Network: l.Talos(), Images: l.Talos(), Log: l.opts.Log, Reader: l.Reader(),
 		Preflights: []rollout.Preflight{talos.ImageCheck{Talos: l.opts.Config.Talos, Registry: l.Registry(), Puller: l.Talos()}},
 	}
 }

@@ -101,12 +101,15 @@ const (
 	// other GPU of the cluster is taken (ai/gpu-hog-OTHER): draining the
 	// node would leave it Pending.
 	FaultNoRoom Fault = "no-room"
+	// FaultHookFails: the node's beforeNode hook Job fails (the lab adds
+	// a stand-in beforeNode hook when none is configured).
+	FaultHookFails Fault = "hook-fails"
 )
 
 // Faults lists every fault kind.
 var Faults = []Fault{FaultNeverReady, FaultHealthFail, FaultDrainBlocked, FaultReplaceFails, FaultRollbackFails,
 	FaultDNSDown, FaultCephWarn, FaultFluxFailed, FaultGPULost, FaultCrashloop, FaultLateFail,
-	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown, FaultVolumeStuck, FaultBusy, FaultNoRoom}
+	FaultFlapping, FaultFailOnce, FaultPendingBefore, FaultAlertFires, FaultLinkLost, FaultLateDegrade, FaultWrongImage, FaultImageMissing, FaultSlowShutdown, FaultVolumeStuck, FaultBusy, FaultNoRoom, FaultHookFails}
 
 // ParseFault parses NODE=KIND.
 func ParseFault(s string) (node string, f Fault, err error) {
@@ -270,6 +273,8 @@ type Lab struct {
 	staleNodes map[string]bool
 	// runner is drover's runner pod's app (nil: drover runs outside).
 	runner *app
+	// silenced are the silences drover held (health.alertmanager.silences).
+	silenced []Silence
 }
 
 var (
@@ -338,12 +343,14 @@ func New(opts Options) (*Lab, error) {
 		}
 		v.fault = f
 	}
+	AddStandInHook(&l.opts.Config, opts.Faults)
 	dir, err := os.MkdirTemp("", "drover-lab-etcd-")
 	if err != nil {
 		return nil, err
 	}
 	l.snapshotDir = dir
 	l.installAPI()
+	l.installJobs()
 	l.installProbes()
 	l.newDynamic()
 	l.seedEtcd()

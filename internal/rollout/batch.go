@@ -181,7 +181,7 @@ func (e *Engine) vacate(ctx context.Context, p plan.Plan, r *nodeRun) {
 			return
 		}
 	}
-	if r.runs(StepCordon) && !e.waitHolders(ctx, r) {
+	if r.runs(StepCordon) && (!e.waitHolders(ctx, r) || !e.beforeNode(ctx, p, r)) {
 		return
 	}
 	if n.IsControlPlane() && e.Guard != nil && r.runs(StepEtcdGuard) {
@@ -208,6 +208,7 @@ func (e *Engine) vacate(ctx context.Context, p plan.Plan, r *nodeRun) {
 	e.setOutcome(r.nr, OutcomeFailed, "", nil) // touched from here on
 	actx := context.WithoutCancel(ctx)         // atomic steps finish even when the run is stopped
 	if r.runs(StepCordon) {
+		e.silence(ctx, n.Name)
 		if err := e.step(ctx, n.Name, StepCordon, "", func() error { return e.Cluster.Cordon(actx, n.Name) }); err != nil {
 			e.uncordon(actx, n.Name)
 			e.stop(r, OutcomeFailed, "cordon: "+err.Error(), &HaltError{Node: n.Name, Reason: "cordon failed: " + err.Error(), Err: err})
@@ -229,7 +230,36 @@ func (e *Engine) vacate(ctx context.Context, p plan.Plan, r *nodeRun) {
 		// Nothing was changed on the node: put it back into service.
 		e.uncordon(actx, n.Name)
 		e.stop(r, OutcomeFailed, "drain: "+err.Error(), &HaltError{Node: n.Name, Reason: "drain failed, node left uncordoned on its old version: " + err.Error(), Err: err})
+		return
 	}
+	if !e.waitsForVolumes() || !r.runs(StepVolumes) {
+		return
+	}
+	if err := e.step(ctx, n.Name, StepVolumes, "", func() error { return e.volumesDetached(ctx, n.Name) }); err != nil {
+		if ctx.Err() != nil {
+			e.interrupt(ctx, r, StepVolumes, true)
+			return
+		}
+		e.uncordon(actx, n.Name)
+		e.stop(r, OutcomeFailed, "volumes: "+err.Error(), &HaltError{Node: n.Name, Reason: "its volumes did not detach, node left uncordoned on its old version: " + err.Error(), Err: err})
+	}
+}
+
+// waitsForVolumes says a drained node's volumes are waited for.
+func (e *Engine) waitsForVolumes() bool { return e.Volumes != nil && e.Policy.VolumeDetachTimeout > 0 }
+
+// volumesDetached waits, after a drain, until the node's volumes left it:
+// a VolumeAttachment left behind keeps a moved pod from attaching its
+// volume for minutes once the VM is gone.
+func (e *Engine) volumesDetached(ctx context.Context, node string) error {
+	return e.Volumes.WaitVolumesDetached(ctx, node, e.Policy.VolumeDetachTimeout, func(msg string) {
+		e.emit(Event{Kind: EventLog, Node: node, Step: StepVolumes, Message: msg})
+		if nr := e.nodeReport(node); nr != nil {
+			e.mu.Lock()
+			nr.Notes = append(nr.Notes, msg)
+			e.mu.Unlock()
+		}
+	})
 }
 
 // readIdentityExtras adds to the node's identity what its Talos API says:
@@ -337,6 +367,25 @@ func (e *Engine) waitHolders(ctx context.Context, r *nodeRun) bool {
 	return false
 }
 
+// beforeNode runs the beforeNode hook before the node is touched; a hook
+// that fails leaves the node untouched and blocks the run (exit 4). It says
+// whether the node may go on.
+func (e *Engine) beforeNode(ctx context.Context, p plan.Plan, r *nodeRun) bool {
+	err := e.hook(ctx, p, HookBeforeNode, r.n.Name, nil)
+	switch {
+	case err == nil:
+		return true
+	case ctx.Err() != nil:
+		e.stoppedUntouched(ctx, r, StepPreflight)
+		return false
+	}
+	e.mu.Lock()
+	changed := e.changed
+	e.mu.Unlock()
+	e.stop(r, OutcomeUntouched, err.Error()+"; the node was not touched", &BlockedError{Reason: "node " + r.n.Name + " was not touched", Err: err, AfterChanges: changed})
+	return false
+}
+
 // refusal is the error of a node refused before it was touched: a halt,
 // or when nothing in the run changed yet, a block (exit 4).
 func (e *Engine) refusal(node, reason string, err error) error {
@@ -368,12 +417,6 @@ func (e *Engine) drain(ctx context.Context, node string) error {
 			}
 		}
 		if err = e.Cluster.Drain(ctx, node, e.Policy.DrainTimeout, progress); err == nil || ctx.Err() != nil {
-			if err == nil && e.Volumes != nil && e.Policy.VolumeDetachTimeout > 0 {
-				// The evicted pods' volumes must leave the node before its
-				// VM does: a VolumeAttachment left behind keeps a moved pod
-				// from attaching its volume for minutes.
-				return e.Volumes.WaitVolumesDetached(ctx, node, e.Policy.VolumeDetachTimeout, progress)
-			}
 			return err
 		}
 		if a < attempts {
@@ -581,6 +624,16 @@ func (e *Engine) settle(ctx context.Context, p plan.Plan, r *nodeRun) {
 		return
 	}
 	e.setHealth(r.nr, res)
+	if err := e.hook(ctx, p, HookAfterNode, n.Name, nil); err != nil {
+		if ctx.Err() != nil {
+			e.interrupt(ctx, r, StepHealth, true)
+			return
+		}
+		// The hook is part of the node's gate: its failure rolls it back.
+		r.cause = err
+		return
+	}
+	e.unsilence(ctx, n.Name)
 	e.mu.Lock()
 	r.nr.ChangedSeconds = e.Clock.Now().Sub(r.start).Seconds()
 	e.mu.Unlock()

@@ -120,6 +120,11 @@ type Engine struct {
 	// Peers, when set, evicts the other runner pods on drover's node at a
 	// hand-off.
 	Peers RunnerPeers
+	// Hooks, when set, runs the operator's hooks (hooks.*) as Jobs.
+	Hooks HookRunner
+	// Silences, when set, silences each node's alerts while it changes
+	// (health.alertmanager.silences).
+	Silences Silencer
 
 	mu      sync.Mutex
 	started time.Time
@@ -147,6 +152,8 @@ func (e *Engine) Run(ctx context.Context, p plan.Plan) (*Report, error) {
 		p.Strategy, p.From, p.To, p.NodeCount(), len(p.Batches), p.ETA)})
 
 	err := e.run(ctx, p)
+	e.unsilenceAll(ctx)
+	e.afterRun(ctx, p, err)
 	return e.finish(ctx, err), err
 }
 
@@ -221,6 +228,13 @@ func (e *Engine) run(ctx context.Context, p plan.Plan) error {
 	}
 	if err := e.preflight(ctx, p); err != nil {
 		return err
+	}
+	if err := e.hook(ctx, p, HookBeforeRun, "", nil); err != nil {
+		if ctx.Err() != nil {
+			_ = e.record(ctx, "", StepRun, StatusInterrupted, "during the beforeRun hook")
+			return Stopped(ctx)
+		}
+		return &BlockedError{Reason: "the beforeRun hook failed; nothing was changed", Err: err}
 	}
 	if p.Strategy == version.Cattle {
 		// Idempotent: templates that exist at the target are a no-op.

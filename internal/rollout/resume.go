@@ -10,7 +10,7 @@ import (
 
 // stepOrder is the state machine's order; a resumed node starts at a step
 // and skips the ones before it.
-var stepOrder = []Step{StepPreflight, StepEtcdGuard, StepCordon, StepDrain, StepEtcdLeave, StepDestroy, StepCreate, StepUpgrade, StepWaitReady, StepEtcdJoin, StepUncordon, StepHealth, StepSoak, StepDone}
+var stepOrder = []Step{StepPreflight, StepEtcdGuard, StepCordon, StepDrain, StepVolumes, StepEtcdLeave, StepDestroy, StepCreate, StepUpgrade, StepWaitReady, StepEtcdJoin, StepUncordon, StepHealth, StepSoak, StepDone}
 
 func stepIndex(s Step) int { return slices.Index(stepOrder, s) }
 
@@ -52,6 +52,9 @@ type ResumeState struct {
 	Nodes        map[string]*NodeState
 	// Terraform are the run's StepTerraform entries, in order.
 	Terraform []Entry
+	// HooksDone are the hooks that succeeded (HookKey): a resume does not
+	// run them again.
+	HooksDone map[string]bool
 }
 
 // InFlight names the nodes caught mid-step: neither done, nor halted, nor
@@ -80,13 +83,20 @@ func ReadResume(entries []Entry) (*ResumeState, error) {
 	if first.Step != StepRun || first.Status != StatusStarted || first.Header == nil {
 		return nil, &JournalError{Why: "the journal does not start with a run header; it is not a drover run journal"}
 	}
-	st := &ResumeState{RunID: first.RunID, Header: *first.Header, Nodes: map[string]*NodeState{}}
+	st := &ResumeState{RunID: first.RunID, Header: *first.Header, Nodes: map[string]*NodeState{}, HooksDone: map[string]bool{}}
 	for i, e := range entries {
 		if e.RunID != st.RunID {
 			return nil, &JournalError{Why: fmt.Sprintf("entry %d belongs to run %s, not %s: the journal mixes runs", i+1, e.RunID, st.RunID)}
 		}
 		if e.Header != nil && *e.Header != st.Header {
 			return nil, &JournalError{Why: fmt.Sprintf("entry %d starts a different run (%+v)", i+1, *e.Header)}
+		}
+		if e.Step == StepHook {
+			// A hook is no step of a node's state machine: a failed one
+			// left its node untouched (beforeNode) or failed its gate
+			// (afterNode, journaled with the rollback).
+			st.HooksDone[HookKey(HookPoint(e.Detail), e.Node)] = e.Status == StatusDone
+			continue
 		}
 		if e.Node == "" {
 			if e.Step == StepRun && e.Status == StatusDone {
@@ -127,7 +137,7 @@ func apply(n *NodeState, e Entry) {
 	case e.Status == StatusInterrupted:
 		n.Halted = false
 		n.ResumeAt = resumePoint(e.Step, false)
-	case e.Status == StatusFailed && (e.Step == StepCordon || e.Step == StepDrain || e.Step == StepPreflight || e.Step == StepEtcdGuard):
+	case e.Status == StatusFailed && (e.Step == StepCordon || e.Step == StepDrain || e.Step == StepVolumes || e.Step == StepPreflight || e.Step == StepEtcdGuard):
 		n.Halted, n.Reason = true, string(e.Step)+" failed: "+e.Detail
 	case e.Status == StatusStarted:
 		n.ResumeAt = resumePoint(e.Step, true)
@@ -145,8 +155,8 @@ func resumePoint(s Step, inProgress bool) Step {
 		return StepPreflight
 	case StepEtcdGuard:
 		return StepEtcdGuard // the snapshot and hand-off are taken again
-	case StepCordon, StepDrain:
-		return StepCordon // cordon and drain are safe to repeat
+	case StepCordon, StepDrain, StepVolumes:
+		return StepCordon // cordon, drain and the volume wait are safe to repeat
 	case StepWaitReady, StepEtcdJoin, StepUncordon, StepHealth, StepSoak:
 		return StepWaitReady
 	case StepDestroy:

@@ -23,6 +23,10 @@ func (e *Engine) rollback(ctx context.Context, p plan.Plan, r *nodeRun) {
 	snapshot := e.snapshot(r.nr)
 	e.emit(Event{Kind: EventRollback, Node: n.Name, NodeReport: &snapshot, Message: fmt.Sprintf("rolling %s back to %s: %s", n.Name, n.From, reason)})
 
+	// A node that soaked with its silence expired pages again while it
+	// goes back: silence it (a silence it still has is reused).
+	e.silence(actx, n.Name)
+	defer e.unsilence(actx, n.Name)
 	old := n.From
 	err := e.step(actx, n.Name, StepRollback, old.String(), func() error { return e.revert(actx, p, n, old) })
 	if err != nil {
@@ -47,6 +51,11 @@ func (e *Engine) revert(ctx context.Context, p plan.Plan, n plan.Node, old versi
 			e.emit(Event{Kind: EventLog, Node: n.Name, Step: StepRollback, Message: "draining before the rollback"})
 			if err := e.drain(ctx, n.Name); err != nil {
 				return fmt.Errorf("drain before the rollback (the node stays cordoned on the new version): %w", err)
+			}
+			if e.waitsForVolumes() {
+				if err := e.volumesDetached(ctx, n.Name); err != nil {
+					return fmt.Errorf("before the rollback (the node stays cordoned on the new version): %w", err)
+				}
 			}
 		}
 	}

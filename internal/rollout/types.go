@@ -14,14 +14,16 @@ type Step string
 
 // The steps, in the order a node goes through them.
 const (
-	StepRun        Step = "run"
-	StepTemplates  Step = "templates"
-	StepPreflight  Step = "preflight"
-	StepEtcdGuard  Step = "etcd-guard"
-	StepEtcdLeave  Step = "etcd-leave"
-	StepEtcdJoin   Step = "etcd-rejoin"
-	StepCordon     Step = "cordon"
-	StepDrain      Step = "drain"
+	StepRun       Step = "run"
+	StepTemplates Step = "templates"
+	StepPreflight Step = "preflight"
+	StepEtcdGuard Step = "etcd-guard"
+	StepEtcdLeave Step = "etcd-leave"
+	StepEtcdJoin  Step = "etcd-rejoin"
+	StepCordon    Step = "cordon"
+	StepDrain     Step = "drain"
+	// StepVolumes waits, after the drain, for the node's volumes to detach.
+	StepVolumes    Step = "volumes"
 	StepDestroy    Step = "destroy"
 	StepCreate     Step = "create"
 	StepUpgrade    Step = "upgrade"
@@ -40,6 +42,10 @@ const (
 	// the state lock (the Detail is the Terraform adapter's LockRecord), so
 	// a resume can tell a lock its own dead run left from anyone else's.
 	StepTerraform Step = "terraform"
+	// StepHook is one of the operator's hooks (the Detail names its
+	// point): run-wide for beforeRun and afterRun, a node's for
+	// beforeNode and afterNode.
+	StepHook Step = "hook"
 )
 
 // Status is where a step stands.
@@ -370,6 +376,8 @@ type Report struct {
 	TemplatesSeconds float64 `json:"templatesSeconds,omitempty"`
 	// MissedTargets says which durations went past the PRD's targets.
 	MissedTargets []string `json:"missedTargets,omitempty"`
+	// Hooks are the operator's hooks that ran, in order.
+	Hooks []HookReport `json:"hooks,omitempty"`
 }
 
 // Node returns the named node's report.

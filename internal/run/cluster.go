@@ -262,6 +262,10 @@ func (s *clusterSite) Adapters(ctx context.Context, u *Upgrade) (assemble.Adapte
 		Upgrader: api, Network: api, Images: api, Namespace: env.getenv("POD_NAMESPACE"), Alerts: alerts, Log: log,
 		Preflights: []rollout.Preflight{talos.ImageCheck{Talos: cfg.Talos, Registry: talos.RemoteRegistry{}, Puller: api, Log: log}},
 	}
+	if am, ok := alerts.(*health.Alertmanager); ok && len(cfg.Health.Alertmanager.Silences) > 0 {
+		a.Silences = &health.Silences{AM: am, Matchers: cfg.Health.Alertmanager.Silences, RunID: u.runID, For: cfg.Health.Alertmanager.SilenceFor.Duration, Clock: clock.Real{}}
+		log("", "each node's alerts are silenced in Alertmanager while it changes (health.alertmanager.silences)")
+	}
 	if up := cfg.Talos.EtcdSnapshotUpload; up.URL != "" {
 		uploader, err := objstore.New(up, env.getenv)
 		if err != nil {

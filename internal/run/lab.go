@@ -74,6 +74,7 @@ func OpenLab(cfg *config.Config, spec LabSpec) (Site, error) {
 			return nil, Usage(err)
 		}
 	}
+	lab.AddStandInHook(cfg, spec.Faults)
 	l, err := lab.New(lab.Options{Config: *cfg, Talos: spec.Start.Talos, Kubernetes: spec.Start.Kubernetes, Faults: spec.Faults,
 		Log: spec.Log, FaultsNow: spec.FaultsNow, State: saved, PodsPerNode: spec.PodsPerNode, RunnerNode: spec.RunnerNode})
 	if err != nil {
@@ -91,8 +92,8 @@ func (s *labSite) parseCrash(cfg *config.Config) error {
 	if _, ok := cfg.NodeByName(node); !ok {
 		return Usage(fmt.Errorf("--lab-crash-at: no node %q in the inventory", node))
 	}
-	if step != "replace" && !rollout.IsNodeStep(rollout.Step(step)) {
-		return Usage(fmt.Errorf("--lab-crash-at: unknown step %q; steps are replace, %s", step, rollout.NodeSteps()))
+	if step != "replace" && step != string(rollout.StepHook) && !rollout.IsNodeStep(rollout.Step(step)) {
+		return Usage(fmt.Errorf("--lab-crash-at: unknown step %q; steps are replace, hook (the node's first hook), %s", step, rollout.NodeSteps()))
 	}
 	s.crashNode, s.crashStep = node, step
 	return nil

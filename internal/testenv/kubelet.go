@@ -50,6 +50,9 @@ type Kubelets struct {
 	// drover.prox-ops.io/probe) ends, since nothing runs its command here.
 	// Nil: it succeeds.
 	ProbeResult func(p *corev1.Pod) (ok bool, message string)
+	// HookResult decides how a drover hook Job's pod (label
+	// drover.prox-ops.io/hook) ends. Nil: it succeeds.
+	HookResult func(p *corev1.Pod) (ok bool, message string)
 
 	mu      sync.Mutex
 	ips     int
@@ -276,11 +279,14 @@ func (k *Kubelets) syncPods(ctx context.Context) {
 	}
 	if k.Namespace != "" {
 		// drover's probe pods run in its own namespace, on any node.
-		probes, err := k.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: "drover.prox-ops.io/probe"})
-		if err != nil {
-			return
+		// So do its hook Jobs' pods.
+		for _, sel := range []string{"drover.prox-ops.io/probe", "drover.prox-ops.io/hook"} {
+			own, err := k.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err != nil {
+				return
+			}
+			pods.Items = append(pods.Items, own.Items...)
 		}
-		pods.Items = append(pods.Items, probes.Items...)
 	}
 	running := k.running()
 	for i := range pods.Items {
@@ -299,7 +305,11 @@ func (k *Kubelets) syncPods(ctx context.Context) {
 				continue
 			}
 			if _, probe := p.Labels["drover.prox-ops.io/probe"]; probe {
-				k.finishProbe(ctx, p)
+				k.finish(ctx, p, k.ProbeResult)
+				continue
+			}
+			if _, hook := p.Labels["drover.prox-ops.io/hook"]; hook {
+				k.finish(ctx, p, k.HookResult)
 				continue
 			}
 			k.mu.Lock()
@@ -319,18 +329,19 @@ func (k *Kubelets) syncPods(ctx context.Context) {
 	}
 }
 
-// finishProbe ends a probe pod as ProbeResult says.
-func (k *Kubelets) finishProbe(ctx context.Context, p *corev1.Pod) {
+// finish ends a pod that runs to completion (a probe, a hook) as result
+// says (nil: it succeeds).
+func (k *Kubelets) finish(ctx context.Context, p *corev1.Pod, result func(p *corev1.Pod) (bool, string)) {
 	ok, msg := true, ""
-	if k.ProbeResult != nil {
-		ok, msg = k.ProbeResult(p)
+	if result != nil {
+		ok, msg = result(p)
 	}
 	exit, phase := int32(0), corev1.PodSucceeded
 	if !ok {
 		exit, phase = 1, corev1.PodFailed
 	}
 	p.Status.Phase = phase
-	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "probe", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, Message: msg}}}}
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: p.Spec.Containers[0].Name, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, Message: msg}}}}
 	_, _ = k.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 }
 

@@ -59,7 +59,7 @@ const (
 var Controllers = []string{
 	"disruption-controller", "replicaset-controller", "deployment-controller",
 	"node-lifecycle-controller", "pod-garbage-collector-controller", "daemonset-controller",
-	"endpointslice-controller",
+	"endpointslice-controller", "job-controller",
 }
 
 // TalosAdmission is the admission configuration Talos gives a cluster's
