@@ -44,7 +44,7 @@ func (h *hookRec) Silence(_ context.Context, node string) (string, error) {
 	return "s-" + node, h.rec.do("silence", node)
 }
 func (h *hookRec) Expire(_ context.Context, node string) error { return h.rec.do("unsilence", node) }
-func (h *hookRec) ExpireAll(context.Context) error            { return h.rec.do("unsilence-all", "-") }
+func (h *hookRec) ExpireAll(context.Context) error             { return h.rec.do("unsilence-all", "-") }
 
 // TestHooksAndSilencesAroundEachNode: a node is silenced before its
 // cordon and unsilenced once it passed its gate and its afterNode hook;
