@@ -92,6 +92,9 @@ type reportJSON struct {
 	PDBViolations            *int         `json:"pdbViolations"`
 	MaxControlPlaneDown      *int         `json:"maxControlPlaneDown"`
 	Error                    string       `json:"error"`
+	Hooks                    []struct {
+		Point, Node, Status string
+	} `json:"hooks"`
 }
 
 func decodeReport(t *testing.T, r result) reportJSON {

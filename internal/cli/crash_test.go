@@ -49,13 +49,15 @@ func droverBinary(t *testing.T) string {
 // drover is killed right after the journal records each step; the same
 // command with --resume then finishes. Every run ends with every node at
 // the target, no PDB violation, at most one control-plane node down, no
-// etcd leader taken down, and every destructive step of a control-plane node,
-// resumed or not, preceded by its etcd guard (snapshot and hand-off).
+// etcd leader taken down, every destructive step of a control-plane node,
+// resumed or not, preceded by its etcd guard (snapshot and hand-off), and
+// every hook that succeeded run once (the example's beforeRun and afterRun;
+// node hooks added for the crash in a node's hook).
 func TestCrashAtEveryStepThenResume(t *testing.T) {
 	bin := droverBinary(t)
-	cattleCP := []string{"preflight", "etcd-guard", "cordon", "drain", "etcd-leave", "destroy", "create", "wait-ready", "etcd-rejoin", "uncordon", "health", "soak"}
-	cattleWorker := []string{"preflight", "cordon", "drain", "destroy", "create", "wait-ready", "uncordon", "health", "soak"}
-	petsWorker := []string{"preflight", "cordon", "drain", "upgrade", "wait-ready", "uncordon", "health"}
+	cattleCP := []string{"preflight", "etcd-guard", "cordon", "drain", "volumes", "etcd-leave", "destroy", "create", "wait-ready", "etcd-rejoin", "uncordon", "health", "soak"}
+	cattleWorker := []string{"preflight", "hook", "cordon", "drain", "volumes", "destroy", "create", "wait-ready", "uncordon", "health", "soak"}
+	petsWorker := []string{"preflight", "hook", "cordon", "drain", "volumes", "upgrade", "wait-ready", "uncordon", "health"}
 	type tc struct{ node, step, to string }
 	var cases []tc
 	for _, s := range cattleCP {
@@ -86,7 +88,12 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 		t.Run(c.node+":"+c.step+"@"+c.to, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg := filepath.Join(dir, "drover.yaml")
-			write(t, cfg, strings.Replace(string(example), "name: prox-ops", "name: "+canary, 1))
+			text := strings.Replace(string(example), "name: prox-ops", "name: "+canary, 1)
+			if c.step == "hook" {
+				// The node's hooks, so that the crash comes in its first.
+				text = strings.Replace(text, "\nhooks:\n", "\nhooks:\n  beforeNode: {image: 'busybox:1.37'}\n  afterNode: {image: 'busybox:1.37'}\n", 1)
+			}
+			write(t, cfg, text)
 			state, jpath, report := filepath.Join(dir, "s.json"), filepath.Join(dir, "j.jsonl"), filepath.Join(dir, "r.json")
 			args := []string{"upgrade", "--lab", "--config", cfg, "--lab-state", state, "--journal", jpath, "--report", report, "--to-talos", c.to, "--yes", "--output", "json"}
 			crash := exec.Command(bin, append(args, "--lab-crash-at", c.node+":"+c.step)...)
@@ -154,6 +161,7 @@ func TestCrashAtEveryStepThenResume(t *testing.T) {
 				t.Fatalf("result %s, PDB violations %d, control-plane down %d, etcd leader lost %d", rep.Result, rep.PDBViolations, rep.MaxControlPlaneDown, rep.EtcdLeaderLost)
 			}
 			guardedEveryControlPlaneChange(t, j)
+			hooksRanOnce(t, j, c.step == "hook")
 			st, err := lab.LoadState(state)
 			if err != nil || st == nil {
 				t.Fatalf("lab state: %v", err)
@@ -214,6 +222,34 @@ func guardedEveryControlPlaneChange(t *testing.T, journalText []byte) {
 	for _, n := range []string{"k8s-ctrl-1", "k8s-ctrl-2", "k8s-ctrl-3"} {
 		if !ever[n] {
 			t.Errorf("%s was never guarded (no etcd snapshot)", n)
+		}
+	}
+}
+
+// hooksRanOnce reads a journal: beforeRun and afterRun succeeded exactly
+// once across the crash and the resume, and, with node hooks, every
+// node's beforeNode and afterNode succeeded once.
+func hooksRanOnce(t *testing.T, journalText []byte, nodeHooks bool) {
+	t.Helper()
+	log, err := journal.Read(bytes.NewReader(journalText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := map[string]int{}
+	for _, e := range log.Entries {
+		if e.Step == rollout.StepHook && e.Status == rollout.StatusDone {
+			done[e.Detail+" "+e.Node]++
+		}
+	}
+	want := map[string]int{"beforeRun ": 1, "afterRun ": 1}
+	if nodeHooks {
+		for _, n := range []string{"k8s-ctrl-1", "k8s-work-2", "k8s-work-14"} {
+			want["beforeNode "+n], want["afterNode "+n] = 1, 1
+		}
+	}
+	for k, n := range want {
+		if done[k] != n {
+			t.Errorf("hook %q succeeded %d times, want %d (all: %v)", k, done[k], n, done)
 		}
 	}
 }

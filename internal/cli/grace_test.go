@@ -160,3 +160,58 @@ func TestABatchWithoutRoomIsNotStarted(t *testing.T) {
 		}
 	}
 }
+
+// TestHooksAndSilencesInTheLab: a cattle run of the reference cluster
+// (the example's silences and Ceph noout hooks) silences each node before
+// its cordon and lets the silence go once it passed its gate, and runs
+// beforeRun first and afterRun last, both in the report. The hook-fails
+// fault fails a node's beforeNode hook: exit 4, that node untouched, the
+// failure in the report, and afterRun still runs.
+func TestHooksAndSilencesInTheLab(t *testing.T) {
+	r := drover(t, "upgrade", "--lab", "--config", "../../examples/prox-ops/drover.yaml", "--to-talos", "v1.12.0", "--yes")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d\n%s", r.code, lastLines(r.stderr, 20))
+	}
+	silenced, expired := map[string]int{}, map[string]int{}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) < 3:
+		case strings.Contains(line, "its alerts are silenced in Alertmanager"):
+			silenced[f[1]]++
+		case strings.Contains(line, "its silence expired"):
+			expired[f[1]]++
+		}
+	}
+	if len(silenced) != 15 || len(expired) != 15 {
+		t.Fatalf("silenced %v, expired %v", silenced, expired)
+	}
+	for n := range silenced {
+		if silenced[n] != 1 || expired[n] != 1 {
+			t.Errorf("%s: silenced %d times, expired %d", n, silenced[n], expired[n])
+		}
+	}
+	before, after := strings.Index(r.stdout, "hook beforeRun: Job"), strings.Index(r.stdout, "hook afterRun: Job")
+	first, last := strings.Index(r.stdout, "cordon"), strings.LastIndex(r.stdout, "uncordon")
+	if before < 0 || after < 0 || before > first || after < last {
+		t.Fatalf("beforeRun at %d, afterRun at %d; first cordon %d, last uncordon %d\n%s", before, after, first, last, lastLines(r.stdout, 30))
+	}
+
+	r = drover(t, "upgrade", "--lab", "--config", "../../examples/prox-ops/drover.yaml", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-2=hook-fails", "--output", "json")
+	rep := decodeReport(t, r)
+	if r.code != ExitBlocked || !strings.Contains(rep.Error, "node k8s-work-2 was not touched: hook beforeNode of k8s-work-2 failed") || !strings.Contains(rep.Error, "lab fault hook-fails") {
+		t.Fatalf("exit %d: %s", r.code, rep.Error)
+	}
+	var hooks []string
+	for _, h := range rep.Hooks {
+		hooks = append(hooks, h.Point+" "+h.Node+" "+h.Status)
+	}
+	if len(hooks) < 3 || hooks[0] != "beforeRun  done" || hooks[len(hooks)-2] != "beforeNode k8s-work-2 failed" || hooks[len(hooks)-1] != "afterRun  done" {
+		t.Fatalf("hooks reported: %q", hooks)
+	}
+	for _, n := range rep.Nodes {
+		if n.Name == "k8s-work-2" && n.Outcome != "untouched" {
+			t.Errorf("k8s-work-2: %s", n.Outcome)
+		}
+	}
+}

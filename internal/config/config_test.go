@@ -111,6 +111,14 @@ func TestParseRejects(t *testing.T) {
 		{"a canary that is not a node", base + "rollout:\n  canary: [w-9]\n", "rollout.canary[0]", 10, "not a node of the inventory"},
 		{"a control-plane canary", base + "rollout:\n  canary: [cp-1]\n", "rollout.canary[0]", 10, "a canary is a worker"},
 		{"blocking alerts without an alertmanager", base + "health:\n  blockingAlerts: ['severity=critical']\n", "health.blockingAlerts", 10, "needs health.alertmanager.url"},
+		{"silences without an alertmanager", base + "health:\n  alertmanager:\n    silences: ['node=\"{node}\"']\n", "health.alertmanager.silences", 11, "needs health.alertmanager.url"},
+		{"silences that name no node", base + "health:\n  alertmanager:\n    url: http://127.0.0.1:9093\n    silences: ['severity=warning']\n", "health.alertmanager.silences", 12, "no matcher names {node}"},
+		{"a negative silence matcher", base + "health:\n  alertmanager:\n    url: http://127.0.0.1:9093\n    silences: ['node=\"{node}\"', 'team!=db']\n", "health.alertmanager.silences[1]", 12, "negative one would silence"},
+		{"a silence matcher that does not parse", base + "health:\n  alertmanager:\n    url: http://127.0.0.1:9093\n    silences: ['node=~\"({node}\"']\n", "health.alertmanager.silences[0]", 12, "not an Alertmanager matcher"},
+		{"a short silence", base + "health:\n  alertmanager:\n    url: http://127.0.0.1:9093\n    silences: ['node=\"{node}\"']\n    silenceFor: 30s\n", "health.alertmanager.silenceFor", 13, "at least 1m"},
+		{"a hook without an image", base + "hooks:\n  beforeNode:\n    command: [sh, -c, 'ceph osd set noout']\n", "hooks.beforeNode.image", 10, "is required"},
+		{"an unknown hook point", base + "hooks:\n  beforeDrain:\n    image: busybox\n", "beforeDrain", 10, "unknown field"},
+		{"a negative hook timeout", base + "hooks:\n  afterRun:\n    image: busybox\n    timeout: -1m\n", "hooks.afterRun.timeout", 12, "must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -75,29 +75,33 @@ func (s *Silences) Silence(ctx context.Context, node string) (string, error) {
 }
 
 // Expire ends the node's silence of this run, if there is one.
-func (s *Silences) Expire(ctx context.Context, node string) error {
-	return s.expire(ctx, func(comment string) bool { return comment == s.comment(node) })
+func (s *Silences) Expire(ctx context.Context, node string) (bool, error) {
+	n, err := s.expire(ctx, func(comment string) bool { return comment == s.comment(node) })
+	return n > 0, err
 }
 
 // ExpireAll ends every silence of this run.
 func (s *Silences) ExpireAll(ctx context.Context) error {
-	return s.expire(ctx, func(comment string) bool { return strings.HasPrefix(comment, s.runPrefix()+" ") })
+	_, err := s.expire(ctx, func(comment string) bool { return strings.HasPrefix(comment, s.runPrefix()+" ") })
+	return err
 }
 
-func (s *Silences) expire(ctx context.Context, which func(comment string) bool) error {
+func (s *Silences) expire(ctx context.Context, which func(comment string) bool) (int, error) {
 	mine, err := s.mine(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	n := 0
 	for comment, id := range mine {
 		if !which(comment) {
 			continue
 		}
 		if _, err := s.AM.api.Silence.DeleteSilence(silence.NewDeleteSilenceParamsWithContext(ctx).WithSilenceID(strfmt.UUID(id))); err != nil {
-			return fmt.Errorf("expire silence %s in %s: %w", id, s.AM.url, err)
+			return n, fmt.Errorf("expire silence %s in %s: %w", id, s.AM.url, err)
 		}
+		n++
 	}
-	return nil
+	return n, nil
 }
 
 // mine are this run's silences that are not expired, by comment.

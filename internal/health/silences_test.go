@@ -106,8 +106,11 @@ func TestSilencesInARealAlertmanager(t *testing.T) {
 
 	// Expired one by one, then all of the run's at once; run-0's and the
 	// person's stay.
-	if err := run.Expire(ctx, "k8s-work-3"); err != nil {
-		t.Fatal(err)
+	if had, err := run.Expire(ctx, "k8s-work-3"); err != nil || !had {
+		t.Fatalf("expire: %v %v", had, err)
+	}
+	if had, err := run.Expire(ctx, "k8s-work-3"); err != nil || had {
+		t.Fatalf("expired twice: %v %v", had, err)
 	}
 	if got := silencesOf(t, url); len(got) != 3 || got[run.comment("k8s-work-3")] != "" {
 		t.Fatalf("after expiring k8s-work-3: %v", got)

@@ -127,9 +127,8 @@ func (s silences) Silence(_ context.Context, node string) (string, error) {
 	return id, nil
 }
 
-func (s silences) Expire(_ context.Context, node string) error {
-	s.expire(func(si Silence) bool { return si.Node == node })
-	return nil
+func (s silences) Expire(_ context.Context, node string) (bool, error) {
+	return s.expire(func(si Silence) bool { return si.Node == node }) > 0, nil
 }
 
 func (s silences) ExpireAll(context.Context) error {
@@ -137,13 +136,16 @@ func (s silences) ExpireAll(context.Context) error {
 	return nil
 }
 
-func (s silences) expire(which func(Silence) bool) {
+func (s silences) expire(which func(Silence) bool) int {
 	l := s.lab
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n := 0
 	for i := range l.silenced {
 		if l.silenced[i].Expired.IsZero() && which(l.silenced[i]) {
 			l.silenced[i].Expired = l.Clock.Now()
+			n++
 		}
 	}
+	return n
 }

@@ -376,7 +376,7 @@ func TestJournalRecordsEachTransitionBeforeActing(t *testing.T) {
 			steps = append(steps, string(e.Step))
 		}
 	}
-	want := "preflight cordon drain destroy create wait-ready uncordon health soak"
+	want := "preflight cordon drain volumes destroy create wait-ready uncordon health soak"
 	if got := strings.Join(steps, " "); got != want {
 		t.Fatalf("journal steps %q, want %q", got, want)
 	}

@@ -70,8 +70,8 @@ type Silencer interface {
 	// Silence silences the node's alerts, or finds the silence this run
 	// already holds for it (a resumed run); it returns the silence's ID.
 	Silence(ctx context.Context, node string) (string, error)
-	// Expire ends the node's silence, if it has one.
-	Expire(ctx context.Context, node string) error
+	// Expire ends the node's silence, if it has one, and says whether it had.
+	Expire(ctx context.Context, node string) (bool, error)
 	// ExpireAll ends every silence of the run.
 	ExpireAll(ctx context.Context) error
 }
@@ -174,11 +174,14 @@ func (e *Engine) unsilence(ctx context.Context, node string) {
 	if e.Silences == nil {
 		return
 	}
-	if err := e.Silences.Expire(context.WithoutCancel(ctx), node); err != nil {
+	had, err := e.Silences.Expire(context.WithoutCancel(ctx), node)
+	if err != nil {
 		e.emit(Event{Kind: EventLog, Node: node, Message: "could not expire its silence (" + err.Error() + "); it ends by itself"})
 		return
 	}
-	e.emit(Event{Kind: EventLog, Node: node, Message: "its silence expired"})
+	if had {
+		e.emit(Event{Kind: EventLog, Node: node, Message: "its silence expired"})
+	}
 }
 
 // unsilenceAll ends every silence of the run when it ends or stops.

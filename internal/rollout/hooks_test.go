@@ -43,8 +43,10 @@ func (h *hookRec) RunHook(_ context.Context, c rollout.HookCall) error {
 func (h *hookRec) Silence(_ context.Context, node string) (string, error) {
 	return "s-" + node, h.rec.do("silence", node)
 }
-func (h *hookRec) Expire(_ context.Context, node string) error { return h.rec.do("unsilence", node) }
-func (h *hookRec) ExpireAll(context.Context) error             { return h.rec.do("unsilence-all", "-") }
+func (h *hookRec) Expire(_ context.Context, node string) (bool, error) {
+	return true, h.rec.do("unsilence", node)
+}
+func (h *hookRec) ExpireAll(context.Context) error { return h.rec.do("unsilence-all", "-") }
 
 // TestHooksAndSilencesAroundEachNode: a node is silenced before its
 // cordon and unsilenced once it passed its gate and its afterNode hook;
