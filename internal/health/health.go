@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -378,8 +379,50 @@ func (g *Gate) podHealth(ctx context.Context, in rollout.GateInput) (outcome, er
 			o.fail("critical/"+id, p.Spec.NodeName, true, "critical pod %s is %s and not Ready (node %s)", id, p.Status.Phase, orNone(p.Spec.NodeName))
 		}
 	}
+	if err := movedVolumes(ctx, r, in, &o); err != nil {
+		return outcome{}, err
+	}
 	sort.Slice(o.findings, func(i, j int) bool { return o.findings[i].Text < o.findings[j].Text })
 	return o, nil
+}
+
+// movedVolumes fails a node whose drained pods with volumes do not run
+// again: a pod of each claim that left the node must be Running and Ready
+// wherever it runs now (a volume still attached elsewhere keeps it in
+// ContainerCreating). A claim no pod uses any more is not judged.
+func movedVolumes(ctx context.Context, r Reader, in rollout.GateInput, o *outcome) error {
+	for _, claim := range in.Claims {
+		ns, name, ok := strings.Cut(claim, "/")
+		if !ok {
+			continue
+		}
+		pods, err := r.PodsIn(ctx, ns, labels.Everything())
+		if err != nil {
+			return err
+		}
+		var users []*corev1.Pod
+		for _, p := range pods {
+			if p.DeletionTimestamp == nil && slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool {
+				return v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == name
+			}) {
+				users = append(users, p)
+			}
+		}
+		if len(users) == 0 || slices.ContainsFunc(users, Settled) {
+			continue
+		}
+		p := users[0]
+		state := string(p.Status.Phase)
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && w.Reason != "" {
+				state += " (" + w.Reason + ")"
+				break
+			}
+		}
+		o.fail("moved-volume/"+claim, in.Node.Name, false, "pod %s/%s with volume claim %s, moved off %s, is %s on %s and not Ready: its volume must attach where it runs now",
+			p.Namespace, p.Name, claim, in.Node.Name, state, orNone(p.Spec.NodeName))
+	}
+	return nil
 }
 
 // restarts fails a pod whose containers restarted since the gate's

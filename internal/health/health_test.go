@@ -783,3 +783,54 @@ func TestPodSecurityRefusalIsNamed(t *testing.T) {
 		t.Fatalf("warnings heard: %q, want the one warning once", warnings)
 	}
 }
+
+// TestAMovedPodWithAVolumeMustRunAgain: the claims whose volumes left the
+// node after its drain (GateInput.Claims) fail the gate while their pod
+// waits in ContainerCreating elsewhere (a volume still attached to the
+// old node: Multi-Attach), and pass once it runs; a claim no pod uses any
+// more is not judged.
+func TestAMovedPodWithAVolumeMustRunAgain(t *testing.T) {
+	f := newFixture(t, "h-moved")
+	ctx := context.Background()
+	// Bound to a node no simulated kubelet serves: the test alone says
+	// how the pod stands (a kubelet would start it again).
+	where := f.name + "-elsewhere"
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "home-assistant-0", Namespace: f.name},
+		Spec: corev1.PodSpec{NodeName: where, Containers: []corev1.Container{{Name: "app", Image: "registry.example/ha:1"}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "config"}}}}}}
+	created, err := env.Client.CoreV1().Pods(f.name).Create(ctx, p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Status.Phase = corev1.PodRunning
+	created.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	created.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	if _, err := env.Client.CoreV1().Pods(f.name).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	in := f.input()
+	in.Claims = []string{f.name + "/config", f.name + "/nobody-uses-this"}
+	testenv.Eventually(t, 10*time.Second, "the gate to pass with the moved pod running", func() (bool, error) {
+		return f.g.Check(ctx, in).Passed(), nil
+	})
+	// Its volume cannot attach where it runs now.
+	got, err := env.Client.CoreV1().Pods(f.name).Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Status.Phase = corev1.PodPending
+	got.Status.Conditions = nil
+	got.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}
+	if _, err := env.Client.CoreV1().Pods(f.name).UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var res rollout.HealthResult
+	testenv.Eventually(t, 10*time.Second, "the gate to see the pod waiting", func() (bool, error) {
+		res = f.g.Check(ctx, in)
+		return !res.Passed(), nil
+	})
+	want := "pod " + f.name + "/home-assistant-0 with volume claim " + f.name + "/config, moved off " + f.gpu.Name + ", is Pending (ContainerCreating) on " + where + " and not Ready"
+	if !strings.Contains(diagnostics(res), want) {
+		t.Fatalf("want %q in:\n%s", want, diagnostics(res))
+	}
+}

@@ -64,33 +64,48 @@ func (e *VolumeDetachError) Error() string {
 
 // WaitVolumesDetached waits, on the clock, until no VolumeAttachment names
 // the node: the attach-detach controller detaches a drained node's volumes
-// once their pods are gone. progress is told once what is waited for.
-func (c *Client) WaitVolumesDetached(ctx context.Context, node string, timeout time.Duration, progress func(string)) error {
+// once their pods are gone. progress is told once what is waited for. It
+// returns the claims (namespace/name) of the volumes that were attached:
+// their pods must run again elsewhere.
+func (c *Client) WaitVolumesDetached(ctx context.Context, node string, timeout time.Duration, progress func(string)) ([]string, error) {
 	var attached []storagev1.VolumeAttachment
+	var claims []string
 	told := false
 	err := clock.Poll(ctx, c.Clock, "volumes of "+node+" to detach", c.pollInterval(), timeout, func(ctx context.Context) (bool, string, error) {
 		var err error
 		if attached, err = c.attachments(ctx, node); err != nil {
 			return false, "", err
 		}
-		if len(attached) > 0 && !told && progress != nil {
+		if len(attached) > 0 && !told {
 			told = true
 			var names []string
-			for _, va := range attached {
-				names = append(names, volumeName(va))
+			for _, v := range c.describe(ctx, attached) {
+				names = append(names, volumeName(storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: v.Attachment}, Spec: storagev1.VolumeAttachmentSpec{Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptrOrNil(v.Volume)}}}))
+				if v.Claim != "" {
+					claims = append(claims, v.Claim)
+				}
 			}
-			progress(fmt.Sprintf("waiting for %d volume(s) to detach: %s", len(attached), strings.Join(names, ", ")))
+			if progress != nil {
+				progress(fmt.Sprintf("waiting for %d volume(s) to detach: %s", len(attached), strings.Join(names, ", ")))
+			}
 		}
 		return len(attached) == 0, fmt.Sprintf("%d still attached", len(attached)), nil
 	})
 	var te *clock.TimeoutError
 	if errors.As(err, &te) {
-		return &VolumeDetachError{Node: node, Timeout: timeout, Attached: c.describe(ctx, attached)}
+		return claims, &VolumeDetachError{Node: node, Timeout: timeout, Attached: c.describe(ctx, attached)}
 	}
 	if err == nil && told && progress != nil {
 		progress("volumes detached")
 	}
-	return err
+	return claims, err
+}
+
+func ptrOrNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // attachments are the VolumeAttachments that name the node.

@@ -160,8 +160,9 @@ func TestVolumesDetachAfterTheDrain(t *testing.T) {
 	if _, err := env.Client.AppsV1().ReplicaSets(ns).Update(ctx, rs, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := kc.WaitVolumesDetached(ctx, "vol-w-1", 30*time.Second, progress); err != nil {
-		t.Fatalf("the detached volume: %v", err)
+	claims, err := kc.WaitVolumesDetached(ctx, "vol-w-1", 30*time.Second, progress)
+	if err != nil || len(claims) != 1 || claims[0] != ns+"/home-assistant" {
+		t.Fatalf("the detached volume: %v (claims %v)", err, claims)
 	}
 	if len(told) != 2 || !strings.Contains(told[0], "waiting for 1 volume(s) to detach: pv-"+ns+"-home-assistant") || told[1] != "volumes detached" {
 		t.Errorf("the progress said %q", told)
@@ -172,7 +173,7 @@ func TestVolumesDetachAfterTheDrain(t *testing.T) {
 
 	// plex's volume stays attached (its pod still runs there, or the
 	// detach is stuck): the wait ends at its timeout, naming it.
-	err = kc.WaitVolumesDetached(ctx, "vol-w-2", 3*time.Second, nil)
+	_, err = kc.WaitVolumesDetached(ctx, "vol-w-2", 3*time.Second, nil)
 	var vd *kube.VolumeDetachError
 	if !errors.As(err, &vd) || len(vd.Attached) != 1 || vd.Attached[0].Claim != ns+"/plex" ||
 		!strings.Contains(err.Error(), "volume pv-"+ns+"-plex") || !strings.Contains(err.Error(), "used by pod "+ns+"/plex-") {

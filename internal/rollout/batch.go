@@ -32,6 +32,9 @@ type nodeRun struct {
 	// finishes the node. endedAt is when that soak ended.
 	soak    *soak
 	endedAt time.Time
+	// claims are the volumes that left the node after its drain
+	// (namespace/name): the gate wants their pods running again.
+	claims []string
 }
 
 func (r *nodeRun) runs(s Step) bool { return stepIndex(s) >= stepIndex(r.from) }
@@ -235,7 +238,10 @@ func (e *Engine) vacate(ctx context.Context, p plan.Plan, r *nodeRun) {
 	if !e.waitsForVolumes() || !r.runs(StepVolumes) {
 		return
 	}
-	if err := e.step(ctx, n.Name, StepVolumes, "", func() error { return e.volumesDetached(ctx, n.Name) }); err != nil {
+	if err := e.step(ctx, n.Name, StepVolumes, "", func() (err error) {
+		r.claims, err = e.volumesDetached(ctx, n.Name)
+		return err
+	}); err != nil {
 		if ctx.Err() != nil {
 			e.interrupt(ctx, r, StepVolumes, true)
 			return
@@ -251,7 +257,7 @@ func (e *Engine) waitsForVolumes() bool { return e.Volumes != nil && e.Policy.Vo
 // volumesDetached waits, after a drain, until the node's volumes left it:
 // a VolumeAttachment left behind keeps a moved pod from attaching its
 // volume for minutes once the VM is gone.
-func (e *Engine) volumesDetached(ctx context.Context, node string) error {
+func (e *Engine) volumesDetached(ctx context.Context, node string) ([]string, error) {
 	return e.Volumes.WaitVolumesDetached(ctx, node, e.Policy.VolumeDetachTimeout, func(msg string) {
 		e.emit(Event{Kind: EventLog, Node: node, Step: StepVolumes, Message: msg})
 		if nr := e.nodeReport(node); nr != nil {
@@ -609,7 +615,7 @@ func (e *Engine) settle(ctx context.Context, p plan.Plan, r *nodeRun) {
 		return
 	}
 	// One memory for the gate and the soak: restarts between them count.
-	in := GateInput{Node: n, Want: r.target, Before: beforeIf(r.before), Memory: NewMemory()}
+	in := GateInput{Node: n, Want: r.target, Before: beforeIf(r.before), Memory: NewMemory(), Claims: r.claims}
 	var res HealthResult
 	if err := e.step(ctx, n.Name, StepHealth, "", func() (err error) {
 		res, err = e.gate(ctx, in)

@@ -60,8 +60,9 @@ type HoldingPodReader interface {
 // VolumeWaiter waits, after a drain, until no volume is attached to the
 // node any more (no VolumeAttachment names it), so that a destroyed or
 // rebooted VM leaves no volume behind that its moved pod cannot attach.
+// It returns the claims (namespace/name) of the volumes it waited for.
 type VolumeWaiter interface {
-	WaitVolumesDetached(ctx context.Context, node string, timeout time.Duration, progress func(msg string)) error
+	WaitVolumesDetached(ctx context.Context, node string, timeout time.Duration, progress func(msg string)) ([]string, error)
 }
 
 // Engine runs one upgrade. Every collaborator is injected; Replacer is

@@ -147,6 +147,9 @@ type GateInput struct {
 	// Flux, alerts, custom checks, the cluster's unsettled pods) are left
 	// out, as a background soak's are while other nodes change.
 	NodeOnly bool
+	// Claims are the claims (namespace/name) whose volumes left the node
+	// after its drain: the gate fails while their pods do not run again.
+	Claims []string
 }
 
 // Finding is one thing a check found wrong.

@@ -53,7 +53,7 @@ func (e *Engine) revert(ctx context.Context, p plan.Plan, n plan.Node, old versi
 				return fmt.Errorf("drain before the rollback (the node stays cordoned on the new version): %w", err)
 			}
 			if e.waitsForVolumes() {
-				if err := e.volumesDetached(ctx, n.Name); err != nil {
+				if _, err := e.volumesDetached(ctx, n.Name); err != nil {
 					return fmt.Errorf("before the rollback (the node stays cordoned on the new version): %w", err)
 				}
 			}
