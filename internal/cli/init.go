@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/kit"
 )
 
@@ -68,6 +69,7 @@ secrets you must create.`,
 				VariablesFile: cfg.Versions.VariablesFile, SnapshotDir: cfg.Talos.EtcdSnapshotDir,
 				DroverVersion: f.droverVersion, DroverRepo: f.droverRepo, TofuVersion: f.tofuVersion, TalosctlVersion: f.talosctlVersion,
 				RunnerImage: f.runnerImage, ApprovalEnvironment: f.environment,
+				CephHooks: usesHooksAccount(cfg.Hooks),
 			})
 			var ie *kit.InvalidError
 			if errors.As(err, &ie) {
@@ -115,4 +117,15 @@ secrets you must create.`,
 	fs.StringVar(&f.runnerImage, "runner-image", kit.DefaultRunnerImage, "the runner scale set's image, pinned to a release")
 	fs.StringVar(&f.environment, "approval-environment", "cluster-upgrade-approval", "GitHub Environment whose reviewers approve major upgrades")
 	return cmd
+}
+
+// usesHooksAccount says a configured hook runs as the kit's drover-hooks
+// ServiceAccount: the kit then ships it with its RBAC.
+func usesHooksAccount(h config.Hooks) bool {
+	for _, hk := range h.Points() {
+		if hk.ServiceAccountName == kit.HooksServiceAccount {
+			return true
+		}
+	}
+	return false
 }

@@ -46,7 +46,15 @@ type Values struct {
 	// ApprovalEnvironment is the GitHub Environment whose required
 	// reviewers approve major upgrades.
 	ApprovalEnvironment string
+	// CephHooks: the configuration's hooks run as the kit's drover-hooks
+	// ServiceAccount (HooksServiceAccount), which may exec into the Rook
+	// toolbox (ceph osd set noout) and nothing else.
+	CephHooks bool
 }
+
+// HooksServiceAccount is the kit's ServiceAccount for hooks that run
+// ceph commands in the Rook toolbox.
+const HooksServiceAccount = "drover-hooks"
 
 // The versions the kit pins unless told otherwise.
 const (
@@ -127,6 +135,9 @@ func Render(v Values) (map[string][]byte, error) {
 		var b bytes.Buffer
 		if err := t.Execute(&b, v); err != nil {
 			return fmt.Errorf("kit template %s: %w", path, err)
+		}
+		if len(bytes.TrimSpace(b.Bytes())) == 0 {
+			return nil // a file the values leave out
 		}
 		out[strings.TrimPrefix(path, "templates/")] = b.Bytes()
 		return nil

@@ -28,7 +28,7 @@ func exampleValues(t *testing.T) Values {
 	return Values{Cluster: cfg.Cluster.Name, RepoURL: "https://github.com/prox-ops/infrastructure", ScaleSet: "cattle-upgrade",
 		Namespace: "github-actions", VariablesFile: cfg.Versions.VariablesFile, SnapshotDir: cfg.Talos.EtcdSnapshotDir,
 		DroverVersion: "v0.1.0", DroverRepo: DefaultDroverRepo, TofuVersion: DefaultTofuVersion, TalosctlVersion: DefaultTalosctlVersion,
-		RunnerImage: DefaultRunnerImage, ApprovalEnvironment: "cluster-upgrade-approval"}
+		RunnerImage: DefaultRunnerImage, ApprovalEnvironment: "cluster-upgrade-approval", CephHooks: true}
 }
 
 // TestWorkflowsPassActionlint lints every rendered workflow with actionlint
@@ -412,5 +412,26 @@ func TestTheTestsRunTheKitsOpenTofu(t *testing.T) {
 	m := regexp.MustCompile(`DROVER_TOFU_VERSION:-v([0-9.]+)`).FindSubmatch(script)
 	if m == nil || string(m[1]) != DefaultTofuVersion {
 		t.Fatalf("hack/tofu-binary.sh builds OpenTofu %q, the kit pins %s", m, DefaultTofuVersion)
+	}
+}
+
+// TestHooksRBACOnlyWhenTheHooksUseIt: the drover-hooks ServiceAccount and
+// its Role in rook-ceph are rendered (and listed in the kustomization)
+// only when the configuration's hooks run as it: a cluster without Rook
+// gets no Role in a namespace it lacks.
+func TestHooksRBACOnlyWhenTheHooksUseIt(t *testing.T) {
+	const dir = "kubernetes/apps/github-actions/runners/"
+	for _, on := range []bool{true, false} {
+		v := exampleValues(t)
+		v.CephHooks = on
+		files, err := Render(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, has := files[dir+"hooks-rbac.yaml"]
+		listed := strings.Contains(string(files[dir+"kustomization.yaml"]), "./hooks-rbac.yaml")
+		if has != on || listed != on {
+			t.Errorf("CephHooks=%v: file %v, listed %v", on, has, listed)
+		}
 	}
 }

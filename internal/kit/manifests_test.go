@@ -97,7 +97,7 @@ func TestManifestsApplyWithServerSideDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	installCRDs(t, dyn)
-	for _, ns := range []string{"github-actions", "flux-system"} {
+	for _, ns := range []string{"github-actions", "flux-system", "rook-ceph"} {
 		env.Namespace(t, ns)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(env.Client.Discovery()))
@@ -164,6 +164,7 @@ func TestRunnerPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.Namespace(t, "github-actions")
+	env.Namespace(t, "rook-ceph")
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(env.Client.Discovery()))
 	for _, u := range manifests(t) {
 		if u.GroupVersionKind().Group != "rbac.authorization.k8s.io" && !(u.GetKind() == "ServiceAccount" && u.GetAPIVersion() == "v1") {
@@ -181,15 +182,15 @@ func TestRunnerPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	user := "system:serviceaccount:github-actions:github-actions-runner"
-	can := func(ra authv1.ResourceAttributes) bool {
+	canAs := func(sa string, ra authv1.ResourceAttributes) bool {
 		sar, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authv1.SubjectAccessReview{Spec: authv1.SubjectAccessReviewSpec{
-			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:github-actions"}, ResourceAttributes: &ra}}, metav1.CreateOptions{})
+			User: "system:serviceaccount:github-actions:" + sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:github-actions"}, ResourceAttributes: &ra}}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return sar.Status.Allowed
 	}
+	can := func(ra authv1.ResourceAttributes) bool { return canAs("github-actions-runner", ra) }
 	tests := []struct {
 		name string
 		ra   authv1.ResourceAttributes
@@ -209,10 +210,31 @@ func TestRunnerPermissions(t *testing.T) {
 		{"no Secrets of kube-system", authv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: "kube-system"}, false},
 		{"no Secrets listed cluster-wide", authv1.ResourceAttributes{Verb: "list", Resource: "secrets"}, false},
 		{"no probe pods outside its namespace", authv1.ResourceAttributes{Verb: "create", Resource: "pods", Namespace: "apps"}, false},
+		{"run the hooks' Jobs in its namespace", authv1.ResourceAttributes{Verb: "create", Group: "batch", Resource: "jobs", Namespace: "github-actions"}, true},
+		{"delete a failed hook Job", authv1.ResourceAttributes{Verb: "delete", Group: "batch", Resource: "jobs", Namespace: "github-actions"}, true},
+		{"no Jobs elsewhere", authv1.ResourceAttributes{Verb: "create", Group: "batch", Resource: "jobs", Namespace: "kube-system"}, false},
+		{"no exec for the runner", authv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: "rook-ceph"}, false},
 	}
 	for _, tc := range tests {
 		if got := can(tc.ra); got != tc.want {
 			t.Errorf("%s: allowed=%v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// The hooks' ServiceAccount: exec into the Rook toolbox, nothing else.
+	hooks := []struct {
+		name string
+		ra   authv1.ResourceAttributes
+		want bool
+	}{
+		{"exec into the toolbox", authv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: "rook-ceph"}, true},
+		{"find the toolbox Deployment", authv1.ResourceAttributes{Verb: "get", Group: "apps", Resource: "deployments", Name: "rook-ceph-tools", Namespace: "rook-ceph"}, true},
+		{"no other Deployment", authv1.ResourceAttributes{Verb: "get", Group: "apps", Resource: "deployments", Name: "rook-ceph-operator", Namespace: "rook-ceph"}, false},
+		{"no exec elsewhere", authv1.ResourceAttributes{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: "kube-system"}, false},
+		{"no Secrets of Rook", authv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: "rook-ceph"}, false},
+	}
+	for _, tc := range hooks {
+		if got := canAs(HooksServiceAccount, tc.ra); got != tc.want {
+			t.Errorf("drover-hooks: %s: allowed=%v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -285,7 +285,11 @@ func (k *Kubelets) syncPods(ctx context.Context) {
 			if err != nil {
 				return
 			}
-			pods.Items = append(pods.Items, own.Items...)
+			for _, p := range own.Items {
+				if p.Namespace != k.Namespace { // those are listed already
+					pods.Items = append(pods.Items, p)
+				}
+			}
 		}
 	}
 	running := k.running()
