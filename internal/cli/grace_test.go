@@ -146,8 +146,26 @@ func TestABusyNodeIsLeftForLast(t *testing.T) {
 // TestABatchWithoutRoomIsNotStarted: plex needs a GPU and every other GPU
 // of the lab is taken (no-room on k8s-work-4): the run stops before that
 // batch with exit 4, naming the pod and why each node cannot take it; the
-// nodes done before stay done, k8s-work-4 is untouched.
+// nodes done before stay done, k8s-work-4 is untouched. The plan warned of
+// it for the whole run beforehand (and warns of nothing without the fault).
 func TestABatchWithoutRoomIsNotStarted(t *testing.T) {
+	var pj struct{ Warnings []string }
+	for _, fault := range []string{"", "k8s-work-4=no-room"} {
+		args := []string{"plan", "--lab", "--to-talos", "v1.12.0", "--output", "json"}
+		if fault != "" {
+			args = append(args, "--lab-fault", fault)
+		}
+		plan := drover(t, args...)
+		pj.Warnings = nil
+		if err := json.Unmarshal([]byte(plan.stdout), &pj); err != nil {
+			t.Fatal(err)
+		}
+		warned := len(pj.Warnings) > 0 && strings.Contains(pj.Warnings[0], "when k8s-work-4 is drained, 1 pod(s) would find no other node") &&
+			strings.Contains(pj.Warnings[0], "media/plex-k8s-work-4-")
+		if warned != (fault != "") || fault == "" && len(pj.Warnings) > 0 {
+			t.Fatalf("fault %q: the plan's warnings: %q", fault, pj.Warnings)
+		}
+	}
 	r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-4=no-room", "--output", "json")
 	rep := decodeReport(t, r)
 	if r.code != ExitBlocked || !strings.Contains(rep.Error, "batch k8s-work-4 not started") || !strings.Contains(rep.Error, "media/plex-k8s-work-4-") ||

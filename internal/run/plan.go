@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/prox-ops/drover/internal/assemble"
 	"github.com/prox-ops/drover/internal/config"
 	"github.com/prox-ops/drover/internal/journal"
 	"github.com/prox-ops/drover/internal/kube"
@@ -161,8 +162,54 @@ func planRun(ctx context.Context, site Site, in Inputs, env Env) (*Planned, erro
 	if p.Refusal == nil {
 		p.Refusal = imageRefusal
 	}
-	p.Warnings = p.longGraces(pods)
+	p.Warnings = append(p.longGraces(pods), p.roomWarnings(ctx)...)
 	return p, nil
+}
+
+// roomChecksMax bounds how many batches the plan checks for room (each
+// check reads the cluster's pods); the run checks every batch before it
+// cordons it anyway.
+const roomChecksMax = 100
+
+// roomWarnings checks, for each batch of the plan, whether the pods its
+// drain evicts would fit on the nodes that remain as the cluster stands
+// now: a batch without room stops the run there (exit 4), so the plan
+// says so beforehand.
+func (p *Planned) roomWarnings(ctx context.Context) []string {
+	kc := p.Site.Client()
+	if kc == nil || len(p.Plan.Batches) == 0 {
+		return nil
+	}
+	room := assemble.KubeClient(*p.Config, assemble.Adapters{Kube: kc, Clock: p.Site.Clock()})
+	var out []string
+	for i, b := range p.Plan.Batches {
+		if i == roomChecksMax {
+			out = append(out, fmt.Sprintf("room to move was checked for the first %d batches only; the run checks each batch before its cordon", roomChecksMax))
+			break
+		}
+		names := make([]string, len(b.Nodes))
+		for j, n := range b.Nodes {
+			names[j] = n.Name
+		}
+		var nr *kube.NoRoomError
+		if err := room.CheckRoom(ctx, names); errors.As(err, &nr) {
+			var pods []string
+			for _, h := range nr.Homeless {
+				pods = append(pods, h.Pod+" ("+h.Why+")")
+			}
+			out = append(out, fmt.Sprintf("when %s is drained, %d pod(s) would find no other node as the cluster stands now: %s; the run stops before that batch (exit 4) unless room is made first",
+				strings.Join(names, ", "), len(nr.Homeless), strings.Join(clip(pods, 3), "; ")))
+		}
+	}
+	return out
+}
+
+// clip keeps at most n items, saying how many more there were.
+func clip(items []string, n int) []string {
+	if len(items) <= n {
+		return items
+	}
+	return append(append([]string(nil), items[:n]...), fmt.Sprintf("and %d more", len(items)-n))
 }
 
 // bound lists, once for the plan, the pods bound to a node, when the
