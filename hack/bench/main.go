@@ -1,6 +1,6 @@
 // Command bench measures drover's speed and scale, each figure beside a
 // reference measured in the same run, and prints a Markdown table (the
-// README's performance section is its output). `make bench` runs it with
+// Performance section of docs/development.md is its output). `make bench` runs it with
 // the control-plane binaries and kubectl built (cached) first.
 //
 //   - drain: drover's drain of a 100-pod node against `kubectl drain`, on

@@ -14,7 +14,7 @@ import (
 	"github.com/prox-ops/drover/internal/version"
 )
 
-// Exit codes, as fixed in DESIGN.md.
+// Exit codes: docs/commands.md lists them (a test checks it against --help).
 const (
 	ExitOK             = 0
 	ExitHalted         = 1

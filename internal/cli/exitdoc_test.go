@@ -8,15 +8,15 @@ import (
 	"testing"
 )
 
-// TestTheREADMEExitCodesAreTheHelps: the README's exit-code table is the
-// one --help prints, row for row.
-func TestTheREADMEExitCodesAreTheHelps(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
+// TestTheDocumentedExitCodesAreTheHelps: the exit-code table of
+// docs/commands.md is the one --help prints, row for row.
+func TestTheDocumentedExitCodesAreTheHelps(t *testing.T) {
+	data, err := os.ReadFile("../../docs/commands.md")
 	must(t, err)
 	row := regexp.MustCompile(`(?m)^\| (\d+) \| (.+) \|$`)
 	i := strings.Index(string(data), "| code | meaning |")
 	if i < 0 {
-		t.Fatal("the README has no exit-code table")
+		t.Fatal("docs/commands.md has no exit-code table")
 	}
 	got := map[int]string{}
 	for _, m := range row.FindAllStringSubmatch(string(data[i:]), -1) {
@@ -28,11 +28,11 @@ func TestTheREADMEExitCodesAreTheHelps(t *testing.T) {
 	}
 	want := ExitCodes()
 	if len(got) != len(want) {
-		t.Errorf("the README lists %d exit codes, --help %d", len(got), len(want))
+		t.Errorf("docs/commands.md lists %d exit codes, --help %d", len(got), len(want))
 	}
 	for _, e := range want {
 		if got[e.Code] != e.Meaning {
-			t.Errorf("exit %d: README says %q, --help says %q", e.Code, got[e.Code], e.Meaning)
+			t.Errorf("exit %d: docs/commands.md says %q, --help says %q", e.Code, got[e.Code], e.Meaning)
 		}
 	}
 	help := drover(t, "--help").stdout

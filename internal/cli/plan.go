@@ -31,7 +31,9 @@ func newPlanCmd(s Streams) *cobra.Command {
 will be upgraded. Control-plane nodes come first, one per batch; workers
 follow in batches of at most rollout.maxParallelWorkers, never two VMs of one
 Proxmox host in a batch. Nodes already at the target version are skipped.
-The ETA comes from rollout.stepDurations.
+The ETA adds up each step's duration: the median of the durations this
+cluster's earlier runs measured (kept beside the run lock), else
+rollout.stepDurations; every wait counts (gates, soaks, the hand-off).
 
 The versions are read from the cluster: each node's Node object (kubelet
 version, osImage "Talos (vX.Y.Z)") and, where a talosconfig is at hand, the

@@ -57,7 +57,7 @@ type sourceFlags struct {
 func (f *sourceFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.configPath, "config", "c", "", "drover.yaml describing the cluster (see examples/prox-ops/drover.yaml)")
 	fs.BoolVar(&f.lab, "lab", false, "use the embedded lab: a simulated prox-ops cluster (15 nodes, Talos v1.11.3, Kubernetes v1.34.1) on a virtual clock; with --config, the lab takes that inventory")
-	fs.StringArrayVar(&f.labFaults, "lab-fault", nil, "inject a lab fault, NODE=KIND, repeatable; KIND is one of "+labFaultKinds()+" (README, Lab faults)")
+	fs.StringArrayVar(&f.labFaults, "lab-fault", nil, "inject a lab fault, NODE=KIND, repeatable; KIND is one of "+labFaultKinds()+" (docs/lab.md)")
 	fs.StringVar(&f.labState, "lab-state", "", "keep the lab cluster in this file between runs (a crashed rehearsal can then be resumed)")
 	f.registerLabShape(fs)
 	fs.StringVar(&f.labRunner, "lab-runner-node", "", "with --lab, the node drover's runner pod runs on, as the kit's runner would inside the cluster (default: the worker the lab's scheduler picks; \"none\" for a run from outside the cluster)")

@@ -32,7 +32,7 @@ import (
 // and 1000 nodes / 30,000 pods, served from memory by a fake clientset. The
 // DNS and network probes are left out: their cost is a pod start on the
 // cluster, the same whatever its size. Targets: under 2 s and under 15 s,
-// at most 300 MB RSS; the README reports the figures.
+// at most 300 MB RSS; docs/development.md reports the figures.
 func BenchmarkGate(b *testing.B) {
 	for _, size := range []struct{ nodes, pods int }{{15, 300}, {1000, 30000}} {
 		b.Run(fmt.Sprintf("%dnodes-%dpods", size.nodes, size.pods), func(b *testing.B) {

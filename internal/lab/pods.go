@@ -17,7 +17,7 @@ import (
 // by app. Every write goes to the fake API too (addPod, putPod, dropPod),
 // so drover reads what the lab holds; the simulated controllers read the
 // index instead of copying every pod of the cluster out of the API on each
-// pass, which is what made a large lab slow (see the README's performance
+// pass, which is what made a large lab slow (see docs/development.md, Performance
 // section).
 type podStore struct {
 	all    map[string]*corev1.Pod            // namespace/name
