@@ -25,7 +25,8 @@ const (
 
 // Config is a validated drover.yaml.
 type Config struct {
-	Cluster       Cluster       `yaml:"cluster" json:"cluster"`
+	Cluster Cluster `yaml:"cluster" json:"cluster"`
+	// Nodes are the cluster's VMs, control plane and workers.
 	Nodes         []Node        `yaml:"nodes" json:"nodes"`
 	Versions      VersionSource `yaml:"versions" json:"versions"`
 	Talos         Talos         `yaml:"talos" json:"talos"`
@@ -66,8 +67,9 @@ type Journal struct {
 // --kube-burst and --request-timeout win over it.
 type KubeClient struct {
 	// QPS and Burst limit the requests (0: kubectl's 50 and 300).
-	QPS   float32 `yaml:"qps" json:"qps"`
-	Burst int     `yaml:"burst" json:"burst"`
+	QPS float32 `yaml:"qps" json:"qps"`
+	// Burst is the burst of requests over QPS (0: 300).
+	Burst int `yaml:"burst" json:"burst"`
 	// RequestTimeout bounds one request, watches excepted (0: 30s).
 	RequestTimeout Duration `yaml:"requestTimeout" json:"requestTimeout"`
 }
@@ -178,10 +180,14 @@ type Alertmanager struct {
 // node's gate (rolled back), afterRun runs when the run ends, whatever its
 // result, and is reported.
 type Hooks struct {
-	BeforeRun  *Hook `yaml:"beforeRun" json:"beforeRun,omitempty"`
+	// BeforeRun runs after the preflights, before the first change.
+	BeforeRun *Hook `yaml:"beforeRun" json:"beforeRun,omitempty"`
+	// BeforeNode runs before each node's etcd guard and cordon.
 	BeforeNode *Hook `yaml:"beforeNode" json:"beforeNode,omitempty"`
-	AfterNode  *Hook `yaml:"afterNode" json:"afterNode,omitempty"`
-	AfterRun   *Hook `yaml:"afterRun" json:"afterRun,omitempty"`
+	// AfterNode runs after each node passed its gate; its failure fails the gate.
+	AfterNode *Hook `yaml:"afterNode" json:"afterNode,omitempty"`
+	// AfterRun runs when the run ends, whatever its result.
+	AfterRun *Hook `yaml:"afterRun" json:"afterRun,omitempty"`
 }
 
 // Hook is one Job: its container's image and command ({node} is the
@@ -189,7 +195,10 @@ type Hooks struct {
 // DROVER_FROM_TALOS, DROVER_TO_TALOS, DROVER_FROM_KUBERNETES,
 // DROVER_TO_KUBERNETES (and DROVER_RESULT after the run) as environment.
 type Hook struct {
-	Image   string   `yaml:"image" json:"image"`
+	// Image is the Job's container image.
+	Image string `yaml:"image" json:"image"`
+	// Command is the container's command ({node} is the node's name); empty:
+	// the image's entrypoint.
 	Command []string `yaml:"command" json:"command"`
 	// ServiceAccountName is the Job's ServiceAccount (default: the
 	// namespace's default).
@@ -216,13 +225,17 @@ var BuiltinChecks = []string{"Node Readiness", "Pod Health", "Storage Health", "
 
 // CustomCheck is a health check written as data.
 type CustomCheck struct {
-	Name       string `yaml:"name" json:"name"`
+	// Name names the check in reports.
+	Name string `yaml:"name" json:"name"`
+	// APIVersion and Kind are the objects' type (e.g. ceph.rook.io/v1, CephCluster).
 	APIVersion string `yaml:"apiVersion" json:"apiVersion"`
-	Kind       string `yaml:"kind" json:"kind"`
+	// Kind is the objects' kind.
+	Kind string `yaml:"kind" json:"kind"`
 	// Namespace limits the objects to one namespace ("" = all).
 	Namespace string `yaml:"namespace" json:"namespace"`
 	// Name selects one object; LabelSelector selects by labels.
-	ObjectName    string `yaml:"objectName" json:"objectName"`
+	ObjectName string `yaml:"objectName" json:"objectName"`
+	// LabelSelector selects the objects by labels.
 	LabelSelector string `yaml:"labelSelector" json:"labelSelector"`
 	// Expression is CEL over the object's fields, e.g.
 	// status.ceph.health in ['HEALTH_OK']; it must be true for every object.
@@ -231,6 +244,8 @@ type CustomCheck struct {
 
 // Secrets names the environment variables whose values drover masks.
 type Secrets struct {
+	// Env names the environment variables whose values are masked everywhere
+	// drover writes (default: DefaultSecretEnv).
 	Env []string `yaml:"env" json:"env"`
 }
 
@@ -303,19 +318,27 @@ func (c *Config) URLsFromEnv(file string, getenv func(string) string) error {
 
 // Cluster names the cluster.
 type Cluster struct {
+	// Name names the cluster in messages, reports, metrics and the kit (a DNS label).
 	Name string `yaml:"name" json:"name"`
 }
 
 // Node is one VM of the inventory.
 type Node struct {
-	Name        string `yaml:"name" json:"name"`
-	Role        Role   `yaml:"role" json:"role"`
-	IP          string `yaml:"ip" json:"ip"`
+	// Name is the node's Kubernetes Node name.
+	Name string `yaml:"name" json:"name"`
+	// Role is controlplane or worker.
+	Role Role `yaml:"role" json:"role"`
+	// IP is the node's address: the Talos API is reached there.
+	IP string `yaml:"ip" json:"ip"`
+	// ProxmoxHost is the Proxmox host its VM runs on: a batch never takes two VMs of one host
+	// (completed from the Terraform state when empty).
 	ProxmoxHost string `yaml:"proxmoxHost" json:"proxmoxHost"`
-	VMID        int    `yaml:"vmId" json:"vmId"`
+	// VMID is its Proxmox VM id (completed from the Terraform state when 0).
+	VMID int `yaml:"vmId" json:"vmId"`
 	// TerraformAddress overrides the module address template for this node.
 	TerraformAddress string `yaml:"terraformAddress,omitempty" json:"terraformAddress,omitempty"`
-	GPUs             int    `yaml:"gpus,omitempty" json:"gpus,omitempty"`
+	// GPUs is how many GPUs the node offers: the gate checks they are back.
+	GPUs int `yaml:"gpus,omitempty" json:"gpus,omitempty"`
 }
 
 // IsControlPlane reports whether the node runs the control plane.
@@ -325,10 +348,13 @@ func (n Node) IsControlPlane() bool { return n.Role == RoleControlPlane }
 type VersionSource struct {
 	// VariablesFile is the Terraform file that holds the version variables,
 	// relative to the repository root.
-	VariablesFile      string `yaml:"variablesFile" json:"variablesFile"`
-	TalosVariable      string `yaml:"talosVariable" json:"talosVariable"`
+	VariablesFile string `yaml:"variablesFile" json:"variablesFile"`
+	// TalosVariable is the variable of VariablesFile that holds the Talos version.
+	TalosVariable string `yaml:"talosVariable" json:"talosVariable"`
+	// KubernetesVariable is the variable that holds the Kubernetes version.
 	KubernetesVariable string `yaml:"kubernetesVariable" json:"kubernetesVariable"`
-	AllowPrerelease    bool   `yaml:"allowPrerelease" json:"allowPrerelease"`
+	// AllowPrerelease lets a target be a prerelease (v1.12.0-beta.1).
+	AllowPrerelease bool `yaml:"allowPrerelease" json:"allowPrerelease"`
 }
 
 // Talos holds Talos settings.
@@ -414,21 +440,30 @@ func (s SnapshotUpload) Prefix() string {
 
 // Rollout is the rollout policy.
 type Rollout struct {
+	// MaxParallelWorkers is how many workers a batch takes at most (never two VMs of
+	// one Proxmox host).
 	MaxParallelWorkers int `yaml:"maxParallelWorkers" json:"maxParallelWorkers"`
 	// Canary names the workers --canary N takes first (the first N of them
 	// that need the change); empty: the first workers of the plan.
-	Canary       []string `yaml:"canary" json:"canary,omitempty"`
+	Canary []string `yaml:"canary" json:"canary,omitempty"`
+	// DrainTimeout bounds one drain attempt.
 	DrainTimeout Duration `yaml:"drainTimeout" json:"drainTimeout"`
 	// DrainAttempts is how many drains of drainTimeout each a node gets
 	// before the run halts.
-	DrainAttempts  int      `yaml:"drainAttempts" json:"drainAttempts"`
-	ReadyTimeout   Duration `yaml:"readyTimeout" json:"readyTimeout"`
-	HealthTimeout  Duration `yaml:"healthTimeout" json:"healthTimeout"`
-	HealthAttempts int      `yaml:"healthAttempts" json:"healthAttempts"`
+	DrainAttempts int `yaml:"drainAttempts" json:"drainAttempts"`
+	// ReadyTimeout bounds the wait for a changed node to be Ready at its new version.
+	ReadyTimeout Duration `yaml:"readyTimeout" json:"readyTimeout"`
+	// HealthTimeout bounds a node's health gate.
+	HealthTimeout Duration `yaml:"healthTimeout" json:"healthTimeout"`
+	// HealthAttempts is how many failing gate runs fail the gate.
+	HealthAttempts int `yaml:"healthAttempts" json:"healthAttempts"`
 	// HealthPasses is how many passing gate runs in a row, healthInterval
 	// apart, a node needs.
-	HealthPasses     int      `yaml:"healthPasses" json:"healthPasses"`
-	HealthInterval   Duration `yaml:"healthInterval" json:"healthInterval"`
+	HealthPasses int `yaml:"healthPasses" json:"healthPasses"`
+	// HealthInterval is the time between two gate runs (and soak checks).
+	HealthInterval Duration `yaml:"healthInterval" json:"healthInterval"`
+	// ControlPlaneSoak keeps the gate green after a control-plane node this long
+	// before the next node.
 	ControlPlaneSoak Duration `yaml:"controlPlaneSoak" json:"controlPlaneSoak"`
 	// WorkerSoak keeps watching a worker after its gate passed: its gate
 	// runs every healthInterval for this long in the background, while
@@ -459,12 +494,18 @@ type Rollout struct {
 
 // StepDurations are the expected durations of the steps, for the ETA.
 type StepDurations struct {
-	Drain    Duration `yaml:"drain" json:"drain"`
-	Destroy  Duration `yaml:"destroy" json:"destroy"`
-	Create   Duration `yaml:"create" json:"create"`
-	Upgrade  Duration `yaml:"upgrade" json:"upgrade"`
+	// Drain is a node's drain.
+	Drain Duration `yaml:"drain" json:"drain"`
+	// Destroy is a VM's destroy (cattle).
+	Destroy Duration `yaml:"destroy" json:"destroy"`
+	// Create is a VM's create until it is Ready (cattle).
+	Create Duration `yaml:"create" json:"create"`
+	// Upgrade is an in-place upgrade until the node is Ready (pets).
+	Upgrade Duration `yaml:"upgrade" json:"upgrade"`
+	// Template is building the new VM templates (cattle).
 	Template Duration `yaml:"template" json:"template"`
-	Health   Duration `yaml:"health" json:"health"`
+	// Health is a health gate.
+	Health Duration `yaml:"health" json:"health"`
 	// Kubernetes is the Kubernetes upgrade of a pets run (talosctl upgrade-k8s).
 	Kubernetes Duration `yaml:"kubernetes" json:"kubernetes"`
 }

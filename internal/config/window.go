@@ -10,10 +10,14 @@ import (
 // empty), from Start to End (HH:MM, End before Start wraps past midnight),
 // in Timezone (IANA, e.g. Europe/Zurich; default UTC).
 type MaintenanceWindow struct {
-	Days     []string `yaml:"days" json:"days,omitempty"`
-	Start    string   `yaml:"start" json:"start,omitempty"`
-	End      string   `yaml:"end" json:"end,omitempty"`
-	Timezone string   `yaml:"timezone" json:"timezone,omitempty"`
+	// Days are the weekdays the window opens (mon, tue, ...); empty: every day.
+	Days []string `yaml:"days" json:"days,omitempty"`
+	// Start is when the window opens, HH:MM.
+	Start string `yaml:"start" json:"start,omitempty"`
+	// End is when it closes, HH:MM (before Start: it spans midnight).
+	End string `yaml:"end" json:"end,omitempty"`
+	// Timezone is the IANA zone of Start and End (default UTC).
+	Timezone string `yaml:"timezone" json:"timezone,omitempty"`
 }
 
 // Set says whether a window is configured.
