@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -203,4 +204,95 @@ func TestEveryDocumentedFlagExists(t *testing.T) {
 	if seen < 50 {
 		t.Errorf("only %d flags found in the docs", seen)
 	}
+}
+
+// TestEveryOutputSampleIsWhatDroverPrints: every plain code block of the
+// README and docs/ says what it is in the comment above it: the output of
+// a drover command (`<!-- output of: ARGS -->`: the command runs on the
+// lab and prints each line shown, times and runs of spaces aside; a line
+// "..." stands for lines left out, "..." in a line for what varies from
+// run to run), or why it is not checked.
+func TestEveryOutputSampleIsWhatDroverPrints(t *testing.T) {
+	stamp := regexp.MustCompile(`\[\+\d\d:\d\d:\d\d\]`)
+	norm := func(s string) string { return strings.Join(strings.Fields(stamp.ReplaceAllString(s, "[+]")), " ") }
+	checked := 0
+	for page, text := range docPages(t) {
+		lines := strings.Split(text, "\n")
+		for i := 0; i < len(lines); i++ {
+			if strings.TrimSpace(lines[i]) != "```" {
+				if strings.HasPrefix(strings.TrimSpace(lines[i]), "```") { // a block with a language: skip it whole
+					for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
+					}
+				}
+				continue
+			}
+			start := i
+			var sample []string
+			for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
+				sample = append(sample, strings.TrimSpace(lines[i]))
+			}
+			note := ""
+			for j := start - 1; j >= 0; j-- {
+				if s := strings.TrimSpace(lines[j]); s != "" {
+					note = s
+					break
+				}
+			}
+			args, ok := strings.CutPrefix(note, "<!-- output of: ")
+			if !ok {
+				if !strings.HasPrefix(note, "<!-- not checked") && !strings.HasPrefix(note, "<!-- not output") {
+					t.Errorf("%s:%d: a code block without a note: say whose output it is (<!-- output of: ARGS -->) or why it is not checked", page, start+1)
+				}
+				continue
+			}
+			checked++
+			r := drover(t, shellFields(strings.TrimSuffix(args, " -->"))...)
+			var out []string
+			for _, l := range strings.Split(r.stdout+"\n"+r.stderr, "\n") {
+				out = append(out, norm(l))
+			}
+			for _, want := range sample {
+				if want == "..." || want == "" {
+					continue
+				}
+				parts := strings.Split(norm(want), "...")
+				if !slices.ContainsFunc(out, func(l string) bool { return inOrder(l, parts) }) {
+					t.Errorf("%s:%d: drover %s does not print:\n%s", page, start+1, args, want)
+				}
+			}
+		}
+	}
+	if checked < 5 {
+		t.Errorf("only %d samples checked", checked)
+	}
+}
+
+// TestTheArchitectureListsEveryPackage: docs/architecture.md names every
+// package under internal/.
+func TestTheArchitectureListsEveryPackage(t *testing.T) {
+	page, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := os.ReadDir("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if d.IsDir() && !strings.Contains(string(page), "internal/"+d.Name()+"/") {
+			t.Errorf("docs/architecture.md does not name internal/%s/", d.Name())
+		}
+	}
+}
+
+// inOrder says the parts appear in line, in order.
+func inOrder(line string, parts []string) bool {
+	for _, p := range parts {
+		i := strings.Index(line, p)
+		if i < 0 {
+			return false
+		}
+		line = line[i+len(p):]
+	}
+	return true
 }
