@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 LDFLAGS := -X $(PKG)/internal/cli.Version=$(VERSION) -X $(PKG)/internal/cli.Commit=$(COMMIT)
 
-.PHONY: all build test vet lab bench bench-go mutate testenv fuzz release-check
+.PHONY: all build test test-unit vet lab bench bench-go mutate testenv fuzz release-check
 
 # drover's release, without publishing: what the release workflow builds.
 release-check:
@@ -35,22 +35,16 @@ vet:
 # then every test, verbosely so the log shows what ran. The integration tier
 # is required here: if it cannot start, the tests fail rather than skip.
 test: vet
-	@bin="$$(hack/testenv-binaries.sh | tail -n 1)" && \
-	  tf="$$(hack/tofu-binary.sh | tail -n 1)" && \
-	  rv="$$(hack/renovate-validator.sh | tail -n 1)" && \
-	  am="$$(hack/alertmanager-binary.sh | tail -n 1)" && \
-	  gr="$$(hack/go-tool.sh goreleaser | tail -n 1)" && \
-	  cdx="$$(hack/go-tool.sh cyclonedx-gomod | tail -n 1)" && \
-	  act="$$(hack/go-tool.sh act | tail -n 1)" && \
-	  minio="$$(hack/minio-binary.sh | tail -n 1)" && \
-	  crds="$$(hack/crds.sh | tail -n 1)" && \
-	  pg="$$(hack/pushgateway-binary.sh | tail -n 1)" && \
-	  hack/tf-provider.sh >/dev/null && \
-	  echo "testenv binaries: $$bin; terraform binary: $$tf; renovate validator: $$rv; alertmanager: $$am; goreleaser: $$gr; cyclonedx-gomod: $$cdx; act: $$act; minio: $$minio; CRDs: $$crds; pushgateway: $$pg; the stand-in bpg/proxmox provider built" && \
-	  DROVER_TESTENV_BIN="$$bin" DROVER_TF_BIN="$$tf" DROVER_RENOVATE_VALIDATOR="$$rv" DROVER_ALERTMANAGER_BIN="$$am" \
-	  DROVER_GORELEASER_BIN="$$gr" DROVER_CYCLONEDX_BIN="$$cdx" DROVER_ACT_BIN="$$act" DROVER_MINIO_BIN="$$minio" DROVER_CRDS_DIR="$$crds" DROVER_PUSHGATEWAY_BIN="$$pg" \
-	  DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v ./...
+	@vars="$$(hack/tools.sh env test)" && \
+	  echo "the tools (internal/testenv/tools.tsv):" && echo "$$vars" | sed 's/^/  /' && \
+	  env $$vars DROVER_TESTENV_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
+
+# The tests that need no control plane and no tool (the engine, the lab,
+# the parsers, the CLI on the lab), with the integration tier off: its
+# tests say they skip, and why.
+test-unit:
+	DROVER_TESTENV=off $(GO) test -count=1 ./...
 
 # Short fuzzing of the parsers (config, versions, journal), the masker and
 # the Markdown renderers (report, step summary); longer with FUZZTIME=10m.

@@ -8,7 +8,7 @@
 # API the tests use is unaffected.
 set -euo pipefail
 
-V="${DROVER_ALERTMANAGER_VERSION:-v0.35.0}"
+V="${DROVER_ALERTMANAGER_VERSION:-$("$(dirname "$0")/tools.sh" version alertmanager)}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/alertmanager-$V"
 if [[ -x "$CACHE/alertmanager" ]]; then
   echo "$CACHE/alertmanager"

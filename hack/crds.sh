@@ -13,7 +13,13 @@
 set -euo pipefail
 
 KUSTOMIZE=v1.10.1 SOURCE=v1.10.1 HELM=v1.6.0 ESO=v1.3.2 ROOK=v1.18.6
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/crds-kc$KUSTOMIZE-sc$SOURCE-hc$HELM-eso$ESO-rook$ROOK"
+# The table (internal/testenv/tools.tsv) keys the cache by these versions.
+want="$("$(dirname "$0")/tools.sh" version crds)"
+if [[ "$want" != "kc$KUSTOMIZE-sc$SOURCE-hc$HELM-eso$ESO-rook$ROOK" ]]; then
+  echo "crds: internal/testenv/tools.tsv says $want, this script kc$KUSTOMIZE-sc$SOURCE-hc$HELM-eso$ESO-rook$ROOK: make them agree" >&2
+  exit 2
+fi
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/crds-$want"
 if [[ -f "$CACHE/.complete" ]]; then
   echo "$CACHE"
   exit 0

@@ -11,14 +11,15 @@
 set -euo pipefail
 
 case "${1:-}" in
-  goreleaser)      mod=github.com/goreleaser/goreleaser/v2 v=v2.15.1 ;;
-  cyclonedx-gomod) mod=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod v=v1.10.0 ;;
-  act)             mod=github.com/nektos/act v=v0.2.89 ;;
-  golangci-lint)   mod=github.com/golangci/golangci-lint/v2/cmd/golangci-lint v=v2.15.0 ;;
-  gremlins)        mod=github.com/go-gremlins/gremlins/cmd/gremlins v=v0.6.0 ;;
+  goreleaser)      mod=github.com/goreleaser/goreleaser/v2 ;;
+  cyclonedx-gomod) mod=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod ;;
+  act)             mod=github.com/nektos/act ;;
+  golangci-lint)   mod=github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
+  gremlins)        mod=github.com/go-gremlins/gremlins/cmd/gremlins ;;
   *) echo "usage: $0 goreleaser|cyclonedx-gomod|act|golangci-lint|gremlins" >&2; exit 2 ;;
 esac
 name="$1"
+v="$("$(dirname "$0")/tools.sh" version "$name")"  # the version: internal/testenv/tools.tsv
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/$name-$v"
 if [[ -x "$CACHE/$name" ]]; then
   echo "$CACHE/$name"

@@ -5,7 +5,7 @@
 # the control-plane binaries; prints the binary's path on its last line.
 set -euo pipefail
 
-K8S_VERSION="${DROVER_TESTENV_K8S_VERSION:-v1.37.2}"
+K8S_VERSION="${DROVER_TESTENV_K8S_VERSION:-$("$(dirname "$0")/tools.sh" version kubectl)}"
 BIN="$(hack/testenv-binaries.sh | tail -n 1)"
 SRC="${XDG_CACHE_HOME:-$HOME/.cache}/drover/testenv/src-k8s-$K8S_VERSION"
 if [[ ! -x "$BIN/kubectl" ]]; then

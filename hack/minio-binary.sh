@@ -5,7 +5,7 @@
 # on its last line.
 set -euo pipefail
 
-V="${DROVER_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+V="${DROVER_MINIO_VERSION:-$("$(dirname "$0")/tools.sh" version minio)}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/minio-$V"
 if [[ -x "$CACHE/minio" ]]; then
   echo "$CACHE/minio"

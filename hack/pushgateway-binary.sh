@@ -4,7 +4,7 @@
 # binary's path on its last line.
 set -euo pipefail
 
-V="${DROVER_PUSHGATEWAY_VERSION:-v1.11.1}"
+V="${DROVER_PUSHGATEWAY_VERSION:-$("$(dirname "$0")/tools.sh" version pushgateway)}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/pushgateway-$V"
 if [[ -x "$CACHE/pushgateway" ]]; then
   echo "$CACHE/pushgateway"

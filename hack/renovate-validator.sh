@@ -3,7 +3,7 @@
 # renovate-config-validator, into the cache (about a minute, once), and
 # prints the validator's path on its last line.
 set -euo pipefail
-V="${DROVER_RENOVATE_VERSION:-44.121.2}"
+V="${DROVER_RENOVATE_VERSION:-$("$(dirname "$0")/tools.sh" version renovate)}"
 DIR="${XDG_CACHE_HOME:-$HOME/.cache}/drover/renovate-$V"
 BIN="$DIR/node_modules/.bin/renovate-config-validator"
 if [[ ! -x "$BIN" ]]; then

@@ -8,7 +8,7 @@
 # Prints the directory that holds the binaries on its last line.
 set -euo pipefail
 
-K8S_VERSION="${DROVER_TESTENV_K8S_VERSION:-v1.37.2}"
+K8S_VERSION="${DROVER_TESTENV_K8S_VERSION:-$("$(dirname "$0")/tools.sh" version control-plane)}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/testenv"
 BIN="$CACHE/bin-k8s-$K8S_VERSION"
 SRC="$CACHE/src-k8s-$K8S_VERSION"

@@ -7,7 +7,7 @@
 # Prints the binary's path on its last line.
 set -euo pipefail
 
-TOFU_VERSION="${DROVER_TOFU_VERSION:-v1.10.6}"
+TOFU_VERSION="${DROVER_TOFU_VERSION:-$("$(dirname "$0")/tools.sh" version tofu)}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/drover/tofu-$TOFU_VERSION"
 
 if [[ -n "${DROVER_TF_BIN:-}" ]]; then

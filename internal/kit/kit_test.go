@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/prox-ops/drover/internal/config"
+	"github.com/prox-ops/drover/internal/testenv"
 )
 
 // exampleValues is what deploy/ is rendered with.
@@ -376,13 +377,7 @@ func renovatePatterns(t *testing.T, text string) []*regexp.Regexp {
 // pinned npm package renovate, which make test installs) on the rendered
 // configuration.
 func TestRenovateConfigValidator(t *testing.T) {
-	bin := os.Getenv("DROVER_RENOVATE_VALIDATOR")
-	if bin == "" {
-		if os.Getenv("DROVER_TESTENV_REQUIRED") != "" {
-			t.Fatal("DROVER_RENOVATE_VALIDATOR is not set: make test installs it with hack/renovate-validator.sh")
-		}
-		t.Skip("renovate-config-validator not installed (hack/renovate-validator.sh; make test does it)")
-	}
+	bin := testenv.RenovateTool.Binary(t)
 	files, err := Render(exampleValues(t))
 	if err != nil {
 		t.Fatal(err)
@@ -405,13 +400,8 @@ func TestRenovateConfigValidator(t *testing.T) {
 // TestTheTestsRunTheKitsOpenTofu: the Terraform tests build the OpenTofu
 // release the kit pins, so they run what the kit's workflows run.
 func TestTheTestsRunTheKitsOpenTofu(t *testing.T) {
-	script, err := os.ReadFile(filepath.Join("..", "..", "hack", "tofu-binary.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`DROVER_TOFU_VERSION:-v([0-9.]+)`).FindSubmatch(script)
-	if m == nil || string(m[1]) != DefaultTofuVersion {
-		t.Fatalf("hack/tofu-binary.sh builds OpenTofu %q, the kit pins %s", m, DefaultTofuVersion)
+	if v := testenv.TofuTool.Version; v != "v"+DefaultTofuVersion {
+		t.Fatalf("internal/testenv/tools.tsv builds OpenTofu %s, the kit pins %s", v, DefaultTofuVersion)
 	}
 }
 

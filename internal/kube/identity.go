@@ -35,6 +35,9 @@ var DefaultIdentityIgnore = []string{
 	"talos.dev/*",
 }
 
+// OwnKeyPrefix starts the keys of drover's own labels and annotations.
+const OwnKeyPrefix = "drover.prox-ops.io/"
+
 // ignored says whether key matches one of the patterns: an exact key, or a
 // prefix followed by "*".
 func ignored(key string, patterns []string) bool {
@@ -69,7 +72,9 @@ func DiffIdentity(before, after rollout.Identity, ignore []string) IdentityDiff 
 		before, after map[string]string
 	}{{"label", before.Labels, after.Labels}, {"annotation", before.Annotations, after.Annotations}} {
 		for _, k := range slices.Sorted(maps.Keys(kv.before)) {
-			if ignored(k, ignore) {
+			// drover's own bookkeeping (the run and step annotations) is
+			// never the node's identity, whatever health.identityIgnore says.
+			if ignored(k, ignore) || strings.HasPrefix(k, OwnKeyPrefix) {
 				continue
 			}
 			v, ok := kv.after[k]

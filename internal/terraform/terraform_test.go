@@ -45,11 +45,12 @@ var fixtureNodes = []config.Node{
 	{Name: "k8s-work-4", Role: config.RoleWorker, ProxmoxHost: "thor", VMID: 8104},
 }
 
-// tfBinary finds the binary make test prepared ($DROVER_TF_BIN), or one on PATH.
+// tfBinary finds the kit's OpenTofu ($DROVER_TF_BIN, else the cache), or
+// one on PATH.
 func tfBinary(t *testing.T) string {
 	t.Helper()
 	testenv.TerraformProvider(t, "testdata/provider")
-	if b := os.Getenv("DROVER_TF_BIN"); b != "" {
+	if b, ok := testenv.TofuTool.Path(); ok {
 		return b
 	}
 	b, err := FindBinary("", nil)

@@ -114,26 +114,31 @@ type Env struct {
 // BinDir is where the binaries are: $DROVER_TESTENV_BIN, or the cache
 // directory hack/testenv-binaries.sh fills.
 func BinDir() string {
-	if d := os.Getenv(EnvBin); d != "" {
-		return d
-	}
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(cache, "drover", "testenv", "bin-k8s-"+K8sVersion)
+	p, _ := ControlPlaneTool.Path()
+	return p
 }
 
 func required() bool {
 	v := os.Getenv(EnvRequired)
-	return v != "" && v != "0" && v != "false"
+	return !Off() && v != "" && v != "0" && v != "false"
 }
+
+// EnvOff, set to "off", leaves the integration tier out: make test-unit
+// runs the tests that need no control plane and no tool.
+const EnvOff = "DROVER_TESTENV"
+
+// Off says the integration tier is switched off ($DROVER_TESTENV=off).
+func Off() bool { return os.Getenv(EnvOff) == "off" }
 
 // Main starts the control plane, runs the package's tests and tears it
 // down. When the binaries are missing it says why, and the integration
 // tests skip (or fail, when DROVER_TESTENV_REQUIRED is set).
 func Main(m *testing.M, env **Env) int {
+	if Off() {
+		fmt.Printf("testenv: integration tier off (%s=off): the tests that need a control plane skip\n", EnvOff)
+		*env = &Env{unavailable: EnvOff + "=off"}
+		return m.Run()
+	}
 	e, err := Start(context.Background())
 	if err != nil {
 		e = &Env{unavailable: err.Error()}

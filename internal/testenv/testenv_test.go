@@ -3,8 +3,11 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,4 +128,46 @@ func processAlive(pid int) bool {
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	return err == nil && !strings.Contains(string(stat), ") Z ")
+}
+
+// TestTheToolTableIsWhatTheCodeUses: internal/testenv/tools.tsv is the
+// one table of tools: every DROVER_..._BIN/_DIR variable the code reads
+// is a row's, every row's build script exists, and the control plane's
+// version is the one testenv reports.
+func TestTheToolTableIsWhatTheCodeUses(t *testing.T) {
+	vars := map[string]bool{}
+	for _, tl := range Tools() {
+		vars[tl.Env] = true
+		script, _, _ := strings.Cut(tl.Build, " ")
+		if _, err := os.Stat(filepath.Join("../..", script)); err != nil {
+			t.Errorf("%s: its build command %q: %v", tl.Name, tl.Build, err)
+		}
+		if tl.Version == "" || tl.Cache == "" {
+			t.Errorf("%s: a row without version or cache path", tl.Name)
+		}
+	}
+	if ControlPlaneTool.Version != K8sVersion {
+		t.Errorf("the table builds the control plane at %s, testenv says %s", ControlPlaneTool.Version, K8sVersion)
+	}
+	re := regexp.MustCompile(`"(DROVER_[A-Z_]+_(?:BIN|DIR)|DROVER_RENOVATE_VALIDATOR)"`)
+	for _, root := range []string{"../../internal", "../../hack"} {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+				if !vars[m[1]] {
+					t.Errorf("%s reads %s, which no row of tools.tsv names", p, m[1])
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }

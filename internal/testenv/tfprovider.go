@@ -113,12 +113,13 @@ func BuildTerraformProvider(dir string) (string, error) {
 
 // Terraform is the Terraform (or OpenTofu) binary the tests run, set up
 // with the stand-in provider whose sources are at providerDir (see
-// TerraformProvider): $DROVER_TF_BIN (make test), else tofu or terraform on
-// PATH. Without one the test skips, or fails when the tier is required.
+// TerraformProvider): $DROVER_TF_BIN, else the kit's OpenTofu in the cache
+// (hack/tofu-binary.sh), else tofu or terraform on PATH. Without one the
+// test skips, or fails when the tier is required.
 func Terraform(t testing.TB, providerDir string) string {
 	t.Helper()
 	TerraformProvider(t, providerDir)
-	if b := os.Getenv("DROVER_TF_BIN"); b != "" {
+	if b, ok := TofuTool.Path(); ok {
 		return b
 	}
 	for _, b := range []string{"tofu", "terraform"} {
@@ -127,7 +128,7 @@ func Terraform(t testing.TB, providerDir string) string {
 		}
 	}
 	if required() {
-		t.Fatal("no terraform or tofu binary, and the integration tier is required (make test provides one)")
+		t.Fatalf("no terraform or tofu binary, and the integration tier is required: run %s (make test does)", TofuTool.Build)
 	}
 	t.Skip("no terraform or tofu binary; make test provides one")
 	return ""

@@ -13,48 +13,106 @@ import (
 	"testing"
 	"time"
 
+	_ "embed" // the tool table
+
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
-// Tool is a real server a test runs beside the control plane, built from
-// its Go module by a hack/ script and cached (make test builds it first).
+//go:embed tools.tsv
+var toolTable string
+
+// Tool is a real program a test runs (a server beside the control plane,
+// a CLI), built from its module by a hack/ script and cached, keyed by its
+// version. internal/testenv/tools.tsv is the one table of them: make test
+// builds them with hack/tools.sh, and the scripts take their versions
+// from it.
 type Tool struct {
-	// Name is the binary's name; Env the variable make test sets to its
-	// path; Script the hack/ script that builds it.
-	Name, Env, Script string
+	// Name names it in the table; Version is its pinned version; Env the
+	// variable that overrides where it is; Cache its path under
+	// $XDG_CACHE_HOME/drover ({v} the version); Build the command that
+	// builds it (and prints its path last).
+	Name, Version, Env, Cache, Build string
+}
+
+// Tools are the table's rows, in order.
+func Tools() []Tool {
+	var out []Tool
+	for _, line := range strings.Split(toolTable, "\n") {
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) < 5 {
+			panic("testenv: internal/testenv/tools.tsv: a row with fewer than 5 columns: " + line)
+		}
+		out = append(out, Tool{Name: f[0], Version: f[1], Env: f[2], Cache: f[3], Build: f[4]})
+	}
+	return out
+}
+
+// ToolNamed is the table's row for name; a name not in it is a bug.
+func ToolNamed(name string) Tool {
+	for _, tl := range Tools() {
+		if tl.Name == name {
+			return tl
+		}
+	}
+	panic("testenv: no tool " + name + " in internal/testenv/tools.tsv")
 }
 
 // The tools the integration tier runs.
 var (
-	AlertmanagerTool = Tool{Name: "alertmanager", Env: "DROVER_ALERTMANAGER_BIN", Script: "hack/alertmanager-binary.sh"}
-	GoreleaserTool   = Tool{Name: "goreleaser", Env: "DROVER_GORELEASER_BIN", Script: "hack/go-tool.sh goreleaser"}
-	CycloneDXTool    = Tool{Name: "cyclonedx-gomod", Env: "DROVER_CYCLONEDX_BIN", Script: "hack/go-tool.sh cyclonedx-gomod"}
-	ActTool          = Tool{Name: "act", Env: "DROVER_ACT_BIN", Script: "hack/go-tool.sh act"}
-	MinIOTool        = Tool{Name: "minio", Env: "DROVER_MINIO_BIN", Script: "hack/minio-binary.sh"}
-	PushgatewayTool  = Tool{Name: "pushgateway", Env: "DROVER_PUSHGATEWAY_BIN", Script: "hack/pushgateway-binary.sh"}
+	AlertmanagerTool = ToolNamed("alertmanager")
+	GoreleaserTool   = ToolNamed("goreleaser")
+	CycloneDXTool    = ToolNamed("cyclonedx-gomod")
+	ActTool          = ToolNamed("act")
+	MinIOTool        = ToolNamed("minio")
+	PushgatewayTool  = ToolNamed("pushgateway")
+	TofuTool         = ToolNamed("tofu")
+	RenovateTool     = ToolNamed("renovate")
+	CRDsTool         = ToolNamed("crds")
+	ControlPlaneTool = ToolNamed("control-plane")
 )
 
-// Binary is the tool's path: $Env, else the cache. A missing tool skips the
-// test, or fails it when the integration tier is required.
-func (tl Tool) Binary(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv(tl.Env); p != "" {
-		return p
-	}
+// cacheRoot is $XDG_CACHE_HOME/drover (~/.cache/drover).
+func cacheRoot() string {
 	cache := os.Getenv("XDG_CACHE_HOME")
 	if cache == "" {
 		home, _ := os.UserHomeDir()
 		cache = filepath.Join(home, ".cache")
 	}
-	matches, _ := filepath.Glob(filepath.Join(cache, "drover", tl.Name+"-*", tl.Name))
-	if len(matches) > 0 {
-		return matches[len(matches)-1]
+	return filepath.Join(cache, "drover")
+}
+
+// Path is where the tool is: $Env, else its place in the cache at its
+// version; ok says it is there.
+func (tl Tool) Path() (path string, ok bool) {
+	if tl.Env != "-" {
+		if p := os.Getenv(tl.Env); p != "" {
+			return p, true
+		}
+	}
+	p := filepath.Join(cacheRoot(), strings.ReplaceAll(tl.Cache, "{v}", tl.Version))
+	_, err := os.Stat(p)
+	return p, err == nil
+}
+
+// Binary is the tool's path (Path). A missing tool skips the test, or
+// fails it when the integration tier is required, naming the one command
+// that builds it.
+func (tl Tool) Binary(t testing.TB) string {
+	t.Helper()
+	if p, ok := tl.Path(); ok && !Off() {
+		return p
 	}
 	if required() {
-		t.Fatalf("integration tier required (%s=1) but %s is missing: run %s (make test does)", EnvRequired, tl.Name, tl.Script)
+		t.Fatalf("integration tier required (%s=1) but %s %s is missing: run %s (make test does)", EnvRequired, tl.Name, tl.Version, tl.Build)
 	}
-	t.Skipf("%s is not built (run %s, or make test): skipping", tl.Name, tl.Script)
+	if Off() {
+		t.Skipf("%s=off: %s not used", EnvOff, tl.Name)
+	}
+	t.Skipf("%s %s is not built (run %s, or make test): skipping", tl.Name, tl.Version, tl.Build)
 	return ""
 }
 
@@ -177,23 +235,7 @@ func (s S3) Client(t testing.TB) *minio.Client {
 // the test skips, or fails when the integration tier is required.
 func UpstreamCRDs(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("DROVER_CRDS_DIR"); d != "" {
-		return d
-	}
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache")
-	}
-	matches, _ := filepath.Glob(filepath.Join(cache, "drover", "crds-*", ".complete"))
-	if len(matches) > 0 {
-		return filepath.Dir(matches[len(matches)-1])
-	}
-	if required() {
-		t.Fatalf("integration tier required (%s=1) but the upstream CRDs are missing: run hack/crds.sh (make test does)", EnvRequired)
-	}
-	t.Skip("the upstream CRDs are not collected (run hack/crds.sh, or make test): skipping")
-	return ""
+	return CRDsTool.Binary(t)
 }
 
 // StartPushgateway runs a real Prometheus Pushgateway on a loopback port
