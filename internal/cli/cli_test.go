@@ -361,7 +361,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"fault on an unknown node", []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-99=health-fail"}, "k8s-work-99"},
 		{"unknown flag", []string{"plan", "--lab", "--frobnicate"}, "unknown flag"},
 		{"bad output format", []string{"plan", "--lab", "--to-talos", "v1.12.0", "-o", "xml"}, "--output"},
-		{"a real upgrade without cluster access", []string{"upgrade", "--config", "../../examples/prox-ops/drover.yaml", "--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes"}, "--kubeconfig"},
+		{"a real upgrade without cluster access", []string{"upgrade", "--config", "../../examples/prox-ops/drover.yaml", "--from-talos", "v1.11.3", "--to-talos", "v1.12.0", "--yes", "--report", filepath.Join(dir, "usage-report.json")}, "--kubeconfig"},
 		{"an unknown command", []string{"upgrad", "--lab"}, `unknown command "upgrad" for "drover"; did you mean upgrade?`},
 		{"an extra argument", []string{"plan", "--lab", "--to-talos", "v1.12.0", "k8s-work-1"}, `unknown command "k8s-work-1" for "drover plan"`},
 		{"a device as the configuration", []string{"plan", "--config", "/dev/zero", "--to-talos", "v1.12.0"}, "not a regular file"},
@@ -383,6 +383,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 			}
 			if !strings.Contains(r.stderr, tc.want) {
 				t.Fatalf("stderr %q lacks %q", r.stderr, tc.want)
+			}
+			// A usage error touches nothing: not even a report.
+			if _, err := os.Stat(filepath.Join(dir, "usage-report.json")); err == nil {
+				t.Fatal("a usage error wrote a report")
 			}
 		})
 	}

@@ -240,8 +240,13 @@ func (u *Upgrade) admit() error {
 	return nil
 }
 
-// refused reports a run refused before it started, and tells Discord.
+// refused reports a run refused before it started, and tells Discord. A
+// usage error (no cluster access, a bad flag: exit 2) touches nothing: no
+// report, no message.
 func (u *Upgrade) refused(err error) (*Output, error) {
+	if IsUsage(err) {
+		return nil, err
+	}
 	p := u.planned
 	rep := rollout.NewReport(u.runID, p.Plan)
 	rep.Result, rep.Error = rollout.ResultOf(err), err.Error()
