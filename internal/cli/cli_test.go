@@ -774,6 +774,44 @@ func TestDiscordNotificationsOfALabRun(t *testing.T) {
 	}
 }
 
+// TestARolledBackNodeIsToldToDiscord: a lab run whose node fails its gate
+// sends that node its own message (rolled back, the rollback's duration,
+// the failing check, the strategy) besides the rollback and the summary.
+func TestARolledBackNodeIsToldToDiscord(t *testing.T) {
+	var mu sync.Mutex
+	var got []notify.Embed
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m notify.Message
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		got = append(got, m.Embeds...)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	s := testStreams(t, &out, &errb)
+	s.Getenv = func(k string) string { return map[string]string{"DISCORD_WEBHOOK_URL": srv.URL}[k] }
+	if code := Run(context.Background(), s, []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-1=dns-down"}); code != ExitHalted {
+		t.Fatalf("exit %d\n%s", code, lastLines(errb.String(), 10))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range got {
+		if e.Title != "↩️ k8s-work-1 rolled back" {
+			continue
+		}
+		body, _ := json.Marshal(e)
+		for _, w := range []string{"cattle", "completed in", "DNS Resolution"} {
+			if !strings.Contains(string(body), w) {
+				t.Errorf("the node's message lacks %q: %s", w, body)
+			}
+		}
+		return
+	}
+	t.Fatalf("no message for the rolled-back node among %d", len(got))
+}
+
 // TestABlockedRunIsToldToDiscord: a run refused before it starts (here: a
 // non-interactive run without --yes) sends one message with the reason.
 func TestABlockedRunIsToldToDiscord(t *testing.T) {

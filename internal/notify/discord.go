@@ -339,14 +339,7 @@ func MessageFor(e rollout.Event) (Message, string, bool) {
 	case rollout.EventRunStarted:
 		return one("run-start", Embed{Title: "drover: upgrade started", Description: e.Message, Color: colourInfo})
 	case rollout.EventNodeDone:
-		n := e.NodeReport
-		if n == nil || n.Outcome != rollout.OutcomeUpgraded {
-			return Message{}, "", false // rollbacks have their own message
-		}
-		return one("node-done", Embed{Title: "✅ " + n.Name + " upgraded", Color: colourSuccess, Fields: []Field{
-			{Name: "Version", Value: n.From + " → " + n.To, Inline: true},
-			{Name: "Duration", Value: n.Duration.Round(time.Second).String(), Inline: true},
-		}})
+		return nodeMessage(e, one)
 	case rollout.EventRollback:
 		n := e.NodeReport
 		checks := "-"
@@ -398,4 +391,41 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// nodeMessage is a node's own message once it is through: upgraded, rolled
+// back (with how long the rollback took), or failed; each names the
+// strategy, the duration, and for a failure the reason and failing checks.
+func nodeMessage(e rollout.Event, one func(string, Embed) (Message, string, bool)) (Message, string, bool) {
+	n := e.NodeReport
+	if n == nil {
+		return Message{}, "", false
+	}
+	fields := []Field{
+		{Name: "Strategy", Value: orDash(e.Strategy), Inline: true},
+		{Name: "Version", Value: n.From + " → " + n.To, Inline: true},
+		{Name: "Duration", Value: n.Duration.Round(time.Second).String(), Inline: true},
+	}
+	checks := "-"
+	if len(n.FailedChecks) > 0 {
+		checks = strings.Join(n.FailedChecks, ", ")
+	}
+	switch n.Outcome {
+	case rollout.OutcomeUpgraded:
+		return one("node-done", Embed{Title: "✅ " + n.Name + " upgraded", Color: colourSuccess, Fields: fields})
+	case rollout.OutcomeRolledBack:
+		took := "-"
+		for _, s := range n.Steps {
+			if s.Step == rollout.StepRollback && s.Status == rollout.StatusDone {
+				took = s.Finished.Sub(s.Started).Round(time.Second).String()
+			}
+		}
+		fields = append(fields, Field{Name: "Rollback", Value: "completed in " + took + ": back on " + n.From, Inline: true},
+			Field{Name: "Failed checks", Value: checks})
+		return one("node-rolled-back", Embed{Title: "↩️ " + n.Name + " rolled back", Description: n.Reason, Color: colourRed, Fields: fields})
+	case rollout.OutcomeFailed:
+		fields = append(fields, Field{Name: "Failed checks", Value: checks})
+		return one("node-failed", Embed{Title: "❌ " + n.Name + " failed", Description: n.Reason, Color: colourRed, Fields: fields})
+	}
+	return Message{}, "", false // untouched, skipped, interrupted: the summary says so
 }

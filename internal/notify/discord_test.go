@@ -192,3 +192,44 @@ func TestAWebhookThatNeverAnswersNamesEachMessage(t *testing.T) {
 		t.Errorf("deliveries name %v", names)
 	}
 }
+
+// TestEachNodeGetsItsOwnMessage: an upgraded, a rolled-back and a failed
+// node each get a message naming the strategy and duration; the rolled
+// back one says its rollback completed and how long it took, the failed
+// ones give the reason and failing checks; an untouched node gets none.
+func TestEachNodeGetsItsOwnMessage(t *testing.T) {
+	at := time.Date(2026, 1, 1, 2, 30, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		node  rollout.NodeReport
+		title string
+		want  []string
+	}{
+		{"upgraded", rollout.NodeReport{Name: "k8s-work-1", Outcome: rollout.OutcomeUpgraded, From: "v1.11.3", To: "v1.12.0", Duration: 5*time.Minute + 26*time.Second},
+			"✅ k8s-work-1 upgraded", []string{"cattle", "v1.11.3 → v1.12.0", "5m26s"}},
+		{"rolled back", rollout.NodeReport{Name: "k8s-work-2", Outcome: rollout.OutcomeRolledBack, From: "v1.11.3", To: "v1.12.0", Duration: 11 * time.Minute,
+			Reason: "health gate failed for node k8s-work-2: DNS Resolution", FailedChecks: []string{"DNS Resolution"},
+			Steps: []rollout.StepRecord{{Step: rollout.StepRollback, Status: rollout.StatusDone, Started: at, Finished: at.Add(4*time.Minute + 56*time.Second)}}},
+			"↩️ k8s-work-2 rolled back", []string{"cattle", "11m0s", "completed in 4m56s: back on v1.11.3", "DNS Resolution", "health gate failed"}},
+		{"failed", rollout.NodeReport{Name: "k8s-work-3", Outcome: rollout.OutcomeFailed, From: "v1.11.3", To: "v1.12.0", Duration: time.Minute,
+			Reason: "drain: 1 pod(s) still on the node"},
+			"❌ k8s-work-3 failed", []string{"cattle", "drain: 1 pod(s) still on the node"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _, ok := MessageFor(rollout.Event{Kind: rollout.EventNodeDone, Node: tc.node.Name, NodeReport: &tc.node, Strategy: "cattle"})
+			if !ok || m.Embeds[0].Title != tc.title {
+				t.Fatalf("%v %+v", ok, m)
+			}
+			body, _ := json.Marshal(m)
+			for _, w := range tc.want {
+				if !strings.Contains(string(body), w) {
+					t.Errorf("lacks %q: %s", w, body)
+				}
+			}
+		})
+	}
+	if _, _, ok := MessageFor(rollout.Event{Kind: rollout.EventNodeDone, NodeReport: &rollout.NodeReport{Name: "x", Outcome: rollout.OutcomeUntouched}}); ok {
+		t.Error("an untouched node got a message")
+	}
+}

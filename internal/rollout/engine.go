@@ -647,6 +647,9 @@ func (e *Engine) emit(ev Event) {
 		return
 	}
 	ev.Time = e.Clock.Now()
+	if e.report != nil {
+		ev.Strategy = e.report.Strategy
+	}
 	if !e.started.IsZero() {
 		ev.Elapsed = ev.Time.Sub(e.started)
 	}

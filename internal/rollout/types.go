@@ -119,6 +119,8 @@ type Event struct {
 	Report *Report
 	// NodeReport is set on EventNodeDone and EventRollback.
 	NodeReport *NodeReport
+	// Strategy is the run's (pets, cattle), on every event of a run.
+	Strategy string
 }
 
 // HaltError means a node (or a run-level phase, such as the templates)
