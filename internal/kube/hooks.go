@@ -140,7 +140,7 @@ func (h *Hooks) RunHook(ctx context.Context, c rollout.HookCall) error {
 	} else if msg := h.podMessage(ctx, name); msg != "" {
 		why += ": " + msg
 	}
-	return &rollout.HookError{Point: c.Point, Node: c.Node, Err: fmt.Errorf("Job %s/%s: %s", h.Namespace, name, why)}
+	return &rollout.HookError{Point: c.Point, Node: c.Node, Err: fmt.Errorf("job %s/%s: %s", h.Namespace, name, why)}
 }
 
 func (h *Hooks) interval() time.Duration {

@@ -123,7 +123,7 @@ func required() bool {
 	return !Off() && v != "" && v != "0" && v != "false"
 }
 
-// EnvOff, set to "off", leaves the integration tier out: make test-unit
+// EnvOff is the variable that, set to "off", leaves the integration tier out: make test-unit
 // runs the tests that need no control plane and no tool.
 const EnvOff = "DROVER_TESTENV"
 
