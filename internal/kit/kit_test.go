@@ -425,3 +425,45 @@ func TestHooksRBACOnlyWhenTheHooksUseIt(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkflowInputDefaultsAgree: no workflow's dispatch inputs default to
+// a combination drover refuses: resume defaults to false wherever only or
+// canary can be given (drover refuses --resume with --only or --canary).
+func TestWorkflowInputDefaultsAgree(t *testing.T) {
+	files, err := Render(exampleValues(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, p := range Paths(files) {
+		if !strings.HasPrefix(p, ".github/workflows/") {
+			continue
+		}
+		var wf struct {
+			On map[string]struct {
+				Inputs map[string]struct {
+					Default any `yaml:"default"`
+				} `yaml:"inputs"`
+			} `yaml:"on"`
+		}
+		if err := yaml.Unmarshal(files[p], &wf); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		for trigger, on := range wf.On {
+			in := on.Inputs
+			_, only := in["only"]
+			_, canary := in["canary"]
+			r, resume := in["resume"]
+			if !resume || !only && !canary {
+				continue
+			}
+			checked++
+			if r.Default != false {
+				t.Errorf("%s (%s): resume defaults to %v beside only/canary: a dispatch with either would be refused (exit 2)", p, trigger, r.Default)
+			}
+		}
+	}
+	if checked < 2 {
+		t.Errorf("only %d workflows with resume beside only/canary checked", checked)
+	}
+}
