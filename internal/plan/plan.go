@@ -162,7 +162,7 @@ func Build(in Input) Plan {
 			at = n.From.Talos.Compare(in.To.Talos) >= 0
 		}
 		if in.Strategy == version.NoChange || at {
-			p.Skipped = append(p.Skipped, Skipped{Node: n, Reason: "already at " + in.To.String()})
+			p.Skipped = append(p.Skipped, Skipped{Node: n, Reason: skipReason(n, in)})
 			continue
 		}
 		if len(in.Only) > 0 && !slices.Contains(in.Only, n.Name) {
@@ -345,19 +345,45 @@ func kubeChanges(from, to version.Pair) bool {
 	return !from.Kubernetes.IsZero() && !to.Kubernetes.IsZero() && from.Kubernetes.Compare(to.Kubernetes) < 0
 }
 
+// rollbackETA is how long rolling one node back takes: the node's change
+// again, backwards. Like the ETA it takes the medians this cluster
+// measured (the longest of a control-plane node's and a worker's) where
+// there are enough, else rollout.stepDurations.
 func rollbackETA(in Input) time.Duration {
 	s := in.Steps
-	switch in.Strategy {
-	case version.Cattle:
-		d := s.Drain.Duration + s.Destroy.Duration + s.Create.Duration + s.Health.Duration
-		if in.RebuildTemplates {
-			d += s.Template.Duration
-		}
-		return d
-	case version.Pets:
-		return s.Drain.Duration + s.Upgrade.Duration + s.Health.Duration
+	templates := s.Template.Duration
+	if d, ok := in.Measured[string(in.Strategy)+"/templates"]; ok {
+		templates = d
 	}
-	return 0
+	var d time.Duration
+	for _, role := range []config.Role{config.RoleControlPlane, config.RoleWorker} {
+		if m, ok := in.Measured[string(in.Strategy)+"/"+string(role)]; ok {
+			d = max(d, m)
+		}
+	}
+	switch {
+	case in.Strategy != version.Cattle && in.Strategy != version.Pets:
+		return 0
+	case d > 0:
+	case in.Strategy == version.Cattle:
+		d = s.Drain.Duration + s.Destroy.Duration + s.Create.Duration + s.Health.Duration
+	default:
+		d = s.Drain.Duration + s.Upgrade.Duration + s.Health.Duration
+	}
+	if in.Strategy == version.Cattle && in.RebuildTemplates {
+		d += templates
+	}
+	return d
+}
+
+// skipReason says why a node needs no step of its own: it runs the
+// target, or (pets) its Talos is at the target and its kubelet follows in
+// the Kubernetes phase.
+func skipReason(n Node, in Input) string {
+	if in.Strategy == version.Pets && !n.From.Kubernetes.IsZero() && !in.To.Kubernetes.IsZero() && n.From.Kubernetes.Compare(in.To.Kubernetes) < 0 {
+		return "already at Talos " + in.To.Talos.String() + "; its kubelet moves to Kubernetes " + in.To.Kubernetes.String() + " in the Kubernetes phase"
+	}
+	return "already at " + in.To.String()
 }
 
 // AtTarget reports whether a node at cur needs nothing to reach to. A zero

@@ -341,24 +341,31 @@ func TestPetsPlanComparesTalosOnlyAndAddsAKubernetesPhase(t *testing.T) {
 
 // TestRollbackETA: a rollback is a drain, the change back and a gate; a
 // cattle rollback under rebuilt templates builds the old ones first. Each
-// step has its own duration, so a step counted wrong shows.
+// step has its own duration, so a step counted wrong shows. Where the
+// cluster measured its nodes (as the ETA uses), the rollback takes the
+// longest measured node and the measured templates.
 func TestRollbackETA(t *testing.T) {
 	steps := config.StepDurations{
 		Drain: config.D(1 * time.Second), Destroy: config.D(10 * time.Second), Create: config.D(100 * time.Second),
 		Upgrade: config.D(1000 * time.Second), Template: config.D(10000 * time.Second), Health: config.D(100000 * time.Second),
 	}
 	nodes := []config.Node{{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"}}
+	measured := map[string]time.Duration{"cattle/controlplane": 7 * time.Minute, "cattle/worker": 5 * time.Minute, "cattle/templates": 9 * time.Minute, "pets/worker": 3 * time.Minute}
 	for _, tc := range []struct {
 		strategy version.Strategy
 		rebuild  bool
+		measured map[string]time.Duration
 		want     time.Duration
 	}{
-		{version.Cattle, false, 100111 * time.Second},
-		{version.Cattle, true, 110111 * time.Second},
-		{version.Pets, false, 101001 * time.Second},
-		{version.NoChange, false, 0},
+		{version.Cattle, false, nil, 100111 * time.Second},
+		{version.Cattle, true, nil, 110111 * time.Second},
+		{version.Pets, false, nil, 101001 * time.Second},
+		{version.NoChange, false, nil, 0},
+		{version.Cattle, false, measured, 7 * time.Minute},
+		{version.Cattle, true, measured, 16 * time.Minute},
+		{version.Pets, false, measured, 3 * time.Minute},
 	} {
-		p := Build(Input{Nodes: nodes, Strategy: tc.strategy, From: from, To: to, Steps: steps, RebuildTemplates: tc.rebuild, MaxParallelWorkers: 1})
+		p := Build(Input{Nodes: nodes, Strategy: tc.strategy, From: from, To: to, Steps: steps, RebuildTemplates: tc.rebuild, MaxParallelWorkers: 1, Measured: tc.measured})
 		if p.RollbackETA != tc.want {
 			t.Errorf("%s rebuild=%v: rollback ETA %s, want %s", tc.strategy, tc.rebuild, p.RollbackETA, tc.want)
 		}
@@ -416,6 +423,34 @@ func TestACanaryNeverTakesDroversNodeSilently(t *testing.T) {
 			p := Build(in)
 			if got := names(p); !reflect.DeepEqual(got, tc.want) || p.SelfInCanary != tc.flag || !reflect.DeepEqual(p.Canary, tc.canary) {
 				t.Fatalf("batches %v, canary %v, flagged %v; want %v, %v, %v", got, p.Canary, p.SelfInCanary, tc.want, tc.canary, tc.flag)
+			}
+		})
+	}
+}
+
+// TestSkipReasonsSayWhatIsTrue: a Kubernetes-only patch skips every node's
+// own step but does not claim the nodes run the new Kubernetes already;
+// a node that runs the whole target says so.
+func TestSkipReasonsSayWhatIsTrue(t *testing.T) {
+	nodes := []config.Node{{Name: "cp-1", Role: config.RoleControlPlane, ProxmoxHost: "a"}}
+	at := func(talos, k8s string) version.Pair {
+		return version.Pair{Talos: version.MustParse(talos), Kubernetes: version.MustParse(k8s)}
+	}
+	tests := []struct {
+		name     string
+		strategy version.Strategy
+		from, to version.Pair
+		want     string
+	}{
+		{"a Kubernetes-only patch", version.Pets, at("v1.11.3", "v1.34.1"), at("v1.11.3", "v1.34.2"),
+			"already at Talos v1.11.3; its kubelet moves to Kubernetes v1.34.2 in the Kubernetes phase"},
+		{"nothing to change", version.NoChange, at("v1.11.3", "v1.34.1"), at("v1.11.3", "v1.34.1"), "already at Talos v1.11.3, Kubernetes v1.34.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Build(Input{Nodes: nodes, Strategy: tc.strategy, From: tc.from, To: tc.to, MaxParallelWorkers: 1})
+			if len(p.Skipped) != 1 || p.Skipped[0].Reason != tc.want {
+				t.Fatalf("skipped %+v, want %q", p.Skipped, tc.want)
 			}
 		})
 	}
