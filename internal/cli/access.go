@@ -13,6 +13,7 @@ import (
 
 	"github.com/prox-ops/drover/internal/observe"
 	"github.com/prox-ops/drover/internal/rollout"
+	"github.com/prox-ops/drover/internal/talos"
 )
 
 // Permission is one thing drover does to the cluster during a run.
@@ -62,9 +63,10 @@ var Permissions = []Permission{
 }
 
 type accessFlags struct {
-	src       sourceFlags
-	namespace string
-	output    string
+	src         sourceFlags
+	namespace   string
+	output      string
+	talosconfig string
 }
 
 func newAccessCmd(s Streams) *cobra.Command {
@@ -77,9 +79,13 @@ $KUBECONFIG, ~/.kube/config, the in-cluster ServiceAccount), say who drover
 is there, and ask the API server (SelfSubjectAccessReview) for each
 permission a run needs: on nodes, pods, evictions, budgets and endpoints
 cluster-wide, and on pods, leases and configmaps in drover's namespace
-($POD_NAMESPACE in the runner pod, else --namespace). Nothing is changed.
-The test-runner workflow runs it. Exit 0 when every permission is held,
-4 when one is missing or the cluster cannot be reached.`,
+($POD_NAMESPACE in the runner pod, else --namespace). It also finds the
+talosconfig a run would use (--talosconfig, TALOSCONFIG, ~/.talos/config,
+then the runner pod's Talos ServiceAccount, which needs the machine-config
+feature kubernetesTalosAPIAccess: drover init prints the patch). Nothing is
+changed. The test-runner workflow runs it. Exit 0 when every permission is
+held and a talosconfig is there, 4 when one is missing or the cluster
+cannot be reached.`,
 		Example: `  drover access --config drover.yaml
   drover access --output markdown >> "$GITHUB_STEP_SUMMARY"`,
 		Args: noArgs,
@@ -92,7 +98,20 @@ The test-runner workflow runs it. Exit 0 when every permission is held,
 	fs.StringVar(&f.src.kubeCtx, "context", "", "kubeconfig context")
 	fs.StringVar(&f.namespace, "namespace", "", "drover's namespace (default: $POD_NAMESPACE, else drover)")
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or markdown")
+	fs.StringVar(&f.talosconfig, "talosconfig", "", "talosconfig file (default: like talosctl, then the runner pod's Talos ServiceAccount)")
 	return cmd
+}
+
+// talosRow says where a run would find its talosconfig (as upgrade looks:
+// --talosconfig, TALOSCONFIG, ~/.talos/config, the Talos ServiceAccount's
+// mount), and whether it found one.
+func (f *accessFlags) talosRow(s Streams) (row [4]string, ok bool) {
+	res, err := talos.ConfigSource{Flag: f.talosconfig, Getenv: s.Getenv, Home: s.Home, InPod: s.talosInPod}.Resolve()
+	if err != nil {
+		return [4]string{"talosconfig", "Talos API", "NO", err.Error() + "; in the runner pod, enable kubernetesTalosAPIAccess for its namespace (drover init prints the machine-config patch)"}, false
+	}
+	res.Cleanup()
+	return [4]string{"talosconfig", "Talos API", "yes", "from " + res.Source + " (pets, the etcd guard)"}, true
 }
 
 func (f *accessFlags) run(ctx context.Context, s Streams) error {
@@ -117,6 +136,11 @@ func (f *accessFlags) run(ctx context.Context, s Streams) error {
 	missing, rows, err := checkPermissions(ctx, cs, ns)
 	if err != nil {
 		return &rollout.BlockedError{Reason: "ask the cluster about drover's permissions", Err: &observe.AccessError{Endpoint: rc.Host, Err: err}}
+	}
+	talosRow, talosOK := f.talosRow(s)
+	rows = append(rows, talosRow)
+	if !talosOK {
+		missing = append(missing, "a talosconfig (Talos API)")
 	}
 	if f.output == "markdown" {
 		fmt.Fprintf(s.Out, "### drover access: %s as %s\n\n| Permission | Where | Held | Why |\n|---|---|---|---|\n", rc.Host, who)

@@ -95,6 +95,12 @@ secrets you must create.`,
 			for _, sec := range kit.Secrets {
 				fmt.Fprintln(s.Out, "  - "+sec)
 			}
+			fmt.Fprintln(s.Out, "  - Talos API access for the runner pod (its talos.dev ServiceAccount), on every control-plane node:\n"+
+				"    talosctl -n <control-plane IPs> patch machineconfig --patch @talos-api-access.yaml, with:")
+			for _, l := range strings.Split(strings.TrimRight(kit.TalosAccessPatch(f.namespace), "\n"), "\n") {
+				fmt.Fprintln(s.Out, "      "+l)
+			}
+			fmt.Fprintln(s.Out, "    (or set the TALOSCONFIG secret: it wins over the ServiceAccount's talosconfig)")
 			if len(cfg.Talos.EtcdSnapshotRecipients) == 0 {
 				fmt.Fprintln(s.Out, "  - an age key pair for the etcd snapshots (age-keygen -o etcd-snapshots.key; keep it out of the repository):\n"+
 					"    its public key (age1...) in talos.etcdSnapshotRecipients of "+f.config+". Until then the workflows keep no\n"+

@@ -1026,9 +1026,16 @@ health: {checkTimeout: 20s}
 			t.Errorf("%s still carries the run annotation: %v", n, err)
 		}
 	}
-	r := drover(t, "access", "--kubeconfig", kubeconfig, "--namespace", "github-actions")
-	if r.code != ExitOK || !strings.Contains(r.stdout, "system:serviceaccount:github-actions:github-actions-runner") || strings.Contains(r.stdout, " NO ") {
+	r := drover(t, "access", "--kubeconfig", kubeconfig, "--namespace", "github-actions", "--talosconfig", talosconfig)
+	if r.code != ExitOK || !strings.Contains(r.stdout, "system:serviceaccount:github-actions:github-actions-runner") || strings.Contains(r.stdout, " NO ") ||
+		!strings.Contains(r.stdout, "from --talosconfig") {
 		t.Fatalf("drover access as the runner: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// Without a talosconfig (no TALOSCONFIG, no Talos ServiceAccount mount:
+	// kubernetesTalosAPIAccess not enabled), a run could not reach Talos.
+	if r := drover(t, "access", "--kubeconfig", kubeconfig, "--namespace", "github-actions"); r.code != ExitBlocked ||
+		!strings.Contains(r.stdout, "kubernetesTalosAPIAccess") || !strings.Contains(r.stderr, "a talosconfig (Talos API)") {
+		t.Fatalf("drover access without a talosconfig: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// And a ServiceAccount without the kit's RBAC lacks them, named.
 	nobody := env.ServiceAccountKubeconfig(t, "github-actions", "nobody")

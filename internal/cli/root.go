@@ -42,6 +42,9 @@ type Streams struct {
 	Home string
 	// InCluster returns the in-cluster service-account config.
 	InCluster func() (*rest.Config, error)
+	// talosInPod overrides where the Talos ServiceAccount's talosconfig is
+	// mounted (tests; "" the real path).
+	talosInPod string
 	// Masker masks secret values in everything drover writes; Run sets it.
 	Masker *secrets.Masker
 	// Where, when set, follows each node's step, so a second signal can

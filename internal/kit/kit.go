@@ -52,6 +52,21 @@ type Values struct {
 	CephHooks bool
 }
 
+// TalosAccessPatch is the machine-configuration patch that lets the
+// runner's Talos ServiceAccount (talos.dev/v1alpha1, role os:admin) reach
+// the Talos API from namespace: Talos then mints its talosconfig into the
+// secret the runner mounts. Apply it to every control-plane node
+// (talosctl patch machineconfig --patch @talos-api-access.yaml).
+func TalosAccessPatch(namespace string) string {
+	return `machine:
+  features:
+    kubernetesTalosAPIAccess:
+      enabled: true
+      allowedRoles: [os:admin]
+      allowedKubernetesNamespaces: [` + namespace + `]
+`
+}
+
 // HooksServiceAccount is the kit's ServiceAccount for hooks that run
 // ceph commands in the Rook toolbox.
 const HooksServiceAccount = "drover-hooks"

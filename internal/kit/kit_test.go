@@ -9,10 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rhysd/actionlint"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"gopkg.in/yaml.v3"
 
 	"github.com/prox-ops/drover/internal/config"
@@ -465,5 +468,31 @@ func TestWorkflowInputDefaultsAgree(t *testing.T) {
 	}
 	if checked < 2 {
 		t.Errorf("only %d workflows with resume beside only/canary checked", checked)
+	}
+}
+
+// TestTheTalosAccessPatchIsAMachineConfigPatch: the patch drover init
+// prints loads, strictly, as a Talos machine-configuration patch (Talos's
+// own loader) and enables API access for the runner's namespace with the
+// role the kit's ServiceAccount asks for.
+func TestTheTalosAccessPatchIsAMachineConfigPatch(t *testing.T) {
+	cfg, err := configloader.NewFromBytes([]byte(TalosAccessPatch("github-actions")), configloader.WithAllowPatchDelete())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := configpatcher.LoadPatch([]byte(TalosAccessPatch("github-actions"))); err != nil {
+		t.Fatal(err)
+	}
+	access := cfg.Machine().Features().KubernetesTalosAPIAccess()
+	if !access.Enabled() || !slices.Equal(access.AllowedRoles(), []string{"os:admin"}) || !slices.Equal(access.AllowedKubernetesNamespaces(), []string{"github-actions"}) {
+		t.Fatalf("enabled %v, roles %v, namespaces %v", access.Enabled(), access.AllowedRoles(), access.AllowedKubernetesNamespaces())
+	}
+	files, err := Render(exampleValues(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := string(files["kubernetes/apps/github-actions/runners/talos-serviceaccount.yaml"])
+	if !strings.Contains(sa, "- os:admin") {
+		t.Errorf("the kit's Talos ServiceAccount asks for another role than the patch allows:\n%s", sa)
 	}
 }
