@@ -167,7 +167,7 @@ func TestEveryDocumentedCommandWorks(t *testing.T) {
 var foreignFlags = map[string]string{
 	"--recover-from": "talosctl bootstrap", "--bucket": "aws s3api", "--prefix": "aws s3api", "--key": "aws s3api",
 	"--version-id": "aws s3api", "--query": "aws s3api", "--endpoint-url": "aws", "--metric-annotations-allowlist": "kube-state-metrics",
-	"--for": "kubectl wait", "--image": "talosctl upgrade",
+	"--for": "kubectl wait", "--image": "talosctl upgrade", "--patch": "talosctl patch machineconfig",
 }
 
 // TestEveryDocumentedFlagExists: every --flag the README and docs/ name
