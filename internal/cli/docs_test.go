@@ -296,3 +296,42 @@ func inOrder(line string, parts []string) bool {
 	}
 	return true
 }
+
+// TestTheReportSampleIsWhatDroverRenders: the report sample of
+// docs/report.md is what drover report renders for the lab run it names,
+// line for line (the run's ID and the report's path aside).
+func TestTheReportSampleIsWhatDroverRenders(t *testing.T) {
+	page, err := os.ReadFile("../../docs/report.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(page)
+	i, j := strings.Index(s, "<!-- BEGIN report sample"), strings.Index(s, "<!-- END report sample -->")
+	if i < 0 || j < i {
+		t.Fatal("docs/report.md has no report sample between its markers")
+	}
+	sample := s[strings.Index(s[i:], "\n")+i+1 : j]
+	rep := filepath.Join(t.TempDir(), "r.json")
+	if r := drover(t, "upgrade", "--lab", "--to-talos", "v1.12.0", "--only", "k8s-ctrl-1,k8s-work-1,k8s-work-2", "--lab-fault", "k8s-work-2=health-fail", "--report", rep, "--yes"); r.code != ExitHalted {
+		t.Fatalf("the lab run: exit %d", r.code)
+	}
+	r := drover(t, "report", "--report", rep)
+	if r.code != ExitOK {
+		t.Fatalf("drover report: exit %d\n%s", r.code, r.stderr)
+	}
+	runID := regexp.MustCompile(`\d{8}T\d{6}Z-[0-9a-f]{8}`)
+	norm := func(l string) string {
+		l = runID.ReplaceAllString(l, "RUN")
+		l = strings.ReplaceAll(l, rep, "r.json")
+		return strings.TrimLeft(l, "# ")
+	}
+	got := map[string]bool{}
+	for _, l := range strings.Split(r.stdout, "\n") {
+		got[norm(l)] = true
+	}
+	for _, l := range strings.Split(sample, "\n") {
+		if strings.TrimSpace(l) != "" && !got[norm(l)] {
+			t.Errorf("the sample shows a line drover report does not render:\n%s", l)
+		}
+	}
+}
