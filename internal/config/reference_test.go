@@ -75,7 +75,8 @@ func TestEveryDocumentedFieldExists(t *testing.T) {
 	}
 	tops := []string{"cluster", "nodes", "versions", "talos", "rollout", "approval", "notifications", "terraform", "health",
 		"maintenanceWindow", "secrets", "metrics", "kubeClient", "journal", "hooks"}
-	ref := regexp.MustCompile("`((?:" + strings.Join(tops, "|") + `)(?:\[\d*\])?(?:\.[A-Za-z]+(?:\[\d*\])?)+)`)
+	// A field ends where the code span does, or at its value (": 5m").
+	ref := regexp.MustCompile("`((?:" + strings.Join(tops, "|") + `)(?:\[\d*\])?(?:\.[A-Za-z]+(?:\[\d*\])?)+)(?:` + "`" + `|:|=| )`)
 	pages, err := filepath.Glob("../../docs/*.md")
 	if err != nil {
 		t.Fatal(err)

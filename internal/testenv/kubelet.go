@@ -203,23 +203,28 @@ func setCondition(st *corev1.NodeStatus, c corev1.NodeCondition) {
 	st.Conditions = append(st.Conditions, c)
 }
 
+// renewLease renews the node's lease, or creates it. The heartbeat and a
+// node's registration may renew at once: a conflict (or a lease created
+// meanwhile) is read again and retried.
 func (k *Kubelets) renewLease(ctx context.Context, node string) error {
 	leases := k.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
-	now := metav1.NewMicroTime(time.Now())
-	l, err := leases.Get(ctx, node, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = leases.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: corev1.NamespaceNodeLease},
-			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node), LeaseDurationSeconds: ptr.To(int32(40)), RenewTime: &now},
-		}, metav1.CreateOptions{})
+	return retry.OnError(retry.DefaultRetry, func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }, func() error {
+		now := metav1.NewMicroTime(time.Now())
+		l, err := leases.Get(ctx, node, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = leases.Create(ctx, &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: node, Namespace: corev1.NamespaceNodeLease},
+				Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node), LeaseDurationSeconds: ptr.To(int32(40)), RenewTime: &now},
+			}, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		l.Spec.RenewTime = &now
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
 		return err
-	}
-	if err != nil {
-		return err
-	}
-	l.Spec.RenewTime = &now
-	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
-	return err
+	})
 }
 
 func (k *Kubelets) running() map[string]NodeSpec {
