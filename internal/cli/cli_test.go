@@ -774,10 +774,10 @@ func TestDiscordNotificationsOfALabRun(t *testing.T) {
 	}
 }
 
-// TestARolledBackNodeIsToldToDiscord: a lab run whose node fails its gate
-// sends that node its own message (rolled back, the rollback's duration,
-// the failing check, the strategy) besides the rollback and the summary.
-func TestARolledBackNodeIsToldToDiscord(t *testing.T) {
+// discordRun is streams whose DISCORD_WEBHOOK_URL is a stand-in for
+// Discord (it cannot be dialled from here) that keeps every embed it gets.
+func discordRun(t *testing.T) (s Streams, out, errb *bytes.Buffer, embeds func() []notify.Embed) {
+	t.Helper()
 	var mu sync.Mutex
 	var got []notify.Embed
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -788,15 +788,26 @@ func TestARolledBackNodeIsToldToDiscord(t *testing.T) {
 		mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	defer srv.Close()
-	var out, errb bytes.Buffer
-	s := testStreams(t, &out, &errb)
+	t.Cleanup(srv.Close)
+	out, errb = &bytes.Buffer{}, &bytes.Buffer{}
+	s = testStreams(t, out, errb)
 	s.Getenv = func(k string) string { return map[string]string{"DISCORD_WEBHOOK_URL": srv.URL}[k] }
+	return s, out, errb, func() []notify.Embed {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]notify.Embed(nil), got...)
+	}
+}
+
+// TestARolledBackNodeIsToldToDiscord: a lab run whose node fails its gate
+// sends that node its own message (rolled back, the rollback's duration,
+// the failing check, the strategy) besides the rollback and the summary.
+func TestARolledBackNodeIsToldToDiscord(t *testing.T) {
+	s, _, errb, embeds := discordRun(t)
 	if code := Run(context.Background(), s, []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--yes", "--lab-fault", "k8s-work-1=dns-down"}); code != ExitHalted {
 		t.Fatalf("exit %d\n%s", code, lastLines(errb.String(), 10))
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	got := embeds()
 	for _, e := range got {
 		if e.Title != "↩️ k8s-work-1 rolled back" {
 			continue
@@ -815,26 +826,12 @@ func TestARolledBackNodeIsToldToDiscord(t *testing.T) {
 // TestABlockedRunIsToldToDiscord: a run refused before it starts (here: a
 // non-interactive run without --yes) sends one message with the reason.
 func TestABlockedRunIsToldToDiscord(t *testing.T) {
-	var mu sync.Mutex
-	var got []notify.Embed
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m notify.Message
-		_ = json.NewDecoder(r.Body).Decode(&m)
-		mu.Lock()
-		got = append(got, m.Embeds...)
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
-	var out, errb bytes.Buffer
-	s := testStreams(t, &out, &errb)
-	s.Getenv = func(k string) string { return map[string]string{"DISCORD_WEBHOOK_URL": srv.URL}[k] }
+	s, out, errb, embeds := discordRun(t)
 	code := Run(context.Background(), s, []string{"upgrade", "--lab", "--to-talos", "v1.12.0", "--output", "json"})
 	if code != ExitBlocked {
 		t.Fatalf("exit %d, want 4\n%s", code, errb.String())
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	got := embeds()
 	if len(got) != 1 || !strings.Contains(got[0].Title, "blocked") || !strings.Contains(got[0].Description, "refusing to upgrade without --yes") {
 		t.Fatalf("messages %+v", got)
 	}
