@@ -73,7 +73,7 @@ func (a *Alertmanager) Firing(ctx context.Context) ([]Alert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the alerts from %s: %w", a.url, err)
 	}
-	var ours map[string]bool
+	var ours map[string]string
 	var out []Alert
 	for _, g := range resp.Payload {
 		if g == nil {

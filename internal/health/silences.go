@@ -104,11 +104,27 @@ func (s *Silences) expire(ctx context.Context, which func(comment string) bool) 
 	return n, nil
 }
 
-// mine are this run's silences that are not expired, by comment.
+// mine are this run's silences that are not expired, ID by comment.
 func (s *Silences) mine(ctx context.Context) (map[string]string, error) {
-	resp, err := s.AM.api.Silence.GetSilences(silence.NewGetSilencesParamsWithContext(ctx))
+	all, err := s.AM.droverSilences(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read the silences of %s: %w", s.AM.url, err)
+		return nil, err
+	}
+	out := map[string]string{}
+	for id, comment := range all {
+		if strings.HasPrefix(comment, s.runPrefix()+" ") {
+			out[comment] = id
+		}
+	}
+	return out, nil
+}
+
+// droverSilences are the silences drover created (any run's) that are
+// not expired: comment by ID.
+func (a *Alertmanager) droverSilences(ctx context.Context) (map[string]string, error) {
+	resp, err := a.api.Silence.GetSilences(silence.NewGetSilencesParamsWithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("read the silences of %s: %w", a.url, err)
 	}
 	out := map[string]string{}
 	for _, g := range resp.Payload {
@@ -116,33 +132,15 @@ func (s *Silences) mine(ctx context.Context) (map[string]string, error) {
 			g.Status == nil || g.Status.State == nil || *g.Status.State == models.SilenceStatusStateExpired {
 			continue
 		}
-		if strings.HasPrefix(*g.Comment, s.runPrefix()+" ") {
-			out[*g.Comment] = *g.ID
-		}
+		out[*g.ID] = *g.Comment
 	}
 	return out, nil
 }
 
-// droverSilences are the IDs of every silence drover created (any run's)
-// that is not expired.
-func (a *Alertmanager) droverSilences(ctx context.Context) (map[string]bool, error) {
-	resp, err := a.api.Silence.GetSilences(silence.NewGetSilencesParamsWithContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("read the silences of %s: %w", a.url, err)
-	}
-	out := map[string]bool{}
-	for _, g := range resp.Payload {
-		if g != nil && g.ID != nil && g.CreatedBy != nil && *g.CreatedBy == SilenceCreator {
-			out[*g.ID] = true
-		}
-	}
-	return out, nil
-}
-
-// allIn says every id is in set.
-func allIn(ids []string, set map[string]bool) bool {
+// allIn says every id is a key of set.
+func allIn(ids []string, set map[string]string) bool {
 	for _, id := range ids {
-		if !set[id] {
+		if _, ok := set[id]; !ok {
 			return false
 		}
 	}
